@@ -1,0 +1,170 @@
+"""Freeze a ProgramBuilder into a Program: resolve labels, pcs and placeholders."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Callable
+
+from .expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, And, If, Not, Or
+from .layout import Field, int_field
+from .program import (
+    Action, Check, ModelError, NoReaders, Program, ProgramBuilder, RwSem, StepDef, Thread,
+    WriterWaiting,
+)
+
+
+def substitute(e: Expr, fn: Callable[[Expr], Expr | None]) -> Expr:
+    """Rebuild ``e`` bottom-up, replacing nodes for which ``fn`` returns an Expr."""
+    r = fn(e)
+    if r is not None:
+        return r
+    if isinstance(e, Un):
+        a = substitute(e.a, fn)
+        return e if a is e.a else Un(e.op, a, e.sort)
+    if isinstance(e, Bin):
+        a, b = substitute(e.a, fn), substitute(e.b, fn)
+        return e if (a is e.a and b is e.b) else Bin(e.op, a, b, e.sort)
+    if isinstance(e, Nary):
+        args = tuple(substitute(x, fn) for x in e.args)
+        return e if all(x is y for x, y in zip(args, e.args)) else Nary(e.op, args)
+    if isinstance(e, Ite):
+        c, a, b = substitute(e.c, fn), substitute(e.a, fn), substitute(e.b, fn)
+        return e if (c is e.c and a is e.a and b is e.b) else Ite(c, a, b, e.sort)
+    return e
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def finish(pb: ProgramBuilder) -> Program:
+    if not pb.threads:
+        raise ModelError(f"model {pb.name}: no threads")
+    nthreads = len(pb.threads)
+    layout = pb.layout
+    for f in pb._owner_fields:
+        f.hi = nthreads
+        f.names = tuple(t.name for t in pb.threads)
+        layout.add(f)
+    for lk in pb.locks:
+        if isinstance(lk, RwSem):
+            for f in lk.late:
+                layout.add(f)
+
+    threads: list[Thread] = []
+    for tb in pb.threads:
+        n = len(tb.steps)
+        if n == 0:
+            raise ModelError(f"thread {tb.name}: no steps")
+        if tb._pending_label is not None:
+            raise ModelError(f"thread {tb.name}: label {tb._pending_label!r} names no step")
+        hi = n - 1 if tb.cyclic else n
+        names = tuple([s.name for s in tb.steps] + ([] if tb.cyclic else ["<done>"]))
+        pc = int_field(f"{tb.name}.pc", 0, hi, 0, group=tb.name, names=names)
+        pc.kind = "pc"
+        layout.add(pc)
+        labels = [s.name for s in tb.steps]
+        threads.append(Thread(tb.name, tb.index, pc, tb.cyclic, labels, -1 if tb.cyclic else n))
+    layout.freeze()
+
+    # down_write sites, for rwsem reader fairness
+    writer_sites: dict[int, list[tuple[Thread, int]]] = {}
+    for tb, th in zip(pb.threads, threads):
+        for p, sd in enumerate(tb.steps):
+            for a in sd.acquires:
+                if isinstance(a.lock, RwSem) and a.mode == "w" and not a.trylock:
+                    writer_sites.setdefault(id(a.lock), []).append((th, p))
+
+    def resolve(node: Expr) -> Expr | None:
+        if isinstance(node, NoReaders):
+            return And(*[f.var == 0 for f in node.rw.readers.values()])
+        if isinstance(node, WriterWaiting):
+            sites = writer_sites.get(id(node.rw), [])
+            if not sites:
+                return Const(False, BOOL)
+            readers = Or(*[f.var == 1 for f in node.rw.readers.values()])
+            return And(readers, Or(*[th.pc.var == p for th, p in sites]))
+        return None
+
+    actions: list[Action] = []
+    by_label: list[list[list[Action]]] = []
+    for tb, th in zip(pb.threads, threads):
+        per_pc: list[list[Action]] = []
+        for p, sd in enumerate(tb.steps):
+            act = _action(pb, tb.name, th, p, sd, tb.label_names, len(actions), resolve)
+            actions.append(act)
+            per_pc.append([act])
+        by_label.append(per_pc)
+    return Program(pb.name, layout, threads, actions, list(pb.locks), list(pb.flags), list(pb.pools),
+                   list(pb.properties), dict(pb.shared), by_label)
+
+
+def _target(label: str, labels: dict[str, int], thread: str, function: str) -> int:
+    if label not in labels:
+        raise ModelError(f"thread {thread}, {function}: unknown label {label!r}"
+                         + did_you_mean(label, sorted(labels)))
+    return labels[label]
+
+
+def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, labels: dict[str, int],
+            aid: int, resolve: Callable[[Expr], Expr | None]) -> Action:
+    n = len(pb.threads[th.index].steps)
+    if sd.goto is not None:
+        default = _target(sd.goto, labels, tname, sd.function)
+    elif p + 1 < n:
+        default = p + 1
+    else:
+        default = 0 if th.cyclic else n
+    target: Expr = Const(default, th.pc.sort)
+    for cond, lab in reversed(sd.jumps):
+        target = If(cond, _target(lab, labels, tname, sd.function), target)
+    target = substitute(target, resolve)
+    guard = substitute(sd.guard, resolve) if sd.guard is not None else Const(True, BOOL)
+    updates: dict[Field, Expr] = {f: substitute(v, resolve) for f, v in sd.updates.items()}
+    if th.pc in updates:
+        raise ModelError(f"thread {tname}, {sd.function}: steps may not write the pc directly")
+    updates[th.pc] = target
+    checks = [Check(substitute(c.bad, resolve), c.prop, c.message) for c in sd.checks]
+    if not th.cyclic:
+        finishing = target == th.done
+        for lk in pb.locks:
+            checks.append(Check(And(finishing, _held_after(lk, th.index, updates)), "lock-order",
+                                f"{tname} finished while holding {lk.name} "
+                                "(lockdep: lock held when returning to user space)"))
+    for f in updates:
+        if f.kind in ("int", "ref", "enum") and not _const_in_range(updates[f], f):
+            checks.append(Check(Or(updates[f] < f.lo, updates[f] > f.hi), "range",
+                                f"{f.name} leaves its declared range {f.lo}..{f.hi}"))
+    return Action(aid, th.index, p, sd.function, sd.operation, sd.text, guard, updates, checks,
+                  sd.acquires, sd.releases, sd.waits, target)
+
+
+def _held_after(lk: object, t: int, updates: dict[Field, Expr]) -> Expr:
+    """Whether thread ``t`` holds ``lk`` after a step with ``updates`` (values from the pre-state)."""
+    from .program import Lock  # noqa: PLC0415
+
+    if isinstance(lk, Lock):
+        return updates.get(lk.owner, lk.owner.var) == t + 1
+    assert isinstance(lk, RwSem)
+    w = updates.get(lk.writer, lk.writer.var) == t + 1
+    if t in lk.readers:
+        r = lk.readers[t]
+        return Or(w, updates.get(r, r.var) == 1)
+    return w
+
+
+def _const_in_range(e: Expr, f: Field) -> bool:
+    """Cheap static proof that ``e`` stays in ``f``'s range (constants, If of constants, f itself)."""
+    if isinstance(e, Const):
+        if not f.lo <= int(e.value) <= f.hi:
+            raise ModelError(f"constant {e.value} assigned to {f.name} outside {f.lo}..{f.hi}")
+        return True
+    if isinstance(e, Ite):
+        return _const_in_range(e.a, f) and _const_in_range(e.b, f)
+    from .expr import Var  # noqa: PLC0415
+
+    return isinstance(e, Var) and e.field is f
+
+
+__all__ = ["finish", "substitute", "did_you_mean", "Not"]

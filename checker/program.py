@@ -1,0 +1,550 @@
+"""The concurrent-program layer (the role of PlusCal).
+
+A model is a set of threads; each thread runs a bounded script (or a cyclic
+program) of labelled atomic steps. Each step names the kernel function it
+models. Locks, rw-semaphores, wait flags, object pools and shared fields are
+declared once; the layer turns every step into a guarded command over typed
+state fields (``Action``), from which the explorer, the lock-order analysis,
+the race and memory-safety checks and the Z3 encoding are all derived.
+
+Definition errors are raised early as ``ModelError`` naming the culprit.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field as dc_field
+from typing import Iterator, Sequence, Union
+
+from .expr import BOOL, Const, Expr, If, Not, Or, And, Select, lift
+from .layout import Field, Layout, bool_field, enum_field, int_field, ref_field
+
+
+class ModelError(ValueError):
+    """A model definition is inconsistent (unknown label, duplicate name...)."""
+
+
+# ---------------------------------------------------------------- declarations
+
+
+@dataclass(eq=False)
+class Lock:
+    """A sleeping mutex; ``owner`` holds thread index + 1, 0 when free."""
+
+    name: str
+    cls: str
+    owner: Field
+    index: int = -1
+
+    def held_by(self, t: int) -> Expr:
+        return self.owner.var == t + 1
+
+    def is_free(self) -> Expr:
+        return self.owner.var == 0
+
+
+@dataclass(eq=False)
+class RwSem:
+    """A rw_semaphore: ``writer`` owner (0 = none) and one reader bit per thread.
+
+    Readers queue behind a waiting writer (Linux rwsem fairness; also what
+    lockdep assumes for non-recursive readers).
+    """
+
+    name: str
+    cls: str
+    writer: Field
+    readers: dict[int, Field]  # thread index -> reader bit, created on first use
+    index: int = -1
+    late: list[Field] = dc_field(default_factory=list)
+
+    def reader(self, t: int) -> Field:
+        if t not in self.readers:
+            f = bool_field(f"{self.name}.reader[{t}]", group=self.name)
+            self.readers[t] = f
+            self.late.append(f)
+        return self.readers[t]
+
+    def held_by(self, t: int, mode: str = "any") -> Expr:
+        w = self.writer.var == t + 1
+        if mode == "w":
+            return w
+        r = self.reader(t).var == 1
+        return r if mode == "r" else Or(w, r)
+
+    def no_readers(self) -> Expr:
+        """Resolved at build() over every thread's reader bit."""
+        return NoReaders(self)
+
+
+AnyLock = Union[Lock, RwSem]
+
+
+@dataclass(eq=False)
+class WaitFlag:
+    """An open-coded lock (the ``kvm_busy`` pattern): holder = setter + 1.
+
+    Setting does not wait; waiters sleep until it is clear. Invisible to the
+    lock-order graph, exactly as it is to lockdep.
+    """
+
+    name: str
+    holder: Field
+
+
+@dataclass(eq=False)
+class Pool:
+    """Objects with a lifecycle: unborn -> alive -> freed, and an optional refcount."""
+
+    name: str
+    slots: tuple[str, ...]
+    state: list[Field]
+    refs: list[Field] | None
+    leak_check: bool
+
+    def alive(self, i: Expr | int) -> Expr:
+        return Select([f.var for f in self.state], i, -1) == ALIVE
+
+    def refcount(self, i: Expr | int) -> Expr:
+        if self.refs is None:
+            raise ModelError(f"pool {self.name} has no refcount")
+        return Select([f.var for f in self.refs], i, 0)
+
+
+UNBORN, ALIVE, FREED = 0, 1, 2
+LIFECYCLE = ("unborn", "alive", "freed")
+
+
+@dataclass
+class Check:
+    """A safety condition checked whenever its step fires: ``bad`` -> violation."""
+
+    bad: Expr
+    prop: str  # built-in property name: memory-safety, lock-order, data-race, range...
+    message: str
+
+
+@dataclass
+class Acquire:
+    lock: AnyLock
+    mode: str  # "w" (mutex or down_write) or "r" (down_read)
+    cond: Expr  # acquired only when cond holds (conditional locking)
+    trylock: bool = False
+
+
+@dataclass
+class Wait:
+    """What a blocked step waits for (for deadlock reports)."""
+
+    what: str  # lock or flag name
+    holder: list[Field]  # owner fields naming the holder(s)
+    cond: Expr  # the step is waiting on this object when cond holds
+
+
+@dataclass(eq=False)
+class Action:
+    """One guarded command; the unit of interleaving."""
+
+    aid: int
+    thread: int
+    label: int
+    function: str
+    operation: str
+    text: str
+    guard: Expr
+    updates: dict[Field, Expr]
+    checks: list[Check]
+    acquires: list[Acquire]
+    releases: list[tuple[AnyLock, Expr]]
+    waits: list[Wait]
+    target: Expr  # next pc
+
+
+@dataclass(eq=False)
+class Thread:
+    name: str
+    index: int
+    pc: Field
+    cyclic: bool
+    labels: list[str]  # label names, index = pc
+    done: int  # pc value meaning "finished" (-1 for cyclic threads)
+
+
+@dataclass
+class Property:
+    name: str
+    kind: str  # always | sometimes
+    expr: Expr
+    description: str
+    source: str
+
+
+ObjOp = tuple[dict[Field, Expr], list[Check]]
+
+
+# ---------------------------------------------------------------- builder
+
+
+class ProgramBuilder:
+    """Declare shared objects, then threads and their steps; ``build()`` freezes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.layout = Layout()
+        self.locks: list[AnyLock] = []
+        self.flags: list[WaitFlag] = []
+        self.pools: list[Pool] = []
+        self.threads: list[ThreadBuilder] = []
+        self.properties: list[Property] = []
+        self.shared: dict[Field, tuple[AnyLock, ...]] = {}
+        self._names: set[str] = set()
+        self._owner_fields: list[Field] = []
+
+    # ---- declarations
+    def _claim(self, name: str, what: str) -> None:
+        if name in self._names:
+            raise ModelError(f"duplicate {what} name {name!r}")
+        self._names.add(name)
+
+    def _owner(self, name: str, group: str) -> Field:
+        f = Field(name, "owner", 0, 0, 0, group=group)  # hi fixed at build()
+        self._owner_fields.append(f)
+        return f
+
+    def mutex(self, name: str, cls: str | None = None) -> Lock:
+        self._claim(name, "lock")
+        lk = Lock(name, cls or name, self._owner(f"{name}.owner", name), len(self.locks))
+        self.locks.append(lk)
+        return lk
+
+    def rwsem(self, name: str, cls: str | None = None) -> RwSem:
+        self._claim(name, "lock")
+        rw = RwSem(name, cls or name, self._owner(f"{name}.writer", name), {}, len(self.locks))
+        self.locks.append(rw)
+        return rw
+
+    def flag(self, name: str) -> WaitFlag:
+        self._claim(name, "wait flag")
+        wf = WaitFlag(name, self._owner(name, name))
+        self.flags.append(wf)
+        return wf
+
+    def var(self, f: Field, protected_by: Sequence[AnyLock] = ()) -> Expr:
+        """Add a state field; ``protected_by`` declares it shared (race-checked)."""
+        self._claim(f.name, "field")
+        self.layout.add(f)
+        if protected_by:
+            self.shared[f] = tuple(protected_by)
+        return f.var
+
+    def field(self, name: str) -> Field:
+        return self.layout[name]
+
+    def pool(self, name: str, slots: Sequence[str], refcount_max: int = 0,
+             leak_check: bool = False, init_alive: Sequence[int] = (), init_refs: int = 0) -> Pool:
+        self._claim(name, "pool")
+        states = []
+        refs: list[Field] | None = [] if refcount_max else None
+        for i, slot in enumerate(slots):
+            alive = i in init_alive
+            st = enum_field(f"{slot}.state", LIFECYCLE, "alive" if alive else "unborn", group=slot)
+            self.layout.add(st)
+            states.append(st)
+            if refs is not None:
+                rf = int_field(f"{slot}.refs", 0, refcount_max, init_refs if alive else 0, group=slot)
+                self.layout.add(rf)
+                refs.append(rf)
+        p = Pool(name, tuple(slots), states, refs, leak_check)
+        self.pools.append(p)
+        return p
+
+    def thread(self, name: str, cyclic: bool = False) -> ThreadBuilder:
+        self._claim(name, "thread")
+        tb = ThreadBuilder(self, name, len(self.threads), cyclic)
+        self.threads.append(tb)
+        return tb
+
+    def always(self, name: str, expr: Expr, description: str, source: str = "") -> None:
+        self._prop(name, "always", expr, description, source)
+
+    def sometimes(self, name: str, expr: Expr, description: str, source: str = "") -> None:
+        self._prop(name, "sometimes", expr, description, source)
+
+    def _prop(self, name: str, kind: str, expr: Expr, description: str, source: str) -> None:
+        if any(p.name == name for p in self.properties):
+            raise ModelError(f"duplicate property {name!r}")
+        if expr.sort != BOOL:
+            raise ModelError(f"property {name!r} is not a boolean expression")
+        self.properties.append(Property(name, kind, expr, description, source))
+
+    # ---- object operations (compose into a step's ``objects=``)
+    def _slot_update(self, fields: list[Field], i: Expr | int, new: object) -> dict[Field, Expr]:
+        idx = lift(i, fields[0].var.sort) if not isinstance(i, Expr) else i
+        out: dict[Field, Expr] = {}
+        for k, f in enumerate(fields):
+            val = new(f.var) if callable(new) else lift(new, f.sort)  # type: ignore[arg-type]
+            out[f] = val if isinstance(idx, Const) and idx.value == k else If(idx == k, val, f.var)
+            if isinstance(idx, Const) and idx.value != k:
+                del out[f]
+        return out
+
+    def alloc(self, pool: Pool, i: int, refs: int = 1) -> ObjOp:
+        upd = self._slot_update(pool.state, i, ALIVE)
+        if pool.refs is not None:
+            upd.update(self._slot_update(pool.refs, i, refs))
+        bad = Not(Select([f.var for f in pool.state], i, -1) == UNBORN)
+        return upd, [Check(bad, "memory-safety", f"{pool.slots[i]} allocated twice")]
+
+    def free(self, pool: Pool, i: Expr | int) -> ObjOp:
+        st = Select([f.var for f in pool.state], i, -1)
+        upd = self._slot_update(pool.state, i, FREED)
+        return upd, [Check(st == FREED, "memory-safety", f"double free of {pool.name}"),
+                     Check(st == UNBORN, "memory-safety", f"free of unallocated {pool.name}")]
+
+    def use(self, pool: Pool, i: Expr | int, what: str = "") -> list[Check]:
+        """Checks for dereferencing ``pool[i]``: NULL and use after free."""
+        idx = i if isinstance(i, Expr) else lift(i, pool.state[0].var.sort)
+        st = Select([f.var for f in pool.state], idx, -1)
+        label = what or pool.name
+        return [Check(idx == -1, "memory-safety", f"NULL dereference of {label}"),
+                Check(And(idx != -1, st == FREED), "memory-safety", f"use after free of {label}")]
+
+    def get(self, pool: Pool, i: Expr | int) -> ObjOp:
+        if pool.refs is None:
+            raise ModelError(f"get on pool {pool.name} without refcount")
+        rc = self.refcount_expr(pool, i)
+        hi = pool.refs[0].hi
+        upd = self._slot_update(pool.refs, i, lambda v: v + 1)
+        return upd, self.use(pool, i) + [Check(rc >= hi, "range", f"{pool.name} refcount above the model bound {hi}")]
+
+    def put(self, pool: Pool, i: Expr | int, release: bool = True) -> ObjOp:
+        """Drop a reference; the last put frees the object when ``release``."""
+        if pool.refs is None:
+            raise ModelError(f"put on pool {pool.name} without refcount")
+        rc = self.refcount_expr(pool, i)
+        upd = self._slot_update(pool.refs, i, lambda v: If(v > 0, v - 1, 0))
+        if release:
+            idx = i if isinstance(i, Expr) else lift(i, pool.state[0].var.sort)
+            for k, f in enumerate(pool.state):
+                upd[f] = If(And(idx == k, rc == 1), FREED, f.var)
+        return upd, self.use(pool, i) + [Check(rc == 0, "memory-safety", f"{pool.name} refcount underflow")]
+
+    def refcount_expr(self, pool: Pool, i: Expr | int) -> Expr:
+        return pool.refcount(i)
+
+    def build(self) -> "Program":
+        from .build import finish  # noqa: PLC0415 - keeps this module to declarations
+
+        return finish(self)
+
+
+class ThreadBuilder:
+    """Steps of one thread. Every call appends one labelled atomic step."""
+
+    def __init__(self, prog: ProgramBuilder, name: str, index: int, cyclic: bool) -> None:
+        self.prog, self.name, self.index, self.cyclic = prog, name, index, cyclic
+        self.steps: list[StepDef] = []
+        self.label_names: dict[str, int] = {}
+        self._pending_label: str | None = None
+        self.operation = ""
+
+    @contextmanager
+    def op(self, name: str) -> Iterator[None]:
+        """Steps inside belong to kernel path ``name`` (shown in traces)."""
+        outer, self.operation = self.operation, name
+        try:
+            yield
+        finally:
+            self.operation = outer
+
+    def label(self, name: str) -> None:
+        if name in self.label_names or name == self._pending_label:
+            raise ModelError(f"thread {self.name}: duplicate label {name!r}")
+        if self._pending_label is not None:
+            raise ModelError(f"thread {self.name}: two labels {self._pending_label!r}, {name!r} on one step")
+        self._pending_label = name
+
+    def _add(self, sd: StepDef) -> int:
+        sd.operation = self.operation
+        pc = len(self.steps)
+        sd.name = self._pending_label or f"{sd.function}#{pc}"
+        if self._pending_label:
+            self.label_names[self._pending_label] = pc
+            self._pending_label = None
+        self.steps.append(sd)
+        return pc
+
+    # ---- generic step
+    def step(self, function: str, text: str, guard: Expr | None = None,
+             updates: dict[Field, Expr | int | bool] | None = None, objects: Sequence[ObjOp] = (),
+             checks: Sequence[Check] = (), jumps: Sequence[tuple[Expr, str]] = (),
+             goto: str | None = None, acquires: Sequence[Acquire] = (),
+             releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = ()) -> int:
+        """One atomic step. ``jumps``: (cond, label) tried in order, else ``goto`` or fall through."""
+        upd: dict[Field, Expr] = {}
+        for f, v in (updates or {}).items():
+            upd[f] = lift(v, f.sort) if not isinstance(v, Expr) else v
+        chk = list(checks)
+        for o_upd, o_chk in objects:
+            for f, v in o_upd.items():
+                if f in upd:
+                    raise ModelError(f"thread {self.name}, {function}: {f.name} updated twice in one step")
+                upd[f] = v
+            chk.extend(o_chk)
+        for f, v in upd.items():
+            if v.sort != f.sort:
+                raise ModelError(f"thread {self.name}, {function}: {f.name} is {f.sort}, assigned {v.sort}")
+        return self._add(StepDef(function=function, text=text, guard=guard, updates=upd, checks=chk,
+                                 jumps=list(jumps), goto=goto, acquires=list(acquires),
+                                 releases=list(releases), waits=list(waits)))
+
+    # ---- locks
+    def lock(self, lk: Lock, function: str, when: Expr | None = None, alts: Sequence[Lock] = (),
+             index: Expr | None = None) -> int:
+        """mutex_lock. ``alts``+``index``: lock ``alts[index]`` (instance chosen by state);
+        ``when``: conditional locking (``if (kvm) mutex_lock(&kvm->lock)``)."""
+        cands = list(alts) if alts else [lk]
+        cond = when if when is not None else Const(True, BOOL)
+        t = self.index
+        acq, upd, wait_terms = [], {}, []
+        for k, c in enumerate(cands):
+            this = cond if index is None else And(cond, index == k)
+            acq.append(Acquire(c, "w", this))
+            upd[c.owner] = If(this, t + 1, c.owner.var)
+            wait_terms.append(Wait(c.name, [c.owner], this))
+        guard = And(*[Or(Not(w.cond), c.owner.var == 0) for w, c in zip(wait_terms, cands)])
+        return self.step(function, f"mutex_lock({lk.name})", guard=guard, updates=upd,
+                         acquires=acq, waits=wait_terms)
+
+    def unlock(self, lk: Lock, function: str, when: Expr | None = None, alts: Sequence[Lock] = (),
+               index: Expr | None = None) -> int:
+        cands = list(alts) if alts else [lk]
+        cond = when if when is not None else Const(True, BOOL)
+        t = self.index
+        upd, rel, checks = {}, [], []
+        for k, c in enumerate(cands):
+            this = cond if index is None else And(cond, index == k)
+            upd[c.owner] = If(this, 0, c.owner.var)
+            rel.append((c, this))
+            checks.append(Check(And(this, c.owner.var != t + 1), "lock-order",
+                                f"bad unlock balance: mutex_unlock({c.name}) by a thread not holding it"))
+        return self.step(function, f"mutex_unlock({lk.name})", updates=upd, checks=checks, releases=rel)
+
+    def trylock(self, lk: Lock, function: str, fail: str) -> int:
+        """mutex_trylock: take it if free, else jump to ``fail``. Never waits, so no
+        lock-order edge into ``lk`` (lockdep's rule)."""
+        t = self.index
+        free = lk.owner.var == 0
+        return self.step(function, f"mutex_trylock({lk.name})", updates={lk.owner: If(free, t + 1, lk.owner.var)},
+                         jumps=[(Not(free), fail)], acquires=[Acquire(lk, "w", free, trylock=True)])
+
+    def down_read(self, rw: RwSem, function: str) -> int:
+        t = self.index
+        guard = And(rw.writer.var == 0, Not(self.prog_writer_waiting(rw)))
+        return self.step(function, f"down_read({rw.name})", guard=guard, updates={rw.reader(t): 1},
+                         acquires=[Acquire(rw, "r", Const(True, BOOL))],
+                         waits=[Wait(rw.name, [rw.writer], Const(True, BOOL))])
+
+    def up_read(self, rw: RwSem, function: str) -> int:
+        t = self.index
+        return self.step(function, f"up_read({rw.name})", updates={rw.reader(t): 0},
+                         checks=[Check(rw.reader(t).var == 0, "lock-order", f"bad unlock balance: up_read({rw.name})")],
+                         releases=[(rw, Const(True, BOOL))])
+
+    def down_write(self, rw: RwSem, function: str) -> int:
+        t = self.index
+        guard = And(rw.writer.var == 0, rw.no_readers())
+        return self.step(function, f"down_write({rw.name})", guard=guard, updates={rw.writer: t + 1},
+                         acquires=[Acquire(rw, "w", Const(True, BOOL))],
+                         waits=[Wait(rw.name, [rw.writer], Const(True, BOOL))])
+
+    def up_write(self, rw: RwSem, function: str) -> int:
+        t = self.index
+        return self.step(function, f"up_write({rw.name})", updates={rw.writer: 0},
+                         checks=[Check(rw.writer.var != t + 1, "lock-order", f"bad unlock balance: up_write({rw.name})")],
+                         releases=[(rw, Const(True, BOOL))])
+
+    def prog_writer_waiting(self, rw: RwSem) -> Expr:
+        """Placeholder resolved at build(): some thread is blocked in down_write(rw)."""
+        return WriterWaiting(rw)
+
+    # ---- wait flags (kvm_busy)
+    def set_flag(self, wf: WaitFlag, function: str, text: str = "", updates: dict[Field, Expr | int | bool] | None = None) -> int:
+        upd: dict[Field, Expr | int | bool] = dict(updates or {})
+        upd[wf.holder] = self.index + 1
+        return self.step(function, text or f"{wf.name} = true", updates=upd)
+
+    def clear_flag(self, wf: WaitFlag, function: str, text: str = "", updates: dict[Field, Expr | int | bool] | None = None) -> int:
+        upd: dict[Field, Expr | int | bool] = dict(updates or {})
+        upd[wf.holder] = 0
+        return self.step(function, text or f"{wf.name} = false; wake_up_all", updates=upd)
+
+    def wait_clear(self, wf: WaitFlag, function: str) -> int:
+        return self.step(function, f"wait_event(!{wf.name})", guard=wf.holder.var == 0,
+                         waits=[Wait(wf.name, [wf.holder], Const(True, BOOL))])
+
+    def goto(self, label: str, function: str = "goto") -> None:
+        """Make the previous step continue at ``label`` instead of falling through."""
+        if not self.steps:
+            raise ModelError(f"thread {self.name}: goto before any step")
+        self.steps[-1].goto = label
+
+
+class NoReaders(Expr):
+    """Resolved at build time: no thread holds ``rw`` for reading."""
+
+    __slots__ = ("rw",)
+
+    def __init__(self, rw: RwSem) -> None:
+        self.rw, self.sort = rw, BOOL
+
+
+class WriterWaiting(Expr):
+    """Resolved at build time into a pc test over every down_write(rw) step."""
+
+    __slots__ = ("rw",)
+
+    def __init__(self, rw: RwSem) -> None:
+        self.rw, self.sort = rw, BOOL
+
+
+@dataclass
+class StepDef:
+    function: str
+    text: str
+    guard: Expr | None
+    updates: dict[Field, Expr]
+    checks: list[Check]
+    jumps: list[tuple[Expr, str]]
+    goto: str | None
+    acquires: list[Acquire]
+    releases: list[tuple[AnyLock, Expr]]
+    waits: list[Wait]
+    operation: str = ""
+    name: str = ""
+
+
+@dataclass(eq=False)
+class Program:
+    """A frozen, compiled concurrent program (see build.finish)."""
+
+    name: str
+    layout: Layout
+    threads: list[Thread]
+    actions: list[Action]
+    locks: list[AnyLock]
+    flags: list[WaitFlag]
+    pools: list[Pool]
+    properties: list[Property]
+    shared: dict[Field, tuple[AnyLock, ...]]
+    by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
+
+    def held_expr(self, t: int, lk: AnyLock) -> Expr:
+        return lk.held_by(t)
+
+
+__all__ = [
+    "Acquire", "Action", "Check", "Lock", "ModelError", "Pool", "Program", "ProgramBuilder",
+    "Property", "RwSem", "Thread", "ThreadBuilder", "Wait", "WaitFlag", "bool_field", "enum_field",
+    "int_field", "ref_field", "ALIVE", "FREED", "UNBORN",
+]
