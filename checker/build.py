@@ -136,6 +136,7 @@ def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, lab
         if f.kind in ("int", "ref", "enum") and not _const_in_range(updates[f], f):
             checks.append(Check(Or(updates[f] < f.lo, updates[f] > f.hi), "range",
                                 f"{f.name} leaves its declared range {f.lo}..{f.hi}"))
+    checks = [c for c in checks if not (isinstance(c.bad, Const) and c.bad.value is False)]
     return Action(aid, th.index, p, sd.function, sd.operation, sd.text, guard, updates, checks,
                   sd.acquires, sd.releases, sd.waits, target)
 

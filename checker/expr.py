@@ -101,6 +101,8 @@ class Expr:
     def __invert__(self) -> Expr:
         if self.sort.kind != "mask":
             raise ExprError(f"~ needs a mask, got {self.sort}; use Not() for booleans")
+        if isinstance(self, Const):
+            return Const(self.value ^ ((1 << self.sort.width) - 1), self.sort)
         return Un("~", self, self.sort)
 
     # mask helpers --------------------------------------------------------
@@ -204,27 +206,42 @@ def _need_mask(e: Expr, what: str) -> None:
         raise ExprError(f"{what}() needs a mask, got {e.sort}")
 
 
+_FOLD = {
+    "==": lambda x, y: x == y, "!=": lambda x, y: x != y, "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y,
+    "+": lambda x, y: x + y, "-": lambda x, y: x - y, "&": lambda x, y: x & y,
+    "|": lambda x, y: x | y, "^": lambda x, y: x ^ y,
+}
+
+
+def _node(op: str, a: Expr, b: Expr, sort: Sort) -> Expr:
+    """A binary node, folded when both sides are constants."""
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(_FOLD[op](a.value, b.value), sort)
+    return Bin(op, a, b, sort)
+
+
 def _cmp(op: str, a: Expr, other: object) -> Expr:
     b = lift(other, a.sort)  # type: ignore[arg-type]
     if a.sort != b.sort:
         raise ExprError(f"comparing {a.sort} with {b.sort}")
     if op not in ("==", "!=") and a.sort != INT:
         raise ExprError(f"ordering {op} needs ints, got {a.sort}")
-    return Bin(op, a, b, BOOL)
+    return _node(op, a, b, BOOL)
 
 
 def _arith(op: str, a: Expr, other: Operand) -> Expr:
     b = lift(other, INT)
     if a.sort != INT or b.sort != INT:
         raise ExprError(f"{op} needs ints, got {a.sort} and {b.sort}")
-    return Bin(op, a, b, INT)
+    return _node(op, a, b, INT)
 
 
 def _bitwise(op: str, a: Expr, other: Operand) -> Expr:
     b = lift(other, a.sort)
     if a.sort.kind != "mask" or a.sort != b.sort:
         raise ExprError(f"{op} needs two masks of one width, got {a.sort} and {b.sort}; use And/Or for booleans")
-    return Bin(op, a, b, a.sort)
+    return _node(op, a, b, a.sort)
 
 
 def true() -> Expr:

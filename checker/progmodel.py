@@ -1,0 +1,182 @@
+"""ProgramModel: a compiled Program seen through the Model protocol.
+
+Adds what the concurrent-program layer derives for free: termination vs
+deadlock, leak checks at the end of a bounded script, data races between
+threads poised on conflicting accesses to a shared field, and who waits for
+whom in a deadlock.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from .codegen import Compiled, compile_program
+from .expr import BOOL, Expr, variables
+from .layout import Field
+from .model import StateCheck
+from .program import ALIVE, Action, Program
+from .pycompile import compile_predicate
+
+
+class ProgramModel:
+    def __init__(self, program: Program, only: Sequence[str] = (), skip: Sequence[str] = ()) -> None:
+        self.program = program
+        self.comp: Compiled = compile_program(program)
+        self.successors = self.comp.succ
+        self._selected = (lambda n: (not only or n in only) and n not in skip)
+        done_terms = [(th.pc, th.done) for th in program.threads]
+        self._has_cyclic = any(th.cyclic for th in program.threads)
+        self._done_mask = sum(f.mask for f, _ in done_terms)
+        self._done_val = sum((d - f.lo) << f.offset for f, d in done_terms if d >= 0)
+        self._reads, self._writes = self._footprints()
+
+    # ---- protocol
+    @property
+    def state_bits(self) -> int:
+        return self.program.layout.total_bits
+
+    def init_states(self) -> list[int]:
+        return [self.program.layout.initial()]
+
+    def violation(self, code: int) -> tuple[str, str]:
+        v = self.comp.violations[code]
+        return v.prop, v.message
+
+    def is_done(self, state: int) -> bool:
+        return not self._has_cyclic and state & self._done_mask == self._done_val
+
+    def invariants(self) -> list[StateCheck]:
+        return [StateCheck(p.name, compile_predicate(p.expr)) for p in self.program.properties
+                if p.kind == "always" and self._selected(p.name)]
+
+    def witnesses(self) -> list[StateCheck]:
+        return [StateCheck(p.name, compile_predicate(p.expr)) for p in self.program.properties
+                if p.kind == "sometimes" and self._selected(p.name)]
+
+    def terminal_checks(self) -> list[StateCheck]:
+        if not self._selected("memory-safety"):
+            return []
+        out = []
+        for pool in self.program.pools:
+            if pool.leak_check:
+                out.append(StateCheck("memory-safety", _none_alive(pool.state)))
+        return out
+
+    def state_checks(self) -> list[tuple[str, Callable[[int, list[tuple[int, int]]], str | None]]]:
+        if not self.program.shared or not self._selected("data-race"):
+            return []
+        return [("data-race", self.race)]
+
+    def on_deadlock(self, state: int) -> frozenset[str]:
+        """Lock classes on the wait-for cycle of a deadlock state (empty if none)."""
+        graph, names = self.waits_for(state)
+        cyc = _cycle(graph)
+        cls = {lk.name: lk.cls for lk in self.program.locks}
+        return frozenset(cls.get(names[(a, b)], names[(a, b)])
+                         for a, b in zip(cyc, cyc[1:] + cyc[:1])) if cyc else frozenset()
+
+    # ---- analyses
+    def leaked(self, state: int) -> list[str]:
+        return [pool.slots[i] for pool in self.program.pools if pool.leak_check
+                for i, f in enumerate(pool.state) if f.get(state) == ALIVE]
+
+    def waits_for(self, state: int) -> tuple[dict[int, set[int]], dict[tuple[int, int], str]]:
+        """Thread -> threads it waits for, and the lock/flag name on each wait edge."""
+        from .pycompile import evaluate, state_values  # noqa: PLC0415
+
+        values = state_values(self.program.layout.fields, state)
+        graph: dict[int, set[int]] = {}
+        names: dict[tuple[int, int], str] = {}
+        for th in self.program.threads:
+            pc = th.pc.get(state)
+            if pc >= len(self.program.by_label[th.index]):
+                continue
+            for a in self.program.by_label[th.index][pc]:
+                for w in a.waits:
+                    if not evaluate(w.cond, values):
+                        continue
+                    for f in w.holder:
+                        owner = f.get(state)
+                        if owner:
+                            graph.setdefault(th.index, set()).add(owner - 1)
+                            names[(th.index, owner - 1)] = w.what
+        return graph, names
+
+    def wait_lines(self, state: int) -> list[str]:
+        graph, names = self.waits_for(state)
+        tn = [t.name for t in self.program.threads]
+        lines = []
+        for t in sorted(graph):
+            for u in sorted(graph[t]):
+                what = names[(t, u)]
+                self_note = " (itself: recursive locking)" if t == u else ""
+                lines.append(f"{tn[t]} waits for {what} held by {tn[u]}{self_note}")
+        return lines
+
+    def _footprints(self) -> tuple[list[frozenset[Field]], list[frozenset[Field]]]:
+        shared = set(self.program.shared)
+        reads, writes = [], []
+        for a in self.program.actions:
+            r: set[object] = set(variables(a.guard))
+            for e in a.updates.values():
+                r |= variables(e)
+            reads.append(frozenset(f for f in r if f in shared))  # type: ignore[misc]
+            writes.append(frozenset(f for f in a.updates if f in shared))
+        return reads, writes
+
+    def race(self, state: int, out: list[tuple[int, int]]) -> str | None:
+        acts = self.program.actions
+        poised = [(a, n) for a, n in out if self._reads[a] or self._writes[a]]
+        for i, (a, na) in enumerate(poised):
+            for b, nb in poised[i + 1:]:
+                if acts[a].thread == acts[b].thread:
+                    continue
+                wa = self._written(a, state, na)
+                wb = self._written(b, state, nb)
+                clash = (wa & (self._reads[b] | wb)) | (wb & self._reads[a])
+                if clash:
+                    f = sorted(clash, key=lambda x: x.name)[0]
+                    return _race_message(acts[a], acts[b], f, self.program, f in wa, f in wb)
+        return None
+
+    def _written(self, a: int, state: int, nxt: int) -> frozenset[Field]:
+        w = self._writes[a]
+        if nxt < 0 or not w:
+            return w
+        return frozenset(f for f in w if f.get(state) != f.get(nxt))
+
+
+def _race_message(a: Action, b: Action, f: Field, program: Program, wa: bool, wb: bool) -> str:
+    tn = [t.name for t in program.threads]
+    kind_a = "writes" if wa else "reads"
+    kind_b = "writes" if wb else "reads"
+    return (f"{tn[a.thread]} ({a.function}) {kind_a} {f.name} while {tn[b.thread]} ({b.function}) "
+            f"{kind_b} it, with no common lock")
+
+
+def _none_alive(fields: list[Field]) -> Callable[[int], bool]:
+    def pred(s: int) -> bool:
+        return all(f.get(s) != ALIVE for f in fields)
+
+    return pred
+
+
+def _cycle(graph: dict[int, set[int]]) -> list[int]:
+    """Some cycle in a small wait-for graph, as a node list ([] if acyclic)."""
+    for start in sorted(graph):
+        path, seen = [start], {start}
+        node = start
+        while True:
+            nxt = sorted(graph.get(node, ()))
+            if not nxt:
+                break
+            node = nxt[0]
+            if node in seen:
+                return path[path.index(node):]
+            path.append(node)
+            seen.add(node)
+    return []
+
+
+def is_bool(e: Expr) -> bool:
+    return e.sort == BOOL

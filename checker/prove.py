@@ -1,0 +1,649 @@
+"""``apcheck prove``: invariants by induction, k-induction and bounded model checking.
+
+For every ``always`` property P (optionally strengthened by user lemmas L):
+
+1. initiation: ``init => P`` (and each lemma);
+2. consecution, one query per action a and per formula F of ``P /\\ L``:
+   ``P /\\ L /\\ ranges /\\ T_a => F'``; a model is a counterexample to
+   induction (CTI): a pre-state, the action, a post-state, and, when F is a
+   top-level conjunction, the failing conjunct;
+3. k-induction of ``P /\\ L`` for the k given (simple paths);
+4. bounded model checking to the depth given: the shortest violation.
+
+Statuses: PROVED, CTI, VIOLATED, BOUNDED, UNKNOWN (a solver timeout or
+``unknown`` is never a pass). Check groups (``check:memory-safety``, ...) are
+provable too: "no enabled step fails a check of that kind".
+
+Every CTI and every BMC trace is re-checked concretely (the mypyvy
+discipline): replayed with the reference evaluator and with the explicit
+engine's compiled successor function. A disagreement raises
+``DisagreementError`` -- a bug in apcheck, never a verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import z3
+
+from .expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
+from .layout import Field
+from .program import Action, Program
+from .symbolic import Encoding, StateVars
+from .z3expr import expr_text
+
+PROVED, CTI, VIOLATED, BOUNDED, UNKNOWN = "PROVED", "CTI", "VIOLATED", "BOUNDED", "UNKNOWN"
+CHECK_PREFIX = "check:"
+
+
+class ProveError(ValueError):
+    """A usage problem: unknown property or lemma name (exit 2)."""
+
+
+class DisagreementError(RuntimeError):
+    """Z3 and the explicit evaluator disagree: an apcheck bug (exit 4)."""
+
+
+# --------------------------------------------------------------------------- concrete evaluation
+
+Values = Mapping[Field, int]
+
+
+def evaluate(e: Expr, values: Values) -> int | bool:
+    """Reference evaluator on concrete field values (bools as bool, ints, masks as ints)."""
+    if isinstance(e, Const):
+        return e.value
+    if isinstance(e, Var):
+        v = values[e.field]  # type: ignore[index]
+        return bool(v) if e.sort == BOOL else int(v)
+    if isinstance(e, Un):
+        a = evaluate(e.a, values)
+        if e.op == "not":
+            return not a
+        return int(a) ^ ((1 << e.sort.width) - 1)
+    if isinstance(e, Bin):
+        return _eval_bin(e, evaluate(e.a, values), evaluate(e.b, values))
+    if isinstance(e, Nary):
+        if e.op == "and":
+            return all(bool(evaluate(x, values)) for x in e.args)
+        return any(bool(evaluate(x, values)) for x in e.args)
+    if isinstance(e, Ite):
+        return evaluate(e.a, values) if evaluate(e.c, values) else evaluate(e.b, values)
+    raise TypeError(f"cannot evaluate {type(e).__name__}")
+
+
+def _eval_bin(e: Bin, a: int | bool, b: int | bool) -> int | bool:
+    op = e.op
+    if op in ("has", "setbit", "clrbit"):
+        w = e.a.sort.width
+        i, m = int(b), int(a)
+        if not 0 <= i < w:
+            return False if op == "has" else m
+        if op == "has":
+            return bool(m >> i & 1)
+        return m | (1 << i) if op == "setbit" else m & ~(1 << i)
+    x, y = int(a), int(b)
+    if op == "==":
+        return x == y
+    if op == "!=":
+        return x != y
+    if op == "<":
+        return x < y
+    if op == "<=":
+        return x <= y
+    if op == ">":
+        return x > y
+    if op == ">=":
+        return x >= y
+    if op == "+":
+        return x + y
+    if op == "-":
+        return x - y
+    if op == "&":
+        return x & y
+    if op == "|":
+        return x | y
+    if op == "^":
+        return x ^ y
+    raise TypeError(f"unknown operator {op!r}")
+
+
+def concrete_evaluator() -> Callable[[Expr, Values], int | bool]:
+    """The lead's reference evaluator (``checker.pycompile.evaluate``) when present, else ours."""
+    try:
+        from .pycompile import evaluate as lead  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - only before pycompile exists
+        return evaluate
+    return lead  # type: ignore[return-value]
+
+
+def truth(e: Expr, values: Values) -> bool:
+    return bool(concrete_evaluator()(e, values))
+
+
+@dataclass
+class StepOutcome:
+    enabled: bool
+    bad: list[str]  # props of the checks that fire
+    post: dict[Field, int] | None  # None when disabled or a check fires
+
+
+def concrete_step(program: Program, values: Values, a: Action) -> StepOutcome:
+    """One explicit transition on concrete values (the semantics the encoding must match)."""
+    ev = concrete_evaluator()
+    pc = program.threads[a.thread].pc
+    if values[pc] != a.label or not bool(ev(a.guard, values)):
+        return StepOutcome(False, [], None)
+    bad = [c.prop for c in a.checks if bool(ev(c.bad, values))]
+    if bad:
+        return StepOutcome(True, bad, None)
+    post = dict(values)
+    for f, e in a.updates.items():
+        post[f] = int(ev(e, values))
+    return StepOutcome(True, [], post)
+
+
+# --------------------------------------------------------------------------- goals
+
+
+@dataclass
+class Goal:
+    """A state predicate to prove: an ``always`` property or "no check of kind X fails"."""
+
+    name: str
+    kind: str  # always | check
+    expr: Expr | None  # always: the invariant
+    check_prop: str = ""  # check: the Check.prop group
+    description: str = ""
+
+    def z3_holds(self, enc: Encoding, vs: StateVars) -> z3.BoolRef:
+        if self.expr is not None:
+            return enc.holds(self.expr, vs)
+        return z3.Not(enc.bad_transition(vs, [self.check_prop]))
+
+    def holds(self, program: Program, values: Values) -> bool:
+        if self.expr is not None:
+            return truth(self.expr, values)
+        return not any(self.check_prop in concrete_step(program, values, a).bad for a in program.actions)
+
+    def conjuncts(self) -> tuple[Expr, ...]:
+        if isinstance(self.expr, Nary) and self.expr.op == "and":
+            return self.expr.args
+        return ()
+
+    def text(self) -> str:
+        if self.expr is not None:
+            return expr_text(self.expr)
+        return f"no step fails a {self.check_prop} check"
+
+
+def goals_of(program: Program) -> dict[str, Goal]:
+    out: dict[str, Goal] = {}
+    for p in program.properties:
+        if p.kind == "always":
+            out[p.name] = Goal(p.name, "always", p.expr, description=p.description)
+    props = sorted({c.prop for a in program.actions for c in a.checks})
+    for prop in props:
+        name = CHECK_PREFIX + prop
+        out[name] = Goal(name, "check", None, prop, f"no enabled step fails a {prop} check")
+    return out
+
+
+def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], what: str) -> list[Goal]:
+    from .build import did_you_mean  # noqa: PLC0415
+
+    out = []
+    for n in names:
+        if n not in goals:
+            kinds = {p.name: p.kind for p in program.properties}
+            if n in kinds:
+                raise ProveError(f"{what} {n!r} is a {kinds[n]} property; prove handles always properties and checks")
+            raise ProveError(f"unknown {what} {n!r}" + did_you_mean(n, sorted(goals)))
+        out.append(goals[n])
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class ActionRef:
+    aid: int
+    thread: str
+    function: str
+    operation: str
+    text: str
+
+
+@dataclass
+class CtiInfo:
+    """A counterexample to induction: a pre-state satisfying the invariant (and lemmas)
+    from which one step leads to a state violating ``invariant``."""
+
+    invariant: str  # the property itself or the lemma whose consecution fails
+    pre: dict[str, int]
+    action: ActionRef
+    post: dict[str, int]
+    failing_conjunct: int | None  # index into the top-level conjunction, when there is one
+    conjunct_text: str
+    k: int = 1  # induction depth at which this CTI was found
+    path: list[int] = field(default_factory=list)  # k-induction: actions leading into ``pre``
+    pre_state: int = 0  # packed states (layout encoding)
+    post_state: int = 0
+
+
+@dataclass
+class PropertyProof:
+    property: str
+    kind: str  # always | check
+    status: str
+    detail: str
+    k: int  # induction depth tried (0: induction disabled)
+    bmc_depth: int  # depth BMC reached without violation, or the violation's depth
+    lemmas: list[str] = field(default_factory=list)
+    cti: CtiInfo | None = None
+    trace: list[int] | None = None  # VIOLATED: action ids from the initial state
+    seconds: float = 0.0
+    description: str = ""
+
+
+@dataclass
+class ProveResult:
+    design: str
+    properties: list[PropertyProof]
+    seconds: float = 0.0
+
+    def exit_code(self) -> int:
+        statuses = {p.status for p in self.properties}
+        if VIOLATED in statuses:
+            return 1
+        if statuses <= {PROVED}:
+            return 0
+        return 3
+
+    def by_name(self) -> dict[str, PropertyProof]:
+        return {p.property: p for p in self.properties}
+
+
+# --------------------------------------------------------------------------- solver plumbing
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.unknown = 0
+
+    def check(self, solver: z3.Solver, *assumptions: z3.BoolRef) -> z3.CheckSatResult:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.unknown += 1
+            return z3.unknown
+        solver.set("timeout", max(1, int(left * 1000)))
+        r = solver.check(*assumptions)
+        if r == z3.unknown:
+            self.unknown += 1
+        return r
+
+
+def _action_ref(program: Program, a: Action) -> ActionRef:
+    return ActionRef(a.aid, program.threads[a.thread].name, a.function, a.operation, a.text)
+
+
+def _named(values: Values) -> dict[str, int]:
+    return {f.name: int(v) for f, v in values.items()}
+
+
+def _disagree(what: str) -> DisagreementError:
+    return DisagreementError(f"Z3 and the explicit evaluator disagree on {what} (please report)")
+
+
+# --------------------------------------------------------------------------- the prover
+
+
+class Prover:
+    """Proves goals of one Program; Z3 encodings and the compiled successor are built once."""
+
+    def __init__(self, program: Program, timeout_s: float = 30.0, explicit_replay: bool = True) -> None:
+        self.program = program
+        self.enc = Encoding(program)
+        self.timeout_s = timeout_s
+        self.goals = goals_of(program)
+        self._explicit_replay = explicit_replay
+        self._succ: Callable[[int], list[tuple[int, int]]] | None = None
+        self._reads: dict[str, set[Field]] = {}
+
+    # ---- syntactic frame: which fields a goal reads
+    def reads(self, g: Goal) -> set[Field]:
+        hit = self._reads.get(g.name)
+        if hit is None:
+            from .expr import variables  # noqa: PLC0415
+
+            if g.expr is not None:
+                hit = {f for f in variables(g.expr) if isinstance(f, Field)}
+            else:
+                hit = set()
+                for a in self.program.actions:
+                    if any(c.prop == g.check_prop for c in a.checks):
+                        hit.add(self.program.threads[a.thread].pc)
+                        hit |= {f for f in variables(a.guard) if isinstance(f, Field)}
+                        for c in a.checks:
+                            hit |= {f for f in variables(c.bad) if isinstance(f, Field)}
+            self._reads[g.name] = hit
+        return hit
+
+    def explicit_succ(self) -> Callable[[int], list[tuple[int, int]]] | None:
+        if not self._explicit_replay:
+            return None
+        if self._succ is None:
+            try:
+                from .codegen import compile_program  # noqa: PLC0415
+            except ImportError:  # pragma: no cover - before the explicit engine exists
+                self._explicit_replay = False
+                return None
+            self._succ = compile_program(self.program).succ
+        return self._succ
+
+    # ---- public
+    def prove(self, goal: Goal, lemmas: Sequence[Goal] = (), k: int = 1, bmc_depth: int = 0) -> PropertyProof:
+        t0 = time.monotonic()
+        budget = _Budget(self.timeout_s)
+        q = [goal] + [lm for lm in lemmas if lm.name != goal.name]
+        run = _Run(self, goal, q, budget, k, bmc_depth)
+        out = run.go()
+        out.seconds = time.monotonic() - t0
+        out.lemmas = [lm.name for lm in q[1:]]
+        out.description = goal.description
+        return out
+
+    # ---- cross-checks
+    def replay(self, states: list[dict[Field, int]], what: str) -> list[int]:
+        """Action ids linking consecutive states, re-derived concretely and by the explicit engine."""
+        actions: list[int] = []
+        for i in range(len(states) - 1):
+            pre, post = states[i], states[i + 1]
+            aid = None
+            for a in self.program.actions:
+                out = concrete_step(self.program, pre, a)
+                if out.post is not None and out.post == post:
+                    aid = a.aid
+                    break
+            if aid is None:
+                raise _disagree(f"{what}: no step leads from state {i} to state {i + 1} of the Z3 path")
+            self.explicit_edge(pre, aid, post, f"{what}, step {i + 1}")
+            actions.append(aid)
+        return actions
+
+    def explicit_edge(self, pre: Values, aid: int, post: Values, what: str) -> None:
+        layout = self.program.layout
+        try:
+            ps, qs = layout.encode(_named(pre)), layout.encode(_named(post))
+        except ValueError as exc:
+            raise _disagree(f"{what}: a Z3 state is outside the declared ranges ({exc})") from exc
+        succ = self.explicit_succ()
+        if succ is not None and (aid, qs) not in succ(ps):
+            raise _disagree(f"{what}: the explicit engine has no transition {aid} between the decoded states")
+
+    def firing_action(self, goal: Goal, values: Values, what: str) -> int:
+        """Check goals: the step whose check fires in the final state of a violation."""
+        for a in self.program.actions:
+            if goal.check_prop in concrete_step(self.program, values, a).bad:
+                succ = self.explicit_succ()
+                if succ is not None:
+                    layout = self.program.layout
+                    codes = [ns for aid, ns in succ(layout.encode(_named(values))) if aid == a.aid]
+                    if not codes or codes[0] >= 0:
+                        raise _disagree(f"{what}: the explicit engine does not fail {a.function} ({a.text})")
+                return a.aid
+        raise _disagree(f"{what}: no step fails a {goal.check_prop} check in the final state")
+
+    def make_cti(self, f: Goal, q: Sequence[Goal], path_states: list[dict[Field, int]], k: int) -> CtiInfo:
+        """Decode and re-check a CTI whose last transition leads out of ``f``."""
+        what = f"the counterexample to induction of {f.name}"
+        for i, st in enumerate(path_states[:-1]):
+            for g in q:
+                if not g.holds(self.program, st):
+                    raise _disagree(f"{what}: {g.name} is false in pre-state {i} although Z3 assumed it")
+        post = path_states[-1]
+        if f.holds(self.program, post):
+            raise _disagree(f"{what}: {f.name} holds in the post-state Z3 says violates it")
+        actions = self.replay(path_states, what)
+        pre = path_states[-2]
+        a = self.program.actions[actions[-1]]
+        idx: int | None = None
+        ctext = ""
+        for i, c in enumerate(f.conjuncts()):
+            if not truth(c, post):
+                idx, ctext = i, expr_text(c)
+                break
+        layout = self.program.layout
+        return CtiInfo(f.name, _named(pre), _action_ref(self.program, a), _named(post), idx, ctext, k,
+                       actions[:-1], layout.encode(_named(pre)), layout.encode(_named(post)))
+
+
+def _vars_updated(a: Action) -> set[Field]:
+    return set(a.updates)
+
+
+class _Run:
+    """One goal's proof attempt (keeps prove() readable)."""
+
+    def __init__(self, prover: Prover, goal: Goal, q: list[Goal], budget: _Budget, k: int, bmc: int) -> None:
+        self.p, self.goal, self.q, self.budget, self.k, self.bmc = prover, goal, q, budget, k, bmc
+        self.enc = prover.enc
+        self.notes: list[str] = []
+        self.cti: CtiInfo | None = None
+        self.false_lemmas: list[str] = []
+        self.unknown_where: list[str] = []
+
+    def _sat(self, solver: z3.Solver, where: str) -> bool | None:
+        r = self.budget.check(solver)
+        if r == z3.sat:
+            return True
+        if r == z3.unknown:
+            self.unknown_where.append(where)
+            return None
+        return False
+
+    def result(self, status: str, detail: str, k: int, depth: int, trace: list[int] | None = None) -> PropertyProof:
+        return PropertyProof(self.goal.name, self.goal.kind, status, detail, k, depth, cti=self.cti, trace=trace)
+
+    def go(self) -> PropertyProof:
+        enc, goal = self.enc, self.goal
+        # 1. initiation
+        s0 = enc.state(0)
+        solver = z3.Solver()
+        solver.add(enc.init(s0))
+        for f in self.q:
+            solver.push()
+            solver.add(z3.Not(f.z3_holds(enc, s0)))
+            r = self._sat(solver, f"initiation of {f.name}")
+            if r:
+                values = s0.decode(solver.model())
+                if f is goal:
+                    return self.violated([values], 0)
+                self.false_lemma(f, [values])
+            solver.pop()
+        if self.k <= 0:
+            return self.bmc_phase(step_ok=False)
+        # 2. consecution per action (1-induction)
+        one = self.consecution()
+        if one and not self.false_lemmas and not self.unknown_where:
+            return self.result(PROVED, self.proved_detail(1), 1, 0)
+        step_ok = False
+        if self.k > 1 and not self.false_lemmas:
+            step_ok = self.k_induction()
+        return self.bmc_phase(step_ok)
+
+    def proved_detail(self, k: int) -> str:
+        how = "inductive" if k == 1 else f"{k}-inductive"
+        lem = [g.name for g in self.q[1:]]
+        return how + (f" with lemmas {', '.join(lem)}" if lem else "") + "; holds in every reachable state"
+
+    def false_lemma(self, f: Goal, states: list[dict[Field, int]]) -> None:
+        self.p.replay(states, f"the violation of lemma {f.name}")
+        if f.holds(self.p.program, states[-1]):
+            raise _disagree(f"the violation of lemma {f.name}: it holds in the final state")
+        self.false_lemmas.append(f.name)
+        self.notes.append(f"lemma {f.name} is false (violated at depth {len(states) - 1})")
+
+    def consecution(self) -> bool:
+        enc, prog = self.enc, self.p.program
+        s, t = enc.state("pre"), enc.state("post")
+        solver = z3.Solver()
+        solver.add(enc.ranges(s))
+        for g in self.q:
+            solver.add(g.z3_holds(enc, s))
+        ok = True
+        for f in self.q:
+            reads = self.p.reads(f)
+            for a in prog.actions:
+                if not (_vars_updated(a) & reads):
+                    continue  # frame: f reads nothing a writes
+                solver.push()
+                solver.add(enc.action_trans(a, s, t), z3.Not(f.z3_holds(enc, t)))
+                r = self._sat(solver, f"consecution of {f.name}")
+                if r:
+                    m = solver.model()
+                    cti = self.p.make_cti(f, self.q, [s.decode(m), t.decode(m)], 1)
+                    if self.cti is None or (f is self.goal and self.cti.invariant != f.name):
+                        self.cti = cti
+                    self.notes.append(self.cti_note(cti))
+                    ok = False
+                    solver.pop()
+                    break
+                if r is None:
+                    ok = False
+                solver.pop()
+        return ok
+
+    def cti_note(self, cti: CtiInfo) -> str:
+        who = "" if cti.invariant == self.goal.name else "lemma "
+        s = f"{who}{cti.invariant} is not {'inductive' if cti.k == 1 else f'{cti.k}-inductive'}: " \
+            f"fails after {cti.action.thread} {cti.action.function}: {cti.action.text}"
+        if cti.failing_conjunct is not None:
+            s += f" (conjunct {cti.failing_conjunct}: {cti.conjunct_text})"
+        return s
+
+    def k_induction(self) -> bool:
+        enc, k = self.enc, self.k
+        st = [enc.state(f"k{i}") for i in range(k + 1)]
+        solver = z3.Solver()
+        for i in range(k + 1):
+            solver.add(enc.ranges(st[i]))
+        for i in range(k):
+            solver.add(enc.trans(st[i], st[i + 1]))
+            for g in self.q:
+                solver.add(g.z3_holds(enc, st[i]))
+        for i in range(k + 1):
+            for j in range(i + 1, k + 1):
+                solver.add(z3.Not(enc.equal(st[i], st[j])))
+        ok = True
+        for f in self.q:
+            solver.push()
+            solver.add(z3.Not(f.z3_holds(enc, st[k])))
+            r = self._sat(solver, f"{k}-induction of {f.name}")
+            if r:
+                m = solver.model()
+                cti = self.p.make_cti(f, self.q, [x.decode(m) for x in st], k)
+                if self.cti is None or self.cti.k == 1 or f is self.goal:
+                    if self.cti is None or not (self.cti.k == k and self.cti.invariant == self.goal.name):
+                        self.cti = cti
+                self.notes.append(self.cti_note(cti))
+                ok = False
+            elif r is None:
+                ok = False
+            solver.pop()
+        return ok
+
+    def bmc_phase(self, step_ok: bool) -> PropertyProof:
+        enc, goal = self.enc, self.goal
+        base = self.k - 1 if step_ok else 0
+        depth = max(self.bmc, base)
+        states = [enc.state(0)]
+        solver = z3.Solver()
+        solver.add(enc.init(states[0]))
+        reached = 0
+        complete = True
+        for d in range(1, depth + 1):
+            states.append(enc.state(d))
+            solver.add(enc.ranges(states[d]), enc.trans(states[d - 1], states[d]))
+            todo = [goal] if d > self.bmc else []
+            todo = list(self.q) if d <= base else ([goal] if d <= self.bmc else todo)
+            for f in todo:
+                if f.name in self.false_lemmas:
+                    continue
+                solver.push()
+                solver.add(z3.Not(f.z3_holds(enc, states[d])))
+                r = self._sat(solver, f"BMC depth {d} ({f.name})")
+                if r:
+                    m = solver.model()
+                    path = [x.decode(m) for x in states]
+                    if f is goal:
+                        return self.violated(path, d)
+                    self.false_lemma(f, path)
+                elif r is None:
+                    complete = False
+                solver.pop()
+            if not complete:
+                break
+            reached = d
+        return self.verdict(step_ok, reached, complete, depth)
+
+    def verdict(self, step_ok: bool, reached: int, complete: bool, depth: int) -> PropertyProof:
+        bmc_note = ""
+        if depth > 0:
+            bmc_note = f"no violation up to depth {reached}" if complete else \
+                f"no violation up to depth {reached} (solver unknown beyond)"
+        if step_ok and complete and not self.false_lemmas and not self.unknown_where:
+            return self.result(PROVED, self.proved_detail(self.k), self.k, reached)
+        parts = list(dict.fromkeys(self.notes))
+        if bmc_note:
+            parts.append(bmc_note)
+        if self.cti is not None:
+            return self.result(CTI, "; ".join(parts), self.k, reached)
+        if self.unknown_where:
+            parts.insert(0, f"solver unknown or timeout ({self.unknown_where[0]})")
+            return self.result(UNKNOWN, "; ".join(parts), self.k, reached)
+        if self.false_lemmas:
+            return self.result(CTI, "; ".join(parts), self.k, reached)
+        if self.k <= 0:
+            return self.result(BOUNDED, "; ".join(parts) or "no violation at depth 0", 0, reached)
+        return self.result(BOUNDED, "; ".join(parts), self.k, reached)
+
+    def violated(self, path: list[dict[Field, int]], depth: int) -> PropertyProof:
+        goal = self.goal
+        what = f"the BMC counterexample of {goal.name}"
+        actions = self.p.replay(path, what)
+        for i, st in enumerate(path[:-1]):
+            if not goal.holds(self.p.program, st) and goal.kind == "always":
+                raise _disagree(f"{what}: {goal.name} already fails at depth {i} < {depth}")
+        if goal.holds(self.p.program, path[-1]):
+            raise _disagree(f"{what}: {goal.name} holds in the final state")
+        if goal.kind == "check":
+            actions.append(self.p.firing_action(goal, path[-1], what))
+        detail = "false in the initial state" if depth == 0 and goal.kind == "always" else \
+            f"violated: a trace of {len(actions)} step{'s' if len(actions) != 1 else ''} (BMC, shortest)"
+        self.cti = None
+        return self.result(VIOLATED, detail, self.k, depth, trace=actions)
+
+
+def prove_program(program: Program, property_names: Sequence[str] | None = None, lemmas: Sequence[str] = (),
+                  k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
+                  explicit_replay: bool = True) -> ProveResult:
+    """Prove the named goals (default: every ``always`` property) of ``program``.
+
+    ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
+    assumed and proved jointly with each goal. ``timeout_s`` bounds the solver
+    time per goal; running out gives UNKNOWN, never PROVED.
+    """
+    t0 = time.monotonic()
+    prover = Prover(program, timeout_s, explicit_replay)
+    if property_names:
+        goals = _resolve(program, property_names, prover.goals, "property")
+    else:
+        goals = [g for g in prover.goals.values() if g.kind == "always"]
+    lem = _resolve(program, lemmas, prover.goals, "lemma")
+    out = [prover.prove(g, lem, k, bmc_depth) for g in goals]
+    return ProveResult(program.name, out, time.monotonic() - t0)

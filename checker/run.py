@@ -1,0 +1,202 @@
+"""Run a check end to end: Program -> search -> verdicts, traces, lock-order graph."""
+
+from __future__ import annotations
+
+from .design import Design, Scenario
+from .explore import Finding, Search, explore, path_to
+from .lockorder import collect_edges, cycles_report
+from .options import Options
+from .program import Program, RwSem
+from .progmodel import ProgramModel
+from .pycompile import evaluate, state_values
+from .results import (
+    BOUNDED, BUILTIN_PROPERTIES, HOLDS, NOT_WITNESSED, VIOLATED, WITNESSED, CheckResult, LockCycle,
+    PropertyResult, Stats, Trace, TraceStep,
+)
+
+BUILTIN_TEXT = {
+    "deadlock": "no reachable state where some thread is unfinished and none can move",
+    "lock-order": "lockdep: no cycle in the acquired-while-holding graph; balanced unlocks; no lock held at exit",
+    "memory-safety": "no use after free, NULL dereference, double free, refcount underflow or leak",
+    "data-race": "shared fields accessed with their declared locks; no two threads poised on conflicting accesses",
+}
+
+
+class ReplayError(Exception):
+    """A saved trace does not replay on this program (not enabled, or nondeterministic)."""
+
+
+def build_program(design: Design, scenario: Scenario) -> Program:
+    return design.build(scenario)
+
+
+def replay_trace(program: Program, actions: list[int], model: ProgramModel | None = None,
+                 expect_state: int | None = None) -> Trace:
+    """Re-execute ``actions`` from the initial state and render the swimlane steps."""
+    model = model or ProgramModel(program)
+    s = model.init_states()[0]
+    steps: list[TraceStep] = []
+    final = ""
+    for k, aid in enumerate(actions):
+        if not 0 <= aid < len(program.actions):
+            raise ReplayError(f"step {k + 1}: no action {aid} in this model")
+        act = program.actions[aid]
+        th = program.threads[act.thread].name
+        nxt = [n for a, n in model.successors(s) if a == aid]
+        if not nxt:
+            raise ReplayError(f"step {k + 1}: {th}: {act.function}: {act.text} is not enabled")
+        if len(nxt) > 1:
+            raise ReplayError(f"step {k + 1}: action {aid} has several successors (nondeterministic)")
+        n = nxt[0]
+        if n < 0:
+            prop, msg = model.violation(-1 - n)
+            if k != len(actions) - 1:
+                raise ReplayError(f"step {k + 1}: violation before the end of the trace")
+            steps.append(_step(program, k + 1, aid, s, s, note=f"{prop}: {msg}"))
+            final = f"{th} fires {act.function}: {msg}"
+            break
+        steps.append(_step(program, k + 1, aid, s, n))
+        s = n
+    if expect_state is not None and s != expect_state:
+        raise ReplayError("replay reached a different state than the search (nondeterministic model; please report)")
+    return Trace([t.name for t in program.threads], steps, list(actions), final)
+
+
+def _held(program: Program, t: int, state: int) -> list[str]:
+    values = state_values(program.layout.fields, state)
+    out = []
+    for lk in program.locks:
+        if isinstance(lk, RwSem):
+            if evaluate(lk.held_by(t, "w"), values):
+                out.append(lk.name)
+            elif t in lk.readers and evaluate(lk.held_by(t, "r"), values):
+                out.append(f"{lk.name}(r)")
+        elif evaluate(lk.held_by(t), values):
+            out.append(lk.name)
+    return out
+
+
+HIDDEN_KINDS = ("pc", "owner")
+
+
+def _step(program: Program, index: int, aid: int, before: int, after: int, note: str = "") -> TraceStep:
+    act = program.actions[aid]
+    changes = []
+    for f, old, new in program.layout.diff(before, after):
+        if f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name:
+            continue
+        changes.append((f.name, f.show(old), f.show(new)))
+    return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, act.text,
+                     _held(program, act.thread, after), changes, note)
+
+
+def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) -> Trace:
+    acts = path_to(search, f.index)
+    tr = replay_trace(program, acts, model, expect_state=f.state)
+    if f.action >= 0:
+        tr = replay_trace(program, acts + [f.action], model)
+    return tr
+
+
+def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "") -> CheckResult:
+    model = ProgramModel(program, options.properties, options.skip)
+    search = explore(model, options)
+    bits = model.state_bits
+    n = search.states
+    stats = Stats(states=n, transitions=search.transitions, deadlock_states=search.deadlock_states,
+                  max_depth=search.max_depth, seconds=search.seconds, complete=search.complete,
+                  limit=search.limit, strategy=options.strategy, store=search.store, state_bits=bits,
+                  collision_probability=(n * n / 2.0**65) if search.store == "fingerprint" else 0.0,
+                  peak_memory_mb=search.peak_mb)
+    edges = collect_edges(program, model.comp)
+    dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
+    class_order = list(dict.fromkeys(lk.cls for lk in program.locks))
+    cycles = cycles_report(edges, dl_sets, class_order)
+    props = _verdicts(program, model, search, cycles, options)
+    classes = class_order
+    result = _overall(props, search.complete)
+    return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
+                       edges, cycles, classes)
+
+
+def _selected(name: str, options: Options) -> bool:
+    return (not options.properties or name in options.properties) and name not in options.skip
+
+
+def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: list[LockCycle],
+              options: Options) -> list[PropertyResult]:
+    unviolated = HOLDS if search.complete else BOUNDED
+    out: list[PropertyResult] = []
+    found = search.findings
+
+    def trace_of(name: str) -> Trace | None:
+        return _trace(program, model, search, found[name]) if name in found else None
+
+    for name in BUILTIN_PROPERTIES:
+        if not _selected(name, options):
+            continue
+        pr = PropertyResult(name, name, unviolated, "", BUILTIN_TEXT[name], "apcheck built-in")
+        if name == "deadlock" and name in found:
+            pr.status, pr.trace = VIOLATED, trace_of(name)
+            assert pr.trace is not None
+            pr.trace.waits = model.wait_lines(found[name].state)
+            pr.trace.final = "deadlock: no thread can move"
+            pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); shortest trace shown)"
+        elif name == "lock-order" and (cycles or name in found):
+            pr.status = VIOLATED
+            if cycles:
+                c = cycles[0]
+                chain = " -> ".join(c.locks + [c.locks[0]])
+                kind = "reachable deadlock" if c.reachable else "possible (cycle only; no explored run deadlocked)"
+                more = f"; {len(cycles) - 1} more cycle(s)" if len(cycles) > 1 else ""
+                pr.detail = f"cycle {chain} [{kind}]{more}"
+                if c.reachable and "deadlock" in found:
+                    pr.trace = trace_of("deadlock")
+                    assert pr.trace is not None
+                    pr.trace.waits = model.wait_lines(found["deadlock"].state)
+                    pr.trace.scenario = c.scenario
+            else:
+                pr.detail = found[name].message
+                pr.trace = trace_of(name)
+        elif name in found:
+            f = found[name]
+            pr.status, pr.trace = VIOLATED, trace_of(name)
+            if name == "memory-safety" and f.action < 0:
+                pr.detail = "leak: " + ", ".join(model.leaked(f.state)) + " still alive when every thread finished"
+            else:
+                pr.detail = f.message
+        elif name == "data-race" and not program.shared:
+            pr.detail = "no shared fields declared in this model"
+        out.append(pr)
+    if "range" in found:
+        f = found["range"]
+        out.append(PropertyResult("range", "model", VIOLATED, f.message + " (a modelling error)",
+                                  "every field stays in its declared range", "apcheck built-in", trace_of("range")))
+    for p in program.properties:
+        if not _selected(p.name, options):
+            continue
+        pr = PropertyResult(p.name, p.kind, unviolated, "", p.description, p.source)
+        if p.kind == "always" and p.name in found:
+            pr.status, pr.trace, pr.detail = VIOLATED, trace_of(p.name), "invariant violated"
+        elif p.kind == "sometimes":
+            if p.name in found:
+                pr.status, pr.trace, pr.detail = WITNESSED, trace_of(p.name), "witness found"
+            else:
+                pr.status = NOT_WITNESSED if search.complete else BOUNDED
+                pr.detail = "no reachable state satisfies it: the scenario may be vacuous" if search.complete else ""
+        out.append(pr)
+    if not search.complete:
+        for pr in out:
+            if pr.status == BOUNDED:
+                pr.detail = f"no violation within the bound ({search.limit})"
+    return out
+
+
+def _overall(props: list[PropertyResult], complete: bool) -> str:
+    if any(p.status == VIOLATED for p in props):
+        return VIOLATED
+    if not complete:
+        return BOUNDED
+    if any(p.status == NOT_WITNESSED for p in props):
+        return NOT_WITNESSED
+    return HOLDS
