@@ -26,7 +26,7 @@ success); the kernel returns their negatives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from checker.expr import (
     INT,
@@ -37,6 +37,7 @@ from checker.expr import (
     If,
     Implies,
     Mask,
+    MaskConst,
     Not,
     Operand,
     Or,
@@ -235,17 +236,25 @@ def _assign(
     mine: Expr,
     bit: Operand | Expr,
     max_id: int | None,
-    validate,
+    validate: Callable[[Expr], Expr],
 ) -> tuple[Expr, Expr]:
-    idx = lift(bit, INT)
-    tentative = mine.with_bit(idx)
+    if isinstance(bit, Expr) and bit.sort.kind == "mask":
+        # a one-hot mask standing for the id (what the 256-bit proofs use)
+        w = _same_width(mine, bit)
+        already = (mine & bit).nonempty()
+        tentative = mine | bit
+        too_big = None if max_id is None else (bit & ~MaskConst(w, range(min(max_id + 1, w)))).nonempty()
+    else:
+        idx = lift(bit, INT)
+        already = mine.has(idx)
+        tentative = mine.with_bit(idx)
+        too_big = None if max_id is None else idx > max_id
     err = validate(tentative)
     new = If(err == 0, tentative, mine)
     # already assigned: success without validation ("bypass unnecessary processing")
-    new = If(mine.has(idx), mine, new)
-    err = If(mine.has(idx), 0, err)
-    if max_id is not None:
-        too_big = idx > max_id
+    new = If(already, mine, new)
+    err = If(already, 0, err)
+    if too_big is not None:
         new = If(too_big, mine, new)
         err = If(too_big, ENODEV, err)
     return new, err

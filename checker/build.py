@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
-from .expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, And, If, Not, Or
+from .expr import BOOL, And, Bin, Const, Expr, If, Ite, Nary, Not, Or, Un
 from .layout import Field, int_field
 from .program import (
-    Action, Check, ModelError, NoReaders, Program, ProgramBuilder, RwSem, StepDef, Thread,
+    Action,
+    Check,
+    ModelError,
+    NoReaders,
+    Program,
+    ProgramBuilder,
+    RwSem,
+    StepDef,
+    Thread,
     WriterWaiting,
 )
 
@@ -143,7 +151,7 @@ def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, lab
 
 def _held_after(lk: object, t: int, updates: dict[Field, Expr]) -> Expr:
     """Whether thread ``t`` holds ``lk`` after a step with ``updates`` (values from the pre-state)."""
-    from .program import Lock  # noqa: PLC0415
+    from .program import Lock
 
     if isinstance(lk, Lock):
         return updates.get(lk.owner, lk.owner.var) == t + 1
@@ -163,7 +171,7 @@ def _const_in_range(e: Expr, f: Field) -> bool:
         return True
     if isinstance(e, Ite):
         return _const_in_range(e.a, f) and _const_in_range(e.b, f)
-    from .expr import Var  # noqa: PLC0415
+    from .expr import Var
 
     return isinstance(e, Var) and e.field is f
 

@@ -16,7 +16,6 @@ APCHECK_DEBUG=1).
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +104,7 @@ def resolve_options(loaded: LoadedSpec, program: Program, **cli_values: Any) -> 
     validate_property_names(loaded, known)
     only = tuple(cli_values.pop("only", ()) or ())
     skip = tuple(cli_values.pop("skip", ()) or ())
-    errors = unknown_names(only, known, "--only") + unknown_names(skip, known, "--skip")
+    errors = unknown_names(only, known, "--only", indexed=False) + unknown_names(skip, known, "--skip", indexed=False)
     if errors:
         raise SpecErrors(errors)
     return (
@@ -179,7 +178,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
-def check(ctx: click.Context, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
+def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
     """Explore every interleaving of SPEC and report each property."""
     result = run_check(ctx, spec, cli_values)
     if fmt == "json":
@@ -208,20 +207,18 @@ def validate(ctx: click.Context, spec: str) -> int:
 
 
 def _read_report(path: str) -> dict[str, Any]:
+    rj = engine("checker.report_json")
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data: dict[str, Any] = rj.load_report(path)
     except FileNotFoundError:
         raise SpecError("", path, "no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError("", path, f"cannot read: {e}") from None
-    except json.JSONDecodeError as e:
-        raise SpecError(f"{path}:{e.lineno}:{e.colno}", "", f"invalid JSON: {e.msg}") from None
-    if not isinstance(data, dict) or data.get("version") != 1:
-        got = data.get("version") if isinstance(data, dict) else type(data).__name__
-        raise SpecError("", path, f"not an apcheck JSON report (expected \"version\": 1, got {got!r})")
+    except OSError as e:
+        raise SpecError("", path, f"cannot read: {e.strerror or e}") from None
+    except rj.ReportError as e:
+        msg = str(e)
+        raise SpecError("", "" if msg.startswith(path) else path, msg) from None
     if not isinstance(data.get("properties"), list):
-        raise SpecError("", path, "not an apcheck JSON report (no \"properties\" list)")
+        raise SpecError("", path, 'not an apcheck report (no "properties" list)')
     return data
 
 
@@ -286,7 +283,7 @@ def designs(ctx: click.Context, name: str | None) -> int:
         click.echo("\nconstants:")
         rows2 = [(k, p.type, "required" if p.required else repr(p.default), p.doc) for k, p in d.constants.items()]
         click.echo(tabulate(rows2, headers=["name", "type", "default", "doc"], tablefmt="simple"))
-    click.echo("\noperations:")
+    click.echo("\noperations:" if d.operations else "\noperations: none (the threads come from the constants)")
     for op in d.operations.values():
         params = ", ".join(f"{k}: {p.type}" + ("" if p.required else f" = {p.default!r}") for k, p in op.params.items())
         click.echo(f"  {op.name}({params})  {op.doc}".rstrip())
@@ -298,7 +295,7 @@ def designs(ctx: click.Context, name: str | None) -> int:
 @search_options
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the DOT graph to FILE.")
 @click.pass_context
-def graph(ctx: click.Context, spec: str, output: str | None, **cli_values: Any) -> int:
+def graph(ctx: click.Context, /, spec: str, output: str | None, **cli_values: Any) -> int:
     """Run the check and print the lock-order graph as DOT."""
     result = run_check(ctx, spec, cli_values)
     write_report(engine("checker.report_dot").lock_graph_dot(result), output)
@@ -356,7 +353,7 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
         return 130
     except BrokenPipeError:  # `apcheck check ... | head`
         return EXIT_OK
-    except Exception as e:  # noqa: BLE001 - the promise is: no bare traceback
+    except Exception as e:  # the promise: never a bare traceback
         if os.environ.get("APCHECK_DEBUG") == "1":
             raise
         _err(f"apcheck: internal error: {type(e).__name__}: {e}")

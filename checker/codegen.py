@@ -8,8 +8,9 @@ become one ``s & M == V``; constant assignments become one ``(s & K) | C``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .expr import BOOL, Bin, Const, Expr, Nary, Un, Var
 from .heldsets import static_acquire, static_held

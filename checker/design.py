@@ -9,8 +9,9 @@ Designs come from ``ap_model``, ``checker.lockprog`` or installed plugins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .program import Program
 

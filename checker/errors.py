@@ -50,6 +50,8 @@ class SpecErrors(SpecError):
     catch one type whether a spec had one mistake or many.
     """
 
+    errors: list[SpecError]
+
     def __init__(self, errors: Sequence[SpecError]) -> None:
         if not errors:
             raise ValueError("SpecErrors needs at least one error")

@@ -14,8 +14,8 @@ import sys
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import xxhash
 

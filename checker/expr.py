@@ -29,7 +29,7 @@ BOOL = Sort("bool")
 INT = Sort("int")
 
 
-def Mask(width: int) -> Sort:  # noqa: N802 - reads like a type
+def Mask(width: int) -> Sort:
     if width < 1:
         raise ValueError("a mask needs at least one bit")
     return Sort("mask", width)
@@ -262,7 +262,7 @@ def _bool(x: Operand | Expr) -> Expr:
     raise ExprError(f"a boolean is needed, got {x!r}")
 
 
-def And(*args: Operand | Expr) -> Expr:  # noqa: N802
+def And(*args: Operand | Expr) -> Expr:
     items = tuple(_bool(a) for a in args)
     items = tuple(a for a in items if not (isinstance(a, Const) and a.value is True))
     if any(isinstance(a, Const) and a.value is False for a in items):
@@ -272,7 +272,7 @@ def And(*args: Operand | Expr) -> Expr:  # noqa: N802
     return items[0] if len(items) == 1 else Nary("and", items)
 
 
-def Or(*args: Operand | Expr) -> Expr:  # noqa: N802
+def Or(*args: Operand | Expr) -> Expr:
     items = tuple(_bool(a) for a in args)
     items = tuple(a for a in items if not (isinstance(a, Const) and a.value is False))
     if any(isinstance(a, Const) and a.value is True for a in items):
@@ -282,18 +282,18 @@ def Or(*args: Operand | Expr) -> Expr:  # noqa: N802
     return items[0] if len(items) == 1 else Nary("or", items)
 
 
-def Not(a: Operand | Expr) -> Expr:  # noqa: N802
+def Not(a: Operand | Expr) -> Expr:
     e = _bool(a)
     if isinstance(e, Const):
         return Const(not e.value, BOOL)
     return Un("not", e, BOOL)
 
 
-def Implies(a: Operand | Expr, b: Operand | Expr) -> Expr:  # noqa: N802
+def Implies(a: Operand | Expr, b: Operand | Expr) -> Expr:
     return Or(Not(a), b)
 
 
-def If(c: Operand | Expr, a: Operand | Expr, b: Operand | Expr) -> Expr:  # noqa: N802
+def If(c: Operand | Expr, a: Operand | Expr, b: Operand | Expr) -> Expr:
     cond = _bool(c)
     if isinstance(a, Expr):
         ea = a
@@ -311,7 +311,7 @@ def If(c: Operand | Expr, a: Operand | Expr, b: Operand | Expr) -> Expr:  # noqa
     return Ite(cond, ea, eb, ea.sort)
 
 
-def Select(items: list[Expr] | tuple[Expr, ...], index: Operand | Expr, default: Operand | Expr = 0) -> Expr:  # noqa: N802
+def Select(items: list[Expr] | tuple[Expr, ...], index: Operand | Expr, default: Operand | Expr = 0) -> Expr:
     """items[index] for a state-dependent index (an If chain; ``default`` when out of range)."""
     if not items:
         raise ExprError("Select over no items")
@@ -325,7 +325,7 @@ def Select(items: list[Expr] | tuple[Expr, ...], index: Operand | Expr, default:
     return out
 
 
-def MaskConst(width: int, bits: list[int] | tuple[int, ...] | frozenset[int] | set[int] = ()) -> Expr:  # noqa: N802
+def MaskConst(width: int, bits: list[int] | tuple[int, ...] | frozenset[int] | set[int] = ()) -> Expr:
     value = 0
     for b in bits:
         if not 0 <= b < width:
@@ -334,7 +334,7 @@ def MaskConst(width: int, bits: list[int] | tuple[int, ...] | frozenset[int] | s
     return Const(value, Mask(width))
 
 
-def BitOf(width: int, bit: Operand | Expr) -> Expr:  # noqa: N802
+def BitOf(width: int, bit: Operand | Expr) -> Expr:
     """The mask with only ``bit`` set (state-dependent bit allowed)."""
     return Bin("setbit", Const(0, Mask(width)), lift(bit, INT), Mask(width))
 

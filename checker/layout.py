@@ -7,7 +7,8 @@ to a constant" a mask-and-or on the whole state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from .expr import BOOL, INT, Expr, Mask, Sort, Var
 

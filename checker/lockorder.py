@@ -49,13 +49,12 @@ def collect_edges(program: Program, comp: Compiled) -> list[LockEdge]:
             acquirer.setdefault((a.thread, acq.lock.index), a.function)
     for a in program.actions:
         if a.acquires and comp.fired[a.aid]:
-            held = comp.static_held[a.thread][a.label]
-            assert held is not None
-            add(a, sorted(held), list(range(len(a.acquires))))
+            static = comp.static_held[a.thread][a.label]
+            assert static is not None
+            add(a, sorted(static), list(range(len(a.acquires))))
     for aid, held_mask, acq_mask in sorted(comp.dynamic_edges):
         a = program.actions[aid]
-        held = [i for i in range(len(locks)) if held_mask >> i & 1]
-        add(a, held, [i for i in range(len(a.acquires)) if acq_mask >> i & 1])
+        add(a, [i for i in range(len(locks)) if held_mask >> i & 1], [i for i in range(len(a.acquires)) if acq_mask >> i & 1])
     return sorted(edges.values(), key=lambda e: (e.src, e.dst, e.src_mode, e.dst_mode))
 
 

@@ -24,7 +24,7 @@ class Options:
     properties: tuple[str, ...] = ()  # empty = all
     skip: tuple[str, ...] = ()
 
-    def with_overrides(self, **kw: Any) -> "Options":
+    def with_overrides(self, **kw: Any) -> Options:
         """Apply non-None overrides (CLI flags)."""
         known = {f.name for f in fields(self)}
         clean = {k: v for k, v in kw.items() if v is not None and k in known}

@@ -8,7 +8,7 @@ whom in a deadlock.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .codegen import Compiled, compile_program
 from .expr import BOOL, Expr, variables
@@ -23,12 +23,15 @@ class ProgramModel:
         self.program = program
         self.comp: Compiled = compile_program(program)
         self.successors = self.comp.succ
-        self._selected = (lambda n: (not only or n in only) and n not in skip)
+        self._only, self._skip = tuple(only), tuple(skip)
         done_terms = [(th.pc, th.done) for th in program.threads]
         self._has_cyclic = any(th.cyclic for th in program.threads)
         self._done_mask = sum(f.mask for f, _ in done_terms)
         self._done_val = sum((d - f.lo) << f.offset for f, d in done_terms if d >= 0)
         self._reads, self._writes = self._footprints()
+
+    def _selected(self, name: str) -> bool:
+        return (not self._only or name in self._only) and name not in self._skip
 
     # ---- protocol
     @property
@@ -82,7 +85,7 @@ class ProgramModel:
 
     def waits_for(self, state: int) -> tuple[dict[int, set[int]], dict[tuple[int, int], str]]:
         """Thread -> threads it waits for, and the lock/flag name on each wait edge."""
-        from .pycompile import evaluate, state_values  # noqa: PLC0415
+        from .pycompile import evaluate, state_values
 
         values = state_values(self.program.layout.fields, state)
         graph: dict[int, set[int]] = {}
@@ -120,7 +123,7 @@ class ProgramModel:
             r: set[object] = set(variables(a.guard))
             for e in a.updates.values():
                 r |= variables(e)
-            reads.append(frozenset(f for f in r if f in shared))  # type: ignore[misc]
+            reads.append(frozenset(f for f in r if isinstance(f, Field) and f in shared))
             writes.append(frozenset(f for f in a.updates if f in shared))
         return reads, writes
 

@@ -12,11 +12,13 @@ Definition errors are raised early as ``ModelError`` naming the culprit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field as dc_field
-from typing import Iterator, Sequence, Union
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Union
 
-from .expr import BOOL, Const, Expr, If, Not, Or, And, Select, lift
+from .expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
 from .layout import Field, Layout, bool_field, enum_field, int_field, ref_field
 
 
@@ -77,7 +79,7 @@ class RwSem:
         return NoReaders(self)
 
 
-AnyLock = Union[Lock, RwSem]
+AnyLock = Lock | RwSem
 
 
 @dataclass(eq=False)
@@ -332,8 +334,8 @@ class ProgramBuilder:
     def refcount_expr(self, pool: Pool, i: Expr | int) -> Expr:
         return pool.refcount(i)
 
-    def build(self) -> "Program":
-        from .build import finish  # noqa: PLC0415 - keeps this module to declarations
+    def build(self) -> Program:
+        from .build import finish
 
         return finish(self)
 
@@ -376,7 +378,7 @@ class ThreadBuilder:
 
     # ---- generic step
     def step(self, function: str, text: str, guard: Expr | None = None,
-             updates: dict[Field, Expr | int | bool] | None = None, objects: Sequence[ObjOp] = (),
+             updates: Mapping[Field, Expr | int | bool] | None = None, objects: Sequence[ObjOp] = (),
              checks: Sequence[Check] = (), jumps: Sequence[tuple[Expr, str]] = (),
              goto: str | None = None, acquires: Sequence[Acquire] = (),
              releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = ()) -> int:

@@ -23,12 +23,12 @@ engine's compiled successor function. A disagreement raises
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import z3
 
-from .expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
+from .expr import BOOL, And, Bin, Const, Expr, Implies, Ite, Nary, Not, Or, Un, Var
 from .layout import Field
 from .program import Action, Program
 from .symbolic import Encoding, StateVars
@@ -113,10 +113,10 @@ def _eval_bin(e: Bin, a: int | bool, b: int | bool) -> int | bool:
 def concrete_evaluator() -> Callable[[Expr, Values], int | bool]:
     """The lead's reference evaluator (``checker.pycompile.evaluate``) when present, else ours."""
     try:
-        from .pycompile import evaluate as lead  # noqa: PLC0415
+        from .pycompile import evaluate as lead
     except ImportError:  # pragma: no cover - only before pycompile exists
         return evaluate
-    return lead  # type: ignore[return-value]
+    return lead
 
 
 def truth(e: Expr, values: Values) -> bool:
@@ -179,6 +179,38 @@ class Goal:
         return f"no step fails a {self.check_prop} check"
 
 
+AUTO_OWNERSHIP = "auto:lock-ownership"
+
+
+def ownership_expr(program: Program) -> Expr | None:
+    """"Each thread holds exactly the locks its pc implies", where the held set is static.
+
+    Derived from the program (``heldsets``), never trusted: it is proved by
+    induction before the prover assumes it.
+    """
+    from .heldsets import static_held
+    from .program import RwSem
+
+    held = static_held(program)
+    terms: list[Expr] = []
+    for th in program.threads:
+        for pc, h in enumerate(held[th.index]):
+            if h is None:
+                continue
+            conds: list[Expr] = []
+            for lk in program.locks:
+                if isinstance(lk, RwSem):
+                    hb = lk.writer.var == th.index + 1
+                    if th.index in lk.readers:
+                        hb = Or(hb, lk.readers[th.index].var == 1)
+                else:
+                    hb = lk.owner.var == th.index + 1
+                conds.append(hb if lk.index in h else Not(hb))
+            if conds:
+                terms.append(Implies(th.pc.var == pc, And(*conds)))
+    return And(*terms) if terms else None
+
+
 def goals_of(program: Program) -> dict[str, Goal]:
     out: dict[str, Goal] = {}
     for p in program.properties:
@@ -188,11 +220,15 @@ def goals_of(program: Program) -> dict[str, Goal]:
     for prop in props:
         name = CHECK_PREFIX + prop
         out[name] = Goal(name, "check", None, prop, f"no enabled step fails a {prop} check")
+    own = ownership_expr(program)
+    if own is not None:
+        out[AUTO_OWNERSHIP] = Goal(AUTO_OWNERSHIP, "always", own,
+                                   description="each thread holds exactly the locks its pc implies (derived)")
     return out
 
 
 def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], what: str) -> list[Goal]:
-    from .build import did_you_mean  # noqa: PLC0415
+    from .build import did_you_mean
 
     out = []
     for n in names:
@@ -232,6 +268,8 @@ class CtiInfo:
     path: list[int] = field(default_factory=list)  # k-induction: actions leading into ``pre``
     pre_state: int = 0  # packed states (layout encoding)
     post_state: int = 0
+    post_failure: str = ""  # check goals: which step would fail in the post-state, and why
+    post_failure_action: int = -1  # its action id
 
 
 @dataclass
@@ -243,6 +281,7 @@ class PropertyProof:
     k: int  # induction depth tried (0: induction disabled)
     bmc_depth: int  # depth BMC reached without violation, or the violation's depth
     lemmas: list[str] = field(default_factory=list)
+    assumed: list[str] = field(default_factory=list)  # invariants proved first, then assumed
     cti: CtiInfo | None = None
     trace: list[int] | None = None  # VIOLATED: action ids from the initial state
     seconds: float = 0.0
@@ -313,12 +352,13 @@ class Prover:
         self._explicit_replay = explicit_replay
         self._succ: Callable[[int], list[tuple[int, int]]] | None = None
         self._reads: dict[str, set[Field]] = {}
+        self.assumed: list[Goal] = []  # invariants already PROVED: sound extra assumptions
 
     # ---- syntactic frame: which fields a goal reads
     def reads(self, g: Goal) -> set[Field]:
         hit = self._reads.get(g.name)
         if hit is None:
-            from .expr import variables  # noqa: PLC0415
+            from .expr import variables
 
             if g.expr is not None:
                 hit = {f for f in variables(g.expr) if isinstance(f, Field)}
@@ -338,7 +378,7 @@ class Prover:
             return None
         if self._succ is None:
             try:
-                from .codegen import compile_program  # noqa: PLC0415
+                from .codegen import compile_program
             except ImportError:  # pragma: no cover - before the explicit engine exists
                 self._explicit_replay = False
                 return None
@@ -354,6 +394,7 @@ class Prover:
         out = run.go()
         out.seconds = time.monotonic() - t0
         out.lemmas = [lm.name for lm in q[1:]]
+        out.assumed = [g.name for g in run.assumed]
         out.description = goal.description
         return out
 
@@ -417,9 +458,16 @@ class Prover:
             if not truth(c, post):
                 idx, ctext = i, expr_text(c)
                 break
+        failure, fail_aid = "", -1
+        if f.kind == "check":
+            fail_aid = self.firing_action(f, post, what)
+            fa = self.program.actions[fail_aid]
+            ev = concrete_evaluator()
+            msgs = [c.message for c in fa.checks if c.prop == f.check_prop and bool(ev(c.bad, post))]
+            failure = f"{self.program.threads[fa.thread].name}: {fa.function}: {fa.text} would fail: {msgs[0]}"
         layout = self.program.layout
         return CtiInfo(f.name, _named(pre), _action_ref(self.program, a), _named(post), idx, ctext, k,
-                       actions[:-1], layout.encode(_named(pre)), layout.encode(_named(post)))
+                       actions[:-1], layout.encode(_named(pre)), layout.encode(_named(post)), failure, fail_aid)
 
 
 def _vars_updated(a: Action) -> set[Field]:
@@ -436,6 +484,8 @@ class _Run:
         self.cti: CtiInfo | None = None
         self.false_lemmas: list[str] = []
         self.unknown_where: list[str] = []
+        names = {g.name for g in q}
+        self.assumed = [g for g in prover.assumed if g.name not in names]
 
     def _sat(self, solver: z3.Solver, where: str) -> bool | None:
         r = self.budget.check(solver)
@@ -479,7 +529,10 @@ class _Run:
     def proved_detail(self, k: int) -> str:
         how = "inductive" if k == 1 else f"{k}-inductive"
         lem = [g.name for g in self.q[1:]]
-        return how + (f" with lemmas {', '.join(lem)}" if lem else "") + "; holds in every reachable state"
+        out = how + (f" with lemmas {', '.join(lem)}" if lem else "")
+        if self.assumed:
+            out += f" (assuming the proved {', '.join(g.name for g in self.assumed)})"
+        return out + "; holds in every reachable state"
 
     def false_lemma(self, f: Goal, states: list[dict[Field, int]]) -> None:
         self.p.replay(states, f"the violation of lemma {f.name}")
@@ -493,7 +546,7 @@ class _Run:
         s, t = enc.state("pre"), enc.state("post")
         solver = z3.Solver()
         solver.add(enc.ranges(s))
-        for g in self.q:
+        for g in self.q + self.assumed:
             solver.add(g.z3_holds(enc, s))
         ok = True
         for f in self.q:
@@ -506,10 +559,7 @@ class _Run:
                 r = self._sat(solver, f"consecution of {f.name}")
                 if r:
                     m = solver.model()
-                    cti = self.p.make_cti(f, self.q, [s.decode(m), t.decode(m)], 1)
-                    if self.cti is None or (f is self.goal and self.cti.invariant != f.name):
-                        self.cti = cti
-                    self.notes.append(self.cti_note(cti))
+                    self.keep(self.p.make_cti(f, self.q + self.assumed, [s.decode(m), t.decode(m)], 1))
                     ok = False
                     solver.pop()
                     break
@@ -518,12 +568,24 @@ class _Run:
                 solver.pop()
         return ok
 
+    def keep(self, cti: CtiInfo) -> None:
+        """Remember a CTI; the goal's own beats a lemma's, a deeper one beats a shallower one."""
+        self.notes.append(self.cti_note(cti))
+
+        def rank(c: CtiInfo) -> tuple[bool, int]:
+            return c.invariant == self.goal.name, c.k
+
+        if self.cti is None or rank(cti) > rank(self.cti):
+            self.cti = cti
+
     def cti_note(self, cti: CtiInfo) -> str:
         who = "" if cti.invariant == self.goal.name else "lemma "
         s = f"{who}{cti.invariant} is not {'inductive' if cti.k == 1 else f'{cti.k}-inductive'}: " \
-            f"fails after {cti.action.thread} {cti.action.function}: {cti.action.text}"
+            f"fails after [{cti.action.thread}] {cti.action.function}: {cti.action.text}"
         if cti.failing_conjunct is not None:
             s += f" (conjunct {cti.failing_conjunct}: {cti.conjunct_text})"
+        if cti.post_failure:
+            s += f" (then {cti.post_failure})"
         return s
 
     def k_induction(self) -> bool:
@@ -537,6 +599,9 @@ class _Run:
             for g in self.q:
                 solver.add(g.z3_holds(enc, st[i]))
         for i in range(k + 1):
+            for g in self.assumed:
+                solver.add(g.z3_holds(enc, st[i]))
+        for i in range(k + 1):
             for j in range(i + 1, k + 1):
                 solver.add(z3.Not(enc.equal(st[i], st[j])))
         ok = True
@@ -546,11 +611,7 @@ class _Run:
             r = self._sat(solver, f"{k}-induction of {f.name}")
             if r:
                 m = solver.model()
-                cti = self.p.make_cti(f, self.q, [x.decode(m) for x in st], k)
-                if self.cti is None or self.cti.k == 1 or f is self.goal:
-                    if self.cti is None or not (self.cti.k == k and self.cti.invariant == self.goal.name):
-                        self.cti = cti
-                self.notes.append(self.cti_note(cti))
+                self.keep(self.p.make_cti(f, self.q + self.assumed, [x.decode(m) for x in st], k))
                 ok = False
             elif r is None:
                 ok = False
@@ -569,8 +630,7 @@ class _Run:
         for d in range(1, depth + 1):
             states.append(enc.state(d))
             solver.add(enc.ranges(states[d]), enc.trans(states[d - 1], states[d]))
-            todo = [goal] if d > self.bmc else []
-            todo = list(self.q) if d <= base else ([goal] if d <= self.bmc else todo)
+            todo = list(self.q) if d <= base else [goal]
             for f in todo:
                 if f.name in self.false_lemmas:
                     continue
@@ -617,7 +677,7 @@ class _Run:
         what = f"the BMC counterexample of {goal.name}"
         actions = self.p.replay(path, what)
         for i, st in enumerate(path[:-1]):
-            if not goal.holds(self.p.program, st) and goal.kind == "always":
+            if not goal.holds(self.p.program, st):
                 raise _disagree(f"{what}: {goal.name} already fails at depth {i} < {depth}")
         if goal.holds(self.p.program, path[-1]):
             raise _disagree(f"{what}: {goal.name} holds in the final state")
@@ -631,12 +691,15 @@ class _Run:
 
 def prove_program(program: Program, property_names: Sequence[str] | None = None, lemmas: Sequence[str] = (),
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
-                  explicit_replay: bool = True) -> ProveResult:
+                  explicit_replay: bool = True, auto_lemmas: bool = True) -> ProveResult:
     """Prove the named goals (default: every ``always`` property) of ``program``.
 
     ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
     assumed and proved jointly with each goal. ``timeout_s`` bounds the solver
-    time per goal; running out gives UNKNOWN, never PROVED.
+    time per goal; running out gives UNKNOWN, never PROVED. With
+    ``auto_lemmas``, the derived ``auto:lock-ownership`` invariant is proved
+    first and, when PROVED, assumed in every other proof (sound: it holds in
+    every reachable state).
     """
     t0 = time.monotonic()
     prover = Prover(program, timeout_s, explicit_replay)
@@ -645,5 +708,10 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
     else:
         goals = [g for g in prover.goals.values() if g.kind == "always"]
     lem = _resolve(program, lemmas, prover.goals, "lemma")
+    own = prover.goals.get(AUTO_OWNERSHIP)
+    if auto_lemmas and own is not None:
+        pre = prover.prove(own, (), 1, 0)
+        if pre.status == PROVED:
+            prover.assumed.append(own)
     out = [prover.prove(g, lem, k, bmc_depth) for g in goals]
     return ProveResult(program.name, out, time.monotonic() - t0)

@@ -8,7 +8,8 @@ effect inlined, dispatched by a balanced if-tree on each thread's pc.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var
 from .layout import Field
@@ -68,7 +69,7 @@ def compile_fn(args: str, body: list[str], name: str = "_fn", env: dict[str, Any
     """Compile generated source into a function (our own code: numeric constants only)."""
     src = f"def {name}({args}):\n" + "\n".join("    " + line for line in body) + "\n"
     scope: dict[str, Any] = dict(env or {})
-    exec(compile(src, f"<apcheck:{name}>", "exec"), scope)  # noqa: S102 - generated, constants only
+    exec(compile(src, f"<apcheck:{name}>", "exec"), scope)
     fn: Callable[..., Any] = scope[name]
     fn.__apcheck_source__ = src  # type: ignore[attr-defined]
     return fn

@@ -74,8 +74,10 @@ def render_result(result: CheckResult, color: bool = False) -> str:
     parts = [f"spec {result.spec}  design {result.design}  result {status}"]
     parts.append(render_verdicts(result.properties, color))
     parts.append(render_stats(result.stats))
+    shown: list[Trace] = []
     for prop in result.properties:
-        if prop.trace is not None:
+        if prop.trace is not None and not any(prop.trace is t for t in shown):
+            shown.append(prop.trace)  # lock-order's reachable cycle shares the deadlock trace
             parts.append(render_trace(prop.trace, title=f"{prop.name}: {prop.detail}"))
     if result.cycles:
         title = f"== lock-order: {len(result.cycles)} cycle{'s' if len(result.cycles) != 1 else ''} =="

@@ -6,12 +6,22 @@ from .design import Design, Scenario
 from .explore import Finding, Search, explore, path_to
 from .lockorder import collect_edges, cycles_report
 from .options import Options
-from .program import Program, RwSem
 from .progmodel import ProgramModel
+from .program import Program, RwSem
 from .pycompile import evaluate, state_values
 from .results import (
-    BOUNDED, BUILTIN_PROPERTIES, HOLDS, NOT_WITNESSED, VIOLATED, WITNESSED, CheckResult, LockCycle,
-    PropertyResult, Stats, Trace, TraceStep,
+    BOUNDED,
+    BUILTIN_PROPERTIES,
+    HOLDS,
+    NOT_WITNESSED,
+    VIOLATED,
+    WITNESSED,
+    CheckResult,
+    LockCycle,
+    PropertyResult,
+    Stats,
+    Trace,
+    TraceStep,
 )
 
 BUILTIN_TEXT = {
@@ -151,10 +161,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
                 more = f"; {len(cycles) - 1} more cycle(s)" if len(cycles) > 1 else ""
                 pr.detail = f"cycle {chain} [{kind}]{more}"
                 if c.reachable and "deadlock" in found:
-                    pr.trace = trace_of("deadlock")
-                    assert pr.trace is not None
-                    pr.trace.waits = model.wait_lines(found["deadlock"].state)
-                    pr.trace.scenario = c.scenario
+                    pr.trace = next((x.trace for x in out if x.name == "deadlock"), None) or trace_of("deadlock")
             else:
                 pr.detail = found[name].message
                 pr.trace = trace_of(name)

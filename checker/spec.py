@@ -47,9 +47,8 @@ class _CoreLoader(yaml.SafeLoader):
     composer of this class are used, never its constructor.
     """
 
-    yaml_implicit_resolvers: dict[Any, Any] = {}
 
-
+_CoreLoader.yaml_implicit_resolvers = {}  # drop the YAML 1.1 resolvers inherited from SafeLoader
 for _tag, _re, _first in ((NULL, _NULL_RE, "~nN"), (BOOL, _BOOL_RE, "tTfF"), (INT, _INT_RE, "-+0123456789"),
                           (FLOAT, _FLOAT_RE, "-+0123456789.")):
     _CoreLoader.add_implicit_resolver(_tag, _re, list(_first))
@@ -203,7 +202,7 @@ class _Loader:
         elif tag == BOOL and _BOOL_RE.match(v):
             ok = v.lower() == "true"
         elif tag == INT and _INT_RE.match(v):
-            ok = int(v[2:], 8) if v.startswith("0o") else int(v[2:], 16) if v.startswith("0x") else int(v, 10)
+            ok = int(v, 0) if v.startswith(("0o", "0x")) else int(v, 10)  # base 0 would reject "017"
         elif tag == FLOAT and _FLOAT_RE.match(v):
             low = v.lower()
             ok = math.nan if low == ".nan" else (-math.inf if low.startswith("-") else math.inf) if "inf" in low \
@@ -363,8 +362,8 @@ class _Loader:
 
     def constants(self, top: dict[str, _Y], root: _Y, design: Design | None) -> dict[str, Any]:
         cy = top.get("constants")
-        cmap = self.as_map(cy, "constants")
-        if cmap is None or design is None:
+        cmap = self.as_map(cy, "constants") if cy is not None else {}
+        if cmap is None or design is None:  # not a mapping (reported), or nothing to check against
             return {}
         declared = dict(design.constants)
         at = cy if cy is not None else root  # where a missing required constant is reported
@@ -542,13 +541,14 @@ def scenario_error(loaded: LoadedSpec | Scenario, e: ScenarioError) -> SpecError
 
 
 def unknown_names(names: tuple[str, ...] | list[str], known: list[str], path: str,
-                  where: dict[str, str] | None = None, fallback: str = "") -> list[SpecError]:
-    """One error per name not in ``known``; ``path[i]`` locates each through ``where``."""
+                  where: dict[str, str] | None = None, fallback: str = "", indexed: bool = True) -> list[SpecError]:
+    """One error per property name not in ``known``; ``path[i]`` locates each through ``where``."""
     errors = []
     for i, n in enumerate(names):
         if n not in known:
-            at = (where or {}).get(f"{path}[{i}]", fallback)
-            errors.append(SpecError(at, f"{path}[{i}]", f"unknown property {n!r}{did_you_mean(n, known)}; "
+            p = f"{path}[{i}]" if indexed else path
+            at = (where or {}).get(p, fallback)
+            errors.append(SpecError(at, p, f"unknown property {n!r}{did_you_mean(n, known)}; "
                                               f"known: {', '.join(known)}"))
     return errors
 

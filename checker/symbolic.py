@@ -18,8 +18,9 @@ without relying on the post-state range conjunct.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import z3
 
@@ -68,7 +69,7 @@ class Encoding:
         return hit
 
     def holds(self, e: Expr, vs: StateVars) -> z3.BoolRef:
-        return self.expr(e, vs)  # type: ignore[return-value]
+        return self.expr(e, vs)
 
     # ---- initial condition and typing
     def init(self, vs: StateVars) -> z3.BoolRef:

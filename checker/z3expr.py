@@ -16,7 +16,7 @@ solver.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import z3
 
@@ -45,7 +45,7 @@ def field_var(f: Field, suffix: str | int = "") -> z3.ExprRef:
 def range_constraint(f: Field, v: z3.ExprRef) -> z3.BoolRef:
     """``lo <= v <= hi`` for int-valued fields; true for bools and masks (typed by width)."""
     if f.sort == INT:
-        return z3.And(v >= f.lo, v <= f.hi)  # type: ignore[operator]
+        return z3.And(v >= f.lo, v <= f.hi)
     return z3.BoolVal(True)
 
 
@@ -74,9 +74,9 @@ def from_z3_value(v: z3.ExprRef) -> int:
     if z3.is_false(v):
         return 0
     if z3.is_int_value(v):
-        return int(v.as_long())  # type: ignore[attr-defined]
+        return int(v.as_long())
     if z3.is_bv_value(v):
-        return int(v.as_long())  # type: ignore[attr-defined]
+        return int(v.as_long())
     raise ExprError(f"Z3 returned a non-literal value {v}")
 
 
@@ -117,7 +117,7 @@ def _has(m: z3.BitVecRef, index: Expr, i: z3.ArithRef, width: int) -> z3.BoolRef
         j = int(index.value)
         if not 0 <= j < width:
             return z3.BoolVal(False)
-        return z3.Extract(j, j, m) == 1  # type: ignore[return-value]
+        return z3.Extract(j, j, m) == 1
     terms = [z3.And(i == j, z3.Extract(j, j, m) == 1) for j in _bit_candidates(index, width)]
     return z3.Or(*terms) if terms else z3.BoolVal(False)
 
@@ -162,7 +162,7 @@ def _tr1(e: Expr, env: Env, cache: dict[int, z3.ExprRef]) -> z3.ExprRef:
         if e.op == "not":
             return z3.Not(a)
         if e.op == "~":
-            return ~a  # type: ignore[operator]
+            return ~a
         raise ExprError(f"unknown unary operator {e.op!r}")
     if isinstance(e, Bin):
         return _bin(e, env, cache)
@@ -183,33 +183,33 @@ def _bin(e: Bin, env: Env, cache: dict[int, z3.ExprRef]) -> z3.ExprRef:
     b = _tr(e.b, env, cache)
     op = e.op
     if op == "==":
-        return a == b  # type: ignore[return-value]
+        return a == b
     if op == "!=":
-        return a != b  # type: ignore[return-value]
+        return a != b
     if op in ("has", "setbit", "clrbit"):
         width = e.a.sort.width
         if op == "has":
-            return _has(a, e.b, b, width)  # type: ignore[arg-type]
-        hot = _onehot(e.b, b, width)  # type: ignore[arg-type]
-        return (a | hot) if op == "setbit" else (a & ~hot)  # type: ignore[operator]
+            return _has(a, e.b, b, width)
+        hot = _onehot(e.b, b, width)
+        return (a | hot) if op == "setbit" else (a & ~hot)
     if op == "<":
-        return a < b  # type: ignore[operator]
+        return a < b
     if op == "<=":
-        return a <= b  # type: ignore[operator]
+        return a <= b
     if op == ">":
-        return a > b  # type: ignore[operator]
+        return a > b
     if op == ">=":
-        return a >= b  # type: ignore[operator]
+        return a >= b
     if op == "+":
-        return a + b  # type: ignore[operator]
+        return a + b
     if op == "-":
-        return a - b  # type: ignore[operator]
+        return a - b
     if op == "&":
-        return a & b  # type: ignore[operator]
+        return a & b
     if op == "|":
-        return a | b  # type: ignore[operator]
+        return a | b
     if op == "^":
-        return a ^ b  # type: ignore[operator]
+        return a ^ b
     raise ExprError(f"unknown binary operator {op!r}")
 
 
@@ -218,10 +218,10 @@ def sort_matches(term: object, sort: Sort) -> bool:
     if not isinstance(term, z3.ExprRef):
         return False
     if sort == BOOL:
-        return z3.is_bool(term)
+        return bool(z3.is_bool(term))
     if sort == INT:
-        return z3.is_int(term)
-    return z3.is_bv(term) and term.size() == sort.width  # type: ignore[attr-defined]
+        return bool(z3.is_int(term))
+    return bool(z3.is_bv(term)) and int(term.size()) == sort.width
 
 
 def check_sorts(e: Expr, suffix: str = "sortcheck") -> z3.ExprRef:

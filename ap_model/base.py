@@ -1,0 +1,285 @@
+"""The design base class: constants, the operation catalogue, build(), and paths every era shares.
+
+A design (``ap_model/<era>.py``) subclasses ``ApDesign``, sets its ``Era`` and
+the operations it models, and writes each kernel path as a method
+``op_<operation>(w, t, **args)`` emitting steps on thread ``t`` of world ``w``.
+A variant subclasses a design and overrides a few methods (see
+``v17_data_before_put.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checker.design import OperationSig, Param, Scenario, ScenarioError
+from checker.expr import INT, And, Expr, If, MaskConst, Not, lift
+from checker.program import Program, ProgramBuilder, ThreadBuilder
+
+from . import rules
+from .world import E, Body, Era, World, parse_cfg
+
+CONSTANTS: dict[str, Param] = {
+    "adapters": Param("ints", "APIDs modelled (real numbers, shown in traces)", [3, 4]),
+    "domains": Param("ints", "APQIs modelled", [5, 6]),
+    "vms": Param("int", "number of VMs (struct kvm kvm0..); each alive at start, its VM fd open", 1),
+    "vcpus": Param("int", "vCPUs per VM (each holds a kvm reference through its fd)", 1),
+    "mdevs": Param("int", "matrix_mdev slots mdev0..", 1),
+    "created": Param("ints", "mdevs created at start (default: all)", None),
+    "matrix": Param("strs", "initial assignments, e.g. 'mdev0: 3,4 x 5' (adapters x domains)", []),
+    "attached": Param("strs", "mdevs open with a running guest at start, e.g. 'mdev0 -> kvm0'", []),
+    "apmask": Param("ints", "APIDs set in /sys/bus/ap/apmask at start (default none)", None),
+    "aqmask": Param("ints", "APQIs set in /sys/bus/ap/aqmask at start (default all)", None),
+    "config_apm": Param("ints", "APIDs in the host AP configuration (QCI) at start (default all)", None),
+    "config_aqm": Param("ints", "APQIs in the host AP configuration at start (default all)", None),
+    "module_loaded": Param("bool", "vfio_ap module loaded at start", True),
+    "track_errno": Param("bool", "record each thread's last return code in the state (traces show it)", True),
+}
+
+_I = Param("int", "", 0)
+CATALOG: dict[str, OperationSig] = {
+    "kvm_run": OperationSig("kvm_run", "vCPU KVM_RUN ioctl whose guest issues PQAP(AQIC) (intercepted, handle_pqap)",
+                            {"vm": Param("int", "VM index", 0), "vcpu": Param("int", "vCPU index", 0)}),
+    "pv_switch": OperationSig("pv_switch", "KVM_S390_PV_COMMAND: kvm_s390_handle_pv -> kvm_s390_cpus_to_pv",
+                              {"vm": Param("int", "VM index", 0)}),
+    "close_vm_fd": OperationSig("close_vm_fd", "QEMU closes the VM fd: kvm_vm_release -> kvm_put_kvm",
+                                {"vm": Param("int", "VM index", 0)}),
+    "close_vcpu_fd": OperationSig("close_vcpu_fd", "QEMU closes a vCPU fd: kvm_vcpu_release -> kvm_put_kvm",
+                                  {"vm": Param("int", "VM index", 0), "vcpu": Param("int", "vCPU index", 0)}),
+    "open_device": OperationSig("open_device", "QEMU opens the mdev's vfio device for a VM (-> vfio_ap_mdev_set_kvm)",
+                                {"mdev": Param("int", "mdev index", 0), "vm": Param("int", "VM index", 0)}),
+    "close_device": OperationSig("close_device", "QEMU closes the mdev's vfio device (-> vfio_ap_mdev_unset_kvm)",
+                                 {"mdev": Param("int", "mdev index", 0)}),
+    "mdev_create": OperationSig("mdev_create", "echo UUID > .../create: vfio_ap_mdev_probe",
+                                {"mdev": Param("int", "mdev index", 0)}),
+    "mdev_remove": OperationSig("mdev_remove", "echo 1 > .../remove: vfio_ap_mdev_remove (waits for close)",
+                                {"mdev": Param("int", "mdev index", 0)}),
+    "assign_adapter": OperationSig("assign_adapter", "echo APID > assign_adapter (assign_adapter_store)",
+                                   {"mdev": Param("int", "mdev index", 0), "apid": Param("int", "APID", required=True)}),
+    "unassign_adapter": OperationSig("unassign_adapter", "echo APID > unassign_adapter",
+                                     {"mdev": Param("int", "mdev index", 0), "apid": Param("int", "APID", required=True)}),
+    "assign_domain": OperationSig("assign_domain", "echo APQI > assign_domain",
+                                  {"mdev": Param("int", "mdev index", 0), "apqi": Param("int", "APQI", required=True)}),
+    "unassign_domain": OperationSig("unassign_domain", "echo APQI > unassign_domain",
+                                    {"mdev": Param("int", "mdev index", 0), "apqi": Param("int", "APQI", required=True)}),
+    "apmask_store": OperationSig("apmask_store", "write /sys/bus/ap/apmask (+reserve / -release), then reprobe",
+                                 {"reserve": Param("ints", "APIDs set (given to zcrypt)", []),
+                                  "release": Param("ints", "APIDs cleared (given to vfio_ap)", [])}),
+    "unbind_queue": OperationSig("unbind_queue", "echo APQN > /sys/bus/ap/drivers/vfio_ap/unbind",
+                                 {"apid": Param("int", "APID", required=True), "apqi": Param("int", "APQI", required=True)}),
+    "adapter_standby": OperationSig("adapter_standby", "host configuration change: adapter leaves QCI (AP bus scan)",
+                                    {"apid": Param("int", "APID", required=True)}),
+    "adapter_online": OperationSig("adapter_online", "host configuration change: adapter enters QCI (AP bus scan)",
+                                   {"apid": Param("int", "APID", required=True)}),
+    "vfio_ap_init": OperationSig("vfio_ap_init", "modprobe vfio_ap (vfio_ap_init)"),
+    "vfio_ap_exit": OperationSig("vfio_ap_exit", "rmmod vfio_ap (vfio_ap_exit)"),
+    "hook_register_other": OperationSig("hook_register_other",
+                                        "a second driver calls kvm_s390_pqap_hook_register (v17)"),
+}
+
+# the kernel entry point each operation runs in (shown in traces)
+ENTRY = {
+    "kvm_run": "KVM_RUN", "pv_switch": "KVM_S390_PV_COMMAND", "close_vm_fd": "close(vm fd)",
+    "close_vcpu_fd": "close(vcpu fd)", "open_device": "open(vfio device)", "close_device": "close(vfio device)",
+    "mdev_create": "mdev create", "mdev_remove": "mdev remove", "assign_adapter": "assign_adapter_store",
+    "unassign_adapter": "unassign_adapter_store", "assign_domain": "assign_domain_store",
+    "unassign_domain": "unassign_domain_store", "apmask_store": "apmask_store", "unbind_queue": "driver unbind",
+    "adapter_standby": "ap_scan_bus (config off)", "adapter_online": "ap_scan_bus (config on)",
+    "vfio_ap_init": "module init", "vfio_ap_exit": "module exit", "hook_register_other": "other module init",
+}
+
+
+class ApDesign:
+    """Base of every vfio_ap design."""
+
+    name = ""
+    summary = ""
+    era: Era
+    supported: tuple[str, ...] = ()
+    constants = CONSTANTS
+
+    @property
+    def operations(self) -> dict[str, OperationSig]:
+        return {n: CATALOG[n] for n in self.supported}
+
+    # ------------------------------------------------------------ build
+    def build(self, scenario: Scenario) -> Program:
+        cfg = parse_cfg(dict(scenario.constants))
+        pb = ProgramBuilder(f"{self.name}:{scenario.name}")
+        w = World(pb, cfg, self.era)
+        self.declare(w)
+        for ti, ts in enumerate(scenario.threads):
+            t = pb.thread(ts.name, cyclic=ts.cyclic)
+            for oi, call in enumerate(ts.run):
+                key = f"threads.{ti}.run.{oi}"
+                if call.name not in self.supported:
+                    raise ScenarioError(key, f"design {self.name} does not model {call.name!r}; "
+                                             f"it models: {', '.join(self.supported)}")
+                args = self._args(w, call.name, dict(call.args), key)
+                w.begin_op(t)
+                with t.op(ENTRY[call.name]):
+                    getattr(self, "op_" + call.name)(w, t, **args)
+            w.end_thread(t)
+        self.add_properties(w)
+        return pb.build()
+
+    def declare(self, w: World) -> None:
+        """Design-specific state (e.g. the v17 global hook)."""
+
+    def add_properties(self, w: World) -> None:
+        w.add_properties()
+
+    def _args(self, w: World, op: str, args: dict[str, Any], key: str) -> dict[str, Any]:
+        sig = CATALOG[op]
+        out: dict[str, Any] = {}
+        for pname, p in sig.params.items():
+            val = args.get(pname, p.default)
+            if val is None and p.required:
+                raise ScenarioError(f"{key}.{pname}", f"{op} needs {pname}")
+            k = f"{key}.{pname}"
+            if pname == "vm" and not 0 <= val < w.cfg.vms:
+                raise ScenarioError(k, f"VM {val} outside 0..{w.cfg.vms - 1} (constants.vms)")
+            if pname == "vcpu" and not 0 <= val < w.cfg.vcpus:
+                raise ScenarioError(k, f"vCPU {val} outside 0..{w.cfg.vcpus - 1} (constants.vcpus)")
+            if pname == "mdev" and not 0 <= val < w.cfg.mdevs:
+                raise ScenarioError(k, f"mdev {val} outside 0..{w.cfg.mdevs - 1} (constants.mdevs)")
+            if pname == "apid":
+                val = _idx(w.cfg.adapters, val, k, "adapter")
+            if pname == "apqi":
+                val = _idx(w.cfg.domains, val, k, "domain")
+            if pname in ("reserve", "release"):
+                val = [_idx(w.cfg.adapters, x, f"{k}.{n}", "adapter") for n, x in enumerate(val or [])]
+            out[pname] = val
+        return out
+
+    # ------------------------------------------------------------ KVM paths shared by every era
+    def op_kvm_run(self, w: World, t: ThreadBuilder, vm: int, vcpu: int) -> None:
+        b = Body()
+        w.use_kvm(b, vm, "vcpu->kvm")
+        w.lock(t, w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)
+        self.pqap(w, t, vm)
+        w.unlock(t, "kvm_vcpu_ioctl", (w.VM[vm][vcpu], None, None),
+                 text="KVM_RUN returns to QEMU: mutex_unlock(vcpu->mutex)")
+
+    def pqap(self, w: World, t: ThreadBuilder, v: int) -> None:
+        raise NotImplementedError
+
+    def op_pv_switch(self, w: World, t: ThreadBuilder, vm: int) -> None:
+        w.lock(t, w.KL, "kvm_s390_handle_pv", index=vm, kvm_index=vm)
+        for c in range(w.cfg.vcpus):
+            w.lock(t, w.VM[vm][c], "kvm_s390_cpus_to_pv")
+            w.unlock(t, "kvm_s390_cpus_to_pv", (w.VM[vm][c], None, None),
+                     text="kvm_s390_pv_create_cpu; mutex_unlock(vcpu->mutex)")
+        w.unlock(t, "kvm_s390_handle_pv", (w.KL, None, vm))
+
+    def op_close_vm_fd(self, w: World, t: ThreadBuilder, vm: int) -> None:
+        b = Body()
+        w.put_kvm(b, vm)
+        w.step(t, "kvm_vm_release", "kvm_put_kvm (VM fd)", body=b)
+
+    def op_close_vcpu_fd(self, w: World, t: ThreadBuilder, vm: int, vcpu: int) -> None:
+        b = Body()
+        w.put_kvm(b, vm)
+        w.step(t, "kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b)
+
+    def op_mdev_create(self, w: World, t: ThreadBuilder, mdev: int) -> None:
+        w.lock(t, w.M, "vfio_ap_mdev_probe")
+        b = Body()
+        upd, chk = w.pb.alloc(w.mdev, mdev)
+        b.upd.update(upd)
+        b.checks.extend(chk)
+        w.set_ret(b, t, "0")
+        w.unlock(t, "vfio_ap_mdev_probe", (w.M, None, None), body=b,
+                 text="kzalloc matrix_mdev; list_add(mdev_list); mutex_unlock")
+
+
+def _idx(values: list[int], v: int, key: str, what: str) -> int:
+    if v not in values:
+        raise ScenarioError(key, f"{what} {v} is not modelled (constants: {values})")
+    return values.index(v)
+
+
+# ---------------------------------------------------------------- dynamic-era bodies
+
+
+def errno_of(err: Expr) -> Expr:
+    """rules' Linux errno values -> the model's ret enum."""
+    return If(err == rules.EADDRNOTAVAIL, E["EADDRNOTAVAIL"],
+              If(err == rules.EADDRINUSE, E["EADDRINUSE"], If(err == rules.ENODEV, E["ENODEV"], E["0"])))
+
+
+def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int) -> Expr:
+    """Set the bit, validate (reserved -> EADDRNOTAVAIL, sharing -> EADDRINUSE), revert on error.
+
+    Returns "assignment done" (the bit is now set). Linking queues is derived
+    (a queue is linked iff bound to vfio_ap and in the matrix)."""
+    w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
+    others = [o for o in w.mdevs if o != m]
+    zero_a, zero_q = MaskConst(w.nA), MaskConst(w.nD)
+    oapm = [If(w.mdev_alive(o), b[w.apm[o]], zero_a) for o in others]
+    oaqm = [If(w.mdev_alive(o), b[w.aqm[o]], zero_q) for o in others]
+    fn = rules.assign_adapter if kind == "adapter" else rules.assign_domain
+    mine, other = (w.apm[m], w.aqm[m]) if kind == "adapter" else (w.aqm[m], w.apm[m])
+    apm, aqm = b[w.apm[m]], b[w.aqm[m]]
+    new, err = fn(apm, aqm, x, b[w.apmask], b[w.aqmask], oapm, oaqm)
+    b.set(mine, new)
+    f = w.ret(t)
+    if f is not None:
+        b.set(f, errno_of(err))
+    del other
+    return err == 0
+
+
+def _and(*xs: Expr | None) -> Expr:
+    return And(*[x for x in xs if x is not None])
+
+
+def refresh(w: World, b: Body, m: int, when: Expr | None = None, apply: bool = True,
+            reset_filtered: bool = True) -> tuple[Expr, Expr, Expr]:
+    """vfio_ap_mdev_filter_matrix -> shadow; if changed and attached: kvm_arch_crypto_set_masks;
+    reset the queues of APIDs filtered out (f848cba767e5). Returns (changed, shadow_apm, shadow_aqm)."""
+    old_a, old_q = b[w.sapm[m]], b[w.saqm[m]]
+    na, nq = w.filter(b, m)
+    b.set(w.sapm[m], na, when=when)
+    b.set(w.saqm[m], nq, when=when)
+    changed = _and(when, Not(And(na == old_a, nq == old_q)))
+    mk = b[w.mkvm[m]]
+    if apply:
+        w.set_masks(b, mk, na, nq, m, when=And(changed, mk != -1))
+    if reset_filtered:
+        w.reset_mdev_queues(b, m, rows=old_a & ~na, cols=old_q, when=_and(when, mk != -1))
+    return changed, na, nq
+
+
+def unplug_adapter(w: World, b: Body, m: int, x: int, when: Expr | None = None, apply: bool = True,
+                   reset: bool = True) -> Expr:
+    """Clear APID ``x`` from the shadow (if there) and update the guest; reset the unplugged queues."""
+    old_a, old_q = b[w.sapm[m]], b[w.saqm[m]]
+    was = _and(when, old_a.has(x))
+    b.set(w.sapm[m], old_a.without_bit(x), when=when)
+    mk = b[w.mkvm[m]]
+    if apply:
+        w.set_masks(b, mk, b[w.sapm[m]], old_q, m, when=And(was, mk != -1))
+    if reset:
+        w.reset_mdev_queues(b, m, rows=MaskConst(w.nA, [x]), cols=old_q, when=was)
+    return was
+
+
+def unplug_domain(w: World, b: Body, m: int, x: int, when: Expr | None = None, apply: bool = True,
+                  reset: bool = True) -> Expr:
+    old_a, old_q = b[w.sapm[m]], b[w.saqm[m]]
+    was = _and(when, old_q.has(x))
+    b.set(w.saqm[m], old_q.without_bit(x), when=when)
+    mk = b[w.mkvm[m]]
+    if apply:
+        w.set_masks(b, mk, old_a, b[w.saqm[m]], m, when=And(was, mk != -1))
+    if reset:
+        w.reset_mdev_queues(b, m, rows=old_a, cols=MaskConst(w.nD, [x]), when=was)
+    return was
+
+
+def attached_kvm(w: World, m: int) -> Expr:
+    return w.mkvm[m].var
+
+
+def lift_int(x: int) -> Expr:
+    return lift(x, INT)

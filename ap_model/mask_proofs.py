@@ -1,0 +1,543 @@
+"""The AP mask rules proved for EVERY mask value at the architecture width (Z3).
+
+Enumeration checks the vfio_ap designs on a few adapters and domains; here the
+rules of ``ap_model.rules`` — the very expressions the designs use — are
+translated to Z3 bit-vectors (``checker.z3expr.to_z3``) and proved for all
+256-bit APID masks, 256-bit APQI masks and 256-bit control-domain masks:
+
+- P1   the ``in_use`` check keeps assigned APQNs off the host: if no APQN
+       assigned to an mdev is reserved for the default drivers, it stays so
+       after any apmask or aqmask store (inductive step);
+- P1b  the same invariant is kept by assign_adapter/assign_domain (their
+       reservation check, EADDRNOTAVAIL);
+- P2   the sharing check (EADDRINUSE) keeps "no APQN in two mdevs" (2 and 3 mdevs);
+- P3   filtering ⇒ shadow APCB (the guest's CRYCB) ⊆ assigned ∩ host
+       configuration ∩ bound to vfio_ap (256 rows of 256 bound bits);
+- P3b  filtering is not vacuous: it keeps every domain of assigned ∩ config,
+       and drops an APID only if one of its APQNs is not bound.
+
+Each rule has a broken twin (drop the in_use check, the reservation check,
+the sharing check, the filtering) that must be VIOLATED; its counterexample is
+decoded to real APQNs (``03.0005`` = adapter 3, domain 5) and re-checked by
+concrete evaluation (``checker.pycompile.evaluate``) of the same expressions.
+
+``python -m ap_model.mask_proofs [--width N] [--timeout S]`` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import z3
+
+from ap_model import rules
+from ap_model.rules import apqn_str, bits_str
+from checker.expr import And, Expr, If, Implies, MaskConst, Not, Or, false
+from checker.layout import Field, bool_field, int_field, mask_field
+from checker.pycompile import evaluate
+from checker.z3expr import field_var, model_value, range_constraint, to_z3
+
+PROVED, VIOLATED, UNKNOWN = "PROVED", "VIOLATED", "UNKNOWN"
+
+# the APQNs the vfio_ap model uses (adapters 3, 4; domains 5, 6): a broken
+# rule's counterexample is first sought there, so it reads like the scenarios.
+PREFERRED_APIDS = (3, 4)
+PREFERRED_APQIS = (5, 6)
+
+Values = dict[Field, int]
+
+
+@dataclass
+class ProofResult:
+    name: str
+    statement: str
+    status: str  # PROVED | VIOLATED | UNKNOWN
+    seconds: float
+    counterexample: str | None = None
+    expected: str = PROVED  # broken variants are expected VIOLATED
+    width: int = 256
+
+    @property
+    def ok(self) -> bool:
+        """The verdict is the expected one (a broken rule must be VIOLATED)."""
+        return self.status == self.expected
+
+
+@dataclass
+class Obligation:
+    """Valid iff ``And(hyps) ⇒ goal`` for every value of ``fields``."""
+
+    name: str
+    statement: str
+    fields: list[Field]
+    hyps: list[Expr]
+    goal: Expr
+    describe: Callable[[Values], str]
+    expected: str = PROVED
+    prefs: list[Expr] = field(default_factory=list)  # tried in order for a readable counterexample
+    width: int = 256
+    onehot: list[Field] = field(default_factory=list)  # mask fields with exactly one bit set (an id)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _m(values: Values, f: Field) -> str:
+    return bits_str(values[f], f.width_bits)
+
+
+def _matrix(values: Values, apm: Field, aqm: Field) -> str:
+    return f"apm={_m(values, apm)} aqm={_m(values, aqm)}"
+
+
+def _pairs(apm: int, aqm: int, width: int, limit: int = 1) -> list[tuple[int, int]]:
+    out = []
+    for a in range(width):
+        if apm >> a & 1:
+            for q in range(width):
+                if aqm >> q & 1:
+                    out.append((a, q))
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
+def _apqn(a: int, q: int) -> str:
+    return f"APQN {apqn_str(a, q)} (adapter {a}, domain {q})"
+
+
+# ---------------------------------------------------------- P1: apmask/aqmask
+
+
+@dataclass
+class _Mdevs:
+    apm: list[Field]
+    aqm: list[Field]
+
+    @property
+    def apms(self) -> list[Expr]:
+        return [f.var for f in self.apm]
+
+    @property
+    def aqms(self) -> list[Expr]:
+        return [f.var for f in self.aqm]
+
+    @property
+    def fields(self) -> list[Field]:
+        return [*self.apm, *self.aqm]
+
+
+def _mdevs(n: int, width: int) -> _Mdevs:
+    return _Mdevs(
+        [mask_field(f"mdev{i}.apm", width) for i in range(n)],
+        [mask_field(f"mdev{i}.aqm", width) for i in range(n)],
+    )
+
+
+def _witness_pref(apm: Expr, aqm: Expr, extra: Callable[[int, int], Expr]) -> list[Expr]:
+    return [
+        Or(*[And(apm.has(a), aqm.has(q), extra(a, q)) for a in PREFERRED_APIDS for q in PREFERRED_APQIS]),
+    ]
+
+
+def _small_prefs(mask_fields: Sequence[Field], width: int) -> list[Expr]:
+    """Prefer masks that are empty, else within the model's adapters/domains, else full."""
+    small = MaskConst(width, [*PREFERRED_APIDS, *PREFERRED_APQIS])
+    out: list[Expr] = []
+    for f in mask_fields:
+        out.append(f.var.is_empty())
+        out.append(rules.subset(f.var, small))
+    return out
+
+
+def p1_in_use(width: int = 256, mdevs: int = 2, broken: bool = False) -> Obligation:
+    """One apmask or aqmask store (apmask_store/aqmask_store → *_commit with in_use)."""
+    apmask = mask_field("apmask", width)
+    aqmask = mask_field("aqmask", width)
+    written = mask_field("written", width)  # the value echoed into the sysfs file
+    write_aq = bool_field("write_aqmask")
+    md = _mdevs(mdevs, width)
+    fields = [apmask, aqmask, written, write_aq, *md.fields]
+    A, Q, W = apmask.var, aqmask.var, written.var
+
+    ap_refused = false() if broken else rules.apmask_in_use(A, W, Q, md.apms, md.aqms)
+    aq_refused = false() if broken else rules.aqmask_in_use(A, Q, W, md.apms, md.aqms)
+    ap_after, _ = rules.mask_store(A, W, ap_refused)
+    aq_after, _ = rules.mask_store(Q, W, aq_refused)
+    A2 = If(write_aq.var, A, ap_after)
+    Q2 = If(write_aq.var, aq_after, Q)
+
+    pre = rules.none_reserved(A, Q, md.apms, md.aqms)
+    post = rules.none_reserved(A2, Q2, md.apms, md.aqms)
+
+    def describe(v: Values) -> str:
+        post_ap = int(evaluate(A2, v))
+        post_aq = int(evaluate(Q2, v))
+        which = "aqmask" if v[write_aq] else "apmask"
+        old = v[aqmask] if v[write_aq] else v[apmask]
+        newly = v[written] & ~old
+        for i in range(mdevs):
+            bad = _pairs(v[md.apm[i]] & post_ap, v[md.aqm[i]] & post_aq, width)
+            if bad:
+                a, q = bad[0]
+                return (
+                    f"{_apqn(a, q)} assigned to mdev{i} and reserved for the default driver (zcrypt) "
+                    f"after the {which} write: {which} {bits_str(old, width)} -> {bits_str(v[written], width)} "
+                    f"(newly reserved {bits_str(newly, width)}) was committed although the queue is assigned; "
+                    f"before: apmask={_m(v, apmask)} aqmask={_m(v, aqmask)}; "
+                    + "; ".join(f"mdev{j} {_matrix(v, md.apm[j], md.aqm[j])}" for j in range(mdevs))
+                )
+        return "(no violating APQN found: re-check would have failed)"
+
+    prefs = _witness_pref(
+        md.apms[0], md.aqms[0], lambda a, q: rules.apqn_reserved(A2, Q2, a, q)
+    ) + _small_prefs([*md.apm[1:], *md.aqm[1:], md.apm[0], md.aqm[0]], width)
+    tag = "P1.broken" if broken else "P1"
+    stmt = (
+        "without the in_use check (pre-dynamic ap bus), an apmask/aqmask store moves an assigned APQN to zcrypt"
+        if broken
+        else f"if no APQN assigned to any of {mdevs} mdevs is reserved for the default drivers, it stays so "
+        "after any apmask or aqmask store that is refused when in_use(newly reserved) holds"
+    )
+    return Obligation(
+        tag, stmt, fields, [pre], post, describe, VIOLATED if broken else PROVED, prefs, width
+    )
+
+
+# -------------------------------------------------- P1b / P2: assignments
+
+
+def _assign_step(
+    width: int,
+    md: _Mdevs,
+    apmask: Field,
+    aqmask: Field,
+    who: Field,
+    domain: Field,
+    bit: Field,
+    check_reserved: bool,
+    check_sharing: bool,
+) -> tuple[list[Expr], list[Expr]]:
+    """Post-state masks after mdev ``who`` assigns adapter/domain ``bit`` (validated as asked)."""
+    n = len(md.apm)
+    A, Q = apmask.var, aqmask.var
+    # validation with a rule dropped: an empty apmask/aqmask makes "reserved" false,
+    # an empty list of other mdevs makes "sharing" false.
+    vA = A if check_reserved else MaskConst(width)
+    vQ = Q if check_reserved else MaskConst(width)
+    new_apms, new_aqms = [], []
+    for i in range(n):
+        others_p = [md.apms[j] for j in range(n) if j != i] if check_sharing else []
+        others_q = [md.aqms[j] for j in range(n) if j != i] if check_sharing else []
+        ap_i, _ = rules.assign_adapter(md.apms[i], md.aqms[i], bit.var, vA, vQ, others_p, others_q)
+        aq_i, _ = rules.assign_domain(md.apms[i], md.aqms[i], bit.var, vA, vQ, others_p, others_q)
+        mine = who.var.has(i)
+        new_apms.append(If(And(mine, Not(domain.var)), ap_i, md.apms[i]))
+        new_aqms.append(If(And(mine, domain.var), aq_i, md.aqms[i]))
+    return new_apms, new_aqms
+
+
+def _assign_fields(width: int, n: int) -> tuple[Field, Field, Field, Field, Field, _Mdevs]:
+    return (
+        mask_field("apmask", width),
+        mask_field("aqmask", width),
+        mask_field("who", n),  # one-hot: which mdev's sysfs file is written
+        bool_field("assign_domain"),
+        mask_field("id", width),  # one-hot: the APID/APQI echoed into assign_*
+        _mdevs(n, width),
+    )
+
+
+def _assign_text(v: Values, who: Field, domain: Field, bit: Field) -> str:
+    what = "assign_domain" if v[domain] else "assign_adapter"
+    return f"echo {v[bit].bit_length() - 1} > mdev{v[who].bit_length() - 1}/{what}"
+
+
+def p1b_assign(width: int = 256, mdevs: int = 2, broken: bool = False) -> Obligation:
+    apmask, aqmask, who, domain, bit, md = _assign_fields(width, mdevs)
+    fields = [apmask, aqmask, who, domain, bit, *md.fields]
+    new_apms, new_aqms = _assign_step(width, md, apmask, aqmask, who, domain, bit, not broken, True)
+    A, Q = apmask.var, aqmask.var
+    pre = rules.none_reserved(A, Q, md.apms, md.aqms)
+    post = rules.none_reserved(A, Q, new_apms, new_aqms)
+
+    def describe(v: Values) -> str:
+        for i in range(mdevs):
+            p, q_ = int(evaluate(new_apms[i], v)), int(evaluate(new_aqms[i], v))
+            bad = _pairs(p & v[apmask], q_ & v[aqmask], width)
+            if bad:
+                a, q = bad[0]
+                return (
+                    f"{_apqn(a, q)} reserved for the default driver (apmask={_m(v, apmask)}, "
+                    f"aqmask={_m(v, aqmask)}) becomes assigned to mdev{i} by `{_assign_text(v, who, domain, bit)}` "
+                    f"(no EADDRNOTAVAIL); before: "
+                    + "; ".join(f"mdev{j} {_matrix(v, md.apm[j], md.aqm[j])}" for j in range(mdevs))
+                )
+        return "(no violating APQN found)"
+
+    prefs = [who.var.has(0), bit.var == MaskConst(width, [PREFERRED_APIDS[0]]), bit.var == MaskConst(width, [PREFERRED_APQIS[0]])]
+    prefs += _small_prefs([*md.fields], width)
+    tag = "P1b.broken" if broken else "P1b"
+    stmt = (
+        "without the reservation check, assign_adapter/assign_domain assigns an APQN reserved for zcrypt"
+        if broken
+        else f"assign_adapter/assign_domain (EADDRNOTAVAIL check) keep every APQN of {mdevs} mdevs "
+        "unreserved for the default drivers"
+    )
+    return Obligation(tag, stmt, fields, [pre], post, describe, VIOLATED if broken else PROVED, prefs, width, [bit, who])
+
+
+def p2_sharing(width: int = 256, mdevs: int = 2, broken: bool = False) -> Obligation:
+    apmask, aqmask, who, domain, bit, md = _assign_fields(width, mdevs)
+    fields = [apmask, aqmask, who, domain, bit, *md.fields]
+    new_apms, new_aqms = _assign_step(width, md, apmask, aqmask, who, domain, bit, True, not broken)
+    pre = rules.no_sharing(md.apms, md.aqms)
+    post = rules.no_sharing(new_apms, new_aqms)
+
+    def describe(v: Values) -> str:
+        p = [int(evaluate(x, v)) for x in new_apms]
+        q = [int(evaluate(x, v)) for x in new_aqms]
+        for i in range(mdevs):
+            for j in range(i + 1, mdevs):
+                bad = _pairs(p[i] & p[j], q[i] & q[j], width)
+                if bad:
+                    a, d = bad[0]
+                    return (
+                        f"{_apqn(a, d)} assigned to both mdev{i} and mdev{j} after "
+                        f"`{_assign_text(v, who, domain, bit)}` (no EADDRINUSE); before: "
+                        + "; ".join(f"mdev{k} {_matrix(v, md.apm[k], md.aqm[k])}" for k in range(mdevs))
+                        + f"; apmask={_m(v, apmask)} aqmask={_m(v, aqmask)}"
+                    )
+        return "(no shared APQN found)"
+
+    prefs = [who.var.has(1), bit.var == MaskConst(width, [PREFERRED_APIDS[0]]), bit.var == MaskConst(width, [PREFERRED_APQIS[0]])]
+    prefs += [apmask.var.is_empty(), aqmask.var.is_empty()]
+    prefs += _small_prefs([*md.fields], width)
+    tag = "P2.broken" if broken else f"P2[{mdevs} mdevs]"
+    stmt = (
+        "without the sharing check, assign_adapter/assign_domain puts one APQN into two mdevs"
+        if broken
+        else f"assign_adapter/assign_domain with vfio_ap_mdev_validate_masks keep 'no APQN assigned to two "
+        f"mdevs' ({mdevs} mdevs)"
+    )
+    return Obligation(tag, stmt, fields, [pre], post, describe, VIOLATED if broken else PROVED, prefs, width, [bit, who])
+
+
+# ------------------------------------------------------------ P3: filtering
+
+
+def _filter_fields(width: int) -> tuple[list[Field], list[Field]]:
+    main = [
+        mask_field("matrix.apm", width),
+        mask_field("matrix.aqm", width),
+        mask_field("matrix.adm", width),
+        mask_field("qci.apm", width),
+        mask_field("qci.aqm", width),
+        mask_field("qci.adm", width),
+    ]
+    rows = [mask_field(f"bound[{a}]", width) for a in range(width)]
+    return main, rows
+
+
+def p3_filter(width: int = 256, broken: bool = False) -> Obligation:
+    main, rows = _filter_fields(width)
+    apm, aqm, adm, capm, caqm, cadm = (f.var for f in main)
+    bound = [r.var for r in rows]
+    if broken:  # cfg intersection only: the unbound-APID loop is dropped
+        s_apm, s_aqm = apm & capm, aqm & caqm
+    else:
+        s_apm, s_aqm = rules.filter_matrix(apm, aqm, capm, caqm, bound)
+    s_adm = rules.filter_cdoms(adm, cadm)
+    goal = And(
+        rules.subset(s_apm, apm & capm),
+        rules.subset(s_aqm, aqm & caqm),
+        rules.subset(s_adm, adm & cadm),
+        rules.all_bound(s_apm, s_aqm, bound),
+    )
+
+    def describe(v: Values) -> str:
+        sa, sq = int(evaluate(s_apm, v)), int(evaluate(s_aqm, v))
+        for a, q in _pairs(sa, sq, width, limit=width * width):
+            if not v[rows[a]] >> q & 1:
+                return (
+                    f"{_apqn(a, q)} is in the guest's CRYCB (shadow apm={bits_str(sa, width)} "
+                    f"aqm={bits_str(sq, width)}) but its queue is not bound to vfio_ap "
+                    f"(bound[{a}]={_m(v, rows[a])}); matrix {_matrix(v, main[0], main[1])}, "
+                    f"QCI apm={_m(v, main[3])} aqm={_m(v, main[4])}"
+                )
+        return "(no unbound APQN found in the shadow)"
+
+    prefs: list[Expr] = []
+    if broken:
+        prefs.append(
+            Or(
+                *[
+                    And(s_apm.has(a), s_aqm.has(q), Not(bound[a].has(q)))
+                    for a in PREFERRED_APIDS
+                    for q in PREFERRED_APQIS
+                ]
+            )
+        )
+        prefs.append(And(*[r.is_empty() for r in bound]))
+        prefs += _small_prefs(main, width)
+    stmt = (
+        "without the filtering loop, a queue not bound to vfio_ap reaches the guest's CRYCB"
+        if broken
+        else "shadow APCB (guest CRYCB) ⊆ assigned ∩ host configuration, and every APQN of "
+        "shadow.apm × shadow.aqm is bound to vfio_ap (adm ⊆ assigned ∩ config)"
+    )
+    return Obligation(
+        "P3.broken" if broken else "P3",
+        stmt,
+        [*main, *rows],
+        [],
+        goal,
+        describe,
+        VIOLATED if broken else PROVED,
+        prefs,
+        width,
+    )
+
+
+def p3b_filter_maximal(width: int = 256) -> Obligation:
+    main, rows = _filter_fields(width)
+    apm, aqm, _adm, capm, caqm, _cadm = (f.var for f in main)
+    bound = [r.var for r in rows]
+    s_apm, s_aqm = rules.filter_matrix(apm, aqm, capm, caqm, bound)
+    keep = And(
+        *[Implies(And((apm & capm).has(a), rules.subset(s_aqm, bound[a])), s_apm.has(a)) for a in range(width)]
+    )
+    goal = And(s_aqm == (aqm & caqm), keep)
+
+    def describe(v: Values) -> str:
+        return f"filter dropped too much: shadow apm={bits_str(int(evaluate(s_apm, v)), width)}"
+
+    return Obligation(
+        "P3b",
+        "filtering never drops a domain of assigned ∩ config, and drops an APID only if one of its "
+        "APQNs in the shadow is not bound (so P3 is not met vacuously)",
+        [*main, *rows],
+        [],
+        goal,
+        describe,
+        PROVED,
+        [],
+        width,
+    )
+
+
+# ------------------------------------------------------------------ solving
+
+
+def _check(ob: Obligation, timeout_s: float) -> ProofResult:
+    t0 = time.perf_counter()
+    env = {f: field_var(f) for f in ob.fields}
+    solver = z3.Solver()
+    solver.set("timeout", max(1, int(timeout_s * 1000)))
+    for f in ob.fields:
+        solver.add(range_constraint(f, env[f]))
+    for f in ob.onehot:
+        v = env[f]
+        solver.add(v != 0, v & (v - 1) == 0)  # type: ignore[operator]
+    for h in ob.hyps:
+        solver.add(to_z3(h, env))
+    solver.add(z3.Not(to_z3(ob.goal, env)))
+    res = solver.check()
+    if res == z3.unsat:
+        return ProofResult(ob.name, ob.statement, PROVED, time.perf_counter() - t0, None, ob.expected, ob.width)
+    if res != z3.sat:
+        why = solver.reason_unknown()
+        return ProofResult(
+            ob.name, ob.statement, UNKNOWN, time.perf_counter() - t0, f"solver: {why}", ob.expected, ob.width
+        )
+    model = solver.model()
+    deadline = t0 + timeout_s
+    for p in ob.prefs:  # shrink towards a readable counterexample (each kept only if still sat)
+        if time.perf_counter() > deadline:
+            break
+        solver.push()
+        solver.add(to_z3(p, env))
+        if solver.check() == z3.sat:
+            model = solver.model()
+        else:
+            solver.pop()
+    values = {f: model_value(model, env[f]) for f in ob.fields}
+    # re-check on the concrete evaluator: hypotheses true, goal false
+    hyps_ok = all(bool(evaluate(h, values)) for h in ob.hyps)
+    hyps_ok = hyps_ok and all(values[f].bit_count() == 1 for f in ob.onehot)
+    goal_val = bool(evaluate(ob.goal, values))
+    seconds = time.perf_counter() - t0
+    if not hyps_ok or goal_val:
+        return ProofResult(
+            ob.name,
+            ob.statement,
+            UNKNOWN,
+            seconds,
+            "internal: Z3 counterexample not confirmed by concrete evaluation (please report)",
+            ob.expected,
+            ob.width,
+        )
+    text = ob.describe(values) + " [re-checked by concrete evaluation]"
+    return ProofResult(ob.name, ob.statement, VIOLATED, seconds, text, ob.expected, ob.width)
+
+
+def obligations(width: int = 256) -> list[Obligation]:
+    return [
+        p1_in_use(width),
+        p1_in_use(width, broken=True),
+        p1b_assign(width),
+        p1b_assign(width, broken=True),
+        p2_sharing(width, 2),
+        p2_sharing(width, 3),
+        p2_sharing(width, 2, broken=True),
+        p3_filter(width),
+        p3_filter(width, broken=True),
+        p3b_filter_maximal(width),
+    ]
+
+
+def run_mask_proofs(width: int = 256, timeout_s: float = 60, only: Sequence[str] | None = None) -> list[ProofResult]:
+    """Prove (or refute, for the broken variants) every mask rule at ``width`` bits."""
+    out = []
+    for ob in obligations(width):
+        if only and ob.name not in only:
+            continue
+        t0 = time.perf_counter()
+        r = _check(ob, timeout_s)
+        r.seconds = time.perf_counter() - t0
+        out.append(r)
+    return out
+
+
+def format_table(results: Sequence[ProofResult]) -> str:
+    lines = [f"{'property':<14} {'expected':<9} {'status':<9} {'time':>7}  statement"]
+    for r in results:
+        mark = "" if r.ok else "  <-- UNEXPECTED"
+        lines.append(f"{r.name:<14} {r.expected:<9} {r.status:<9} {r.seconds:6.2f}s  {r.statement}{mark}")
+        if r.counterexample:
+            lines.append(f"{'':<14} counterexample: {r.counterexample}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ap_model.mask_proofs", description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=256, help="mask width in bits (default 256 = AP_DEVICES)")
+    ap.add_argument("--timeout", type=float, default=60, help="seconds per obligation (default 60)")
+    ap.add_argument("--only", action="append", help="run only this property (repeatable)")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    results = run_mask_proofs(args.width, args.timeout, args.only)
+    print(f"AP mask rules at {args.width}-bit APID/APQI/control-domain masks (all values, Z3 {z3.get_version_string()})")
+    print(format_table(results))
+    print(f"total {time.perf_counter() - t0:.2f}s")
+    if any(r.status == UNKNOWN for r in results):
+        return 3
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,716 @@
+"""The vfio_ap world shared by every design: AP resources, KVM, matrix_mdevs, locks, properties.
+
+Source of truth: ../shared/kernel-facts.md (§1 domain, §2 eras). A ``World`` is
+built once per scenario from the spec's constants: it declares the state
+fields, locks, wait flags and object pools of the era's design, and offers the
+building blocks the designs' kernel paths are written with:
+
+- ``Body``: a sequential block of C statements executed atomically (one step);
+  reads see earlier writes of the same block, so a critical section reads like
+  the kernel code it models;
+- lock helpers that name the lock instance chosen by state (the ``kvm->lock`` of
+  ``matrix_mdev->kvm``) and add use-after-free checks on locks living inside
+  the ``struct kvm``;
+- domain expressions: APQN membership, reservation (``ap_model.rules``),
+  shadow filtering, CRYCB writes (``kvm_arch_crypto_set_masks``) with the
+  residual-data tracking used by ``reset-before-owner-change``;
+- the named properties of the vfio_ap model.
+
+Abstractions (all designs): adapters and domains are the few the spec lists
+(real numbers for display, bit i = i-th listed resource); control domains
+(adm) are not modelled; a queue's reset is instantaneous (no ``reset_work``);
+IRQ enablement (NIB pinning, GISC) is reduced to "the vCPU reaches the mdev";
+SRCU and the vCPU kick of ``kvm_s390_vcpu_block_all`` are not modelled (they
+wait on no lock: a vCPU inside an intercept is out of SIE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+from checker.design import ScenarioError
+from checker.expr import BOOL, INT, And, Const, Expr, If, Implies, MaskConst, Not, Or, Select, lift
+from checker.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
+
+from . import rules
+
+IntOrExpr = Union[int, Expr]
+
+DRIVERS = ("none", "zcrypt", "vfio_ap")
+NODRV, ZCRYPT, VFIO = 0, 1, 2
+CLEAN, HOST = 0, 1  # queue data owners; guest v is 2 + v
+ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRINUSE", "EADDRNOTAVAIL")
+E = {n: i for i, n in enumerate(ERRNO)}
+HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
+
+
+def true() -> Expr:
+    return Const(True, BOOL)
+
+
+def eq(x: IntOrExpr, k: int) -> Expr:
+    """x == k for an int or an INT expression (constant-folded for ints)."""
+    if isinstance(x, int):
+        return Const(x == k, BOOL)
+    return x == k
+
+
+@dataclass(frozen=True)
+class Era:
+    """The design choices that shape the state and the locks."""
+
+    dynamic: bool  # shadow APCB, hot plug, in_use (dynamic-configuration series)
+    hook: str  # "module" (unlocked per-mdev hook, a0-a2) | "rwsem" (per-KVM, HR) | "global" (v17 patch 01)
+    busy: bool  # matrix_mdev->kvm_busy open-coded lock (a2, v15, v16)
+    matrix_lock: str  # "matrix_dev->lock" or "matrix_dev->mdevs_lock"
+    guests_lock: str  # "" | "rwsem" (v17) | "mutex" (final)
+    vfio_lock: bool  # vfio core holds a group/dev_set lock around open/close (v5.15+)
+    vfio_kvm_ref: bool  # vfio core holds its own kvm reference while open (v6.2+)
+    masks_take_kvm_lock: bool  # kvm_arch_crypto_set/clear_masks lock kvm->lock themselves (<= v5.14)
+
+
+@dataclass
+class Cfg:
+    adapters: list[int]
+    domains: list[int]
+    vms: int
+    vcpus: int
+    mdevs: int
+    created: list[int]
+    matrix: dict[int, tuple[list[int], list[int]]]  # mdev -> (adapter idx, domain idx)
+    attached: dict[int, int]  # mdev -> vm
+    apmask: list[int]  # adapter idx
+    aqmask: list[int]  # domain idx
+    config_apm: list[int]
+    config_aqm: list[int]
+    module_loaded: bool
+    track_errno: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_matrix(entries: list[str], cfg: Cfg) -> None:
+    for k, s in enumerate(entries):
+        key = f"constants.matrix.{k}"
+        try:
+            head, rest = s.split(":", 1)
+            m = _mdev_name(head.strip(), cfg.mdevs)
+            aps, _, aqs = rest.partition("x")
+            apids = [int(x, 0) for x in aps.replace(",", " ").split()]
+            apqis = [int(x, 0) for x in aqs.replace(",", " ").split()]
+        except (ValueError, IndexError) as exc:
+            raise ScenarioError(key, f"expected 'mdevN: APID[,APID] x APQI[,APQI]', got {s!r} ({exc})") from None
+        a_idx = [_index(cfg.adapters, a, key, "adapter") for a in apids]
+        d_idx = [_index(cfg.domains, d, key, "domain") for d in apqis]
+        cfg.matrix[m] = (a_idx, d_idx)
+
+
+def _mdev_name(s: str, n: int) -> int:
+    if not s.startswith("mdev") or not s[4:].isdigit() or int(s[4:]) >= n:
+        raise ValueError(f"unknown mdev {s!r} (mdev0..mdev{n - 1})")
+    return int(s[4:])
+
+
+def _index(values: list[int], v: int, key: str, what: str) -> int:
+    if v not in values:
+        raise ScenarioError(key, f"{what} {v} is not modelled (constants list {values})")
+    return values.index(v)
+
+
+def parse_cfg(c: dict[str, Any]) -> Cfg:
+    adapters = list(c.get("adapters") or [3, 4])
+    domains = list(c.get("domains") or [5, 6])
+    if len(set(adapters)) != len(adapters) or not 1 <= len(adapters) <= 4:
+        raise ScenarioError("constants.adapters", "1 to 4 distinct adapter numbers")
+    if len(set(domains)) != len(domains) or not 1 <= len(domains) <= 4:
+        raise ScenarioError("constants.domains", "1 to 4 distinct domain numbers")
+    vms, vcpus, mdevs = int(c.get("vms") or 1), int(c.get("vcpus") or 1), int(c.get("mdevs") or 1)
+    for k, v, hi in (("vms", vms, 3), ("vcpus", vcpus, 2), ("mdevs", mdevs, 3)):
+        if not 1 <= v <= hi:
+            raise ScenarioError(f"constants.{k}", f"{k} must be 1..{hi}")
+    created = c.get("created")
+    created = list(range(mdevs)) if created is None else list(created)
+    for i, m in enumerate(created):
+        if not 0 <= m < mdevs:
+            raise ScenarioError(f"constants.created.{i}", f"mdev index {m} outside 0..{mdevs - 1}")
+    cfg = Cfg(adapters, domains, vms, vcpus, mdevs, created, {}, {}, [], [], [], [],
+              bool(c.get("module_loaded", True) if c.get("module_loaded") is not None else True),
+              bool(c.get("track_errno") if c.get("track_errno") is not None else True))
+    _parse_matrix(list(c.get("matrix") or []), cfg)
+    for k, s in enumerate(c.get("attached") or []):
+        key = f"constants.attached.{k}"
+        try:
+            left, right = (x.strip() for x in s.split("->"))
+            m = _mdev_name(left, mdevs)
+            if not right.startswith("kvm") or not right[3:].isdigit() or int(right[3:]) >= vms:
+                raise ValueError(f"unknown VM {right!r} (kvm0..kvm{vms - 1})")
+            v = int(right[3:])
+        except ValueError as exc:
+            raise ScenarioError(key, f"expected 'mdevN -> kvmV': {exc}") from None
+        if m not in created:
+            raise ScenarioError(key, f"mdev{m} is not created at start")
+        if v in cfg.attached.values():
+            raise ScenarioError(key, f"kvm{v} already has an mdev (one mdev per KVM)")
+        cfg.attached[m] = v
+    for name, vals, what in (("apmask", cfg.adapters, "adapter"), ("aqmask", cfg.domains, "domain"),
+                             ("config_apm", cfg.adapters, "adapter"), ("config_aqm", cfg.domains, "domain")):
+        raw = c.get(name)
+        if raw is None:
+            default = [] if name == "apmask" else list(range(len(vals)))
+            getattr(cfg, name).extend(default)
+        else:
+            getattr(cfg, name).extend(_index(vals, x, f"constants.{name}.{i}", what) for i, x in enumerate(raw))
+    return cfg
+
+
+class Body:
+    """A block of C statements run as one atomic step; reads see earlier writes."""
+
+    def __init__(self) -> None:
+        self.upd: dict[Field, Expr] = {}
+        self.checks: list[Check] = []
+
+    def __getitem__(self, f: Field) -> Expr:
+        return self.upd.get(f, f.var)
+
+    def set(self, f: Field, value: IntOrExpr | bool | Expr, when: Expr | None = None) -> None:
+        v = lift(value, f.sort) if not isinstance(value, Expr) else value
+        self.upd[f] = v if when is None else If(when, v, self[f])
+
+    def set_at(self, fields: Sequence[Field], idx: IntOrExpr, value: Any, when: Expr | None = None) -> None:
+        """fields[idx] = value (idx chosen by state); ``value`` may be a function of the old value."""
+        for k, f in enumerate(fields):
+            cond = eq(idx, k) if when is None else And(when, eq(idx, k))
+            if isinstance(cond, Const) and not cond.value:
+                continue
+            new = value(self[f]) if callable(value) else value
+            self.set(f, new, when=cond)
+
+    def check(self, bad: Expr, prop: str, message: str) -> None:
+        self.checks.append(Check(bad, prop, message))
+
+
+class World:
+    """State, locks and helpers of one scenario for one era."""
+
+    def __init__(self, pb: ProgramBuilder, cfg: Cfg, era: Era) -> None:
+        self.pb, self.cfg, self.era = pb, cfg, era
+        nA, nD = len(cfg.adapters), len(cfg.domains)
+        self.nA, self.nD = nA, nD
+        self.vms = list(range(cfg.vms))
+        self.mdevs = list(range(cfg.mdevs))
+        self.queues = [(i, j) for i in range(nA) for j in range(nD)]
+        # ---------------- locks (kernel names; classes for lockdep)
+        self.P = pb.mutex("ap_perms_mutex")
+        self.G: Lock | RwSem | None = None
+        if era.guests_lock == "rwsem":
+            self.G = pb.rwsem("matrix_dev->guests_lock")
+        elif era.guests_lock == "mutex":
+            self.G = pb.mutex("matrix_dev->guests_lock")
+        self.GHL = pb.mutex("pqap_hook_lock") if era.hook == "global" else None
+        self.M = pb.mutex(era.matrix_lock)
+        self.KL = [pb.mutex(f"kvm{v}->lock", cls="kvm->lock") for v in self.vms]
+        self.VM = [[pb.mutex(f"kvm{v}.vcpu{c}->mutex", cls="vcpu->mutex") for c in range(cfg.vcpus)]
+                   for v in self.vms]
+        self.HR = ([pb.rwsem(f"kvm{v}->arch.crypto.pqap_hook_rwsem", cls="kvm->arch.crypto.pqap_hook_rwsem")
+                    for v in self.vms] if era.hook == "rwsem" else [])
+        self.VG = ([pb.mutex(f"mdev{m}.vfio_group->group_lock", cls="vfio_group->group_lock") for m in self.mdevs]
+                   if era.vfio_lock else [])
+        self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
+        # ---------------- objects
+        refmax = 2 + cfg.vcpus + (1 if era.vfio_kvm_ref else 0)
+        self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax,
+                           init_alive=self.vms, init_refs=1)
+        for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
+            attached = v in cfg.attached.values()
+            self.kvm.refs[v].init = 1 + cfg.vcpus + (1 + int(era.vfio_kvm_ref) if attached else 0)  # type: ignore[index]
+        self.mdev = pb.pool("matrix_mdev", [f"mdev{m}" for m in self.mdevs], init_alive=cfg.created)
+        kslots = [f"kvm{v}" for v in self.vms]
+        mslots = [f"mdev{m}" for m in self.mdevs]
+        self.kslots, self.mslots = kslots, mslots
+        M = self.M
+        # ---------------- host AP configuration and AP bus
+        self.apmask = self._var(mask_field("ap_perms.apm", nA, _bits(cfg.apmask)), [self.P])
+        self.aqmask = self._var(mask_field("ap_perms.aqm", nD, _bits(cfg.aqmask)), [self.P])
+        info_locks = [self.G] if self.G is not None else [M]
+        self.info_apm = self._var(mask_field("matrix_dev->info.apm", nA, _bits(cfg.config_apm)), info_locks)
+        self.info_aqm = self._var(mask_field("matrix_dev->info.aqm", nD, _bits(cfg.config_aqm)), info_locks)
+        self.drv: dict[tuple[int, int], Field] = {}
+        self.qdata: dict[tuple[int, int], Field] = {}
+        owners = ("clean", "host") + tuple(kslots)
+        for i, j in self.queues:
+            name = f"ap_queue[{rules.apqn_str(cfg.adapters[i], cfg.domains[j])}]"
+            incfg = i in cfg.config_apm and j in cfg.config_aqm
+            reserved = i in cfg.apmask and j in cfg.aqmask
+            d = NODRV if not incfg else (ZCRYPT if reserved else VFIO)
+            self.drv[i, j] = self._var(enum_field(f"{name}.driver", DRIVERS, DRIVERS[d]))
+            data = "host" if d == ZCRYPT else "clean"
+            for m, v in cfg.attached.items():
+                if self._initially_in_guest(m, i, j):
+                    data = kslots[v]
+            self.qdata[i, j] = self._var(enum_field(f"{name}.data", owners, data))
+        # ---------------- matrix_mdevs
+        self.apm, self.aqm, self.sapm, self.saqm, self.mkvm, self.vopen, self.closing = [], [], [], [], [], [], []
+        self.pending: list[Field] = []
+        mkvm_locks = [x for x in (self.G, M) if x is not None]
+        for m in self.mdevs:
+            a_idx, d_idx = cfg.matrix.get(m, ([], []))
+            self.apm.append(self._var(mask_field(f"mdev{m}.matrix.apm", nA, _bits(a_idx)), [M]))
+            self.aqm.append(self._var(mask_field(f"mdev{m}.matrix.aqm", nD, _bits(d_idx)), [M]))
+            if era.dynamic:
+                sa, sq = self._initial_shadow(m)
+                self.sapm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.apm", nA, sa), [M]))
+                self.saqm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.aqm", nD, sq), [M]))
+            self.mkvm.append(self._var(ref_field(f"mdev{m}.kvm", kslots, cfg.attached.get(m, -1)), mkvm_locks))
+            # vfio core's open count: vfio core internals, not race-checked
+            self.vopen.append(self._var(bool_field(f"mdev{m}.vfio_device.open", m in cfg.attached)))
+            self.closing.append(self._var(bool_field(f"ghost.mdev{m}.closing")))
+        # ---------------- KVM side
+        self.capm, self.caqm, self.csrc, self.hook, self.data = [], [], [], [], []
+        for v in self.vms:
+            m_att = [m for m, vv in cfg.attached.items() if vv == v]
+            ca, cq = self._initial_crycb(m_att[0]) if m_att else (0, 0)
+            self.capm.append(self._var(mask_field(f"kvm{v}.crycb.apm", nA, ca), [self.KL[v]]))
+            self.caqm.append(self._var(mask_field(f"kvm{v}.crycb.aqm", nD, cq), [self.KL[v]]))
+            self.csrc.append(self._var(ref_field(f"ghost.kvm{v}.crycb_from", mslots, m_att[0] if m_att else -1)))
+            if era.hook in ("module", "rwsem"):
+                locks = [self.HR[v]] if era.hook == "rwsem" else [M]
+                self.hook.append(self._var(ref_field(f"kvm{v}->arch.crypto.pqap_hook", mslots,
+                                                     m_att[0] if m_att else -1), locks))
+            else:
+                self.data.append(self._var(ref_field(f"kvm{v}->arch.crypto.data", mslots,
+                                                     m_att[0] if m_att else -1), [M]))
+        self.hook_unsafe = self._var(bool_field("ghost.hook_unsafe"))
+        self.in_pqap: dict[str, tuple[int, Field]] = {}  # vcpu thread -> (vm, flag)
+        self.errno: dict[str, Field] = {}
+        self._locals: dict[tuple[str, str], Field] = {}
+        self._labels: dict[str, int] = {}
+        self.pending_end: dict[str, str] = {}
+
+    # ------------------------------------------------------------ declarations
+    def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
+        self.pb.var(f, protected_by=[lk for lk in locks if lk is not None])
+        return f
+
+    def _initially_in_guest(self, m: int, i: int, j: int) -> bool:
+        if m not in self.cfg.attached:
+            return False
+        if self.era.dynamic:
+            sa, sq = self._initial_shadow(m)
+        else:
+            a_idx, d_idx = self.cfg.matrix.get(m, ([], []))
+            sa, sq = _bits(a_idx), _bits(d_idx)
+        return bool(sa >> i & 1 and sq >> j & 1)
+
+    def _initial_shadow(self, m: int) -> tuple[int, int]:
+        """vfio_ap_mdev_filter_matrix on the initial configuration (plain ints)."""
+        a_idx, d_idx = self.cfg.matrix.get(m, ([], []))
+        sq = _bits(d for d in d_idx if d in self.cfg.config_aqm)
+        sa = 0
+        for i in a_idx:
+            if i not in self.cfg.config_apm:
+                continue
+            ok = all(self._initially_bound(i, j) for j in range(self.nD) if sq >> j & 1)
+            sa |= int(ok) << i
+        return sa, sq
+
+    def _initially_bound(self, i: int, j: int) -> bool:
+        c = self.cfg
+        return i in c.config_apm and j in c.config_aqm and not (i in c.apmask and j in c.aqmask)
+
+    def _initial_crycb(self, m: int) -> tuple[int, int]:
+        if self.era.dynamic:
+            return self._initial_shadow(m)
+        a_idx, d_idx = self.cfg.matrix.get(m, ([], []))
+        return _bits(a_idx), _bits(d_idx)
+
+    def local(self, t: ThreadBuilder, name: str, slots: Sequence[str]) -> Field:
+        """A thread-local variable (C local), e.g. the ``kvm`` of unset_kvm."""
+        key = (t.name, name)
+        if key not in self._locals:
+            self._locals[key] = self._var(ref_field(f"{t.name}.{name}", list(slots)))
+        return self._locals[key]
+
+    def in_pqap_flag(self, t: ThreadBuilder, v: int) -> Field:
+        if t.name not in self.in_pqap:
+            self.in_pqap[t.name] = (v, self._var(bool_field(f"ghost.{t.name}.in_handle_pqap")))
+        return self.in_pqap[t.name][1]
+
+    def ret(self, t: ThreadBuilder) -> Field | None:
+        if not self.cfg.track_errno:
+            return None
+        if t.name not in self.errno:
+            self.errno[t.name] = self._var(enum_field(f"{t.name}.ret", ERRNO))
+        return self.errno[t.name]
+
+    def set_ret(self, b: Body, t: ThreadBuilder, value: IntOrExpr | str) -> None:
+        f = self.ret(t)
+        if f is not None:
+            b.set(f, E[value] if isinstance(value, str) else value)
+
+    def errno_expr(self, *cases: tuple[Expr, str], default: str = "0") -> Expr:
+        out: Expr = lift(E[default], INT)
+        for cond, name in reversed(cases):
+            out = If(cond, E[name], out)
+        return out
+
+    def label(self, t: ThreadBuilder, base: str) -> str:
+        n = self._labels.get(t.name, 0)
+        self._labels[t.name] = n + 1
+        return f"{base}.{n}"
+
+    # ---------------------------------------------------------- thread glue
+    def begin_op(self, t: ThreadBuilder) -> None:
+        lab = self.pending_end.pop(t.name, None)
+        if lab is not None:
+            t.label(lab)
+
+    def end_label(self, t: ThreadBuilder) -> str:
+        """A label for "return from this operation" (names the next step emitted)."""
+        if t.name not in self.pending_end:
+            self.pending_end[t.name] = self.label(t, "return")
+        return self.pending_end[t.name]
+
+    def end_thread(self, t: ThreadBuilder) -> None:
+        lab = self.pending_end.pop(t.name, None)
+        if lab is not None:
+            t.label(lab)
+            with t.op("return to user space"):
+                t.step("syscall_exit", "return to user space")
+
+    # ---------------------------------------------------------- steps
+    def step(self, t: ThreadBuilder, function: str, text: str, body: Body | None = None,
+             guard: Expr | None = None, jumps: Sequence[tuple[Expr, str]] = (), goto: str | None = None,
+             release: Sequence[tuple[Any, ...]] = (),
+             acquire: Sequence[tuple[Any, Expr | None, IntOrExpr | None, str]] = (),
+             waits: Sequence[Wait] = ()) -> int:
+        """One atomic step: ``body`` plus lock releases/acquisitions.
+
+        ``release``/``acquire`` items are (lock or list of lock instances, condition, index[, mode]);
+        a list with an index names the instance chosen by state (``kvm->lock`` of ``mdev->kvm``).
+        """
+        b = body or Body()
+        upd = dict(b.upd)
+        checks = list(b.checks)
+        rels: list[tuple[Any, Expr]] = []
+        acqs: list[Acquire] = []
+        wts = list(waits)
+        g = [guard] if guard is not None else []
+        me = t.index + 1
+        for item in release:
+            lk, cond, idx = item[0], item[1], item[2]
+            rmode = item[3] if len(item) > 3 else "w"  # type: ignore[misc]
+            for inst, c in self._instances(lk, cond, idx):
+                if isinstance(inst, RwSem):
+                    rf = inst.reader(t.index)
+                    if rmode == "r":
+                        upd[rf] = If(c, 0, rf.var)
+                        checks.append(Check(And(c, rf.var == 0), "lock-order", f"bad unlock balance: up_read({inst.name})"))
+                    else:
+                        upd[inst.writer] = If(c, 0, inst.writer.var)
+                        checks.append(Check(And(c, inst.writer.var != me), "lock-order",
+                                            f"bad unlock balance: up_write({inst.name})"))
+                else:
+                    upd[inst.owner] = If(c, 0, inst.owner.var)
+                    checks.append(Check(And(c, inst.owner.var != me), "lock-order",
+                                        f"bad unlock balance: mutex_unlock({inst.name}) by a thread not holding it"))
+                rels.append((inst, c))
+        for lk, cond, idx, mode in acquire:
+            for inst, c in self._instances(lk, cond, idx):
+                if isinstance(inst, RwSem):
+                    if mode == "r":
+                        rf = inst.reader(t.index)
+                        g.append(Or(Not(c), And(inst.writer.var == 0, Not(t.prog_writer_waiting(inst)))))
+                        upd[rf] = If(c, 1, rf.var)
+                    else:
+                        g.append(Or(Not(c), And(inst.writer.var == 0, inst.no_readers())))
+                        upd[inst.writer] = If(c, me, inst.writer.var)
+                    wts.append(Wait(inst.name, [inst.writer], c))
+                else:
+                    g.append(Or(Not(c), inst.owner.var == 0))
+                    upd[inst.owner] = If(c, me, inst.owner.var)
+                    wts.append(Wait(inst.name, [inst.owner], c))
+                acqs.append(Acquire(inst, mode, c))
+        return t.step(function, text, guard=And(*g) if g else None, updates=upd, checks=checks,
+                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts)
+
+    def _instances(self, lk: Any, cond: Expr | None, idx: IntOrExpr | None) -> list[tuple[Any, Expr]]:
+        c = cond if cond is not None else true()
+        if isinstance(lk, (list, tuple)):
+            if idx is None:
+                raise ValueError("a lock family needs an index")
+            out = []
+            for k, inst in enumerate(lk):
+                ck = And(c, eq(idx, k))
+                if not (isinstance(ck, Const) and not ck.value):
+                    out.append((inst, ck))
+            return out
+        return [(lk, c)]
+
+    def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
+             index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
+             kvm_index: IntOrExpr | None = None) -> int:
+        """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
+
+        ``kvm_index``: the lock lives in that struct kvm (UAF check)."""
+        b = body or Body()
+        if kvm_index is not None:
+            self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
+        name = _family_name(lk)
+        verb = "mutex_lock" if not _is_rw(lk) else ("down_read" if mode == "r" else "down_write")
+        return self.step(t, function, f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)])
+
+    def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
+               body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
+               goto: str | None = None) -> int:
+        names = ", ".join(_family_name(lk) for lk, _, _ in items)
+        return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto)
+
+    def trylock(self, t: ThreadBuilder, lk: Lock, function: str, fail: str) -> int:
+        """mutex_trylock; on failure continue at ``fail`` (the caller returns -EAGAIN/-EBUSY)."""
+        return t.trylock(lk, function, fail)
+
+    def wait_flag(self, t: ThreadBuilder, function: str, idx: IntOrExpr, when: Expr | None = None) -> int:
+        """wait_event(matrix_dev->wait_for_kvm, !matrix_mdev->kvm_busy) for the mdev ``idx``."""
+        c = when if when is not None else true()
+        g, wts = [], []
+        for k, fl in enumerate(self.BUSY):
+            ck = And(c, eq(idx, k))
+            if isinstance(ck, Const) and not ck.value:
+                continue
+            g.append(Or(Not(ck), fl.holder.var == 0))
+            wts.append(Wait(fl.name, [fl.holder], ck))
+        return t.step(function, "wait_event(!matrix_mdev->kvm_busy)", guard=And(*g), waits=wts)
+
+    def busy_set(self, b: Body, t: ThreadBuilder, m: IntOrExpr, on: bool, when: Expr | None = None) -> None:
+        self.busy_set_fields(b, m, t.index + 1 if on else 0, when)
+
+    def busy_set_fields(self, b: Body, m: IntOrExpr, value: int, when: Expr | None = None) -> None:
+        b.set_at([fl.holder for fl in self.BUSY], m, value, when)
+
+    def busy(self, m: IntOrExpr) -> Expr:
+        return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
+
+    # ---------------------------------------------------------- objects
+    def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:
+        for c in self.pb.use(self.kvm, v, what):
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+
+    def use_mdev(self, b: Body, m: IntOrExpr, what: str, when: Expr | None = None) -> None:
+        for c in self.pb.use(self.mdev, m, what):
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+
+    def kvm_alive(self, v: IntOrExpr) -> Expr:
+        return self.kvm.alive(v)
+
+    def mdev_alive(self, m: IntOrExpr) -> Expr:
+        return self.mdev.alive(m)
+
+    def kvm_refs(self, v: IntOrExpr) -> Expr:
+        return self.kvm.refcount(v)
+
+    def get_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
+        """kvm_get_kvm."""
+        c = when if when is not None else true()
+        self.use_kvm(b, v, "kvm_get_kvm", when)
+        b.check(And(c, self.kvm_refs(v) >= self.kvm.refs[0].hi), "range", "kvm refcount above the model bound")  # type: ignore[index]
+        b.set_at(self.kvm.refs, v, lambda r: r + 1, when=c)  # type: ignore[arg-type]
+
+    def put_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
+        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which frees the struct kvm."""
+        c = when if when is not None else true()
+        self.use_kvm(b, v, "kvm_put_kvm", when)
+        rc = Select([b[f] for f in self.kvm.refs], v, 0)  # type: ignore[union-attr]
+        b.check(And(c, rc == 0), "memory-safety", "kvm refcount underflow")
+        last = And(c, rc == 1)
+        b.set_at(self.kvm.state, v, 2, when=last)  # FREED
+        b.set_at(self.kvm.refs, v, lambda r: If(r > 0, r - 1, 0), when=c)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------- AP domain
+    def bound(self, i: int, j: int, b: Body | None = None) -> Expr:
+        f = self.drv[i, j]
+        return (b[f] if b else f.var) == VFIO
+
+    def bound_rows(self, b: Body) -> list[Expr]:
+        rows = []
+        for i in range(self.nA):
+            row: Expr = MaskConst(self.nD)
+            for j in range(self.nD):
+                row = If(self.bound(i, j, b), row.with_bit(j), row)
+            rows.append(row)
+        return rows
+
+    def reserved(self, b: Body | None, i: int, j: int) -> Expr:
+        am = b[self.apmask] if b else self.apmask.var
+        qm = b[self.aqmask] if b else self.aqmask.var
+        return rules.apqn_reserved(am, qm, i, j)
+
+    def in_matrix(self, m: int, i: int, j: int, b: Body | None = None) -> Expr:
+        a = b[self.apm[m]] if b else self.apm[m].var
+        q = b[self.aqm[m]] if b else self.aqm[m].var
+        return And(self.mdev_alive(m), a.has(i), q.has(j))
+
+    def owner_mdev(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """The mdev whose matrix holds APQN (i, j) (``vfio_ap_mdev_for_queue``), or -1."""
+        out: Expr = lift(-1, INT)
+        for m in reversed(self.mdevs):
+            out = If(self.in_matrix(m, i, j, b), m, out)
+        return out
+
+    def in_crycb(self, v: int, i: int, j: int, b: Body | None = None) -> Expr:
+        a = b[self.capm[v]] if b else self.capm[v].var
+        q = b[self.caqm[v]] if b else self.caqm[v].var
+        return And(a.has(i), q.has(j))
+
+    def filter(self, b: Body, m: int) -> tuple[Expr, Expr]:
+        """vfio_ap_mdev_filter_matrix (rules.filter_matrix) over the current body values."""
+        return rules.filter_matrix(b[self.apm[m]], b[self.aqm[m]], b[self.info_apm], b[self.info_aqm],
+                                   self.bound_rows(b))
+
+    def set_masks(self, b: Body, v: IntOrExpr, apm: Expr, aqm: Expr, src: IntOrExpr,
+                  when: Expr | None = None) -> None:
+        """kvm_arch_crypto_set_masks: vCPUs blocked, APCB written, VSIE restart, unblocked.
+
+        Ghost effects: ``crycb_from`` records whose masks the CRYCB carries; every
+        APQN entering the guest that holds no one's data becomes the guest's."""
+        c = when if when is not None else true()
+        self.use_kvm(b, v, "kvm_arch_crypto_set_masks", when)
+        b.set_at(self.capm, v, apm, when=c)
+        b.set_at(self.caqm, v, aqm, when=c)
+        b.set_at(self.csrc, v, lift(src, INT) if isinstance(src, int) else src, when=c)
+        for i, j in self.queues:
+            d = self.qdata[i, j]
+            for k in self.vms:
+                enter = And(c, eq(v, k), apm.has(i), aqm.has(j), b[d] == CLEAN)
+                b.set(d, 2 + k, when=enter)
+
+    def clear_masks(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
+        """kvm_arch_crypto_clear_masks."""
+        self.set_masks(b, v, MaskConst(self.nA), MaskConst(self.nD), -1, when)
+
+    def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
+        """vfio_ap_mdev_reset_queue (ZAPQ + TAPQ until done): the queue holds no one's data.
+
+        A queue outside the host configuration is not reset (reset would fail, rc 01; b9bd10c43456)."""
+        incfg = And(b[self.info_apm].has(i), b[self.info_aqm].has(j))
+        b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
+
+    def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
+                          when: Expr | None = None) -> None:
+        """Reset the queues bound to vfio_ap in apm x aqm of mdev ``m`` (or the given rows/cols)."""
+        ra = rows if rows is not None else b[self.apm[m]]
+        ca = cols if cols is not None else b[self.aqm[m]]
+        for i, j in self.queues:
+            cond = And(ra.has(i), ca.has(j), self.bound(i, j, b))
+            self.reset_queue(b, i, j, And(cond, when) if when is not None else cond)
+
+    def hook_guard(self, b: Body, v: int, m: IntOrExpr, when: Expr) -> None:
+        """Ghost for ``hook-safe``: the vCPU of kvm ``v`` reached mdev ``m`` through the hook/data."""
+        mk = Select([b[f] for f in self.mkvm], m, -1)
+        bad = Or(Not(self.mdev_alive(m)),
+                 And(mk != -1, mk != v),
+                 And(mk != -1, Not(self.kvm_alive(mk))))
+        b.set(self.hook_unsafe, True, when=And(when, bad))
+
+    # ---------------------------------------------------------- properties
+    def add_properties(self, extra: Sequence[str] = ()) -> None:
+        pb, c = self.pb, self.cfg
+        src = "kernel-facts §1"
+        host = []
+        for v in self.vms:
+            for i, j in self.queues:
+                host.append(Not(And(self.in_crycb(v, i, j),
+                                    Or(self.drv[i, j].var == ZCRYPT, self.reserved(None, i, j)))))
+        pb.always("no-host-guest-sharing", And(*host),
+                  "no APQN is in a guest's CRYCB while bound to zcrypt or reserved for the default drivers",
+                  "ap_bus.c ap_owned_by_def_drv / apmask_store + in_use; vfio-ap cover letter v16 item 2")
+        two = []
+        for a in self.vms:
+            for b2 in self.vms:
+                if a < b2:
+                    for i, j in self.queues:
+                        two.append(Not(And(self.in_crycb(a, i, j), self.in_crycb(b2, i, j))))
+        pb.always("no-two-guests", And(*two), "no APQN is in two guests' CRYCBs at once",
+                  "vfio_ap_mdev_verify_no_sharing + kvm_arch_crypto_set_masks")
+        dbl = []
+        for m1 in self.mdevs:
+            for m2 in self.mdevs:
+                if m1 < m2:
+                    dbl.append(Not(And(self.mdev_alive(m1), self.mdev_alive(m2),
+                                       rules.sharing_conflict(self.apm[m1].var, self.aqm[m1].var,
+                                                              self.apm[m2].var, self.aqm[m2].var))))
+        pb.always("no-double-assignment", And(*dbl), "no APQN is assigned to two matrix_mdevs",
+                  "vfio_ap_mdev_verify_no_sharing (assign_adapter_store / assign_domain_store)")
+        if self.era.dynamic:
+            inb = []
+            for v in self.vms:
+                s = self.csrc[v].var
+                for i, j in self.queues:
+                    ok = And(s != -1, Select([self.apm[m].var for m in self.mdevs], s, MaskConst(self.nA)).has(i),
+                             Select([self.aqm[m].var for m in self.mdevs], s, MaskConst(self.nD)).has(j),
+                             self.info_apm.var.has(i), self.info_aqm.var.has(j), self.bound(i, j))
+                    inb.append(Implies(self.in_crycb(v, i, j), ok))
+            pb.always("crycb-within-bounds", And(*inb),
+                      "a guest's CRYCB is within its mdev's assigned matrix ∩ host configuration ∩ queues bound to vfio_ap",
+                      "vfio_ap_mdev_filter_matrix / vfio_ap_mdev_update_guest_apcb (kernel-facts §1.6)")
+        rst = []
+        for i, j in self.queues:
+            d = self.qdata[i, j].var
+            for v in self.vms:
+                rst.append(Implies(self.in_crycb(v, i, j), Or(d == CLEAN, d == 2 + v)))
+            rst.append(Implies(self.drv[i, j].var == ZCRYPT, Or(d == CLEAN, d == HOST)))
+        pb.always("reset-before-owner-change", And(*rst),
+                  "a queue reaches a guest or zcrypt only after a reset (ZAPQ) cleared its previous owner's data",
+                  "vfio_ap_mdev_reset_queue call sites; 'reset queues after adapter/domain unassignment' (v16)")
+        pb.always("hook-safe", Not(self.hook_unsafe.var),
+                  "the PQAP hook (or kvm->arch.crypto.data) never leads a vCPU to a freed mdev or another/freed KVM",
+                  "priv.c handle_pqap -> vfio_ap handle_pqap (container_of(hook) / crypto.data)")
+        one = []
+        for m1 in self.mdevs:
+            for m2 in self.mdevs:
+                if m1 < m2:
+                    k1, k2 = self.mkvm[m1].var, self.mkvm[m2].var
+                    one.append(Not(And(k1 != -1, k1 == k2)))
+        pb.always("one-mdev-per-kvm", And(*one), "at most one matrix_mdev is attached to a KVM",
+                  "vfio_ap_mdev_set_kvm (-EPERM when another mdev has this kvm)")
+        # witnesses
+        pq = [f.var for _, f in self.in_pqap.values()]
+        if pq:
+            closing = Or(*[x.var for x in self.closing])
+            pb.sometimes("pqap-during-close", And(Or(*pq), closing),
+                         "a PQAP(AQIC) intercept is in handle_pqap while an mdev is being closed",
+                         "priv.c handle_pqap vs vfio_ap_mdev_close_device")
+            pairs = []
+            items = list(self.in_pqap.values())
+            for x in range(len(items)):
+                for y in range(x + 1, len(items)):
+                    if items[x][0] != items[y][0]:
+                        pairs.append(And(items[x][1].var, items[y][1].var))
+            if pairs:
+                pb.sometimes("two-vms-in-pqap", Or(*pairs),
+                             "vCPUs of two different VMs are inside handle_pqap at the same time",
+                             "priv.c handle_pqap (per-KVM rwsem vs global pqap_hook_lock)")
+        del c
+
+
+def _bits(idx: Any) -> int:
+    v = 0
+    for i in idx:
+        v |= 1 << i
+    return v
+
+
+def _is_rw(lk: Any) -> bool:
+    inst = lk[0] if isinstance(lk, (list, tuple)) else lk
+    return isinstance(inst, RwSem)
+
+
+def _family_name(lk: Any) -> str:
+    if isinstance(lk, (list, tuple)):
+        return lk[0].cls if lk else "?"
+    return lk.name
+
+
+__all__ = ["World", "Era", "Cfg", "Body", "parse_cfg", "eq", "true", "VFIO", "ZCRYPT", "NODRV", "CLEAN", "HOST",
+           "E", "ERRNO", "HOOK_OWNERS", "int_field"]

@@ -1,0 +1,93 @@
+"""``apcheck compare A.yaml B.yaml ...``: several designs, one matrix.
+
+Every spec is checked with the same options (defaults + command line; the
+specs' own ``check:`` blocks are ignored so the columns are comparable). The
+exit code says whether the comparison is complete (0) or some search was
+bounded (3); verdicts themselves are the report, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .results import EXIT_INCONCLUSIVE, EXIT_OK
+
+
+def register(group: click.Group) -> None:
+    from .cli import build, get_app, load, search_options, write_report
+
+    @group.command(name="compare")
+    @click.argument("specs", nargs=-1, required=True)
+    @search_options
+    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    @click.option("--output", "-o", default=None, metavar="FILE", help="Write the comparison to FILE.")
+    @click.option("--prove", "with_prove", is_flag=True, default=False,
+                  help="Also run the Z3 prover on each spec's invariants.")
+    @click.pass_context
+    def compare_cmd(ctx: click.Context, /, specs: tuple[str, ...], fmt: str, output: str | None,
+                    with_prove: bool, **cli_values: Any) -> int:
+        """Check several specs with the same options and compare their verdicts."""
+        from .compare import compare, render_text, to_dict, to_json
+        from .options import Options
+        from .run import check_program
+
+        get_app(ctx)
+        if len(specs) < 2:
+            raise click.UsageError("compare needs at least two specs")
+        only = tuple(cli_values.pop("only", ()) or ())
+        skip = tuple(cli_values.pop("skip", ()) or ())
+        opts = Options(quiet=True).with_overrides(properties=only or None, skip=skip or None, **cli_values)
+        results, programs = [], []
+        for spec in specs:
+            loaded = load(ctx, spec)
+            program = build(loaded)
+            programs.append(program)
+            results.append(check_program(program, opts, loaded.scenario.name, loaded.design.name))
+        comp = compare(results)
+        proofs = _prove_all(programs) if with_prove else None
+        if fmt == "json":
+            if proofs is not None:
+                import json
+
+                data = to_dict(comp)
+                data["prove"] = {col: rows for col, rows in zip(comp.columns, proofs)}
+                text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            else:
+                text = to_json(comp)
+        else:
+            text = render_text(comp)
+            if proofs is not None:
+                text += "\n" + _render_proofs(comp.columns, proofs)
+        write_report(text, output)
+        complete = all(r.stats.complete for r in results)
+        return EXIT_OK if complete else EXIT_INCONCLUSIVE
+
+
+def _prove_all(programs: list[Any]) -> list[list[dict[str, Any]]]:
+    from .prove import prove_program
+
+    out = []
+    for program in programs:
+        res = prove_program(program)
+        out.append([{"property": r.name, "status": r.status, "detail": r.detail} for r in res.results])
+    return out
+
+
+def _render_proofs(columns: list[str], proofs: list[list[dict[str, Any]]]) -> str:
+    from tabulate import tabulate
+
+    names: list[str] = []
+    for rows in proofs:
+        for r in rows:
+            if r["property"] not in names:
+                names.append(r["property"])
+    table = []
+    for n in names:
+        row = [n]
+        for rows in proofs:
+            hit = next((r for r in rows if r["property"] == n), None)
+            row.append(hit["status"] if hit else "-")
+        table.append(row)
+    return "Z3 (apcheck prove, default k=1):\n" + tabulate(table, headers=["invariant"] + columns) + "\n"

@@ -1,0 +1,227 @@
+"""``apcheck prove SPEC``: the symbolic verdicts, as a table, swimlanes and versioned JSON.
+
+Registered by ``checker.cli`` (``register(group)``). Settings resolve
+CLI > spec ``prove:`` block (``lemmas``, ``k``, ``bmc``, ``timeout``) > defaults.
+Exit codes: 0 every goal PROVED, 1 a VIOLATED goal, 2 usage or spec error,
+3 inconclusive (CTI, BOUNDED, UNKNOWN), 4 internal error (including a
+disagreement between Z3 and the explicit engine).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .expr import variables
+from .layout import Field
+from .program import Program, RwSem
+from .prove import CTI, PROVED, VIOLATED, CtiInfo, PropertyProof, ProveError, ProveResult, prove_program
+from .results import Trace, TraceStep
+
+DEFAULTS: dict[str, Any] = {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
+PROVE_KEYS = ("lemmas", "k", "bmc", "timeout")
+
+
+def prove_settings(spec_block: Any, **cli: Any) -> dict[str, Any]:
+    """CLI (non-None) > spec ``prove:`` mapping > defaults."""
+    out = dict(DEFAULTS)
+    if isinstance(spec_block, dict):
+        out.update({k: v for k, v in spec_block.items() if k in PROVE_KEYS and v is not None})
+    out.update({k: v for k, v in cli.items() if v is not None and v != ()})
+    out["lemmas"] = tuple(out["lemmas"])
+    return out
+
+
+# --------------------------------------------------------------------------- shown values
+
+
+def show(f: Field, value: int) -> str:
+    if f.kind == "pc":
+        return f.names[value] if 0 <= value < len(f.names) else str(value)
+    return f.show(value)
+
+
+def locks_held(program: Program, t: int, values: dict[str, int]) -> list[str]:
+    out = []
+    for lk in program.locks:
+        if isinstance(lk, RwSem):
+            if values.get(lk.writer.name) == t + 1:
+                out.append(lk.name)
+            elif t in lk.readers and values.get(lk.readers[t].name) == 1:
+                out.append(f"{lk.name}(r)")
+        elif values.get(lk.owner.name) == t + 1:
+            out.append(lk.name)
+    return out
+
+
+def relevant_fields(program: Program, proof: PropertyProof, cti: CtiInfo) -> list[Field]:
+    """What a reader needs to see of a CTI: fields the failing formula reads, the step reads or writes."""
+    a = program.actions[cti.action.aid]
+    keep: set[Field] = {program.threads[a.thread].pc}
+    goal_expr = next((p.expr for p in program.properties if p.name == cti.invariant), None)
+    if goal_expr is not None:
+        conj = goal_expr
+        from .expr import Nary
+
+        if cti.failing_conjunct is not None and isinstance(goal_expr, Nary):
+            conj = goal_expr.args[cti.failing_conjunct]
+        keep |= {f for f in variables(conj) if isinstance(f, Field)}
+    keep |= {f for f in variables(a.guard) if isinstance(f, Field)}
+    keep |= set(a.updates)
+    return [f for f in program.layout.fields if f in keep]
+
+
+def cti_trace(program: Program, cti: CtiInfo) -> Trace:
+    a = program.actions[cti.action.aid]
+    changes = []
+    for f in program.layout.fields:
+        before, after = cti.pre[f.name], cti.post[f.name]
+        if before != after:
+            changes.append((f.name, show(f, before), show(f, after)))
+    step = TraceStep(1, cti.action.thread, a.function, a.operation, a.text,
+                     locks_held(program, a.thread, cti.post), changes)
+    return Trace([t.name for t in program.threads], [step], [a.aid])
+
+
+def render_cti(program: Program, proof: PropertyProof, cti: CtiInfo) -> str:
+    from .report_text import render_trace
+
+    lemma = "" if cti.invariant == proof.property else f" (lemma {cti.invariant})"
+    how = "induction" if cti.k == 1 else f"{cti.k}-induction"
+    lines = [f"== {proof.property}: counterexample to {how}{lemma} ==", ""]
+    assumed = [proof.property] + [x for x in proof.lemmas if x != proof.property]
+    lines.append(f"pre-state: satisfies {', '.join(assumed)} (need not be reachable)")
+    if cti.path:
+        lines.append(f"  ({cti.k - 1} earlier step{'s' if cti.k > 2 else ''} also satisfy them: actions {cti.path})")
+    for f in relevant_fields(program, proof, cti):
+        lines.append(f"  {f.name} = {show(f, cti.pre[f.name])}")
+    held = {t.name: locks_held(program, t.index, cti.pre) for t in program.threads}
+    held_txt = "; ".join(f"{t}: {', '.join(h)}" for t, h in held.items() if h)
+    if held_txt:
+        lines.append(f"  locks held: {held_txt}")
+    lines += ["", render_trace(cti_trace(program, cti)), ""]
+    where = f"conjunct {cti.failing_conjunct}: {cti.conjunct_text}" if cti.failing_conjunct is not None else ""
+    lines.append(f"post-state violates {cti.invariant}" + (f" ({where})" if where else ""))
+    return "\n".join(lines)
+
+
+def render_text(program: Program, result: ProveResult, spec: str, design: str) -> str:
+    from tabulate import tabulate
+
+    from .report_text import DETAIL_WIDTH, _wrap, render_trace
+    from .run import replay_trace
+
+    rows = []
+    for p in result.properties:
+        rows.append([p.property, p.status, str(p.k), str(p.bmc_depth), f"{p.seconds:.2f}", _wrap(p.detail, DETAIL_WIDTH)])
+    parts = [f"spec {spec}  design {design}  prove",
+             tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
+                      disable_numparse=True)]
+    for p in result.properties:
+        if p.status == VIOLATED and p.trace is not None:
+            parts.append(render_trace(replay_trace(program, p.trace), title=f"{p.property}: {p.detail}"))
+        elif p.status == CTI and p.cti is not None:
+            parts.append(render_cti(program, p, p.cti))
+    return "\n\n".join(x.rstrip("\n") for x in parts) + "\n"
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _cti_dict(c: CtiInfo) -> dict[str, Any]:
+    return {
+        "invariant": c.invariant,
+        "pre": dict(c.pre),
+        "action": {"id": c.action.aid, "thread": c.action.thread, "function": c.action.function,
+                   "text": c.action.text},
+        "post": dict(c.post),
+        "failing_conjunct": None if c.failing_conjunct is None else {"index": c.failing_conjunct,
+                                                                     "text": c.conjunct_text},
+        "k": c.k,
+        "path": list(c.path),
+    }
+
+
+def proof_to_dict(program: Program, p: PropertyProof) -> dict[str, Any]:
+    trace: dict[str, Any] | None = None
+    if p.trace is not None:
+        from .report_json import trace_to_dict
+        from .run import replay_trace
+
+        trace = trace_to_dict(replay_trace(program, p.trace))
+    return {
+        "property": p.property,
+        "kind": p.kind,
+        "status": p.status,
+        "detail": p.detail,
+        "k": p.k,
+        "bmc_depth": p.bmc_depth,
+        "lemmas": list(p.lemmas),
+        "seconds": round(p.seconds, 3),
+        "cti": None if p.cti is None else _cti_dict(p.cti),
+        "trace": trace,
+    }
+
+
+def result_to_dict(program: Program, result: ProveResult, spec: str, design: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "spec": spec,
+        "design": design,
+        "prove": [proof_to_dict(program, p) for p in result.properties],
+    }
+
+
+def statuses(result: ProveResult) -> dict[str, str]:
+    """name -> status, for ``apcheck compare --prove``."""
+    return {p.property: p.status for p in result.properties}
+
+
+# --------------------------------------------------------------------------- command
+
+
+def register(group: click.Group) -> None:
+    group.add_command(prove)
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--property", "props", multiple=True, metavar="NAME",
+              help="Prove only NAME (repeatable); check:KIND proves a built-in check group.")
+@click.option("--lemma", "lemmas", multiple=True, metavar="NAME",
+              help="Strengthen with the always-property NAME (repeatable; adds to the spec's prove: lemmas).")
+@click.option("--k", "k", type=click.IntRange(min=0), default=None, help="k-induction depth (default 1; 0: BMC only).")
+@click.option("--bmc", "bmc", type=click.IntRange(min=0), default=None, help="Bounded model checking depth.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Solver seconds per property (default 30); running out is UNKNOWN.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
+@click.pass_context
+def prove(ctx: click.Context, spec: str, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
+          bmc: int | None, timeout: float | None, fmt: str, output: str | None) -> int:
+    """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC)."""
+    from .cli import build, load, write_report
+    from .errors import SpecError
+
+    loaded = load(ctx, spec)
+    program = build(loaded)
+    block = getattr(loaded, "prove", None)
+    settings = prove_settings(block, k=k, bmc=bmc, timeout=timeout)
+    all_lemmas = tuple(dict.fromkeys(tuple(settings["lemmas"]) + lemmas))
+    try:
+        result = prove_program(program, list(props) or None, all_lemmas, k=int(settings["k"]),
+                               bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]))
+    except ProveError as e:
+        raise SpecError("", "--property" if props else "prove.lemmas", str(e)) from None
+    design = loaded.design.name
+    if fmt == "json":
+        text = json.dumps(result_to_dict(program, result, spec, design), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_text(program, result, spec, design)
+    write_report(text, output)
+    return result.exit_code()
+
+
+__all__ = ["PROVED", "proof_to_dict", "prove", "register", "render_text", "result_to_dict", "statuses"]

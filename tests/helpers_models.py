@@ -1,0 +1,361 @@
+"""Small concurrent-program models with known answers, shared by the engine tests.
+
+Every builder returns a fresh, built ``Program``. The expected numbers the
+tests assert were worked out by hand (see the docstrings) and are cross-checked
+against ``ref_explore``, a tiny independent explorer for mutex-only scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+from checker.expr import Not
+from checker.layout import bool_field, int_field
+from checker.options import Options
+from checker.program import Program, ProgramBuilder
+from checker.results import CheckResult, PropertyResult
+from checker.run import check_program
+
+QUIET = Options(quiet=True)
+
+
+def check(program: Program, **kw: object) -> CheckResult:
+    """check_program with quiet options plus overrides."""
+    opts = Options(quiet=True, **kw)  # type: ignore[arg-type]
+    return check_program(program, opts)
+
+
+def prop(result: CheckResult, name: str) -> PropertyResult:
+    found = [p for p in result.properties if p.name == name]
+    assert len(found) == 1, f"property {name!r} appears {len(found)} times in {[p.name for p in result.properties]}"
+    return found[0]
+
+
+def statuses(result: CheckResult) -> dict[str, str]:
+    return {p.name: p.status for p in result.properties}
+
+
+def lanes(result: CheckResult, name: str) -> list[tuple[str, str]]:
+    """(thread, function) of every step of a property's trace."""
+    tr = prop(result, name).trace
+    assert tr is not None, f"{name} has no trace"
+    return [(s.thread, s.function) for s in tr.steps]
+
+
+# ---------------------------------------------------------------- lock scripts
+
+# A script step: ("lock"|"unlock"|"read"|"unread"|"write"|"unwrite", lock) or ("trylock", lock, fail_pc).
+# Locks used with read/write are rw-semaphores, the others mutexes.
+Step = tuple
+Script = Sequence[Step]
+
+RW_OPS = {"read": "down_read", "unread": "up_read", "write": "down_write", "unwrite": "up_write"}
+
+
+def fn_name(thread: str, step: Step) -> str:
+    """The function name script_program gives a step, e.g. ``T1_lock_A``."""
+    return f"{thread}_{step[0]}_{step[1]}"
+
+
+def script_program(name: str, threads: dict[str, Script], cyclic: bool = False) -> Program:
+    """Build the engine Program of lock scripts (each step's function is ``fn_name``)."""
+    pb = ProgramBuilder(name)
+    rw_names = {st[1] for sc in threads.values() for st in sc if st[0] in RW_OPS}
+    locks: dict[str, object] = {}
+    for script in threads.values():
+        for st in script:
+            if st[1] not in locks:
+                locks[st[1]] = pb.rwsem(st[1]) if st[1] in rw_names else pb.mutex(st[1])
+    for tname, script in threads.items():
+        tb = pb.thread(tname, cyclic=cyclic)
+        targets = {st[2] for st in script if st[0] == "trylock"}
+        for pc, st in enumerate(script):
+            if pc in targets:
+                tb.label(f"pc{pc}")
+            lk, fn = locks[st[1]], fn_name(tname, st)
+            if st[0] == "trylock":
+                tb.trylock(lk, fn, fail=f"pc{st[2]}")  # type: ignore[arg-type]
+            elif st[0] in RW_OPS:
+                getattr(tb, RW_OPS[st[0]])(lk, fn)
+            else:
+                getattr(tb, st[0])(lk, fn)
+    return pb.build()
+
+
+def ref_explore(threads: Sequence[Script], cyclic: bool = False) -> tuple[int, int, int, int]:
+    """Independent BFS over lock scripts: (states, transitions, deadlock states, shortest deadlock trace).
+
+    Semantics of shared/benchmarks/README.md for mutexes (lock = one atomic
+    test-and-set that blocks while taken; unlock always fires), trylock never
+    blocks, and rw-semaphores as the engine documents them: a writer needs no
+    holder; a reader needs no writer and must queue behind a writer that is
+    blocked (poised at a down_write while readers hold the semaphore). A
+    bounded script that finished is not blocked.
+    """
+    n = len(threads)
+    init: tuple[tuple[int, ...], frozenset[tuple[str, int, str]]] = (tuple(0 for _ in threads), frozenset())
+    seen = {init: 0}
+    queue = deque([init])
+    transitions = deadlocks = 0
+    shortest = -1
+
+    def step_at(pcs: tuple[int, ...], t: int) -> Step | None:
+        return threads[t][pcs[t]] if pcs[t] < len(threads[t]) else None
+
+    while queue:
+        st = queue.popleft()
+        pcs, held = st
+        nxt = []
+        for t in range(n):
+            cur = step_at(pcs, t)
+            if cur is None:
+                continue
+            op, lk = cur[0], cur[1]
+            holders = {(h, m) for (x, h, m) in held if x == lk}
+            npc = pcs[t] + 1
+            new_held = held
+            if op == "lock" or op == "write":
+                if holders:
+                    continue
+                new_held = held | {(lk, t, "w")}
+            elif op == "read":
+                writer_blocked = any(
+                    (s := step_at(pcs, u)) is not None and s[0] == "write" and s[1] == lk for u in range(n))
+                if any(m == "w" for _, m in holders) or (holders and writer_blocked):
+                    continue
+                new_held = held | {(lk, t, "r")}
+            elif op == "trylock":
+                if holders:
+                    npc = cur[2]
+                else:
+                    new_held = held | {(lk, t, "w")}
+            elif op == "unread":
+                new_held = held - {(lk, t, "r")}
+            else:  # unlock / unwrite
+                new_held = frozenset(x for x in held if not (x[0] == lk and x[2] == "w"))
+            if cyclic and npc == len(threads[t]):
+                npc = 0
+            nxt.append((pcs[:t] + (npc,) + pcs[t + 1:], new_held))
+        transitions += len(nxt)
+        done = all(pcs[t] >= len(threads[t]) for t in range(n))
+        if not nxt and not done:
+            deadlocks += 1
+            if shortest < 0:
+                shortest = seen[st]
+        for s2 in nxt:
+            if s2 not in seen:
+                seen[s2] = seen[st] + 1
+                queue.append(s2)
+    return len(seen), transitions, deadlocks, shortest
+
+
+AB = [("lock", "A"), ("lock", "B"), ("unlock", "B"), ("unlock", "A")]
+BA = [("lock", "B"), ("lock", "A"), ("unlock", "A"), ("unlock", "B")]
+GATE_AB = [("lock", "C"), *AB, ("unlock", "C")]
+GATE_BA = [("lock", "C"), *BA, ("unlock", "C")]
+# T1: lock A; trylock B, on failure go to "unlock A"; unlock B; unlock A
+TRY_AB = [("lock", "A"), ("trylock", "B", 3), ("unlock", "B"), ("unlock", "A")]
+# rw-semaphore R and mutex M
+READ_M = [("read", "R"), ("lock", "M"), ("unlock", "M"), ("unread", "R")]
+M_WRITE = [("lock", "M"), ("write", "R"), ("unwrite", "R"), ("unlock", "M")]
+M_READ = [("lock", "M"), ("read", "R"), ("unread", "R"), ("unlock", "M")]
+WRITE = [("write", "R"), ("unwrite", "R")]
+
+SCRIPTS: dict[str, dict[str, Script]] = {
+    "ab_ba": {"T1": AB, "T2": BA},
+    "ab_ab": {"T1": AB, "T2": AB},
+    "gated": {"T1": GATE_AB, "T2": GATE_BA},
+    "trylock": {"T1": TRY_AB, "T2": BA},
+    "rw_inversion": {"T1": READ_M, "T2": M_WRITE},
+    "rw_two_readers": {"T1": READ_M, "T2": M_READ},
+    "rw_readers_writer": {"T1": READ_M, "T2": M_READ, "T3": WRITE},
+}
+
+
+def scripted(name: str) -> Program:
+    return script_program(name, SCRIPTS[name])
+
+
+def ref_counts(name: str) -> tuple[int, int, int, int]:
+    return ref_explore(list(SCRIPTS[name].values()))
+
+
+# ---------------------------------------------------------------- lockdep misuse
+
+
+def bad_unlock(correct: bool = False) -> Program:
+    """T1 unlocks M that T2 holds (or, when ``correct``, its own M)."""
+    pb = ProgramBuilder("unlock")
+    m = pb.mutex("M")
+    t1 = pb.thread("T1")
+    if correct:
+        t1.lock(m, "t1_lock")
+    t1.unlock(m, "t1_unlock")
+    return pb.build()
+
+
+def held_at_exit(correct: bool = False) -> Program:
+    pb = ProgramBuilder("held_at_exit")
+    m = pb.mutex("M")
+    t1 = pb.thread("T1")
+    t1.lock(m, "t1_lock")
+    if correct:
+        t1.unlock(m, "t1_unlock")
+    return pb.build()
+
+
+# ---------------------------------------------------------------- memory safety
+
+
+def use_after_free(correct: bool = False) -> Program:
+    """T1 frees obj0; T2 dereferences it. ``correct``: T2 owns a reference (refs 2) and
+    both drop theirs with put; the last put frees."""
+    pb = ProgramBuilder("uaf")
+    if not correct:
+        pool = pb.pool("obj", ["obj0"], init_alive=[0])
+        t1 = pb.thread("T1")
+        t1.step("t1_free", "kfree(obj)", objects=[pb.free(pool, 0)])
+        t2 = pb.thread("T2")
+        t2.step("t2_use", "obj->x", checks=pb.use(pool, 0))
+    else:
+        pool = pb.pool("obj", ["obj0"], refcount_max=2, init_alive=[0], init_refs=2)
+        t1 = pb.thread("T1")
+        t1.step("t1_put", "put(obj)", objects=[pb.put(pool, 0)])
+        t2 = pb.thread("T2")
+        t2.step("t2_use", "obj->x", checks=pb.use(pool, 0))
+        t2.step("t2_put", "put(obj)", objects=[pb.put(pool, 0)])
+    return pb.build()
+
+
+def double_free(correct: bool = False) -> Program:
+    """Both threads free obj0; ``correct``: each frees it under M only if still alive."""
+    pb = ProgramBuilder("double_free")
+    pool = pb.pool("obj", ["obj0"], init_alive=[0])
+    m = pb.mutex("M")
+    for t in ("T1", "T2"):
+        tb = pb.thread(t)
+        low = t.lower()
+        if correct:
+            tb.lock(m, f"{low}_lock")
+            tb.step(f"{low}_test", "if (!obj) goto out", jumps=[(Not(pool.alive(0)), "out")])
+            tb.step(f"{low}_free", "kfree(obj); obj = NULL", objects=[pb.free(pool, 0)])
+            tb.label("out")
+            tb.unlock(m, f"{low}_unlock")
+        else:
+            tb.step(f"{low}_free", "kfree(obj)", objects=[pb.free(pool, 0)])
+    return pb.build()
+
+
+def refcount_underflow(refs: int = 1, release: bool = False) -> Program:
+    """Two threads each put obj0 once, starting from ``refs`` references."""
+    pb = ProgramBuilder("underflow")
+    pool = pb.pool("obj", ["obj0"], refcount_max=2, init_alive=[0], init_refs=refs)
+    for t in ("T1", "T2"):
+        pb.thread(t).step(f"{t.lower()}_put", "put(obj)", objects=[pb.put(pool, 0, release=release)])
+    return pb.build()
+
+
+def leak(correct: bool = False) -> Program:
+    pb = ProgramBuilder("leak")
+    pool = pb.pool("obj", ["obj0"], leak_check=True)
+    t1 = pb.thread("T1")
+    t1.step("t1_alloc", "obj = kzalloc()", objects=[pb.alloc(pool, 0)])
+    if correct:
+        t1.step("t1_free", "kfree(obj)", objects=[pb.free(pool, 0)])
+    return pb.build()
+
+
+# ---------------------------------------------------------------- data race
+
+
+def race(writer_locks: bool = False) -> Program:
+    """x is protected by M. T1 writes x (under M only when ``writer_locks``); T2 reads it under M."""
+    pb = ProgramBuilder("race")
+    m = pb.mutex("M")
+    x = pb.var(int_field("x", 0, 1), protected_by=[m])
+    y = pb.var(int_field("y", 0, 1))
+    t1 = pb.thread("T1")
+    if writer_locks:
+        t1.lock(m, "t1_lock")
+    t1.step("t1_write", "x = 1", updates={pb.field("x"): 1})
+    if writer_locks:
+        t1.unlock(m, "t1_unlock")
+    t2 = pb.thread("T2")
+    t2.lock(m, "t2_lock")
+    t2.step("t2_read", "y = x", updates={pb.field("y"): x})
+    t2.unlock(m, "t2_unlock")
+    del y
+    return pb.build()
+
+
+# ---------------------------------------------------------------- counters, invariants, paths
+
+
+def counters(n1: int = 3, n2: int = 3) -> tuple[ProgramBuilder, object, object]:
+    """T1 increments a ``n1`` times, T2 increments b ``n2`` times; returned unbuilt."""
+    pb = ProgramBuilder("counters")
+    a = pb.var(int_field("a", 0, n1))
+    b = pb.var(int_field("b", 0, n2))
+    t1 = pb.thread("T1")
+    for i in range(n1):
+        t1.step(f"inc_a{i}", "a++", updates={pb.field("a"): a + 1})
+    t2 = pb.thread("T2")
+    for i in range(n2):
+        t2.step(f"inc_b{i}", "b++", updates={pb.field("b"): b + 1})
+    return pb, a, b
+
+
+def long_and_short() -> Program:
+    """``bad`` is set by T1 after 5 steps or by T2 after 2: BFS must show T2's 2 steps."""
+    pb = ProgramBuilder("paths")
+    bad = pb.var(bool_field("bad"))
+    t1 = pb.thread("T1")
+    for i in range(4):
+        t1.step(f"slow{i}", "work")
+    t1.step("slow_bad", "bad = 1", updates={pb.field("bad"): True})
+    t2 = pb.thread("T2")
+    t2.step("fast0", "work")
+    t2.step("fast_bad", "bad = 1", updates={pb.field("bad"): True})
+    pb.always("never_bad", Not(bad), "bad is never set")
+    return pb.build()
+
+
+def wide_model(extra_bits: int = 130) -> Program:
+    """A model wider than 128 bits (constant padding fields) on top of AB/BA."""
+    pb = ProgramBuilder("wide")
+    for i in range(extra_bits):
+        pb.var(bool_field(f"pad{i}", init=bool(i % 2)))
+    a, b = pb.mutex("A"), pb.mutex("B")
+    for tname, order in (("T1", (a, b)), ("T2", (b, a))):
+        tb = pb.thread(tname)
+        tb.lock(order[0], f"{tname}_first")
+        tb.lock(order[1], f"{tname}_second")
+        tb.unlock(order[1], f"{tname}_unlock2")
+        tb.unlock(order[0], f"{tname}_unlock1")
+    return pb.build()
+
+
+# ---------------------------------------------------------------- shared benchmarks
+
+
+def find_shared_benchmarks() -> Path | None:
+    """Walk up from this file to a directory holding ``shared/benchmarks``."""
+    here = Path(__file__).resolve()
+    for d in [here.parent, *here.parents]:
+        cand = d / "shared" / "benchmarks"
+        if (cand / "models").is_dir():
+            return cand
+    return None
+
+
+def load_bench(name: str) -> Program:
+    from checker.lockprog import program_from_json  # noqa: PLC0415
+
+    root = find_shared_benchmarks()
+    assert root is not None
+    data = json.loads((root / "models" / f"{name}.json").read_text(encoding="utf-8"))
+    return program_from_json(data, name)
+
