@@ -107,7 +107,8 @@ def to_dict(c: Comparison) -> dict[str, Any]:
                                "seconds": round(r.stats.seconds, 3), "complete": r.stats.complete}}
                     for col, r in zip(c.columns, c.results)],
         "rows": [{"property": name,
-                  "verdicts": {col: (p.status if (p := _prop(r, name)) else None) for col, r in zip(c.columns, c.results)},
+                  "verdicts": {col: (p.status if (p := _prop(r, name)) else None)
+                               for col, r in zip(c.columns, c.results)},
                   "trace_lengths": {col: (p.trace.length if (p := _prop(r, name)) and p.trace else None)
                                     for col, r in zip(c.columns, c.results)}}
                  for name in c.rows],

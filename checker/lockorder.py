@@ -63,7 +63,8 @@ def _holds_read(program: Program, t: int, rw: RwSem) -> bool:
     return any(x.lock is rw and x.mode == "r" for a in program.actions if a.thread == t for x in a.acquires)
 
 
-def find_cycles(edges: list[LockEdge], order: list[str] | None = None, limit: int = 64) -> list[list[LockEdge]]:
+def find_cycles(edges: list[LockEdge], order: list[str] | None = None,
+                limit: int = 64) -> list[list[LockEdge]]:
     """Elementary cycles of the class graph, each once, starting at its first-declared class."""
     rank = {c: i for i, c in enumerate(order or sorted({e.src for e in edges} | {e.dst for e in edges}))}
     adj: dict[str, list[LockEdge]] = {}

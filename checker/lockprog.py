@@ -39,7 +39,8 @@ def program_from_json(data: Any, name: str = "lock-program") -> Program:
     for i, t in enumerate(threads):
         _require(isinstance(t, dict) and isinstance(t.get("name"), str), f"threads[{i}] needs a 'name'")
         prog = t.get("program")
-        _require(isinstance(prog, list) and prog != [], f"threads[{i}] ({t['name']}): 'program' must be a non-empty list")
+        _require(isinstance(prog, list) and prog != [],
+                 f"threads[{i}] ({t['name']}): 'program' must be a non-empty list")
         tb = pb.thread(t["name"], cyclic=True)
         with tb.op(t["name"]):
             for j, step in enumerate(prog):

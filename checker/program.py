@@ -16,7 +16,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Union
 
 from .expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
 from .layout import Field, Layout, bool_field, enum_field, int_field, ref_field
@@ -182,6 +181,7 @@ class Property:
 
 
 ObjOp = tuple[dict[Field, Expr], list[Check]]
+Updates = Mapping[Field, Expr | int | bool]
 
 
 # ---------------------------------------------------------------- builder
@@ -463,7 +463,8 @@ class ThreadBuilder:
     def up_write(self, rw: RwSem, function: str) -> int:
         t = self.index
         return self.step(function, f"up_write({rw.name})", updates={rw.writer: 0},
-                         checks=[Check(rw.writer.var != t + 1, "lock-order", f"bad unlock balance: up_write({rw.name})")],
+                         checks=[Check(rw.writer.var != t + 1, "lock-order",
+                                       f"bad unlock balance: up_write({rw.name})")],
                          releases=[(rw, Const(True, BOOL))])
 
     def prog_writer_waiting(self, rw: RwSem) -> Expr:
@@ -471,12 +472,12 @@ class ThreadBuilder:
         return WriterWaiting(rw)
 
     # ---- wait flags (kvm_busy)
-    def set_flag(self, wf: WaitFlag, function: str, text: str = "", updates: dict[Field, Expr | int | bool] | None = None) -> int:
+    def set_flag(self, wf: WaitFlag, function: str, text: str = "", updates: Updates | None = None) -> int:
         upd: dict[Field, Expr | int | bool] = dict(updates or {})
         upd[wf.holder] = self.index + 1
         return self.step(function, text or f"{wf.name} = true", updates=upd)
 
-    def clear_flag(self, wf: WaitFlag, function: str, text: str = "", updates: dict[Field, Expr | int | bool] | None = None) -> int:
+    def clear_flag(self, wf: WaitFlag, function: str, text: str = "", updates: Updates | None = None) -> int:
         upd: dict[Field, Expr | int | bool] = dict(updates or {})
         upd[wf.holder] = 0
         return self.step(function, text or f"{wf.name} = false; wake_up_all", updates=upd)

@@ -19,6 +19,7 @@ from checker.layout import bool_field, int_field
 from checker.options import Options
 from checker.program import Lock, Program, ProgramBuilder, Property
 from checker.prove import (
+    AUTO_OWNERSHIP,
     BOUNDED,
     CTI,
     PROVED,
@@ -27,6 +28,7 @@ from checker.prove import (
     PropertyProof,
     ProveError,
     concrete_step,
+    ownership_expr,
     prove_program,
 )
 from checker.registry import Registry
@@ -106,8 +108,9 @@ def bfs_trace_length(program: Program, name: str) -> int:
 
 
 def one(program: Program, name: str, lemmas: Sequence[str] = (), k: int = 1, bmc_depth: int = 0,
-        timeout_s: float = 30.0) -> PropertyProof:
-    res = prove_program(program, [name], lemmas, k=k, bmc_depth=bmc_depth, timeout_s=timeout_s)
+        timeout_s: float = 30.0, auto_lemmas: bool = True) -> PropertyProof:
+    res = prove_program(program, [name], lemmas, k=k, bmc_depth=bmc_depth, timeout_s=timeout_s,
+                        auto_lemmas=auto_lemmas)
     assert len(res.properties) == 1
     return res.properties[0]
 
@@ -202,8 +205,23 @@ def test_check_group_violated_at_bfs_depth() -> None:
 
 def test_check_group_proved_with_lemmas() -> None:
     prog = mutex_program()
-    assert one(prog, "check:lock-order").status == CTI  # unlock balance needs the pc/lock relation
-    assert one(prog, "check:lock-order", lemmas=["held0", "held1"]).status == PROVED
+    # unlock balance needs the pc/lock relation: a CTI without it...
+    p = one(prog, "check:lock-order", auto_lemmas=False)
+    assert p.status == CTI and p.cti is not None
+    assert "bad unlock balance" in p.cti.post_failure and p.cti.post_failure_action >= 0
+    # ...proved with user lemmas...
+    assert one(prog, "check:lock-order", lemmas=["held0", "held1"], auto_lemmas=False).status == PROVED
+    # ...or with the derived ownership invariant, proved first and then assumed
+    q = one(prog, "check:lock-order")
+    assert q.status == PROVED and q.assumed == [AUTO_OWNERSHIP] and AUTO_OWNERSHIP in q.detail
+
+
+def test_derived_ownership_invariant() -> None:
+    prog = mutex_program()
+    p = one(prog, AUTO_OWNERSHIP)
+    assert p.status == PROVED and p.assumed == []
+    # it is never trusted: a thread that "unlocks" without the unlock step breaks it
+    assert ownership_expr(twin_counter()) is None  # no locks: no such invariant
 
 
 def test_bounded_when_induction_is_off() -> None:
