@@ -13,10 +13,10 @@ from typing import Any
 
 from checker.design import OperationSig, Param, Scenario, ScenarioError
 from checker.expr import INT, And, Expr, If, MaskConst, Not, lift
-from checker.program import Program, ProgramBuilder, ThreadBuilder
+from checker.program import Program, ProgramBuilder, RwSem, ThreadBuilder
 
 from . import rules
-from .world import E, Body, Era, World, parse_cfg
+from .world import Body, E, Era, World, parse_cfg
 
 CONSTANTS: dict[str, Param] = {
     "adapters": Param("ints", "APIDs modelled (real numbers, shown in traces)", [3, 4]),
@@ -32,10 +32,14 @@ CONSTANTS: dict[str, Param] = {
     "config_apm": Param("ints", "APIDs in the host AP configuration (QCI) at start (default all)", None),
     "config_aqm": Param("ints", "APQIs in the host AP configuration at start (default all)", None),
     "module_loaded": Param("bool", "vfio_ap module loaded at start", True),
+    "no_crycb": Param("ints", "VMs created without a CRYCB (kvm->arch.crypto.crycbd == 0)", []),
+    "ap_instructions": Param("bool", "AP instructions available (else vfio_ap_init fails -ENODEV)", True),
     "track_errno": Param("bool", "record each thread's last return code in the state (traces show it)", True),
 }
 
-_I = Param("int", "", 0)
+_MDEV = Param("int", "mdev index", 0)
+_APID = Param("int", "APID", required=True)
+_APQI = Param("int", "APQI", required=True)
 CATALOG: dict[str, OperationSig] = {
     "kvm_run": OperationSig("kvm_run", "vCPU KVM_RUN ioctl whose guest issues PQAP(AQIC) (intercepted, handle_pqap)",
                             {"vm": Param("int", "VM index", 0), "vcpu": Param("int", "vCPU index", 0)}),
@@ -54,18 +58,21 @@ CATALOG: dict[str, OperationSig] = {
     "mdev_remove": OperationSig("mdev_remove", "echo 1 > .../remove: vfio_ap_mdev_remove (waits for close)",
                                 {"mdev": Param("int", "mdev index", 0)}),
     "assign_adapter": OperationSig("assign_adapter", "echo APID > assign_adapter (assign_adapter_store)",
-                                   {"mdev": Param("int", "mdev index", 0), "apid": Param("int", "APID", required=True)}),
+                                   {"mdev": _MDEV, "apid": _APID}),
     "unassign_adapter": OperationSig("unassign_adapter", "echo APID > unassign_adapter",
-                                     {"mdev": Param("int", "mdev index", 0), "apid": Param("int", "APID", required=True)}),
+                                     {"mdev": _MDEV, "apid": _APID}),
     "assign_domain": OperationSig("assign_domain", "echo APQI > assign_domain",
-                                  {"mdev": Param("int", "mdev index", 0), "apqi": Param("int", "APQI", required=True)}),
+                                  {"mdev": _MDEV, "apqi": _APQI}),
     "unassign_domain": OperationSig("unassign_domain", "echo APQI > unassign_domain",
-                                    {"mdev": Param("int", "mdev index", 0), "apqi": Param("int", "APQI", required=True)}),
+                                    {"mdev": _MDEV, "apqi": _APQI}),
     "apmask_store": OperationSig("apmask_store", "write /sys/bus/ap/apmask (+reserve / -release), then reprobe",
                                  {"reserve": Param("ints", "APIDs set (given to zcrypt)", []),
                                   "release": Param("ints", "APIDs cleared (given to vfio_ap)", [])}),
+    "aqmask_store": OperationSig("aqmask_store", "write /sys/bus/ap/aqmask (+reserve / -release), then reprobe",
+                                 {"reserve": Param("ints", "APQIs set (given to zcrypt)", []),
+                                  "release": Param("ints", "APQIs cleared (given to vfio_ap)", [])}),
     "unbind_queue": OperationSig("unbind_queue", "echo APQN > /sys/bus/ap/drivers/vfio_ap/unbind",
-                                 {"apid": Param("int", "APID", required=True), "apqi": Param("int", "APQI", required=True)}),
+                                 {"apid": _APID, "apqi": _APQI}),
     "adapter_standby": OperationSig("adapter_standby", "host configuration change: adapter leaves QCI (AP bus scan)",
                                     {"apid": Param("int", "APID", required=True)}),
     "adapter_online": OperationSig("adapter_online", "host configuration change: adapter enters QCI (AP bus scan)",
@@ -82,7 +89,8 @@ ENTRY = {
     "close_vcpu_fd": "close(vcpu fd)", "open_device": "open(vfio device)", "close_device": "close(vfio device)",
     "mdev_create": "mdev create", "mdev_remove": "mdev remove", "assign_adapter": "assign_adapter_store",
     "unassign_adapter": "unassign_adapter_store", "assign_domain": "assign_domain_store",
-    "unassign_domain": "unassign_domain_store", "apmask_store": "apmask_store", "unbind_queue": "driver unbind",
+    "unassign_domain": "unassign_domain_store", "apmask_store": "apmask_store",
+    "aqmask_store": "aqmask_store", "unbind_queue": "driver unbind",
     "adapter_standby": "ap_scan_bus (config off)", "adapter_online": "ap_scan_bus (config on)",
     "vfio_ap_init": "module init", "vfio_ap_exit": "module exit", "hook_register_other": "other module init",
 }
@@ -116,10 +124,20 @@ class ApDesign:
                                              f"it models: {', '.join(self.supported)}")
                 args = self._args(w, call.name, dict(call.args), key)
                 w.begin_op(t)
+                w.ops_used.add(call.name)
                 with t.op(ENTRY[call.name]):
-                    getattr(self, "op_" + call.name)(w, t, **args)
+                    if call.name == "open_device" and args["vm"] in cfg.no_crycb:
+                        self.open_without_crycb(w, t, **args)
+                    else:
+                        getattr(self, "op_" + call.name)(w, t, **args)
             w.end_thread(t)
         self.add_properties(w)
+        # engine workaround: RwSem.held_by() creates a thread's reader bit lazily, also after the
+        # layout is frozen (offset -1 -> "negative shift count"); create every reader bit now.
+        for lk in pb.locks:
+            if isinstance(lk, RwSem):
+                for ti in range(len(pb.threads)):
+                    lk.reader(ti)
         return pb.build()
 
     def declare(self, w: World) -> None:
@@ -147,7 +165,8 @@ class ApDesign:
             if pname == "apqi":
                 val = _idx(w.cfg.domains, val, k, "domain")
             if pname in ("reserve", "release"):
-                val = [_idx(w.cfg.adapters, x, f"{k}.{n}", "adapter") for n, x in enumerate(val or [])]
+                vals, what = (w.cfg.adapters, "adapter") if op == "apmask_store" else (w.cfg.domains, "domain")
+                val = [_idx(vals, x, f"{k}.{n}", what) for n, x in enumerate(val or [])]
             out[pname] = val
         return out
 
@@ -162,6 +181,15 @@ class ApDesign:
 
     def pqap(self, w: World, t: ThreadBuilder, v: int) -> None:
         raise NotImplementedError
+
+    def open_without_crycb(self, w: World, t: ThreadBuilder, mdev: int, vm: int) -> None:
+        """``if (kvm->arch.crypto.crycbd)`` is false: set_kvm sets nothing (no hook, no kvm, no masks) and
+        returns 0 in every modelled era (the v4.20 open callback failed instead, [S-v10])."""
+        b = Body()
+        w.use_mdev(b, mdev, "matrix_mdev (open_device)")
+        b.set(w.vopen[mdev], True)
+        w.set_ret(b, t, 0)
+        w.step(t, "vfio_ap_mdev_set_kvm", "kvm->arch.crypto.crycbd == 0: nothing to set up", body=b)
 
     def op_pv_switch(self, w: World, t: ThreadBuilder, vm: int) -> None:
         w.lock(t, w.KL, "kvm_s390_handle_pv", index=vm, kvm_index=vm)

@@ -239,11 +239,11 @@ def _assign(
     validate: Callable[[Expr], Expr],
 ) -> tuple[Expr, Expr]:
     if isinstance(bit, Expr) and bit.sort.kind == "mask":
-        # a one-hot mask standing for the id (what the 256-bit proofs use)
+        # a one-hot mask standing for the id; the caller guarantees one-hotness
         w = _same_width(mine, bit)
         already = (mine & bit).nonempty()
         tentative = mine | bit
-        too_big = None if max_id is None else (bit & ~MaskConst(w, range(min(max_id + 1, w)))).nonempty()
+        too_big = None if max_id is None else (bit & ~MaskConst(w, list(range(min(max_id + 1, w))))).nonempty()
     else:
         idx = lift(bit, INT)
         already = mine.has(idx)
@@ -276,6 +276,11 @@ def assign_adapter(
     assigned → success, nothing validated; otherwise set the bit, run
     ``assignment_error`` and revert the bit on failure. Linking queues and
     filtering are separate (``filter_matrix``).
+
+    ``apid`` is an int or an INT expression (what the designs use), or a
+    one-hot mask expression of the apm's width standing for the same id (what
+    the 256-bit proofs use: pure bit-vector formulas solve far faster; the
+    proof ``L0`` in ``ap_model.mask_proofs`` shows both forms agree).
     """
     return _assign(
         apm,

@@ -26,17 +26,18 @@ wait on no lock: a vCPU inside an intercept is out of SIE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from checker.design import ScenarioError
-from checker.expr import BOOL, INT, And, Const, Expr, If, Implies, MaskConst, Not, Or, Select, lift
+from checker.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
 from checker.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
 from checker.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
+from .config import Cfg, parse_cfg
 
-IntOrExpr = Union[int, Expr]
+IntOrExpr = int | Expr
 
 DRIVERS = ("none", "zcrypt", "vfio_ap")
 NODRV, ZCRYPT, VFIO = 0, 1, 2
@@ -71,99 +72,6 @@ class Era:
     masks_take_kvm_lock: bool  # kvm_arch_crypto_set/clear_masks lock kvm->lock themselves (<= v5.14)
 
 
-@dataclass
-class Cfg:
-    adapters: list[int]
-    domains: list[int]
-    vms: int
-    vcpus: int
-    mdevs: int
-    created: list[int]
-    matrix: dict[int, tuple[list[int], list[int]]]  # mdev -> (adapter idx, domain idx)
-    attached: dict[int, int]  # mdev -> vm
-    apmask: list[int]  # adapter idx
-    aqmask: list[int]  # domain idx
-    config_apm: list[int]
-    config_aqm: list[int]
-    module_loaded: bool
-    track_errno: bool
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _parse_matrix(entries: list[str], cfg: Cfg) -> None:
-    for k, s in enumerate(entries):
-        key = f"constants.matrix.{k}"
-        try:
-            head, rest = s.split(":", 1)
-            m = _mdev_name(head.strip(), cfg.mdevs)
-            aps, _, aqs = rest.partition("x")
-            apids = [int(x, 0) for x in aps.replace(",", " ").split()]
-            apqis = [int(x, 0) for x in aqs.replace(",", " ").split()]
-        except (ValueError, IndexError) as exc:
-            raise ScenarioError(key, f"expected 'mdevN: APID[,APID] x APQI[,APQI]', got {s!r} ({exc})") from None
-        a_idx = [_index(cfg.adapters, a, key, "adapter") for a in apids]
-        d_idx = [_index(cfg.domains, d, key, "domain") for d in apqis]
-        cfg.matrix[m] = (a_idx, d_idx)
-
-
-def _mdev_name(s: str, n: int) -> int:
-    if not s.startswith("mdev") or not s[4:].isdigit() or int(s[4:]) >= n:
-        raise ValueError(f"unknown mdev {s!r} (mdev0..mdev{n - 1})")
-    return int(s[4:])
-
-
-def _index(values: list[int], v: int, key: str, what: str) -> int:
-    if v not in values:
-        raise ScenarioError(key, f"{what} {v} is not modelled (constants list {values})")
-    return values.index(v)
-
-
-def parse_cfg(c: dict[str, Any]) -> Cfg:
-    adapters = list(c.get("adapters") or [3, 4])
-    domains = list(c.get("domains") or [5, 6])
-    if len(set(adapters)) != len(adapters) or not 1 <= len(adapters) <= 4:
-        raise ScenarioError("constants.adapters", "1 to 4 distinct adapter numbers")
-    if len(set(domains)) != len(domains) or not 1 <= len(domains) <= 4:
-        raise ScenarioError("constants.domains", "1 to 4 distinct domain numbers")
-    vms, vcpus, mdevs = int(c.get("vms") or 1), int(c.get("vcpus") or 1), int(c.get("mdevs") or 1)
-    for k, v, hi in (("vms", vms, 3), ("vcpus", vcpus, 2), ("mdevs", mdevs, 3)):
-        if not 1 <= v <= hi:
-            raise ScenarioError(f"constants.{k}", f"{k} must be 1..{hi}")
-    created = c.get("created")
-    created = list(range(mdevs)) if created is None else list(created)
-    for i, m in enumerate(created):
-        if not 0 <= m < mdevs:
-            raise ScenarioError(f"constants.created.{i}", f"mdev index {m} outside 0..{mdevs - 1}")
-    cfg = Cfg(adapters, domains, vms, vcpus, mdevs, created, {}, {}, [], [], [], [],
-              bool(c.get("module_loaded", True) if c.get("module_loaded") is not None else True),
-              bool(c.get("track_errno") if c.get("track_errno") is not None else True))
-    _parse_matrix(list(c.get("matrix") or []), cfg)
-    for k, s in enumerate(c.get("attached") or []):
-        key = f"constants.attached.{k}"
-        try:
-            left, right = (x.strip() for x in s.split("->"))
-            m = _mdev_name(left, mdevs)
-            if not right.startswith("kvm") or not right[3:].isdigit() or int(right[3:]) >= vms:
-                raise ValueError(f"unknown VM {right!r} (kvm0..kvm{vms - 1})")
-            v = int(right[3:])
-        except ValueError as exc:
-            raise ScenarioError(key, f"expected 'mdevN -> kvmV': {exc}") from None
-        if m not in created:
-            raise ScenarioError(key, f"mdev{m} is not created at start")
-        if v in cfg.attached.values():
-            raise ScenarioError(key, f"kvm{v} already has an mdev (one mdev per KVM)")
-        cfg.attached[m] = v
-    for name, vals, what in (("apmask", cfg.adapters, "adapter"), ("aqmask", cfg.domains, "domain"),
-                             ("config_apm", cfg.adapters, "adapter"), ("config_aqm", cfg.domains, "domain")):
-        raw = c.get(name)
-        if raw is None:
-            default = [] if name == "apmask" else list(range(len(vals)))
-            getattr(cfg, name).extend(default)
-        else:
-            getattr(cfg, name).extend(_index(vals, x, f"constants.{name}.{i}", what) for i, x in enumerate(raw))
-    return cfg
-
-
 class Body:
     """A block of C statements run as one atomic step; reads see earlier writes."""
 
@@ -194,6 +102,11 @@ class Body:
 class World:
     """State, locks and helpers of one scenario for one era."""
 
+    # declared by designs that have them (v17's global hook registry)
+    hook_reg: Field
+    registrations: Field
+    loaded: Field
+
     def __init__(self, pb: ProgramBuilder, cfg: Cfg, era: Era) -> None:
         self.pb, self.cfg, self.era = pb, cfg, era
         nA, nD = len(cfg.adapters), len(cfg.domains)
@@ -219,7 +132,7 @@ class World:
                    if era.vfio_lock else [])
         self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
         # ---------------- objects
-        refmax = 2 + cfg.vcpus + (1 if era.vfio_kvm_ref else 0)
+        refmax = 1 + cfg.vcpus + cfg.mdevs * (2 if era.vfio_kvm_ref else 1)
         self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax,
                            init_alive=self.vms, init_refs=1)
         for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
@@ -253,6 +166,7 @@ class World:
         # ---------------- matrix_mdevs
         self.apm, self.aqm, self.sapm, self.saqm, self.mkvm, self.vopen, self.closing = [], [], [], [], [], [], []
         self.pending: list[Field] = []
+        self.vkvm: list[Field] = []
         mkvm_locks = [x for x in (self.G, M) if x is not None]
         for m in self.mdevs:
             a_idx, d_idx = cfg.matrix.get(m, ([], []))
@@ -287,6 +201,7 @@ class World:
         self._locals: dict[tuple[str, str], Field] = {}
         self._labels: dict[str, int] = {}
         self.pending_end: dict[str, str] = {}
+        self.ops_used: set[str] = set()
 
     # ------------------------------------------------------------ declarations
     def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
@@ -355,6 +270,9 @@ class World:
             out = If(cond, E[name], out)
         return out
 
+    def apqn(self, i: int, j: int) -> str:
+        return rules.apqn_str(self.cfg.adapters[i], self.cfg.domains[j])
+
     def label(self, t: ThreadBuilder, base: str) -> str:
         n = self._labels.get(t.name, 0)
         self._labels[t.name] = n + 1
@@ -365,6 +283,15 @@ class World:
         lab = self.pending_end.pop(t.name, None)
         if lab is not None:
             t.label(lab)
+
+    def entry_label(self, t: ThreadBuilder, base: str) -> str:
+        """Label the next step (the op's first step may already carry the previous op's return label)."""
+        pending = getattr(t, "_pending_label", None)
+        if pending is not None:
+            return str(pending)
+        lab = self.label(t, base)
+        t.label(lab)
+        return lab
 
     def end_label(self, t: ThreadBuilder) -> str:
         """A label for "return from this operation" (names the next step emitted)."""
@@ -400,13 +327,14 @@ class World:
         me = t.index + 1
         for item in release:
             lk, cond, idx = item[0], item[1], item[2]
-            rmode = item[3] if len(item) > 3 else "w"  # type: ignore[misc]
+            rmode = item[3] if len(item) > 3 else "w"
             for inst, c in self._instances(lk, cond, idx):
                 if isinstance(inst, RwSem):
                     rf = inst.reader(t.index)
                     if rmode == "r":
                         upd[rf] = If(c, 0, rf.var)
-                        checks.append(Check(And(c, rf.var == 0), "lock-order", f"bad unlock balance: up_read({inst.name})"))
+                        checks.append(Check(And(c, rf.var == 0), "lock-order",
+                                            f"bad unlock balance: up_read({inst.name})"))
                     else:
                         upd[inst.writer] = If(c, 0, inst.writer.var)
                         checks.append(Check(And(c, inst.writer.var != me), "lock-order",
@@ -450,21 +378,21 @@ class World:
 
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
-             kvm_index: IntOrExpr | None = None) -> int:
+             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = ()) -> int:
         """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
 
         ``kvm_index``: the lock lives in that struct kvm (UAF check)."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
-        name = _family_name(lk)
+        name = _family_name(lk, index)
         verb = "mutex_lock" if not _is_rw(lk) else ("down_read" if mode == "r" else "down_write")
-        return self.step(t, function, f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)])
+        return self.step(t, function, f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)], jumps=jumps)
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
                goto: str | None = None) -> int:
-        names = ", ".join(_family_name(lk) for lk, _, _ in items)
+        names = ", ".join(_family_name(it[0], it[2]) for it in items)
         return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto)
 
     def trylock(self, t: ThreadBuilder, lk: Lock, function: str, fail: str) -> int:
@@ -605,93 +533,24 @@ class World:
             cond = And(ra.has(i), ca.has(j), self.bound(i, j, b))
             self.reset_queue(b, i, j, And(cond, when) if when is not None else cond)
 
-    def hook_guard(self, b: Body, v: int, m: IntOrExpr, when: Expr) -> None:
-        """Ghost for ``hook-safe``: the vCPU of kvm ``v`` reached mdev ``m`` through the hook/data."""
+    def hook_target_freed(self, b: Body, m: IntOrExpr, when: Expr) -> None:
+        """Ghost for ``hook-safe``, set BEFORE the dereference (a memory-safety violation ends the path):
+        the hook/data leads the vCPU to an mdev that is not alive (reads only the pool state)."""
+        b.set(self.hook_unsafe, True, when=And(when, Not(self.mdev_alive(m))))
+
+    def hook_target_detached(self, b: Body, v: int, m: IntOrExpr, when: Expr) -> None:
+        """Ghost for ``hook-safe`` (under the matrix lock): the mdev reached by the vCPU of kvm ``v``
+        is attached to another KVM, or to a freed one."""
         mk = Select([b[f] for f in self.mkvm], m, -1)
-        bad = Or(Not(self.mdev_alive(m)),
-                 And(mk != -1, mk != v),
-                 And(mk != -1, Not(self.kvm_alive(mk))))
-        b.set(self.hook_unsafe, True, when=And(when, bad))
+        bad = Or(And(mk != -1, mk != v), And(mk != -1, Not(self.kvm_alive(mk))))
+        b.set(self.hook_unsafe, True, when=And(when, self.mdev_alive(m), bad))
 
     # ---------------------------------------------------------- properties
-    def add_properties(self, extra: Sequence[str] = ()) -> None:
-        pb, c = self.pb, self.cfg
-        src = "kernel-facts §1"
-        host = []
-        for v in self.vms:
-            for i, j in self.queues:
-                host.append(Not(And(self.in_crycb(v, i, j),
-                                    Or(self.drv[i, j].var == ZCRYPT, self.reserved(None, i, j)))))
-        pb.always("no-host-guest-sharing", And(*host),
-                  "no APQN is in a guest's CRYCB while bound to zcrypt or reserved for the default drivers",
-                  "ap_bus.c ap_owned_by_def_drv / apmask_store + in_use; vfio-ap cover letter v16 item 2")
-        two = []
-        for a in self.vms:
-            for b2 in self.vms:
-                if a < b2:
-                    for i, j in self.queues:
-                        two.append(Not(And(self.in_crycb(a, i, j), self.in_crycb(b2, i, j))))
-        pb.always("no-two-guests", And(*two), "no APQN is in two guests' CRYCBs at once",
-                  "vfio_ap_mdev_verify_no_sharing + kvm_arch_crypto_set_masks")
-        dbl = []
-        for m1 in self.mdevs:
-            for m2 in self.mdevs:
-                if m1 < m2:
-                    dbl.append(Not(And(self.mdev_alive(m1), self.mdev_alive(m2),
-                                       rules.sharing_conflict(self.apm[m1].var, self.aqm[m1].var,
-                                                              self.apm[m2].var, self.aqm[m2].var))))
-        pb.always("no-double-assignment", And(*dbl), "no APQN is assigned to two matrix_mdevs",
-                  "vfio_ap_mdev_verify_no_sharing (assign_adapter_store / assign_domain_store)")
-        if self.era.dynamic:
-            inb = []
-            for v in self.vms:
-                s = self.csrc[v].var
-                for i, j in self.queues:
-                    ok = And(s != -1, Select([self.apm[m].var for m in self.mdevs], s, MaskConst(self.nA)).has(i),
-                             Select([self.aqm[m].var for m in self.mdevs], s, MaskConst(self.nD)).has(j),
-                             self.info_apm.var.has(i), self.info_aqm.var.has(j), self.bound(i, j))
-                    inb.append(Implies(self.in_crycb(v, i, j), ok))
-            pb.always("crycb-within-bounds", And(*inb),
-                      "a guest's CRYCB is within its mdev's assigned matrix ∩ host configuration ∩ queues bound to vfio_ap",
-                      "vfio_ap_mdev_filter_matrix / vfio_ap_mdev_update_guest_apcb (kernel-facts §1.6)")
-        rst = []
-        for i, j in self.queues:
-            d = self.qdata[i, j].var
-            for v in self.vms:
-                rst.append(Implies(self.in_crycb(v, i, j), Or(d == CLEAN, d == 2 + v)))
-            rst.append(Implies(self.drv[i, j].var == ZCRYPT, Or(d == CLEAN, d == HOST)))
-        pb.always("reset-before-owner-change", And(*rst),
-                  "a queue reaches a guest or zcrypt only after a reset (ZAPQ) cleared its previous owner's data",
-                  "vfio_ap_mdev_reset_queue call sites; 'reset queues after adapter/domain unassignment' (v16)")
-        pb.always("hook-safe", Not(self.hook_unsafe.var),
-                  "the PQAP hook (or kvm->arch.crypto.data) never leads a vCPU to a freed mdev or another/freed KVM",
-                  "priv.c handle_pqap -> vfio_ap handle_pqap (container_of(hook) / crypto.data)")
-        one = []
-        for m1 in self.mdevs:
-            for m2 in self.mdevs:
-                if m1 < m2:
-                    k1, k2 = self.mkvm[m1].var, self.mkvm[m2].var
-                    one.append(Not(And(k1 != -1, k1 == k2)))
-        pb.always("one-mdev-per-kvm", And(*one), "at most one matrix_mdev is attached to a KVM",
-                  "vfio_ap_mdev_set_kvm (-EPERM when another mdev has this kvm)")
-        # witnesses
-        pq = [f.var for _, f in self.in_pqap.values()]
-        if pq:
-            closing = Or(*[x.var for x in self.closing])
-            pb.sometimes("pqap-during-close", And(Or(*pq), closing),
-                         "a PQAP(AQIC) intercept is in handle_pqap while an mdev is being closed",
-                         "priv.c handle_pqap vs vfio_ap_mdev_close_device")
-            pairs = []
-            items = list(self.in_pqap.values())
-            for x in range(len(items)):
-                for y in range(x + 1, len(items)):
-                    if items[x][0] != items[y][0]:
-                        pairs.append(And(items[x][1].var, items[y][1].var))
-            if pairs:
-                pb.sometimes("two-vms-in-pqap", Or(*pairs),
-                             "vCPUs of two different VMs are inside handle_pqap at the same time",
-                             "priv.c handle_pqap (per-KVM rwsem vs global pqap_hook_lock)")
-        del c
+    def add_properties(self) -> None:
+        """The named properties of the vfio_ap model (ap_model/properties.py)."""
+        from .properties import add_properties
+
+        add_properties(self)
 
 
 def _bits(idx: Any) -> int:
@@ -706,10 +565,12 @@ def _is_rw(lk: Any) -> bool:
     return isinstance(inst, RwSem)
 
 
-def _family_name(lk: Any) -> str:
+def _family_name(lk: Any, idx: Any = None) -> str:
     if isinstance(lk, (list, tuple)):
-        return lk[0].cls if lk else "?"
-    return lk.name
+        if isinstance(idx, int):
+            return str(lk[idx].name)
+        return str(lk[0].cls) if lk else "?"
+    return str(lk.name)
 
 
 __all__ = ["World", "Era", "Cfg", "Body", "parse_cfg", "eq", "true", "VFIO", "ZCRYPT", "NODRV", "CLEAN", "HOST",

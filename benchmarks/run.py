@@ -100,9 +100,11 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def measure(models: list[str], shared: str, repeat: int, timeout: float | None,
-            log: Any = sys.stderr) -> dict[str, Any]:
+def measure(
+    models: list[str], shared: str, repeat: int, timeout: float | None, log: Any = sys.stderr
+) -> dict[str, Any]:
     ref_py = os.path.join(shared, "ref_bfs.py")
+    load_start = os.getloadavg()[0]
     mismatches: list[str] = []
     # Idle interpreters with the same imports; repeated like the runs, median kept.
     base_runs: dict[str, list[int]] = {t: [] for t in TOOLS}
@@ -110,53 +112,76 @@ def measure(models: list[str], shared: str, repeat: int, timeout: float | None,
         for tool in TOOLS:
             base_runs[tool].append(run_child(tool, "baseline", ref_py, None, timeout)["peak_kb"])
     baseline_kb = {t: median([float(x) for x in v]) for t, v in base_runs.items()}
-    print("baseline peak RSS (idle, same imports): "
-          + ", ".join(f"{t} {baseline_kb[t] / 1024:.1f} MB" for t in TOOLS), file=log, flush=True)
+    print(
+        "baseline peak RSS (idle, same imports): " + ", ".join(f"{t} {baseline_kb[t] / 1024:.1f} MB" for t in TOOLS),
+        file=log,
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     for model in models:
         path = os.path.join(shared, "models", model + ".json")
         runs: dict[str, list[dict[str, Any]]] = {t: [] for t in TOOLS}
         for k in range(repeat):
             # alternate the order so slow drift on a shared machine hits both tools alike
-            for tool in (TOOLS if k % 2 == 0 else TOOLS[::-1]):
+            for tool in TOOLS if k % 2 == 0 else TOOLS[::-1]:
                 r = run_child(tool, "run", ref_py, path, timeout)
                 mismatches += verify(model, tool, r)
                 runs[tool].append(r)
-                print(f"{model} {tool} run {k + 1}/{repeat}: {r['states']:,} states, {r['seconds']:.2f} s, "
-                      f"peak {r['peak_kb'] / 1024:.0f} MB", file=log, flush=True)
+                print(
+                    f"{model} {tool} run {k + 1}/{repeat}: {r['states']:,} states, {r['seconds']:.2f} s, "
+                    f"peak {r['peak_kb'] / 1024:.0f} MB",
+                    file=log,
+                    flush=True,
+                )
         for tool in TOOLS:
             rs = runs[tool]
             first = rs[0]
             peak_kb = median([float(r["peak_kb"]) for r in rs])
             secs = median([float(r["seconds"]) for r in rs])
             states = first["states"]
-            rows.append({
-                "model": model, "tool": tool,
-                "states": states, "transitions": first["transitions"],
-                "deadlocks": first["deadlocks"], "shortest": first["shortest"],
-                "seconds": secs,
-                "search_seconds": median([float(r["search_seconds"]) for r in rs]),
-                "wall_seconds": median([float(r["wall_seconds"]) for r in rs]),
-                "states_per_second": states / secs if secs > 0 else 0.0,
-                "peak_mb": peak_kb / 1024,
-                "baseline_mb": baseline_kb[tool] / 1024,
-                "bytes_per_state": (peak_kb - baseline_kb[tool]) * 1024 / states if states else 0.0,
-                "runs": [{"seconds": r["seconds"], "search_seconds": r["search_seconds"],
-                          "peak_mb": r["peak_kb"] / 1024} for r in rs],
-            })
+            rows.append(
+                {
+                    "model": model,
+                    "tool": tool,
+                    "states": states,
+                    "transitions": first["transitions"],
+                    "deadlocks": first["deadlocks"],
+                    "shortest": first["shortest"],
+                    "seconds": secs,
+                    "cpu_seconds": median([float(r["cpu_seconds"]) for r in rs]),
+                    "search_seconds": median([float(r["search_seconds"]) for r in rs]),
+                    "wall_seconds": median([float(r["wall_seconds"]) for r in rs]),
+                    "states_per_second": states / secs if secs > 0 else 0.0,
+                    "peak_mb": peak_kb / 1024,
+                    "baseline_mb": baseline_kb[tool] / 1024,
+                    "bytes_per_state": (peak_kb - baseline_kb[tool]) * 1024 / states if states else 0.0,
+                    "runs": [
+                        {
+                            "seconds": r["seconds"],
+                            "cpu_seconds": r["cpu_seconds"],
+                            "search_seconds": r["search_seconds"],
+                            "peak_mb": r["peak_kb"] / 1024,
+                        }
+                        for r in rs
+                    ],
+                }
+            )
     ratios = []
     for model in models:
         a = next(r for r in rows if r["model"] == model and r["tool"] == "apcheck")
         b = next(r for r in rows if r["model"] == model and r["tool"] == "ref")
         meaningful = min(a["peak_mb"] - a["baseline_mb"], b["peak_mb"] - b["baseline_mb"]) >= NOISE_MB
-        ratios.append({
-            "model": model,
-            "speedup": b["seconds"] / a["seconds"] if a["seconds"] > 0 else 0.0,
-            "memory_ratio": a["peak_mb"] / b["peak_mb"] if b["peak_mb"] > 0 else 0.0,
-            "bytes_per_state_ratio": (a["bytes_per_state"] / b["bytes_per_state"] if meaningful else None),
-            "goal_speed": a["seconds"] <= b["seconds"],
-            "goal_memory": a["bytes_per_state"] < 100.0 if a["peak_mb"] - a["baseline_mb"] >= NOISE_MB else None,
-        })
+        ratios.append(
+            {
+                "model": model,
+                "speedup": b["seconds"] / a["seconds"] if a["seconds"] > 0 else 0.0,
+                "cpu_speedup": b["cpu_seconds"] / a["cpu_seconds"] if a["cpu_seconds"] > 0 else 0.0,
+                "memory_ratio": a["peak_mb"] / b["peak_mb"] if b["peak_mb"] > 0 else 0.0,
+                "bytes_per_state_ratio": (a["bytes_per_state"] / b["bytes_per_state"] if meaningful else None),
+                "goal_speed": a["seconds"] <= b["seconds"],
+                "goal_memory": a["bytes_per_state"] < 100.0 if a["peak_mb"] - a["baseline_mb"] >= NOISE_MB else None,
+            }
+        )
     return {
         "version": JSON_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -166,6 +191,7 @@ def measure(models: list[str], shared: str, repeat: int, timeout: float | None,
         "repeat": repeat,
         "statistic": "median" if repeat > 1 else "single run",
         "baseline_mb": {t: baseline_kb[t] / 1024 for t in TOOLS},
+        "load_average": {"start": load_start, "end": os.getloadavg()[0], "cpus": os.cpu_count()},
         "ground_truth": {m: dict(zip(COUNT_KEYS, GROUND_TRUTH[m])) for m in models},
         "results": rows,
         "ratios": ratios,
@@ -184,27 +210,67 @@ def _yes_no(x: bool | None) -> str:
 
 
 def render(data: dict[str, Any]) -> str:
-    table = [[r["model"], r["tool"], f"{r['states']:,}", f"{r['transitions']:,}", f"{r['seconds']:.2f}",
-              f"{r['states_per_second']:,.0f}", f"{r['peak_mb']:.1f}", _bps(r)] for r in data["results"]]
+    table = [
+        [
+            r["model"],
+            r["tool"],
+            f"{r['states']:,}",
+            f"{r['transitions']:,}",
+            f"{r['seconds']:.2f}",
+            f"{r['states_per_second']:,.0f}",
+            f"{r['peak_mb']:.1f}",
+            _bps(r),
+        ]
+        for r in data["results"]
+    ]
     heads = ["model", "tool", "states", "transitions", "seconds", "states/s", "peak MB", "bytes/state"]
     out = [tabulate(table, headers=heads, colalign=("left", "left") + ("right",) * 6, disable_numparse=True), ""]
-    rt = [[x["model"], f"{x['speedup']:.2f}", f"{x['memory_ratio']:.2f}",
-           "-" if x["bytes_per_state_ratio"] is None else f"{x['bytes_per_state_ratio']:.2f}",
-           "yes" if x["goal_speed"] else "NO", _yes_no(x["goal_memory"])] for x in data["ratios"]]
-    heads = ["model", "speedup (ref s / apcheck s)", "peak MB apcheck/ref", "bytes/state apcheck/ref",
-             "goal: as fast as ref", "goal: < 100 B/state"]
-    out.append(tabulate(rt, headers=heads, colalign=("left",) + ("right",) * 5, disable_numparse=True))
+    rt = [
+        [
+            x["model"],
+            f"{x['speedup']:.2f}",
+            f"{x['cpu_speedup']:.2f}",
+            f"{x['memory_ratio']:.2f}",
+            "-" if x["bytes_per_state_ratio"] is None else f"{x['bytes_per_state_ratio']:.2f}",
+            "yes" if x["goal_speed"] else "NO",
+            _yes_no(x["goal_memory"]),
+        ]
+        for x in data["ratios"]
+    ]
+    heads = [
+        "model",
+        "speedup (ref s / apcheck s)",
+        "same, CPU s",
+        "peak MB apcheck/ref",
+        "bytes/state apcheck/ref",
+        "goal: as fast as ref",
+        "goal: < 100 B/state",
+    ]
+    out.append(tabulate(rt, headers=heads, colalign=("left",) + ("right",) * 6, disable_numparse=True))
     stat = f"median of {data['repeat']} runs" if data["repeat"] > 1 else "1 run"
     base = ", ".join(f"{t} {mb:.1f} MB" for t, mb in data["baseline_mb"].items())
-    out.append(f"\n{stat}; seconds = model load + search + analysis, in-process; "
-               f"bytes/state = (peak RSS - idle baseline [{base}]) / states")
+    la = data["load_average"]
+    out.append(
+        f"\n{stat}; seconds = model load + search + analysis, in-process, wall clock; "
+        f"bytes/state = (peak RSS - idle baseline [{base}]) / states"
+    )
+    if max(la["start"], la["end"]) > (la["cpus"] or 1) - 0.5:
+        out.append(
+            f"warning: load average {la['start']:.1f} -> {la['end']:.1f} on {la['cpus']} CPUs: other jobs "
+            "share this machine, wall-clock figures are inflated; compare the CPU-time speedup"
+        )
+    else:
+        out.append(f"load average {la['start']:.1f} -> {la['end']:.1f} on {la['cpus']} CPUs")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                    help="comma-separated model names from shared/benchmarks/models (default: %(default)s)")
+    ap.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help="comma-separated model names from shared/benchmarks/models (default: %(default)s)",
+    )
     ap.add_argument("--shared", help="the shared/benchmarks directory (default: found walking up from the repo)")
     ap.add_argument("--repeat", type=int, default=1, metavar="K", help="run each K times, report the median")
     ap.add_argument("--json", metavar="FILE", help=f"also write the results as JSON (version {JSON_VERSION})")
@@ -213,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         ap.error("--repeat must be >= 1")
     shared = args.shared or find_shared(REPO)
-    if shared is None or not os.path.isfile(os.path.join(shared, "ref_bfs.py")):
-        ap.error(f"no shared/benchmarks with ref_bfs.py found (looked from {REPO} upwards); pass --shared DIR")
+    if shared is None:
+        ap.error(f"no shared/benchmarks directory found walking up from {REPO}; pass --shared DIR")
+    if not os.path.isfile(os.path.join(shared, "ref_bfs.py")):
+        ap.error(f"{shared}: no ref_bfs.py here; --shared must name the shared/benchmarks directory")
     shared = os.path.abspath(shared)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
@@ -235,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(data, fh, indent=2)
             fh.write("\n")
     if data["mismatches"]:
-        print("\nbenchmarks/run.py: GROUND TRUTH MISMATCH:", file=sys.stderr)
+        print("\nbenchmarks/run.py: FAILED: counts differ from the ground truth:", file=sys.stderr)
         for line in data["mismatches"]:
             print("  " + line, file=sys.stderr)
         return 1

@@ -54,7 +54,8 @@ def collect_edges(program: Program, comp: Compiled) -> list[LockEdge]:
             add(a, sorted(static), list(range(len(a.acquires))))
     for aid, held_mask, acq_mask in sorted(comp.dynamic_edges):
         a = program.actions[aid]
-        add(a, [i for i in range(len(locks)) if held_mask >> i & 1], [i for i in range(len(a.acquires)) if acq_mask >> i & 1])
+        held = [i for i in range(len(locks)) if held_mask >> i & 1]
+        add(a, held, [i for i in range(len(a.acquires)) if acq_mask >> i & 1])
     return sorted(edges.values(), key=lambda e: (e.src, e.dst, e.src_mode, e.dst_mode))
 
 

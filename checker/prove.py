@@ -32,7 +32,7 @@ from .expr import BOOL, And, Bin, Const, Expr, Implies, Ite, Nary, Not, Or, Un, 
 from .layout import Field
 from .program import Action, Program
 from .symbolic import Encoding, StateVars
-from .z3expr import expr_text
+from .z3expr import expr_text, model_value
 
 PROVED, CTI, VIOLATED, BOUNDED, UNKNOWN = "PROVED", "CTI", "VIOLATED", "BOUNDED", "UNKNOWN"
 CHECK_PREFIX = "check:"
@@ -153,8 +153,8 @@ class Goal:
     """A state predicate to prove: an ``always`` property or "no check of kind X fails"."""
 
     name: str
-    kind: str  # always | check
-    expr: Expr | None  # always: the invariant
+    kind: str  # always | check | derived
+    expr: Expr | None  # always, derived: the invariant
     check_prop: str = ""  # check: the Check.prop group
     description: str = ""
 
@@ -201,8 +201,9 @@ def ownership_expr(program: Program) -> Expr | None:
             for lk in program.locks:
                 if isinstance(lk, RwSem):
                     hb = lk.writer.var == th.index + 1
-                    if th.index in lk.readers:
-                        hb = Or(hb, lk.readers[th.index].var == 1)
+                    rd = lk.readers.get(th.index)
+                    if rd is not None and rd.offset >= 0:  # a reader bit in the layout (not one made after build)
+                        hb = Or(hb, rd.var == 1)
                 else:
                     hb = lk.owner.var == th.index + 1
                 conds.append(hb if lk.index in h else Not(hb))
@@ -222,7 +223,7 @@ def goals_of(program: Program) -> dict[str, Goal]:
         out[name] = Goal(name, "check", None, prop, f"no enabled step fails a {prop} check")
     own = ownership_expr(program)
     if own is not None:
-        out[AUTO_OWNERSHIP] = Goal(AUTO_OWNERSHIP, "always", own,
+        out[AUTO_OWNERSHIP] = Goal(AUTO_OWNERSHIP, "derived", own,
                                    description="each thread holds exactly the locks its pc implies (derived)")
     return out
 
@@ -304,6 +305,10 @@ class ProveResult:
 
     def by_name(self) -> dict[str, PropertyProof]:
         return {p.property: p for p in self.properties}
+
+    def statuses(self) -> dict[str, str]:
+        """name -> status (for ``apcheck compare --prove``)."""
+        return {p.property: p.status for p in self.properties}
 
 
 # --------------------------------------------------------------------------- solver plumbing
@@ -399,13 +404,25 @@ class Prover:
         return out
 
     # ---- cross-checks
-    def replay(self, states: list[dict[Field, int]], what: str) -> list[int]:
-        """Action ids linking consecutive states, re-derived concretely and by the explicit engine."""
+    def replay(self, states: list[dict[Field, int]], what: str, chosen: Sequence[int] = ()) -> list[int]:
+        """Action ids linking consecutive states, re-derived concretely and by the explicit engine.
+
+        ``chosen``: the actions Z3's model selected, step by step; each must be the one that
+        concretely leads to the next state.
+        """
         actions: list[int] = []
         for i in range(len(states) - 1):
             pre, post = states[i], states[i + 1]
             aid = None
-            for a in self.program.actions:
+            if i < len(chosen):
+                if not 0 <= chosen[i] < len(self.program.actions):
+                    raise _disagree(f"{what}: Z3 chose action {chosen[i]} at step {i + 1}, which does not exist")
+                out = concrete_step(self.program, pre, self.program.actions[chosen[i]])
+                if out.post != post:
+                    a = self.program.actions[chosen[i]]
+                    raise _disagree(f"{what}: step {i + 1}, {a.function}: {a.text} does not lead to Z3's next state")
+                aid = chosen[i]
+            for a in self.program.actions if aid is None else ():
                 out = concrete_step(self.program, pre, a)
                 if out.post is not None and out.post == post:
                     aid = a.aid
@@ -534,8 +551,8 @@ class _Run:
             out += f" (assuming the proved {', '.join(g.name for g in self.assumed)})"
         return out + "; holds in every reachable state"
 
-    def false_lemma(self, f: Goal, states: list[dict[Field, int]]) -> None:
-        self.p.replay(states, f"the violation of lemma {f.name}")
+    def false_lemma(self, f: Goal, states: list[dict[Field, int]], chosen: Sequence[int] = ()) -> None:
+        self.p.replay(states, f"the violation of lemma {f.name}", chosen)
         if f.holds(self.p.program, states[-1]):
             raise _disagree(f"the violation of lemma {f.name}: it holds in the final state")
         self.false_lemmas.append(f.name)
@@ -595,7 +612,7 @@ class _Run:
         for i in range(k + 1):
             solver.add(enc.ranges(st[i]))
         for i in range(k):
-            solver.add(enc.trans(st[i], st[i + 1]))
+            solver.add(enc.step_relation(st[i], st[i + 1], enc.selector(f"k{i}")))
             for g in self.q:
                 solver.add(g.z3_holds(enc, st[i]))
         for i in range(k + 1):
@@ -629,7 +646,10 @@ class _Run:
         complete = True
         for d in range(1, depth + 1):
             states.append(enc.state(d))
-            solver.add(enc.ranges(states[d]), enc.trans(states[d - 1], states[d]))
+            solver.add(enc.step_relation(states[d - 1], states[d], enc.selector(d)))
+            if self.budget.check(solver) == z3.unsat:
+                # no run has d steps: BMC has covered every reachable state of this scenario
+                return self.exhaustive(d - 1)
             todo = list(self.q) if d <= base else [goal]
             for f in todo:
                 if f.name in self.false_lemmas:
@@ -640,9 +660,10 @@ class _Run:
                 if r:
                     m = solver.model()
                     path = [x.decode(m) for x in states]
+                    chosen = [model_value(m, enc.selector(i)) for i in range(1, d + 1)]
                     if f is goal:
-                        return self.violated(path, d)
-                    self.false_lemma(f, path)
+                        return self.violated(path, d, chosen)
+                    self.false_lemma(f, path, chosen)
                 elif r is None:
                     complete = False
                 solver.pop()
@@ -650,6 +671,12 @@ class _Run:
                 break
             reached = d
         return self.verdict(step_ok, reached, complete, depth)
+
+    def exhaustive(self, longest: int) -> PropertyProof:
+        self.cti = None
+        detail = (f"holds in every reachable state: BMC is exhaustive (every run of this scenario ends "
+                  f"within {longest} step{'s' if longest != 1 else ''})")
+        return self.result(PROVED, detail, self.k, longest)
 
     def verdict(self, step_ok: bool, reached: int, complete: bool, depth: int) -> PropertyProof:
         bmc_note = ""
@@ -672,10 +699,10 @@ class _Run:
             return self.result(BOUNDED, "; ".join(parts) or "no violation at depth 0", 0, reached)
         return self.result(BOUNDED, "; ".join(parts), self.k, reached)
 
-    def violated(self, path: list[dict[Field, int]], depth: int) -> PropertyProof:
+    def violated(self, path: list[dict[Field, int]], depth: int, chosen: Sequence[int] = ()) -> PropertyProof:
         goal = self.goal
         what = f"the BMC counterexample of {goal.name}"
-        actions = self.p.replay(path, what)
+        actions = self.p.replay(path, what, chosen)
         for i, st in enumerate(path[:-1]):
             if not goal.holds(self.p.program, st):
                 raise _disagree(f"{what}: {goal.name} already fails at depth {i} < {depth}")
@@ -683,7 +710,7 @@ class _Run:
             raise _disagree(f"{what}: {goal.name} holds in the final state")
         if goal.kind == "check":
             actions.append(self.p.firing_action(goal, path[-1], what))
-        detail = "false in the initial state" if depth == 0 and goal.kind == "always" else \
+        detail = "false in the initial state" if depth == 0 and goal.kind != "check" else \
             f"violated: a trace of {len(actions)} step{'s' if len(actions) != 1 else ''} (BMC, shortest)"
         self.cti = None
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)

@@ -17,7 +17,17 @@ import click
 from .expr import variables
 from .layout import Field
 from .program import Program, RwSem
-from .prove import CTI, PROVED, VIOLATED, CtiInfo, PropertyProof, ProveError, ProveResult, prove_program
+from .prove import (
+    CTI,
+    PROVED,
+    VIOLATED,
+    CtiInfo,
+    PropertyProof,
+    ProveError,
+    ProveResult,
+    goals_of,
+    prove_program,
+)
 from .results import Trace, TraceStep
 
 DEFAULTS: dict[str, Any] = {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
@@ -49,7 +59,7 @@ def locks_held(program: Program, t: int, values: dict[str, int]) -> list[str]:
         if isinstance(lk, RwSem):
             if values.get(lk.writer.name) == t + 1:
                 out.append(lk.name)
-            elif t in lk.readers and values.get(lk.readers[t].name) == 1:
+            elif t in lk.readers and values.get(lk.readers[t].name, 0) == 1:
                 out.append(f"{lk.name}(r)")
         elif values.get(lk.owner.name) == t + 1:
             out.append(lk.name)
@@ -70,6 +80,12 @@ def relevant_fields(program: Program, proof: PropertyProof, cti: CtiInfo) -> lis
         keep |= {f for f in variables(conj) if isinstance(f, Field)}
     keep |= {f for f in variables(a.guard) if isinstance(f, Field)}
     keep |= set(a.updates)
+    if cti.post_failure_action >= 0:  # a check goal: what the failing step reads
+        fa = program.actions[cti.post_failure_action]
+        keep.add(program.threads[fa.thread].pc)
+        keep |= {f for f in variables(fa.guard) if isinstance(f, Field)}
+        for c in fa.checks:
+            keep |= {f for f in variables(c.bad) if isinstance(f, Field)}
     return [f for f in program.layout.fields if f in keep]
 
 
@@ -91,7 +107,7 @@ def render_cti(program: Program, proof: PropertyProof, cti: CtiInfo) -> str:
     lemma = "" if cti.invariant == proof.property else f" (lemma {cti.invariant})"
     how = "induction" if cti.k == 1 else f"{cti.k}-induction"
     lines = [f"== {proof.property}: counterexample to {how}{lemma} ==", ""]
-    assumed = [proof.property] + [x for x in proof.lemmas if x != proof.property]
+    assumed = [proof.property] + [x for x in proof.lemmas + proof.assumed if x != proof.property]
     lines.append(f"pre-state: satisfies {', '.join(assumed)} (need not be reachable)")
     if cti.path:
         lines.append(f"  ({cti.k - 1} earlier step{'s' if cti.k > 2 else ''} also satisfy them: actions {cti.path})")
@@ -101,9 +117,15 @@ def render_cti(program: Program, proof: PropertyProof, cti: CtiInfo) -> str:
     held_txt = "; ".join(f"{t}: {', '.join(h)}" for t, h in held.items() if h)
     if held_txt:
         lines.append(f"  locks held: {held_txt}")
-    lines += ["", render_trace(cti_trace(program, cti)), ""]
+    lines += ["", render_trace(cti_trace(program, cti)), "", "post-state (changed fields):"]
+    for f in program.layout.fields:
+        before, after = cti.pre[f.name], cti.post[f.name]
+        if before != after:
+            lines.append(f"  {f.name}: {show(f, before)} -> {show(f, after)}")
+    lines.append("")
     where = f"conjunct {cti.failing_conjunct}: {cti.conjunct_text}" if cti.failing_conjunct is not None else ""
-    lines.append(f"post-state violates {cti.invariant}" + (f" ({where})" if where else ""))
+    where = where or cti.post_failure
+    lines.append(f"post-state violates {cti.invariant}" + (f": {where}" if where else ""))
     return "\n".join(lines)
 
 
@@ -115,15 +137,21 @@ def render_text(program: Program, result: ProveResult, spec: str, design: str) -
 
     rows = []
     for p in result.properties:
-        rows.append([p.property, p.status, str(p.k), str(p.bmc_depth), f"{p.seconds:.2f}", _wrap(p.detail, DETAIL_WIDTH)])
-    parts = [f"spec {spec}  design {design}  prove",
-             tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
-                      disable_numparse=True)]
+        rows.append([p.property, p.status, str(p.k), str(p.bmc_depth), f"{p.seconds:.2f}",
+                     _wrap(p.detail, DETAIL_WIDTH)])
+    parts = [f"spec {spec}  design {design}  prove"]
+    if rows:
+        parts.append(tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
+                               disable_numparse=True))
     for p in result.properties:
         if p.status == VIOLATED and p.trace is not None:
             parts.append(render_trace(replay_trace(program, p.trace), title=f"{p.property}: {p.detail}"))
         elif p.status == CTI and p.cti is not None:
             parts.append(render_cti(program, p, p.cti))
+    if not result.properties:
+        goals = ", ".join(sorted(goals_of(program))) or "none"
+        parts.append("nothing to prove: this spec has no always properties "
+                     f"(goals available with --property: {goals})")
     return "\n\n".join(x.rstrip("\n") for x in parts) + "\n"
 
 
@@ -139,6 +167,7 @@ def _cti_dict(c: CtiInfo) -> dict[str, Any]:
         "post": dict(c.post),
         "failing_conjunct": None if c.failing_conjunct is None else {"index": c.failing_conjunct,
                                                                      "text": c.conjunct_text},
+        "post_failure": c.post_failure,
         "k": c.k,
         "path": list(c.path),
     }
@@ -159,6 +188,7 @@ def proof_to_dict(program: Program, p: PropertyProof) -> dict[str, Any]:
         "k": p.k,
         "bmc_depth": p.bmc_depth,
         "lemmas": list(p.lemmas),
+        "assumed": list(p.assumed),
         "seconds": round(p.seconds, 3),
         "cti": None if p.cti is None else _cti_dict(p.cti),
         "trace": trace,
@@ -176,7 +206,7 @@ def result_to_dict(program: Program, result: ProveResult, spec: str, design: str
 
 def statuses(result: ProveResult) -> dict[str, str]:
     """name -> status, for ``apcheck compare --prove``."""
-    return {p.property: p.status for p in result.properties}
+    return result.statuses()
 
 
 # --------------------------------------------------------------------------- command
@@ -196,11 +226,13 @@ def register(group: click.Group) -> None:
 @click.option("--bmc", "bmc", type=click.IntRange(min=0), default=None, help="Bounded model checking depth.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Solver seconds per property (default 30); running out is UNKNOWN.")
+@click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
+              help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
 def prove(ctx: click.Context, spec: str, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
-          bmc: int | None, timeout: float | None, fmt: str, output: str | None) -> int:
+          bmc: int | None, timeout: float | None, auto_lemmas: bool, fmt: str, output: str | None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC)."""
     from .cli import build, load, write_report
     from .errors import SpecError
@@ -212,7 +244,8 @@ def prove(ctx: click.Context, spec: str, props: tuple[str, ...], lemmas: tuple[s
     all_lemmas = tuple(dict.fromkeys(tuple(settings["lemmas"]) + lemmas))
     try:
         result = prove_program(program, list(props) or None, all_lemmas, k=int(settings["k"]),
-                               bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]))
+                               bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]),
+                               auto_lemmas=auto_lemmas)
     except ProveError as e:
         raise SpecError("", "--property" if props else "prove.lemmas", str(e)) from None
     design = loaded.design.name

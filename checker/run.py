@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .design import Design, Scenario
 from .explore import Finding, Search, explore, path_to
-from .lockorder import collect_edges, cycles_report
+from .lockorder import collect_edges, cycles_report, scenario
 from .options import Options
 from .progmodel import ProgramModel
 from .program import Program, RwSem
@@ -122,11 +122,34 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
     class_order = list(dict.fromkeys(lk.cls for lk in program.locks))
     cycles = cycles_report(edges, dl_sets, class_order)
+    if "deadlock" in search.findings:
+        first = _first_locked_classes(program, path_to(search, search.findings["deadlock"].index))
+        cycles = [_rotate(c, first) if c.reachable else c for c in cycles]
     props = _verdicts(program, model, search, cycles, options)
     classes = class_order
     result = _overall(props, search.complete)
     return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
                        edges, cycles, classes)
+
+
+def _first_locked_classes(program: Program, actions: list[int]) -> list[str]:
+    """Lock classes in the order the trace first acquires them."""
+    out: list[str] = []
+    for aid in actions:
+        for acq in program.actions[aid].acquires:
+            if acq.lock.cls not in out:
+                out.append(acq.lock.cls)
+    return out
+
+
+def _rotate(c: LockCycle, order: list[str]) -> LockCycle:
+    """Start a reachable cycle at the lock its deadlock trace takes first (how a reader tells it)."""
+    starts = [order.index(x) if x in order else len(order) for x in c.locks]
+    k = starts.index(min(starts))
+    if k == 0:
+        return c
+    locks = c.locks[k:] + c.locks[:k]
+    return LockCycle(locks, c.edges[k:] + c.edges[:k], c.reachable, scenario(locks))
 
 
 def _selected(name: str, options: Options) -> bool:

@@ -119,6 +119,34 @@ class Encoding:
         acts = self.program.actions if actions is None else actions
         return z3.Or(*[self.action_trans(a, vs, vs2) for a in acts])
 
+    def selector(self, step: int | str) -> z3.ArithRef:
+        """Which action fires in step ``step`` of a path (``step_relation``)."""
+        return z3.Int(f"@action@{step}")
+
+    def step_relation(self, vs: StateVars, vs2: StateVars, sel: z3.ArithRef) -> z3.BoolRef:
+        """``trans`` in functional form: action ``sel`` is enabled with no failing check, and
+        every field of ``vs2`` is its update under ``sel`` (or unchanged).
+
+        Equisatisfiable with ``trans(vs, vs2)`` (with ``sel`` free) but linear in the
+        number of updates instead of actions x fields: the form BMC and k-induction unroll.
+        """
+        acts = self.program.actions
+        parts: list[z3.BoolRef] = [sel >= 0, sel < len(acts)]
+        for a in acts:
+            ok = z3.And(self.enabled(a, vs), z3.Not(self.any_bad(a, vs)))
+            parts.append(z3.Implies(sel == a.aid, ok))
+        writers: dict[Field, list[Action]] = {}
+        for a in acts:
+            for f in a.updates:
+                writers.setdefault(f, []).append(a)
+        for f in self.fields:
+            val: z3.ExprRef = vs[f]
+            for a in reversed(writers.get(f, [])):
+                val = z3.If(sel == a.aid, self.expr(a.updates[f], vs), val)
+            parts.append(vs2[f] == val)
+        parts.append(self.ranges(vs2))
+        return z3.And(*parts)
+
     def action_bad(self, a: Action, vs: StateVars, props: Iterable[str] | None = None) -> z3.BoolRef:
         return z3.And(self.enabled(a, vs), self.any_bad(a, vs, props))
 

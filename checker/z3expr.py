@@ -267,6 +267,21 @@ def expr_text(e: Expr, limit: int = 200) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
+def _shown_const(f: object, value: int) -> str | None:
+    """An enum/ref/owner/pc constant by name (``driver == vfio_ap``), when the field names it."""
+    if not isinstance(f, Field) or not f.names or f.kind not in ("enum", "ref", "owner", "pc"):
+        return None
+    if f.kind == "pc":
+        return f.names[value] if 0 <= value < len(f.names) else None
+    if f.kind == "enum" and not 0 <= value < len(f.names):
+        return None
+    if f.kind == "ref" and not -1 <= value < len(f.names):
+        return None
+    if f.kind == "owner" and not 0 <= value <= len(f.names):
+        return None
+    return f.show(value)
+
+
 def _text(e: Expr, outer: int) -> str:
     if isinstance(e, Const):
         if e.sort == BOOL:
@@ -283,6 +298,11 @@ def _text(e: Expr, outer: int) -> str:
             return f"({s})" if outer > _PREC["not"] else s
         return "~" + _text(e.a, 99)
     if isinstance(e, Bin):
+        if e.op in ("==", "!=") and isinstance(e.a, Var) and isinstance(e.b, Const):
+            shown = _shown_const(e.a.field, int(e.b.value))
+            if shown is not None:
+                s = f"{_text(e.a, 99)} {e.op} {shown}"
+                return f"({s})" if outer > 4 else s
         if e.op in ("has", "setbit", "clrbit"):
             name = {"has": "has", "setbit": "with_bit", "clrbit": "without_bit"}[e.op]
             return f"{_text(e.a, 99)}.{name}({_text(e.b, 0)})"

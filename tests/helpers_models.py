@@ -1,16 +1,18 @@
 """Small concurrent-program models with known answers, shared by the engine tests.
 
 Every builder returns a fresh, built ``Program``. The expected numbers the
-tests assert were worked out by hand (see the docstrings) and are cross-checked
-against ``ref_explore``, a tiny independent explorer for mutex-only scripts.
+tests assert were worked out by hand (see the tests' comments) and, for lock
+scripts, are cross-checked against ``ref_explore``: a small explorer written
+independently of the engine (mutexes, trylock, rw-semaphores), itself checked
+against the ground truth of shared/benchmarks.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from checker.expr import Not
 from checker.layout import bool_field, int_field
@@ -18,8 +20,6 @@ from checker.options import Options
 from checker.program import Program, ProgramBuilder
 from checker.results import CheckResult, PropertyResult
 from checker.run import check_program
-
-QUIET = Options(quiet=True)
 
 
 def check(program: Program, **kw: object) -> CheckResult:
@@ -85,15 +85,20 @@ def script_program(name: str, threads: dict[str, Script], cyclic: bool = False) 
     return pb.build()
 
 
-def ref_explore(threads: Sequence[Script], cyclic: bool = False) -> tuple[int, int, int, int]:
+def ref_explore(threads: Sequence[Script], cyclic: bool = False, max_depth: int | None = None,
+                edges: set[tuple[str, str]] | None = None) -> tuple[int, int, int, int]:
     """Independent BFS over lock scripts: (states, transitions, deadlock states, shortest deadlock trace).
+
+    With ``max_depth`` D: states at most D steps away, expanding only those
+    fewer than D steps away (what a depth-bounded BFS can see).
 
     Semantics of shared/benchmarks/README.md for mutexes (lock = one atomic
     test-and-set that blocks while taken; unlock always fires), trylock never
     blocks, and rw-semaphores as the engine documents them: a writer needs no
     holder; a reader needs no writer and must queue behind a writer that is
     blocked (poised at a down_write while readers hold the semaphore). A
-    bounded script that finished is not blocked.
+    bounded script that finished is not blocked. ``edges`` collects lockdep's
+    (held, acquired) pairs of every fired blocking acquisition (never a trylock).
     """
     n = len(threads)
     init: tuple[tuple[int, ...], frozenset[tuple[str, int, str]]] = (tuple(0 for _ in threads), frozenset())
@@ -107,6 +112,8 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False) -> tuple[int, i
 
     while queue:
         st = queue.popleft()
+        if max_depth is not None and seen[st] >= max_depth:
+            continue
         pcs, held = st
         nxt = []
         for t in range(n):
@@ -136,6 +143,8 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False) -> tuple[int, i
                 new_held = held - {(lk, t, "r")}
             else:  # unlock / unwrite
                 new_held = frozenset(x for x in held if not (x[0] == lk and x[2] == "w"))
+            if edges is not None and op in ("lock", "read", "write"):
+                edges.update((x, lk) for (x, h, _) in held if h == t)
             if cyclic and npc == len(threads[t]):
                 npc = 0
             nxt.append((pcs[:t] + (npc,) + pcs[t + 1:], new_held))
@@ -175,6 +184,12 @@ SCRIPTS: dict[str, dict[str, Script]] = {
 }
 
 
+def bench_scripts(data: dict) -> list[Script]:  # type: ignore[type-arg]
+    """The JSON lock-program format of shared/benchmarks as scripts for ref_explore."""
+    ops = {"acq": "lock", "rel": "unlock"}
+    return [[(ops[op], lk) for op, lk in t["program"]] for t in data["threads"]]
+
+
 def scripted(name: str) -> Program:
     return script_program(name, SCRIPTS[name])
 
@@ -187,7 +202,7 @@ def ref_counts(name: str) -> tuple[int, int, int, int]:
 
 
 def bad_unlock(correct: bool = False) -> Program:
-    """T1 unlocks M that T2 holds (or, when ``correct``, its own M)."""
+    """T1 unlocks M without holding it (or, when ``correct``, after locking it)."""
     pb = ProgramBuilder("unlock")
     m = pb.mutex("M")
     t1 = pb.thread("T1")
@@ -276,7 +291,7 @@ def race(writer_locks: bool = False) -> Program:
     pb = ProgramBuilder("race")
     m = pb.mutex("M")
     x = pb.var(int_field("x", 0, 1), protected_by=[m])
-    y = pb.var(int_field("y", 0, 1))
+    pb.var(int_field("y", 0, 1))
     t1 = pb.thread("T1")
     if writer_locks:
         t1.lock(m, "t1_lock")
@@ -287,7 +302,6 @@ def race(writer_locks: bool = False) -> Program:
     t2.lock(m, "t2_lock")
     t2.step("t2_read", "y = x", updates={pb.field("y"): x})
     t2.unlock(m, "t2_unlock")
-    del y
     return pb.build()
 
 
@@ -338,6 +352,33 @@ def wide_model(extra_bits: int = 130) -> Program:
     return pb.build()
 
 
+# ---------------------------------------------------------------- determinism
+
+
+def summary(result: CheckResult) -> dict[str, object]:
+    """Everything a run decides, as JSON-able data (no timings, no memory)."""
+    st = result.stats
+    props = []
+    for p in result.properties:
+        tr = p.trace
+        props.append({
+            "name": p.name, "status": p.status, "detail": p.detail,
+            "trace": None if tr is None else {
+                "actions": list(tr.actions), "waits": list(tr.waits), "final": tr.final,
+                "steps": [[s.thread, s.function, s.action, list(s.locks_held), [list(c) for c in s.changes], s.note]
+                          for s in tr.steps],
+            },
+        })
+    return {
+        "result": result.result,
+        "stats": [st.states, st.transitions, st.deadlock_states, st.max_depth, st.complete, st.limit, st.store],
+        "properties": props,
+        "edges": [[e.src, e.dst, e.src_mode, e.dst_mode, e.thread, e.function, e.src_function]
+                  for e in result.lock_edges],
+        "cycles": [[list(c.locks), c.reachable] for c in result.cycles],
+    }
+
+
 # ---------------------------------------------------------------- shared benchmarks
 
 
@@ -352,7 +393,7 @@ def find_shared_benchmarks() -> Path | None:
 
 
 def load_bench(name: str) -> Program:
-    from checker.lockprog import program_from_json  # noqa: PLC0415
+    from checker.lockprog import program_from_json
 
     root = find_shared_benchmarks()
     assert root is not None

@@ -65,7 +65,8 @@ def mutex_program(with_lock: bool = True, threads: int = 2) -> Program:
     for t, thread in enumerate(prog.threads):
         pc = thread.pc.var
         if with_lock:
-            prog.properties.append(Property(f"held{t}", "always", Implies(Or(pc == 1, pc == 2, pc == 3), owner == t + 1),
+            region = Or(pc == 1, pc == 2, pc == 3)
+            prog.properties.append(Property(f"held{t}", "always", Implies(region, owner == t + 1),
                                             f"{thread.name} holds m in its critical region", ""))
         prog.properties.append(Property(f"csat{t}", "always", Implies(cs[t], pc == enter + 1),
                                         f"cs{t} is set exactly at leave", ""))
@@ -220,8 +221,23 @@ def test_derived_ownership_invariant() -> None:
     prog = mutex_program()
     p = one(prog, AUTO_OWNERSHIP)
     assert p.status == PROVED and p.assumed == []
-    # it is never trusted: a thread that "unlocks" without the unlock step breaks it
     assert ownership_expr(twin_counter()) is None  # no locks: no such invariant
+
+
+def test_derived_ownership_is_never_trusted() -> None:
+    """A step that clears the owner field behind the lock layer's back makes the derived
+    invariant false: it is then neither PROVED nor assumed."""
+    pb = ProgramBuilder("sneaky")
+    m = pb.mutex("m")
+    th = pb.thread("T0")
+    th.lock(m, "f")
+    th.step("sneak", "m.owner = 0", updates={m.owner: 0})
+    th.step("g", "nop")
+    prog = pb.build()
+    p = one(prog, AUTO_OWNERSHIP, bmc_depth=3)
+    assert p.status == VIOLATED
+    res = prove_program(prog, ["check:lock-order"], bmc_depth=3)
+    assert res.properties[0].assumed == []
 
 
 def test_bounded_when_induction_is_off() -> None:
@@ -346,14 +362,14 @@ def test_cli_json_schema(prove_cli: Callable[..., tuple[int, str, str]]) -> None
     data = json.loads(out)
     assert list(data) == ["version", "spec", "design", "prove"]
     assert data["version"] == 1 and data["design"] == "mutex-toy"
-    keys = ["property", "kind", "status", "detail", "k", "bmc_depth", "lemmas", "seconds", "cti", "trace"]
+    keys = ["property", "kind", "status", "detail", "k", "bmc_depth", "lemmas", "assumed", "seconds", "cti", "trace"]
     for p in data["prove"]:
         assert list(p) == keys
     mutex, held = data["prove"]
     assert held["status"] == PROVED and held["cti"] is None and held["trace"] is None
     assert mutex["status"] == CTI
     cti = mutex["cti"]
-    assert list(cti) == ["invariant", "pre", "action", "post", "failing_conjunct", "k", "path"]
+    assert list(cti) == ["invariant", "pre", "action", "post", "failing_conjunct", "post_failure", "k", "path"]
     assert list(cti["action"]) == ["id", "thread", "function", "text"]
     assert cti["pre"]["cs0"] + cti["pre"]["cs1"] == 1 and cti["post"]["cs0"] == cti["post"]["cs1"] == 1
 
@@ -363,3 +379,66 @@ def test_cli_json_trace(prove_cli: Callable[..., tuple[int, str, str]]) -> None:
     assert code == 1
     p = json.loads(out)["prove"][0]
     assert p["status"] == VIOLATED and p["trace"]["length"] == 2 and len(p["trace"]["actions"]) == 2
+
+
+# --------------------------------------------------------------------------- BMC vs BFS on the repository's specs
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p for d in ("specs", "examples") for p in (ROOT / d).rglob("*.yaml"))
+BFS_LIMIT = 100_000  # states: "small enough" for the agreement test
+BMC_HOLDS_DEPTH = 6  # for properties BFS proves, BMC must find nothing this deep
+
+
+def spec_program(path: Path) -> Program:
+    from checker.registry import default_registry
+    from checker.run import build_program
+    from checker.spec import load_spec
+
+    loaded = load_spec(str(path), default_registry())
+    return build_program(loaded.design, loaded.scenario)
+
+
+@pytest.mark.skipif(not SPECS, reason="no specs in the repository yet")
+@pytest.mark.parametrize("path", SPECS, ids=[str(p.relative_to(ROOT)) for p in SPECS])
+def test_bmc_and_bfs_agree_on_shortest_violation(path: Path) -> None:
+    from checker.run import check_program
+
+    prog = spec_program(path)
+    res = check_program(prog, Options(max_states=BFS_LIMIT, quiet=True))
+    if not res.stats.complete:
+        pytest.skip(f"more than {BFS_LIMIT} states")
+    explicit = {p.name: p for p in res.properties}
+    names = [p.name for p in prog.properties if p.kind == "always"]
+    if "memory-safety" in explicit and any(c.prop == "memory-safety" for a in prog.actions for c in a.checks):
+        ms = explicit["memory-safety"]
+        if ms.trace is None or (ms.trace.steps and ms.trace.steps[-1].note):  # leaks are not step checks
+            names.append("check:memory-safety")
+    for name in names:
+        pr = explicit[name.removeprefix("check:")]
+        if pr.status == EXPLICIT_VIOLATED:
+            assert pr.trace is not None
+            depth = pr.trace.length - (1 if name.startswith("check:") else 0)
+            p = one(prog, name, k=0, bmc_depth=depth)
+            assert p.status == VIOLATED, (name, p.detail)
+            assert p.trace is not None and len(p.trace) == pr.trace.length, name
+            if depth > 0:  # and nothing shorter
+                assert one(prog, name, k=0, bmc_depth=depth - 1).status == BOUNDED, name
+        else:
+            p = one(prog, name, k=0, bmc_depth=min(BMC_HOLDS_DEPTH, res.stats.max_depth))
+            assert p.status == BOUNDED, (name, p.detail)
+
+
+def test_exhaustive_bmc_proves_a_bounded_scenario() -> None:
+    """Non-cyclic threads: every run ends; BMC past the longest run covers every state."""
+    pb = ProgramBuilder("finite")
+    x = pb.var(int_field("x", 0, 3))
+    for t in range(2):
+        th = pb.thread(f"T{t}")
+        th.step("inc", "x++", updates={pb.field("x"): If(x < 3, x + 1, x)})
+    pb.always("x_le_2", x <= 2, "true: two increments from 0 (not inductive: x=2 -> 3)")
+    prog = pb.build()
+    assert one(prog, "x_le_2").status == CTI
+    p = one(prog, "x_le_2", bmc_depth=2)
+    assert p.status == CTI and p.bmc_depth == 2
+    p = one(prog, "x_le_2", bmc_depth=5)
+    assert p.status == PROVED and p.bmc_depth == 2 and "exhaustive" in p.detail and p.cti is None

@@ -48,14 +48,14 @@ from checker.z3expr import check_sorts, field_var, literal, range_constraint, so
 
 LAYOUT = Layout()
 B = LAYOUT.add(bool_field("b"))
-I = LAYOUT.add(int_field("i", -2, 5))
+N = LAYOUT.add(int_field("i", -2, 5))
 E = LAYOUT.add(enum_field("e", ("idle", "busy", "gone")))
 R = LAYOUT.add(ref_field("r", ("s0", "s1")))
 M = LAYOUT.add(mask_field("m", 5))
 W = LAYOUT.add(mask_field("w", 256))
 LAYOUT.freeze()
-FIELDS = [B, I, E, R, M, W]
-INTS = [I, E, R]
+FIELDS = [B, N, E, R, M, W]
+INTS = [N, E, R]
 
 
 def all_constructs() -> list[tuple[str, Expr]]:
@@ -64,7 +64,7 @@ def all_constructs() -> list[tuple[str, Expr]]:
         ("const bool", Const(True, BOOL)), ("const int", Const(-3, INT)), ("const mask", Const(7, Mask(5))),
         ("var bool", b), ("var int", i), ("var enum", e), ("var ref", r), ("var mask", m),
         ("~", ~m), ("~ wide", ~w), ("not", Not(b)),
-        ("== bool", b == True), ("== int", i == e), ("== mask", m == 3), ("!= mask", w != 0),
+        ("== bool", b == Const(True, BOOL)), ("== int", i == e), ("== mask", m == 3), ("!= mask", w != 0),
         ("<", i < e), ("<=", i <= 2), (">", r > -1), (">=", i >= e),
         ("+", i + e), ("-", i - 1), ("radd", 1 + i), ("rsub", 4 - i),
         ("&", m & 6), ("|", m | m), ("^", m ^ 31), ("& wide", w & ~w),
@@ -99,12 +99,12 @@ def test_field_vars_and_ranges() -> None:
 def test_bool_trap_is_caught() -> None:
     # an expression in Python control flow raises at definition time...
     with pytest.raises(ExprError):
-        bool(I.var == 1)
+        bool(N.var == 1)
     with pytest.raises(ExprError):
-        _ = B.var and I.var == 1
+        _ = B.var and N.var == 1
     # ...and a node that would translate to the wrong sort is named by check_sorts
     with pytest.raises(ExprError, match="expected bool"):
-        check_sorts(Bin("+", I.var, I.var, BOOL))
+        check_sorts(Bin("+", N.var, N.var, BOOL))
     with pytest.raises(ExprError, match="expected mask4"):
         check_sorts(Bin("&", M.var, M.var, Mask(4)))
 
@@ -119,7 +119,7 @@ def test_check_sorts_rejects_a_python_value(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(z3expr, "_bin", trapped)
     with pytest.raises(ExprError, match="expected bool"):
-        check_sorts(I.var == E.var)
+        check_sorts(N.var == E.var)
 
 
 # --------------------------------------------------------------------------- random agreement
@@ -313,3 +313,11 @@ def test_every_spec_translates_with_the_right_sorts(path: Path) -> None:
             check_sorts(e)
         except ExprError as exc:  # pragma: no cover - the failure message is the point
             pytest.fail(f"{path.name}: {what}: {exc}")
+
+
+def test_expr_text_names_constants() -> None:
+    from checker.z3expr import expr_text
+
+    assert expr_text(And(E.var == 1, Not(M.var.has(N.var)))) == "e == busy and not m.has(i)"
+    assert expr_text(R.var == -1) == "r == NULL"
+    assert expr_text(Or(B.var, N.var + 1 < 3)) == "b or i + 1 < 3"

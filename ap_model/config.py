@@ -1,0 +1,111 @@
+"""Scenario constants -> ``Cfg``: which adapters, domains, VMs, mdevs; initial assignments and attachments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from checker.design import ScenarioError
+
+
+@dataclass
+class Cfg:
+    adapters: list[int]
+    domains: list[int]
+    vms: int
+    vcpus: int
+    mdevs: int
+    created: list[int]
+    matrix: dict[int, tuple[list[int], list[int]]]  # mdev -> (adapter idx, domain idx)
+    attached: dict[int, int]  # mdev -> vm
+    apmask: list[int]  # adapter idx
+    aqmask: list[int]  # domain idx
+    config_apm: list[int]
+    config_aqm: list[int]
+    module_loaded: bool
+    track_errno: bool
+    no_crycb: list[int] = field(default_factory=list)
+    ap_instructions: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _parse_matrix(entries: list[str], cfg: Cfg) -> None:
+    for k, s in enumerate(entries):
+        key = f"constants.matrix.{k}"
+        try:
+            head, rest = s.split(":", 1)
+            m = _mdev_name(head.strip(), cfg.mdevs)
+            aps, _, aqs = rest.partition("x")
+            apids = [int(x, 0) for x in aps.replace(",", " ").split()]
+            apqis = [int(x, 0) for x in aqs.replace(",", " ").split()]
+        except (ValueError, IndexError) as exc:
+            raise ScenarioError(key, f"expected 'mdevN: APID[,APID] x APQI[,APQI]', got {s!r} ({exc})") from None
+        a_idx = [_index(cfg.adapters, a, key, "adapter") for a in apids]
+        d_idx = [_index(cfg.domains, d, key, "domain") for d in apqis]
+        cfg.matrix[m] = (a_idx, d_idx)
+
+
+def _mdev_name(s: str, n: int) -> int:
+    if not s.startswith("mdev") or not s[4:].isdigit() or int(s[4:]) >= n:
+        raise ValueError(f"unknown mdev {s!r} (mdev0..mdev{n - 1})")
+    return int(s[4:])
+
+
+def _index(values: list[int], v: int, key: str, what: str) -> int:
+    if v not in values:
+        raise ScenarioError(key, f"{what} {v} is not modelled (constants list {values})")
+    return values.index(v)
+
+
+def parse_cfg(c: dict[str, Any]) -> Cfg:
+    adapters = list(c.get("adapters") or [3, 4])
+    domains = list(c.get("domains") or [5, 6])
+    if len(set(adapters)) != len(adapters) or not 1 <= len(adapters) <= 4:
+        raise ScenarioError("constants.adapters", "1 to 4 distinct adapter numbers")
+    if len(set(domains)) != len(domains) or not 1 <= len(domains) <= 4:
+        raise ScenarioError("constants.domains", "1 to 4 distinct domain numbers")
+    vms, vcpus, mdevs = int(c.get("vms") or 1), int(c.get("vcpus") or 1), int(c.get("mdevs") or 1)
+    for k, v, hi in (("vms", vms, 3), ("vcpus", vcpus, 2), ("mdevs", mdevs, 3)):
+        if not 1 <= v <= hi:
+            raise ScenarioError(f"constants.{k}", f"{k} must be 1..{hi}")
+    created = c.get("created")
+    created = list(range(mdevs)) if created is None else list(created)
+    for i, m in enumerate(created):
+        if not 0 <= m < mdevs:
+            raise ScenarioError(f"constants.created.{i}", f"mdev index {m} outside 0..{mdevs - 1}")
+    cfg = Cfg(adapters, domains, vms, vcpus, mdevs, created, {}, {}, [], [], [], [],
+              bool(c.get("module_loaded", True) if c.get("module_loaded") is not None else True),
+              bool(c.get("track_errno") if c.get("track_errno") is not None else True))
+    _parse_matrix(list(c.get("matrix") or []), cfg)
+    for n, v in enumerate(c.get("no_crycb") or []):
+        if not 0 <= v < vms:
+            raise ScenarioError(f"constants.no_crycb.{n}", f"VM {v} outside 0..{vms - 1}")
+        cfg.no_crycb.append(v)
+    if c.get("ap_instructions") is not None:
+        cfg.ap_instructions = bool(c.get("ap_instructions"))
+    for n, entry in enumerate(c.get("attached") or []):
+        key = f"constants.attached.{n}"
+        try:
+            left, right = (x.strip() for x in entry.split("->"))
+            m = _mdev_name(left, mdevs)
+            if not right.startswith("kvm") or not right[3:].isdigit() or int(right[3:]) >= vms:
+                raise ValueError(f"unknown VM {right!r} (kvm0..kvm{vms - 1})")
+            v = int(right[3:])
+        except ValueError as exc:
+            raise ScenarioError(key, f"expected 'mdevN -> kvmV': {exc}") from None
+        if m not in created:
+            raise ScenarioError(key, f"mdev{m} is not created at start")
+        if v in cfg.attached.values():
+            raise ScenarioError(key, f"kvm{v} already has an mdev (one mdev per KVM)")
+        cfg.attached[m] = v
+    for name, vals, what in (("apmask", cfg.adapters, "adapter"), ("aqmask", cfg.domains, "domain"),
+                             ("config_apm", cfg.adapters, "adapter"), ("config_aqm", cfg.domains, "domain")):
+        raw = c.get(name)
+        if raw is None:
+            default = [] if name == "apmask" else list(range(len(vals)))
+            getattr(cfg, name).extend(default)
+        else:
+            getattr(cfg, name).extend(_index(vals, x, f"constants.{name}.{i}", what) for i, x in enumerate(raw))
+    return cfg
+
+
