@@ -55,6 +55,11 @@ def finish(pb: ProgramBuilder) -> Program:
         f.hi = nthreads
         f.names = tuple(t.name for t in pb.threads)
         layout.add(f)
+    for tb in pb.threads:  # every blocking down_write can queue: one bit per (rwsem, writer thread)
+        for sd in tb.steps:
+            for a in sd.acquires:
+                if isinstance(a.lock, RwSem) and a.mode == "w" and not a.trylock:
+                    a.lock.queue_bit(tb.index)
     for lk in pb.locks:
         if isinstance(lk, RwSem):
             for f in lk.late:
@@ -76,23 +81,11 @@ def finish(pb: ProgramBuilder) -> Program:
         threads.append(Thread(tb.name, tb.index, pc, tb.cyclic, labels, -1 if tb.cyclic else n))
     layout.freeze()
 
-    # down_write sites, for rwsem reader fairness
-    writer_sites: dict[int, list[tuple[Thread, int]]] = {}
-    for tb, th in zip(pb.threads, threads):
-        for p, sd in enumerate(tb.steps):
-            for a in sd.acquires:
-                if isinstance(a.lock, RwSem) and a.mode == "w" and not a.trylock:
-                    writer_sites.setdefault(id(a.lock), []).append((th, p))
-
     def resolve(node: Expr) -> Expr | None:
         if isinstance(node, NoReaders):
             return And(*[f.var == 0 for f in node.rw.readers.values()])
         if isinstance(node, WriterWaiting):
-            sites = writer_sites.get(id(node.rw), [])
-            if not sites:
-                return Const(False, BOOL)
-            readers = Or(*[f.var == 1 for f in node.rw.readers.values()])
-            return And(readers, Or(*[th.pc.var == p for th, p in sites]))
+            return Or(*[f.var == 1 for f in node.rw.queued.values()])
         return None
 
     actions: list[Action] = []
@@ -103,9 +96,35 @@ def finish(pb: ProgramBuilder) -> Program:
             act = _action(pb, tb.name, th, p, sd, tb.label_names, len(actions), resolve)
             actions.append(act)
             per_pc.append([act])
+            for q in _queue_alternatives(act, len(actions), resolve):
+                actions.append(q)
+                per_pc[-1].append(q)
         by_label.append(per_pc)
     return Program(pb.name, layout, threads, actions, list(pb.locks), list(pb.flags), list(pb.pools),
                    list(pb.properties), dict(pb.shared), by_label)
+
+
+def _queue_alternatives(act: Action, aid: int, resolve: Callable[[Expr], Expr | None]) -> list[Action]:
+    """rwsem_down_write_slowpath: a writer finding the semaphore taken joins its wait
+    list (a step of its own), after which new readers queue behind it. Taking the
+    semaphore clears the writer's queued bit."""
+    out = []
+    for acq in act.acquires:
+        rw = acq.lock
+        if not isinstance(rw, RwSem) or acq.mode != "w" or acq.trylock:
+            continue
+        q = rw.queued[act.thread]
+        act.updates[q] = If(acq.cond, 0, q.var) if not _is_true(acq.cond) else Const(0, q.sort)
+        taken = Not(substitute(And(rw.writer.var == 0, rw.no_readers()), resolve))
+        out.append(Action(aid + len(out), act.thread, act.label, act.function, act.operation,
+                          f"down_write({rw.name}): contended, queue as waiting writer",
+                          And(acq.cond, taken, q.var == 0), {q: Const(1, q.sort)}, [], [], [], [],
+                          Const(act.label, act.target.sort)))
+    return out
+
+
+def _is_true(e: Expr) -> bool:
+    return isinstance(e, Const) and e.value is True
 
 
 def _target(label: str, labels: dict[str, int], thread: str, function: str) -> int:

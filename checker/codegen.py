@@ -77,9 +77,13 @@ def _neq_pattern(e: Expr) -> tuple[int, int] | None:
 
 
 def _held_mask_src(program: Program, t: int) -> str:
+    """Run-time held set of thread ``t`` in heldsets' encoding (bit 2i write/mutex, 2i+1 read)."""
     parts = []
     for lk in program.locks:
-        parts.append(f"({1 << lk.index} if {expr_src(lk.held_by(t))} else 0)")
+        wheld = lk.held_by(t, "w") if isinstance(lk, RwSem) else lk.held_by(t)
+        parts.append(f"({1 << 2 * lk.index} if {expr_src(wheld)} else 0)")
+        if isinstance(lk, RwSem) and t in lk.readers:
+            parts.append(f"({1 << (2 * lk.index + 1)} if {expr_src(lk.held_by(t, 'r'))} else 0)")
     return " | ".join(parts) if parts else "0"
 
 

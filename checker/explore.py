@@ -104,6 +104,7 @@ class _Recorder:
         self.wits = list(model.witnesses())
         self.terms = list(model.terminal_checks())
         self.state_checks = list(model.state_checks())
+        self.deadlocks: set[int] = set()
 
     def record(self, prop: str, f: Finding) -> None:
         if prop not in self.search.findings:
@@ -134,7 +135,8 @@ class _Recorder:
                 for c in self.terms:
                     if not c.pred(s):
                         self.record(c.name, Finding(idx, s))
-            else:
+            elif s not in self.deadlocks:  # random walks can meet one deadlock state many times
+                self.deadlocks.add(s)
                 self.search.deadlock_states += 1
                 self.search.deadlock_info.append(self.model.on_deadlock(s))
                 self.record("deadlock", Finding(idx, s))
@@ -175,21 +177,25 @@ def bfs(model: Model, opts: Options) -> Search:
     level_end = len(parent)
     transitions = 0
     limit = ""
+    capped = opts.max_states is not None
     while queue:
         s = q_pop()
         cur += 1
         if cur == level_end:
             depth += 1
             level_end = len(parent)
-        if depth >= max_depth:
-            limit = "max-depth"
-            search.max_depth = depth
-            queue.appendleft(s)
-            break
         out = succ(s)
         transitions += len(out)
         if special or not out:
             rec.expanded(cur, s, out)
+        if depth >= max_depth:
+            # the frontier at the bound: checked, not expanded; bounded only if it leads further
+            if not limit and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
+                limit = "max-depth"
+            continue
+        if capped and len(parent) >= max_states:
+            limit = "max-states"
+            break
         for a, n in out:
             if n < 0:
                 rec.violation(cur, s, a, -1 - n)
@@ -205,9 +211,6 @@ def bfs(model: Model, opts: Options) -> Search:
                 rec.new_state(len(parent) - 1, n)
                 check_new = bool(rec.invs or rec.wits)
         if cur & 0xFFF == 0:
-            if len(parent) >= max_states:
-                limit = "max-states"
-                break
             if deadline is not None and time.perf_counter() > deadline:
                 limit = "timeout"
                 break
@@ -215,8 +218,6 @@ def bfs(model: Model, opts: Options) -> Search:
                 limit = "memory"
                 break
             prog.maybe(len(parent), transitions, depth, len(queue))
-    if not limit and len(parent) > max_states:
-        limit = "max-states"
     search.states = len(parent)
     search.transitions = transitions
     search.max_depth = max(search.max_depth, depth)
@@ -252,12 +253,18 @@ def dfs(model: Model, opts: Options) -> Search:
     while stack:
         s, idx, d = stack.pop()
         search.max_depth = max(search.max_depth, d)
-        if d >= max_depth:
-            limit = "max-depth"
-            continue
         out = model.successors(s)
         search.transitions += len(out)
-        rec.expanded(idx, s, out) if (rec.state_checks or not out) else None
+        if rec.state_checks or not out:
+            rec.expanded(idx, s, out)
+        if d >= max_depth:
+            if any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
+                limit = "max-depth"
+            continue
+        if len(parent) >= max_states:
+            limit = "max-states"
+            stack.append((s, idx, d))
+            break
         for a, n in reversed(out):
             if n < 0:
                 rec.violation(idx, s, a, -1 - n)
@@ -272,9 +279,6 @@ def dfs(model: Model, opts: Options) -> Search:
             rec.new_state(len(parent) - 1, n)
         steps += 1
         if steps & 0xFFF == 0:
-            if len(parent) >= max_states:
-                limit = "max-states"
-                break
             if deadline is not None and time.perf_counter() > deadline:
                 limit = "timeout"
                 break

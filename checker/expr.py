@@ -133,7 +133,11 @@ class Const(Expr):
 
     def __init__(self, value: int | bool, sort: Sort) -> None:
         if sort == BOOL:
+            if value not in (0, 1):  # also rejects bool_var == 2 silently meaning == True
+                raise ExprError(f"{value!r} is not a boolean")
             value = bool(value)
+        elif isinstance(value, bool):
+            raise ExprError(f"a bool constant where {sort} is expected")
         elif sort.kind == "mask":
             if not 0 <= int(value) < (1 << sort.width):
                 raise ExprError(f"constant {value} does not fit {sort}")

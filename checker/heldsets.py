@@ -11,7 +11,11 @@ from __future__ import annotations
 from .expr import Const, Expr, Ite
 from .program import Action, AnyLock, Program
 
-Held = frozenset[int]  # lock indices
+Held = frozenset[int]  # 2 * lock index, + 1 when held for reading (rwsem readers)
+
+
+def slot(lock_index: int, mode: str) -> int:
+    return 2 * lock_index + (1 if mode == "r" else 0)
 
 
 def targets(e: Expr) -> set[int]:
@@ -30,13 +34,14 @@ def _is_true(e: Expr) -> bool:
 def transfer(a: Action, may: Held, must: Held) -> tuple[Held, Held]:
     may_s, must_s = set(may), set(must)
     for acq in a.acquires:
-        may_s.add(acq.lock.index)
+        may_s.add(slot(acq.lock.index, acq.mode))
         if _is_true(acq.cond) and not acq.trylock:
-            must_s.add(acq.lock.index)
-    for lk, cond in a.releases:
-        must_s.discard(lk.index)
-        if _is_true(cond):
-            may_s.discard(lk.index)
+            must_s.add(slot(acq.lock.index, acq.mode))
+    for lk, cond in a.releases:  # a release drops either mode: a thread holds an rwsem one way
+        for k in (slot(lk.index, "w"), slot(lk.index, "r")):
+            must_s.discard(k)
+            if _is_true(cond):
+                may_s.discard(k)
     return frozenset(may_s), frozenset(must_s)
 
 
@@ -79,4 +84,4 @@ def static_acquire(a: Action, held: Held | None) -> bool:
 
 
 def lock_name(locks: list[AnyLock], i: int) -> str:
-    return locks[i].name
+    return locks[i // 2].name

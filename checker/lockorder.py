@@ -29,20 +29,19 @@ def collect_edges(program: Program, comp: Compiled) -> list[LockEdge]:
     acquirer: dict[tuple[int, int], str] = {}
 
     def add(a: Action, held: list[int], acq_idx: list[int]) -> None:
+        """``held``: heldsets slots (2 * lock index, + 1 for a read hold)."""
         for i in acq_idx:
             acq = a.acquires[i]
             if acq.trylock:
                 continue
             for h in held:
-                src = locks[h]
-                mode_src = "w"
-                if isinstance(src, RwSem):
-                    mode_src = "r" if _holds_read(program, a.thread, src) else "w"
+                src = locks[h // 2]
+                mode_src = "r" if h % 2 else "w"
                 key = (src.cls, acq.lock.cls, mode_src, _mode(acq.lock, acq.mode))
                 if key not in edges:
                     th = program.threads[a.thread].name
                     edges[key] = LockEdge(src.cls, acq.lock.cls, key[2], key[3], th, a.function, a.operation,
-                                          acquirer.get((a.thread, h), ""))
+                                          acquirer.get((a.thread, h // 2), ""))
 
     for a in program.actions:
         for acq in a.acquires:
@@ -54,14 +53,9 @@ def collect_edges(program: Program, comp: Compiled) -> list[LockEdge]:
             add(a, sorted(static), list(range(len(a.acquires))))
     for aid, held_mask, acq_mask in sorted(comp.dynamic_edges):
         a = program.actions[aid]
-        held = [i for i in range(len(locks)) if held_mask >> i & 1]
+        held = [i for i in range(2 * len(locks)) if held_mask >> i & 1]
         add(a, held, [i for i in range(len(a.acquires)) if acq_mask >> i & 1])
     return sorted(edges.values(), key=lambda e: (e.src, e.dst, e.src_mode, e.dst_mode))
-
-
-def _holds_read(program: Program, t: int, rw: RwSem) -> bool:
-    """Whether thread ``t`` ever takes ``rw`` for reading (its held mode for edges)."""
-    return any(x.lock is rw and x.mode == "r" for a in program.actions if a.thread == t for x in a.acquires)
 
 
 def find_cycles(edges: list[LockEdge], order: list[str] | None = None,

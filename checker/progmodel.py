@@ -14,7 +14,7 @@ from .codegen import Compiled, compile_program
 from .expr import BOOL, Expr, variables
 from .layout import Field
 from .model import StateCheck
-from .program import ALIVE, Action, Program
+from .program import ALIVE, Action, Program, RwSem
 from .pycompile import compile_predicate
 
 
@@ -75,6 +75,7 @@ class ProgramModel:
         graph, names = self.waits_for(state)
         cyc = _cycle(graph)
         cls = {lk.name: lk.cls for lk in self.program.locks}
+        cls.update({f"{lk.name} (queued writer)": lk.cls for lk in self.program.locks})
         return frozenset(cls.get(names[(a, b)], names[(a, b)])
                          for a, b in zip(cyc, cyc[1:] + cyc[:1])) if cyc else frozenset()
 
@@ -90,19 +91,37 @@ class ProgramModel:
         values = state_values(self.program.layout.fields, state)
         graph: dict[int, set[int]] = {}
         names: dict[tuple[int, int], str] = {}
+        lock_names = {lk.name for lk in self.program.locks}
+
+        def edge(t: int, u: int, what: str) -> None:
+            graph.setdefault(t, set()).add(u)
+            names.setdefault((t, u), what)
+
         for th in self.program.threads:
+            t = th.index
             pc = th.pc.get(state)
-            if pc >= len(self.program.by_label[th.index]):
+            if pc >= len(self.program.by_label[t]):
                 continue
-            for a in self.program.by_label[th.index][pc]:
+            for a in self.program.by_label[t][pc]:
+                for acq in a.acquires:
+                    if acq.trylock or not evaluate(acq.cond, values):
+                        continue
+                    lk = acq.lock
+                    if isinstance(lk, RwSem):
+                        if lk.writer.get(state):
+                            edge(t, lk.writer.get(state) - 1, lk.name)
+                        others = lk.readers if acq.mode == "w" else lk.queued
+                        for u, f in sorted(others.items()):
+                            if u != t and f.get(state):
+                                edge(t, u, lk.name if acq.mode == "w" else f"{lk.name} (queued writer)")
+                    elif lk.owner.get(state):
+                        edge(t, lk.owner.get(state) - 1, lk.name)
                 for w in a.waits:
-                    if not evaluate(w.cond, values):
+                    if w.what in lock_names or not evaluate(w.cond, values):
                         continue
                     for f in w.holder:
-                        owner = f.get(state)
-                        if owner:
-                            graph.setdefault(th.index, set()).add(owner - 1)
-                            names[(th.index, owner - 1)] = w.what
+                        if f.get(state):
+                            edge(t, f.get(state) - 1, w.what)
         return graph, names
 
     def wait_lines(self, state: int) -> list[str]:
@@ -112,6 +131,9 @@ class ProgramModel:
         for t in sorted(graph):
             for u in sorted(graph[t]):
                 what = names[(t, u)]
+                if what.endswith(" (queued writer)"):
+                    lines.append(f"{tn[t]} waits for {what[:-16]}: queued behind writer {tn[u]}")
+                    continue
                 self_note = " (itself: recursive locking)" if t == u else ""
                 lines.append(f"{tn[t]} waits for {what} held by {tn[u]}{self_note}")
         return lines

@@ -46,10 +46,13 @@ class Lock:
 
 @dataclass(eq=False)
 class RwSem:
-    """A rw_semaphore: ``writer`` owner (0 = none) and one reader bit per thread.
+    """A rw_semaphore: ``writer`` owner (0 = none), one reader bit per reading
+    thread, and one "queued" bit per writing thread.
 
-    Readers queue behind a waiting writer (Linux rwsem fairness; also what
-    lockdep assumes for non-recursive readers).
+    A down_write that finds the semaphore taken first queues (rwsem's wait
+    list; a step of its own, added at build time), then takes it once free.
+    Readers do not pass a queued writer (Linux rwsem fairness, and what lockdep
+    assumes of non-recursive readers).
     """
 
     name: str
@@ -58,6 +61,7 @@ class RwSem:
     readers: dict[int, Field]  # thread index -> reader bit, created on first use
     index: int = -1
     late: list[Field] = dc_field(default_factory=list)
+    queued: dict[int, Field] = dc_field(default_factory=dict)  # writer thread -> queued bit (build time)
 
     def reader(self, t: int) -> Field:
         if t not in self.readers:
@@ -66,11 +70,18 @@ class RwSem:
             self.late.append(f)
         return self.readers[t]
 
+    def queue_bit(self, t: int) -> Field:
+        if t not in self.queued:
+            f = bool_field(f"{self.name}.queued[{t}]", group=self.name)
+            self.queued[t] = f
+            self.late.append(f)
+        return self.queued[t]
+
     def held_by(self, t: int, mode: str = "any") -> Expr:
         w = self.writer.var == t + 1
         if mode == "w":
             return w
-        r = self.reader(t).var == 1
+        r = self.readers[t].var == 1 if t in self.readers else Const(False, BOOL)
         return r if mode == "r" else Or(w, r)
 
     def no_readers(self) -> Expr:
@@ -135,7 +146,7 @@ class Acquire:
 
 @dataclass
 class Wait:
-    """What a blocked step waits for (for deadlock reports)."""
+    """What a blocked step waits for besides its lock acquisitions (wait flags), for deadlock reports."""
 
     what: str  # lock or flag name
     holder: list[Field]  # owner fields naming the holder(s)
@@ -444,8 +455,7 @@ class ThreadBuilder:
         t = self.index
         guard = And(rw.writer.var == 0, Not(self.prog_writer_waiting(rw)))
         return self.step(function, f"down_read({rw.name})", guard=guard, updates={rw.reader(t): 1},
-                         acquires=[Acquire(rw, "r", Const(True, BOOL))],
-                         waits=[Wait(rw.name, [rw.writer], Const(True, BOOL))])
+                         acquires=[Acquire(rw, "r", Const(True, BOOL))])
 
     def up_read(self, rw: RwSem, function: str) -> int:
         t = self.index
@@ -457,8 +467,7 @@ class ThreadBuilder:
         t = self.index
         guard = And(rw.writer.var == 0, rw.no_readers())
         return self.step(function, f"down_write({rw.name})", guard=guard, updates={rw.writer: t + 1},
-                         acquires=[Acquire(rw, "w", Const(True, BOOL))],
-                         waits=[Wait(rw.name, [rw.writer], Const(True, BOOL))])
+                         acquires=[Acquire(rw, "w", Const(True, BOOL))])
 
     def up_write(self, rw: RwSem, function: str) -> int:
         t = self.index
@@ -468,7 +477,7 @@ class ThreadBuilder:
                          releases=[(rw, Const(True, BOOL))])
 
     def prog_writer_waiting(self, rw: RwSem) -> Expr:
-        """Placeholder resolved at build(): some thread is blocked in down_write(rw)."""
+        """Placeholder resolved at build(): some writer is queued on ``rw``."""
         return WriterWaiting(rw)
 
     # ---- wait flags (kvm_busy)

@@ -199,14 +199,17 @@ def ownership_expr(program: Program) -> Expr | None:
                 continue
             conds: list[Expr] = []
             for lk in program.locks:
+                # heldsets slots: 2i = held for writing (or a mutex), 2i + 1 = held for reading
                 if isinstance(lk, RwSem):
-                    hb = lk.writer.var == th.index + 1
+                    wb = lk.writer.var == th.index + 1
+                    conds.append(wb if 2 * lk.index in h else Not(wb))
                     rd = lk.readers.get(th.index)
-                    if rd is not None and rd.offset >= 0:  # a reader bit in the layout (not one made after build)
-                        hb = Or(hb, rd.var == 1)
+                    if rd is not None:
+                        rb = rd.var == 1
+                        conds.append(rb if 2 * lk.index + 1 in h else Not(rb))
                 else:
                     hb = lk.owner.var == th.index + 1
-                conds.append(hb if lk.index in h else Not(hb))
+                    conds.append(hb if 2 * lk.index in h else Not(hb))
             if conds:
                 terms.append(Implies(th.pc.var == pc, And(*conds)))
     return And(*terms) if terms else None

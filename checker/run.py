@@ -18,6 +18,7 @@ from .results import (
     WITNESSED,
     CheckResult,
     LockCycle,
+    LockEdge,
     PropertyResult,
     Stats,
     Trace,
@@ -121,7 +122,7 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     edges = collect_edges(program, model.comp)
     dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
     class_order = list(dict.fromkeys(lk.cls for lk in program.locks))
-    cycles = cycles_report(edges, dl_sets, class_order)
+    cycles = cycles_report(edges, dl_sets, class_order) + _recursive(program, model, search, dl_sets, edges)
     if "deadlock" in search.findings:
         first = _first_locked_classes(program, path_to(search, search.findings["deadlock"].index))
         cycles = [_rotate(c, first) if c.reachable else c for c in cycles]
@@ -130,6 +131,27 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     result = _overall(props, search.complete)
     return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
                        edges, cycles, classes)
+
+
+def _recursive(program: Program, model: ProgramModel, search: Search, dl_sets: list[frozenset[str]],
+               edges: list[LockEdge]) -> list[LockCycle]:
+    """lockdep's "possible recursive locking": a thread waiting for a lock it holds.
+
+    Such an acquisition never fires, so it leaves no edge; the deadlock states show it."""
+    out = []
+    have = {e.src for e in edges if e.src == e.dst}
+    for cls in sorted({next(iter(s)) for s in dl_sets if len(s) == 1} - have):
+        edge = LockEdge(cls, cls, "w", "w", "", "", "")
+        f = search.findings.get("deadlock")
+        if f is not None:
+            graph, _ = model.waits_for(f.state)
+            for t in sorted(graph):
+                if t in graph[t]:
+                    th = program.threads[t]
+                    a = program.by_label[t][th.pc.get(f.state)][0]
+                    edge = LockEdge(cls, cls, "w", "w", th.name, a.function, a.operation)
+        out.append(LockCycle([cls], [edge], True, scenario([cls])))
+    return out
 
 
 def _first_locked_classes(program: Program, actions: list[int]) -> list[str]:
@@ -185,6 +207,9 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
                 pr.detail = f"cycle {chain} [{kind}]{more}"
                 if c.reachable and "deadlock" in found:
                     pr.trace = next((x.trace for x in out if x.name == "deadlock"), None) or trace_of("deadlock")
+                    if pr.trace is not None and not pr.trace.waits:  # deadlock itself not selected
+                        pr.trace.waits = model.wait_lines(found["deadlock"].state)
+                        pr.trace.final = "deadlock: no thread can move"
             else:
                 pr.detail = found[name].message
                 pr.trace = trace_of(name)

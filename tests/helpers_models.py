@@ -89,19 +89,20 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False, max_depth: int 
                 edges: set[tuple[str, str]] | None = None) -> tuple[int, int, int, int]:
     """Independent BFS over lock scripts: (states, transitions, deadlock states, shortest deadlock trace).
 
-    With ``max_depth`` D: states at most D steps away, expanding only those
-    fewer than D steps away (what a depth-bounded BFS can see).
+    With ``max_depth`` D: states at most D steps away; those exactly D away are
+    examined (transitions counted, deadlocks seen) but their successors not kept.
 
     Semantics of shared/benchmarks/README.md for mutexes (lock = one atomic
     test-and-set that blocks while taken; unlock always fires), trylock never
     blocks, and rw-semaphores as the engine documents them: a writer needs no
-    holder; a reader needs no writer and must queue behind a writer that is
-    blocked (poised at a down_write while readers hold the semaphore). A
+    holder, and one that finds holders first queues (a step of its own); a
+    reader needs no writer and does not pass a queued writer. A
     bounded script that finished is not blocked. ``edges`` collects lockdep's
     (held, acquired) pairs of every fired blocking acquisition (never a trylock).
     """
     n = len(threads)
-    init: tuple[tuple[int, ...], frozenset[tuple[str, int, str]]] = (tuple(0 for _ in threads), frozenset())
+    init: tuple[tuple[int, ...], frozenset[tuple[str, int, str]], frozenset[tuple[str, int]]] = (
+        tuple(0 for _ in threads), frozenset(), frozenset())
     seen = {init: 0}
     queue = deque([init])
     transitions = deadlocks = 0
@@ -112,9 +113,7 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False, max_depth: int 
 
     while queue:
         st = queue.popleft()
-        if max_depth is not None and seen[st] >= max_depth:
-            continue
-        pcs, held = st
+        pcs, held, queued = st
         nxt = []
         for t in range(n):
             cur = step_at(pcs, t)
@@ -123,15 +122,19 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False, max_depth: int 
             op, lk = cur[0], cur[1]
             holders = {(h, m) for (x, h, m) in held if x == lk}
             npc = pcs[t] + 1
-            new_held = held
+            new_held, new_queued = held, queued
+            if op == "write" and holders:
+                if (lk, t) not in queued:  # rwsem_down_write_slowpath: join the wait list
+                    nxt.append((pcs, held, queued | {(lk, t)}))
+                continue
             if op == "lock" or op == "write":
                 if holders:
                     continue
                 new_held = held | {(lk, t, "w")}
+                new_queued = queued - {(lk, t)}
             elif op == "read":
-                writer_blocked = any(
-                    (s := step_at(pcs, u)) is not None and s[0] == "write" and s[1] == lk for u in range(n))
-                if any(m == "w" for _, m in holders) or (holders and writer_blocked):
+                writer_queued = any(x == lk and u != t for x, u in queued)
+                if any(m == "w" for _, m in holders) or writer_queued:
                     continue
                 new_held = held | {(lk, t, "r")}
             elif op == "trylock":
@@ -147,13 +150,15 @@ def ref_explore(threads: Sequence[Script], cyclic: bool = False, max_depth: int 
                 edges.update((x, lk) for (x, h, _) in held if h == t)
             if cyclic and npc == len(threads[t]):
                 npc = 0
-            nxt.append((pcs[:t] + (npc,) + pcs[t + 1:], new_held))
+            nxt.append((pcs[:t] + (npc,) + pcs[t + 1:], new_held, new_queued))
         transitions += len(nxt)
         done = all(pcs[t] >= len(threads[t]) for t in range(n))
         if not nxt and not done:
             deadlocks += 1
             if shortest < 0:
                 shortest = seen[st]
+        if max_depth is not None and seen[st] >= max_depth:
+            continue
         for s2 in nxt:
             if s2 not in seen:
                 seen[s2] = seen[st] + 1

@@ -175,8 +175,6 @@ def test_two_cycles_are_counted() -> None:
     assert prop(r, "lock-order").detail == "cycle A -> B -> A [reachable deadlock]; 1 more cycle(s)"
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (minor): when 'deadlock' is not among the selected properties, "
-                   "the lock-order trace of a reachable cycle is rebuilt without its waits/final lines")
 def test_lock_order_trace_keeps_waits_when_deadlock_is_not_selected() -> None:
     r = check(scripted("ab_ba"), properties=("lock-order",))
     lo = prop(r, "lock-order")
@@ -219,10 +217,6 @@ def test_lock_taken_while_holding_a_trylocked_lock_gets_an_edge() -> None:
     assert statuses(r) == ALL_HOLD
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: codegen._held_mask_src calls RwSem.held_by(t), "
-                   "which creates reader field R.reader[t] after the layout is frozen (offset -1): the generated "
-                   "successor function does 's >> -1' and the search dies with 'ValueError: negative shift count' "
-                   "whenever a thread that never down_reads R does a trylock or conditional lock")
 def test_trylock_next_to_an_rwsem_does_not_crash() -> None:
     pb = ProgramBuilder("crash")
     r, a = pb.rwsem("R"), pb.mutex("A")
@@ -241,24 +235,23 @@ def test_trylock_next_to_an_rwsem_does_not_crash() -> None:
 
 
 def test_rwsem_inversion_edges_and_deadlock() -> None:
-    # T1: down_read(R); lock(M).  T2: lock(M); down_write(R).  Same shape as AB/BA: 19 states.
+    # T1: down_read(R); lock(M).  T2: lock(M); down_write(R). AB/BA's 19 states plus three where
+    # T2 has queued as a waiting writer (rwsem_down_write_slowpath) behind T1's read hold.
     r = check(scripted("rw_inversion"))
-    assert counts(r) == (19, 22, 1)
-    assert (19, 22, 1, 2) == ref_counts("rw_inversion")
+    assert counts(r) == (22, 26, 1)
+    assert (22, 26, 1, 3) == ref_counts("rw_inversion")
     assert edges(r) == {("R", "M", "r", "w"), ("M", "R", "w", "w")}
     assert [c.locks for c in r.cycles] == [["R", "M"]]
     assert prop(r, "lock-order").status == VIOLATED
     dl = prop(r, "deadlock")
     assert dl.status == VIOLATED
-    assert lanes(r, "deadlock") == [("T1", "T1_read_R"), ("T2", "T2_lock_M")]
+    assert lanes(r, "deadlock") == [("T1", "T1_read_R"), ("T2", "T2_lock_M"), ("T2", "T2_write_R")]
     assert dl.trace is not None
-    assert [s.locks_held for s in dl.trace.steps] == [["R(r)"], ["M"]]
+    assert [s.locks_held for s in dl.trace.steps] == [["R(r)"], ["M"], ["M"]]
+    assert dl.trace.steps[2].action == "down_write(R): contended, queue as waiting writer"
     assert "T1 waits for M held by T2" in dl.trace.waits
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: down_write's Wait names only the writer field as holder, so a "
-                   "writer blocked by readers waits for nobody: the deadlock report omits 'T2 waits for R held by "
-                   "T1' and the R->M->R cycle is not marked reachable although this very deadlock is on it")
 def test_rwsem_inversion_deadlock_report_names_the_reader() -> None:
     r = check(scripted("rw_inversion"))
     dl = prop(r, "deadlock")
@@ -284,23 +277,22 @@ def test_reader_queued_behind_waiting_writer_deadlocks() -> None:
     # T3: down_write(R). After T1 down_read(R) and T2 lock(M): T3's down_write waits for T1's
     # read lock, T2's down_read queues behind the waiting writer T3, T1 waits for M held by T2.
     r = check(scripted("rw_readers_writer"))
-    assert counts(r) == (49, 72, 1)
-    assert (49, 72, 1, 2) == ref_counts("rw_readers_writer")
+    assert counts(r) == (72, 120, 1)
+    assert (72, 120, 1, 3) == ref_counts("rw_readers_writer")
     dl = prop(r, "deadlock")
     assert dl.status == VIOLATED
-    assert lanes(r, "deadlock") == [("T1", "T1_read_R"), ("T2", "T2_lock_M")]
+    assert lanes(r, "deadlock") == [("T1", "T1_read_R"), ("T2", "T2_lock_M"), ("T3", "T3_write_R")]
     assert dl.trace is not None and "T1 waits for M held by T2" in dl.trace.waits
     assert prop(r, "lock-order").status == VIOLATED
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (same root cause): in the reader-behind-writer deadlock the "
-                   "waits lines omit T2 (queued behind writer T3) and T3 (waiting for T1's read lock)")
 def test_reader_behind_writer_deadlock_names_every_blocked_thread() -> None:
     r = check(scripted("rw_readers_writer"))
     dl = prop(r, "deadlock")
     assert dl.trace is not None
     assert {line.split()[0] for line in dl.trace.waits} == {"T1", "T2", "T3"}
-    assert "T3 waits for R held by T1" in dl.trace.waits
+    assert dl.trace.waits == ["T1 waits for M held by T2", "T2 waits for R: queued behind writer T3",
+                              "T3 waits for R held by T1"]
 
 
 def _readers_then_writer(with_probe: bool = True) -> object:
@@ -328,10 +320,6 @@ def _readers_then_writer(with_probe: bool = True) -> object:
     return pb.build()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a thread whose pc is at down_write counts as a *waiting* "
-                   "writer even before it calls down_write, so down_read blocks whenever any thread will later "
-                   "write: real states (two readers while the writer has not arrived) are missing from the "
-                   "search. A queued writer needs its own step/state.")
 def test_readers_can_share_before_a_writer_arrives() -> None:
     # Real interleaving: T1 down_read; T2 lock M; T2 down_read (T3 has not called down_write yet).
     r = check(_readers_then_writer())  # type: ignore[arg-type]
@@ -394,9 +382,6 @@ def test_recursive_locking_deadlocks() -> None:
     assert dl.trace is not None and dl.trace.waits == ["T1 waits for A held by T1 (itself: recursive locking)"]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: lock-order edges come only from acquisitions that fired, but "
-                   "lockdep checks at the attempt: mutex_lock(A) while holding A (recursive locking, an AA "
-                   "deadlock the deadlock property does find) leaves lock-order HOLDS")
 def test_recursive_locking_is_a_lock_order_violation() -> None:
     pb = ProgramBuilder("aa")
     a = pb.mutex("A")
@@ -408,6 +393,10 @@ def test_recursive_locking_is_a_lock_order_violation() -> None:
     r = check(pb.build())
     assert prop(r, "deadlock").status == VIOLATED
     assert prop(r, "lock-order").status == VIOLATED
+    assert prop(r, "lock-order").detail == "cycle A -> A [reachable deadlock]"
+    dl = prop(r, "deadlock").trace
+    assert dl is not None and dl.waits == ["T1 waits for A held by T1 (itself: recursive locking)"]
+    assert [(e.src, e.dst, e.thread, e.function) for e in r.cycles[0].edges] == [("A", "A", "T1", "t1_lock_again")]
 
 
 def test_bad_unlock_balance() -> None:
@@ -456,8 +445,6 @@ def test_lock_held_when_a_script_thread_finishes() -> None:
     assert prop(ok, "lock-order").status == HOLDS
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: lockorder._holds_read marks R as held for reading whenever "
-                   "the thread takes R for reading anywhere, so an edge from a write-held R is reported as 'r'")
 def test_edge_mode_follows_the_mode_actually_held() -> None:
     pb = ProgramBuilder("mixed")
     r, m = pb.rwsem("R"), pb.mutex("M")
