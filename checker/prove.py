@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from .expr import BOOL, And, Bin, Const, Expr, Implies, Ite, Nary, Not, Or, Un, Var
+from .expr import BOOL, And, Bin, Const, Expr, Implies, Ite, Nary, Not, Un, Var
 from .layout import Field
 from .program import Action, Program
 from .symbolic import Encoding, StateVars
