@@ -146,23 +146,38 @@ class _Recorder:
         self.record(prop, Finding(idx, s, a, code, msg))
 
 
-def bfs(model: Model, opts: Options) -> Search:
-    t0 = time.perf_counter()
-    bits = model.state_bits
-    keyf = key_function(bits, opts.exact)
+def _start(model: Model, opts: Options) -> tuple[Search, _Recorder, Callable[[int], int] | None, set[int], list[int]]:
+    """Store, recorder and the distinct initial states (already recorded)."""
+    keyf = key_function(model.state_bits, opts.exact)
     search = Search(array("q"), array("I"), store="exact" if keyf is None else "fingerprint")
     rec = _Recorder(model, search)
-    parent, via = search.parent, search.via
     seen: set[int] = set()
-    queue: deque[int] = deque()
+    inits = []
     for s in model.init_states():
         k = s if keyf is None else keyf(s)
         if k not in seen:
             seen.add(k)
-            parent.append(-1)
-            via.append(0)
-            queue.append(s)
-            rec.new_state(len(parent) - 1, s)
+            search.parent.append(-1)
+            search.via.append(0)
+            inits.append(s)
+            rec.new_state(len(search.parent) - 1, s)
+    return search, rec, keyf, seen, inits
+
+
+def _finish(search: Search, t0: float, limit: str, pending: int) -> Search:
+    search.states = len(search.parent)
+    search.complete = not limit and not pending
+    search.limit = limit
+    search.seconds = time.perf_counter() - t0
+    search.peak_mb = _peak_mb()
+    return search
+
+
+def bfs(model: Model, opts: Options) -> Search:
+    t0 = time.perf_counter()
+    search, rec, keyf, seen, inits = _start(model, opts)
+    parent, via = search.parent, search.via
+    queue: deque[int] = deque(inits)
     succ = model.successors
     seen_add, q_pop, q_app, p_app, v_app = seen.add, queue.popleft, queue.append, parent.append, via.append
     special = bool(rec.state_checks)
@@ -218,33 +233,17 @@ def bfs(model: Model, opts: Options) -> Search:
                 limit = "memory"
                 break
             prog.maybe(len(parent), transitions, depth, len(queue))
-    search.states = len(parent)
     search.transitions = transitions
     search.max_depth = max(search.max_depth, depth)
-    search.complete = not limit and not queue
-    search.limit = limit
-    search.seconds = time.perf_counter() - t0
-    search.peak_mb = _peak_mb()
-    return search
+    return _finish(search, t0, limit, len(queue))
 
 
 def dfs(model: Model, opts: Options) -> Search:
     """Depth-first with an explicit stack; traces are valid but not shortest."""
     t0 = time.perf_counter()
-    keyf = key_function(model.state_bits, opts.exact)
-    search = Search(array("q"), array("I"), store="exact" if keyf is None else "fingerprint")
-    rec = _Recorder(model, search)
+    search, rec, keyf, seen, inits = _start(model, opts)
     parent, via = search.parent, search.via
-    seen: set[int] = set()
-    stack: list[tuple[int, int, int]] = []  # (state, index, depth)
-    for s in model.init_states():
-        k = s if keyf is None else keyf(s)
-        if k not in seen:
-            seen.add(k)
-            parent.append(-1)
-            via.append(0)
-            stack.append((s, len(parent) - 1, 0))
-            rec.new_state(len(parent) - 1, s)
+    stack: list[tuple[int, int, int]] = [(s, i, 0) for i, s in enumerate(inits)]  # (state, index, depth)
     max_states = opts.max_states or (1 << 62)
     max_depth = opts.max_depth if opts.max_depth is not None else (1 << 62)
     deadline = t0 + opts.timeout if opts.timeout else None
@@ -283,12 +282,7 @@ def dfs(model: Model, opts: Options) -> Search:
                 limit = "timeout"
                 break
             prog.maybe(len(parent), search.transitions, d, len(stack))
-    search.states = len(parent)
-    search.complete = not limit and not stack
-    search.limit = limit
-    search.seconds = time.perf_counter() - t0
-    search.peak_mb = _peak_mb()
-    return search
+    return _finish(search, t0, limit, len(stack))
 
 
 def random_walks(model: Model, opts: Options) -> Search:
@@ -329,11 +323,8 @@ def random_walks(model: Model, opts: Options) -> Search:
             search.max_depth = max(search.max_depth, d + 1)
         if deadline is not None and time.perf_counter() > deadline:
             break
-    search.states = len(distinct)
-    search.complete = False
-    search.limit = "random simulation"
-    search.seconds = time.perf_counter() - t0
-    search.peak_mb = _peak_mb()
+    _finish(search, t0, "random simulation", 0)
+    search.states = len(distinct)  # walks revisit states; count each once
     return search
 
 
