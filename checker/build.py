@@ -108,7 +108,7 @@ def _queue_alternatives(act: Action, aid: int, resolve: Callable[[Expr], Expr | 
     """rwsem_down_write_slowpath: a writer finding the semaphore taken joins its wait
     list (a step of its own), after which new readers queue behind it. Taking the
     semaphore clears the writer's queued bit."""
-    out = []
+    out: list[Action] = []
     for acq in act.acquires:
         rw = acq.lock
         if not isinstance(rw, RwSem) or acq.mode != "w" or acq.trylock:

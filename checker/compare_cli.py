@@ -71,7 +71,7 @@ def _prove_all(programs: list[Any]) -> list[list[dict[str, Any]]]:
     out = []
     for program in programs:
         res = prove_program(program)
-        out.append([{"property": r.name, "status": r.status, "detail": r.detail} for r in res.results])
+        out.append([{"property": p.property, "status": p.status, "detail": p.detail} for p in res.properties])
     return out
 
 

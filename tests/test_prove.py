@@ -448,3 +448,12 @@ def test_exhaustive_bmc_proves_a_bounded_scenario() -> None:
     assert p.status == CTI and p.bmc_depth == 2
     p = one(prog, "x_le_2", bmc_depth=5)
     assert p.status == PROVED and p.bmc_depth == 2 and "exhaustive" in p.detail and p.cti is None
+
+
+def test_prove_settings_cli_over_spec_over_defaults() -> None:
+    from checker.prove_cli import prove_settings
+
+    assert prove_settings(None) == {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
+    spec = {"lemmas": ["a", "b"], "k": 2, "bmc": 10}
+    got = prove_settings(spec, k=None, bmc=4, timeout=None)
+    assert got == {"lemmas": ("a", "b"), "k": 2, "bmc": 4, "timeout": 30.0}
