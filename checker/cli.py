@@ -261,7 +261,8 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> 
         trace = run.replay_trace(program, actions)
     except run.ReplayError as e:
         raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
-    click.echo(engine("checker.report_text").render_trace(trace, f"{name}: replay of {trace_file} on {spec}").rstrip("\n"))
+    title = f"{name}: replay of {trace_file} on {spec}"
+    click.echo(engine("checker.report_text").render_trace(trace, title).rstrip("\n"))
     return EXIT_OK
 
 

@@ -99,6 +99,6 @@ def default_registry(plugins: bool = True) -> Registry:
             # a broken third-party plugin must not take the built-in designs down with it
             try:
                 reg.register(ep.load(), origin=f"plugin {ep.name} ({ep.value})")
-            except Exception as e:  # noqa: BLE001 - a plugin can fail any way; reported, then skipped
+            except Exception as e:
                 reg.warnings.append(f"plugin {ep.name!r} ({ep.value}) skipped: {type(e).__name__}: {e}")
     return reg

@@ -8,7 +8,6 @@ comments.
 
 from __future__ import annotations
 
-import pytest
 from helpers_models import (
     AB,
     BA,
