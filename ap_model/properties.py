@@ -5,16 +5,23 @@ crycb-within-bounds (dynamic eras), reset-before-owner-change, hook-safe,
 one-mdev-per-kvm (v17 adds one-hook-registrant). Witnesses (``sometimes``) are
 added only for what the scenario runs, so a NOT_WITNESSED verdict always means
 the scenario failed to exercise something it contains.
+
+Lemmas (``lemma-*``, final design only, ``add_lemmas``): auxiliary ``always``
+invariants true in every reachable state, given to ``apcheck prove`` (a
+spec's ``prove: lemmas:``) to make the sharing and filtering invariants
+inductive. See docs/prove.md.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from checker.expr import And, Implies, MaskConst, Not, Or, Select
+from checker.expr import And, Bin, Const, Expr, Implies, MaskConst, Not, Or, Select, Var
+from checker.layout import Field
+from checker.program import FREED, UNBORN, Action, Lock, ModelError, Program, Property, RwSem
 
 from . import rules
-from .world import CLEAN, HOST, ZCRYPT
+from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT
 
 if TYPE_CHECKING:
     from .world import World
@@ -118,3 +125,220 @@ def add_properties(w: World) -> None:
                          "vCPUs of two different VMs are inside handle_pqap at the same time",
                          "priv.c handle_pqap (per-KVM rwsem vs global pqap_hook_lock)")
 
+
+
+# ---------------------------------------------------------------- lemmas (final design)
+
+LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lemma-shadow-within-bounds",
+          "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
+          "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
+
+
+def has_lemmas(w: World) -> bool:
+    """The lemmas are stated for the final design (its guests_lock, shadow APCB and atomic updates)."""
+    return w.era.dynamic and w.era.guests_lock == "mutex"
+
+
+def _add(program: Program, name: str, expr: Expr, description: str, source: str) -> None:
+    if any(p.name == name for p in program.properties):
+        raise ModelError(f"duplicate property {name!r}")
+    program.properties.append(Property(name, "always", expr, description, source))
+
+
+def _at(program: Program, a: Action | tuple[int, list[int]]) -> Expr:
+    """The thread of ``a`` is at its step (or at one of the given pcs)."""
+    if isinstance(a, Action):
+        return program.threads[a.thread].pc.var == a.label
+    t, pcs = a
+    pc = program.threads[t].pc.var
+    return Or(*[pc == p for p in pcs])
+
+
+def _lock_steps_before(program: Program, a: Action) -> list[int]:
+    """The pcs of the lock-only steps (they write nothing but lock state) right before ``a``'s step."""
+    owners = {f for lk in program.locks for f in _lock_fields(lk)}
+    pcs: list[int] = []
+    p = a.label - 1
+    while p >= 0:
+        acts = program.by_label[a.thread][p]
+        if not all(x.acquires and set(x.updates) <= owners | {program.threads[a.thread].pc} for x in acts):
+            break
+        pcs.insert(0, p)
+        p -= 1
+    return pcs
+
+
+def _lock_fields(lk: object) -> list[Field]:
+    if isinstance(lk, RwSem):
+        return [lk.writer, *lk.readers.values(), *lk.queued.values()]
+    assert isinstance(lk, Lock)
+    return [lk.owner]
+
+
+def add_lemmas(w: World, program: Program) -> None:
+    """Auxiliary invariants of the final design, for ``apcheck prove``.
+
+    Each holds in every reachable state (``apcheck check`` reports HOLDS on every
+    final spec) and is stated over shared state and lock owners; three of them
+    (binding-steps, cfg-remove-unplugged, cfg-add-configured) are program-point
+    annotations (Owicki-Gries style: "when thread T is at step S, P holds") for
+    the steps that change a queue's binding or the host configuration outside
+    one vfio_ap critical section. Appended to the built program (a thread's pc
+    exists only then); the steps are found by what they write.
+    """
+    zA, zQ = MaskConst(w.nA), MaskConst(w.nD)
+    st = []
+    for m in w.mdevs:
+        st.append(Implies(w.mkvm[m].var != -1, And(w.mdev_alive(m), w.vopen[m].var)))
+        st.append(Implies(w.mdev.state[m].var == FREED, And(w.apm[m].var == zA, w.aqm[m].var == zQ,
+                                                            w.sapm[m].var == zA, w.saqm[m].var == zQ)))
+        if m in w.cfg.created:
+            st.append(w.mdev.state[m].var != UNBORN)
+        if not any(w.mdev.state[m] in a.updates for a in program.actions):  # no step creates or frees it
+            st.append(w.mdev.state[m].var == w.mdev.state[m].init)
+    _add(program, "lemma-mdev-state", And(*st),
+         "an mdev attached to a KVM is alive and its vfio device open; a freed mdev has an empty matrix and "
+         "shadow APCB; an mdev created at start is never unborn again",
+         "vfio_ap_mdev_set_kvm / vfio_ap_mdev_remove (waits for close, clears the matrix)")
+    gs = []
+    for v in w.vms:
+        src = w.csrc[v].var
+        gs.append(Implies(src == -1, And(w.capm[v].var == zA, w.caqm[v].var == zQ)))
+        for m in w.mdevs:
+            gs.append(Implies(src == m, And(w.mkvm[m].var == v, w.capm[v].var == w.sapm[m].var,
+                                            w.caqm[v].var == w.saqm[m].var)))
+            gs.append(Implies(w.mkvm[m].var == v, src == m))
+    hk = []
+    for v in w.vms:
+        for m in w.mdevs:
+            # not "the hook names a live mdev": after an open_device that fails with -EPERM (another mdev has
+            # this KVM) the hook keeps naming the failed mdev, which may then be removed (final-hooks)
+            hk.append(Implies(w.hook[v].var == m, Or(w.mkvm[m].var == -1, w.mkvm[m].var == v)))
+            hk.append(Implies(w.mkvm[m].var == v, w.kvm_alive(v)))
+    _add(program, "lemma-hook-target", And(*hk),
+         "a KVM's PQAP hook names no mdev attached to another KVM; the KVM an mdev is attached to is alive",
+         "vfio_ap_mdev_set_kvm / vfio_ap_mdev_unset_kvm (hook set before, cleared before the kvm is released)")
+    _add(program, "lemma-guest-is-shadow", And(*gs),
+         "a guest's CRYCB is empty or equals the shadow APCB of the mdev attached to it, and an attached mdev's "
+         "shadow is what its guest sees (final: every shadow change and its CRYCB write are one critical "
+         "section under guests_lock, kvm->lock and mdevs_lock)",
+         "vfio_ap_mdev_update_guest_apcb / kvm_arch_crypto_set_masks (kernel-facts §1.6)")
+    sb = []
+    for m in w.mdevs:
+        sb.append(rules.subset(w.sapm[m].var, w.apm[m].var & w.info_apm.var))
+        sb.append(rules.subset(w.saqm[m].var, w.aqm[m].var & w.info_aqm.var))
+        for i, j in w.queues:
+            sb.append(Implies(And(w.sapm[m].var.has(i), w.saqm[m].var.has(j)), w.bound(i, j)))
+    _add(program, "lemma-shadow-within-bounds", And(*sb),
+         "an mdev's shadow APCB is within its assigned matrix and the host configuration, and every APQN in it "
+         "is bound to vfio_ap",
+         "vfio_ap_mdev_filter_matrix; unplug on unassign, queue remove and configuration removal (§1.6)")
+    nr = []
+    for m in w.mdevs:
+        for i, j in w.queues:
+            nr.append(Implies(w.in_matrix(m, i, j), Not(w.reserved(None, i, j))))
+    _add(program, "lemma-assigned-not-reserved", And(*nr),
+         "no APQN assigned to a live mdev is reserved for the default drivers (apmask AND aqmask)",
+         "assign_*_store -> vfio_ap_mdev_validate_masks (EADDRNOTAVAIL); apmask/aqmask_store -> in_use (EBUSY)")
+    # program points: zcrypt binds or unbinds a queue (no vfio_ap lock held); vfio_ap binds one
+    zs: list[Expr] = []
+    seen: set[tuple[int, int]] = set()
+    for a in program.actions:
+        if (a.thread, a.label) in seen:
+            continue
+        for (i, j), f in w.drv.items():
+            e = a.updates.get(f)
+            if isinstance(e, Const) and e.value == VFIO:  # vfio_ap_mdev_probe_queue, from its first lock on
+                seen.add((a.thread, a.label))
+                pcs = _lock_steps_before(program, a) + [a.label]
+                zs.append(Implies(_at(program, (a.thread, pcs)),
+                                  And(w.drv[i, j].var == NODRV, w.qdata[i, j].var != HOST)))
+                continue
+            if any(g in a.updates for g in w.sapm):
+                continue
+            if isinstance(e, Const) and e.value in (ZCRYPT, NODRV):
+                seen.add((a.thread, a.label))
+                d = w.qdata[i, j].var
+                ok = w.drv[i, j].var != VFIO
+                if e.value == ZCRYPT:  # the queue was reset (or is the host's) before zcrypt gets it
+                    ok = And(ok, Or(d == CLEAN, d == HOST))
+                zs.append(Implies(_at(program, a), ok))
+    _add(program, "lemma-binding-steps", And(*zs),
+         "a thread about to bind a queue to zcrypt (ap_device_probe) or to unbind it from zcrypt "
+         "(ap_queue_remove) finds it not bound to vfio_ap",
+         "ap_bus_revise_bindings / ap_scan_bus: vfio_ap_mdev_remove_queue ran first, or the queue is zcrypt's")
+    # program points: vfio_ap_on_cfg_changed (adapter leaves the configuration) holds guests_lock from the
+    # unplug of adapter x from each mdev's shadow until matrix_dev->info drops x
+    cr: list[Expr] = []
+    removing: dict[int, list[Expr]] = {}  # adapter -> "a thread is between its first unplug and the info update"
+    G = w.G
+    assert isinstance(G, Lock)  # final: guests_lock is a mutex
+    for a in program.actions:
+        e = a.updates.get(w.info_apm)
+        if not (isinstance(e, Bin) and e.op == "clrbit" and isinstance(e.a, Var) and e.a.field is w.info_apm
+                and isinstance(e.b, Const)):
+            continue
+        x = int(e.b.value)
+        earlier = [c.label for c in program.actions
+                   if c.thread == a.thread and c.label < a.label and w.info_apm in c.updates]
+        lo = max(earlier, default=-1)
+        unplugs = [u for u in program.actions if u.thread == a.thread and lo < u.label < a.label
+                   and u.function == a.function and any(w.sapm[m] in u.updates for m in w.mdevs)]
+        if not unplugs:
+            continue
+        first = min(u.label for u in unplugs)
+        removing.setdefault(x, []).append(_at(program, (a.thread, list(range(first + 1, a.label + 1)))))
+        takes = [c.label for c in program.actions if c.thread == a.thread and lo < c.label < first
+                 and any(q.lock is G for q in c.acquires)]
+        if takes:  # guests_lock is held from the step after mutex_lock(guests_lock) to the update of info
+            cr.append(Implies(_at(program, (a.thread, list(range(max(takes) + 1, a.label + 1)))),
+                              G.owner.var == a.thread + 1))
+        for u in unplugs:
+            for m in w.mdevs:
+                if w.sapm[m] in u.updates:
+                    pcs = list(range(u.label + 1, a.label + 1))
+                    cr.append(Implies(_at(program, (a.thread, pcs)), Not(w.sapm[m].var.has(x))))
+    _add(program, "lemma-cfg-remove-unplugged", And(*cr),
+         "while vfio_ap_on_cfg_changed removes an adapter from the configuration, it holds guests_lock from "
+         "the unplug of the adapter from an mdev's shadow until matrix_dev->info drops it, and that shadow "
+         "stays without the adapter",
+         "vfio_ap_on_cfg_changed -> vfio_ap_mdev_cfg_remove (kernel-facts §1.7)")
+    # program points: after vfio_ap_on_cfg_changed adds an adapter to matrix_dev->info, it stays there for the
+    # rest of the thread's operations up to the thread's next change of the configuration
+    ca: list[Expr] = []
+    for a in program.actions:
+        e = a.updates.get(w.info_apm)
+        if not (isinstance(e, Bin) and e.op == "setbit" and isinstance(e.a, Var) and e.a.field is w.info_apm
+                and isinstance(e.b, Const)):
+            continue
+        th = program.threads[a.thread]
+        later = [c.label for c in program.actions
+                 if c.thread == a.thread and c.label > a.label and w.info_apm in c.updates]
+        end = min(later) if later else (th.done if th.done >= 0 else len(th.labels) - 1)
+        ca.append(Implies(_at(program, (a.thread, list(range(a.label + 1, end + 1)))),
+                          w.info_apm.var.has(int(e.b.value))))
+    _add(program, "lemma-cfg-add-configured", And(*ca),
+         "once vfio_ap_on_cfg_changed has added an adapter to matrix_dev->info, the adapter stays configured "
+         "until that thread changes the configuration again (only the AP bus scan writes it)",
+         "vfio_ap_on_cfg_changed / vfio_ap_on_scan_complete (kernel-facts §1.7)")
+    # queue data (reset-before-owner-change): vfio_ap's and unbound configured queues hold no host data; a
+    # queue holds a guest's data only while in that guest's CRYCB, outside the host configuration, or while
+    # vfio_ap_on_cfg_changed unplugs its adapter (no reset there: the adapter is leaving the configuration)
+    qd = []
+    for i, j in w.queues:
+        d, drv = w.qdata[i, j].var, w.drv[i, j].var
+        incfg = And(w.info_apm.var.has(i), w.info_aqm.var.has(j))
+        qd.append(Implies(drv == VFIO, d != HOST))
+        qd.append(Implies(And(drv == NODRV, incfg), d != HOST))
+        for v in w.vms:
+            qd.append(Implies(d == 2 + v, Or(w.in_crycb(v, i, j), Not(incfg), *removing.get(i, []))))
+    _add(program, "lemma-queue-data", And(*qd),
+         "a queue bound to vfio_ap, or configured and unbound, holds no host data; a queue holds a guest's data "
+         "only while in that guest's CRYCB, outside the host configuration, or while vfio_ap_on_cfg_changed "
+         "unplugs its adapter",
+         "vfio_ap_mdev_reset_queue(s) on unplug, unassign, close, remove; zcrypt ap_zapq on unbind")
+    # frame: fields that no step writes keep their initial value
+    fr = [f.var == f.init for f in program.layout.fields
+          if f.kind != "pc" and not any(f in a.updates for a in program.actions)]
+    _add(program, "lemma-frame", And(*fr), "a field that no step of the scenario writes keeps its initial value",
+         "(derived from the program: no step writes the field)")

@@ -217,7 +217,7 @@ def register(group: click.Group) -> None:
 
 
 @click.command()
-@click.argument("spec")
+@click.argument("spec", required=False)
 @click.option("--property", "props", multiple=True, metavar="NAME",
               help="Prove only NAME (repeatable); check:KIND proves a built-in check group.")
 @click.option("--lemma", "lemmas", multiple=True, metavar="NAME",
@@ -225,20 +225,38 @@ def register(group: click.Group) -> None:
 @click.option("--k", "k", type=click.IntRange(min=0), default=None, help="k-induction depth (default 1; 0: BMC only).")
 @click.option("--bmc", "bmc", type=click.IntRange(min=0), default=None, help="Bounded model checking depth.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Solver seconds per property (default 30); running out is UNKNOWN.")
+              help="Solver seconds per property (default 30; 60 per rule with --masks); running out is UNKNOWN.")
 @click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
               help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
+@click.option("--masks", is_flag=True, default=False,
+              help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
+@click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
-def prove(ctx: click.Context, spec: str, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
-          bmc: int | None, timeout: float | None, auto_lemmas: bool, fmt: str, output: str | None) -> int:
-    """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC)."""
-    from .cli import build, load, write_report
-    from .errors import SpecError
+def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
+          bmc: int | None, timeout: float | None, auto_lemmas: bool, masks: bool, mask_width: int, fmt: str,
+          output: str | None) -> int:
+    """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
+    With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
+    from .cli import build, load, write_report
+    from .errors import SpecError, SpecErrors
+    from .spec import unknown_names, validate_lemma_names
+
+    if masks:
+        if spec is not None:
+            raise click.UsageError("--masks proves the mask rules and takes no SPEC")
+        return prove_masks(mask_width, 60.0 if timeout is None else timeout, fmt, output)
+    if spec is None:
+        raise click.UsageError("Missing argument 'SPEC' (or give --masks).")
     loaded = load(ctx, spec)
     program = build(loaded)
+    known = list(goals_of(program))
+    validate_lemma_names(loaded, known)
+    errors = unknown_names(lemmas, known, "--lemma", indexed=False, what="lemma")
+    if errors:
+        raise SpecErrors(errors)
     block = getattr(loaded, "prove", None)
     settings = prove_settings(block, k=k, bmc=bmc, timeout=timeout)
     all_lemmas = tuple(dict.fromkeys(tuple(settings["lemmas"]) + lemmas))
@@ -257,4 +275,32 @@ def prove(ctx: click.Context, spec: str, props: tuple[str, ...], lemmas: tuple[s
     return result.exit_code()
 
 
-__all__ = ["PROVED", "proof_to_dict", "prove", "register", "render_text", "result_to_dict", "statuses"]
+def prove_masks(width: int, timeout: float, fmt: str, output: str | None) -> int:
+    """``apcheck prove --masks``: the mask rules for every ``width``-bit value (docs/mask-proofs.md).
+
+    Exit 0 when every rule has its expected verdict (PROVED, or VIOLATED for a
+    deliberately broken variant), 3 when one is UNKNOWN, else 1."""
+    import time
+
+    import z3
+
+    from ap_model.mask_proofs import UNKNOWN, format_table, run_mask_proofs
+
+    from .cli import write_report
+
+    t0 = time.perf_counter()
+    results = run_mask_proofs(width=width, timeout_s=timeout)
+    if fmt == "json":
+        text = json.dumps({"version": 1, "masks": [r.to_json() for r in results]}, indent=2,
+                          ensure_ascii=False) + "\n"
+    else:
+        text = (f"AP mask rules at {width}-bit APID/APQI/control-domain masks "
+                f"(all values, Z3 {z3.get_version_string()})\n{format_table(results)}\n"
+                f"total {time.perf_counter() - t0:.2f}s\n")
+    write_report(text, output)
+    if any(r.status == UNKNOWN for r in results):
+        return 3
+    return 0 if all(r.ok for r in results) else 1
+
+
+__all__ = ["PROVED", "proof_to_dict", "prove", "prove_masks", "register", "render_text", "result_to_dict", "statuses"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -23,9 +23,11 @@ from .errors import SpecError, SpecErrors, closest, did_you_mean
 from .options import OPTION_TYPES
 from .registry import Registry
 
-TOP_KEYS = ("name", "design", "description", "program", "constants", "threads", "properties", "check")
+TOP_KEYS = ("name", "design", "description", "program", "constants", "threads", "properties", "check", "prove")
 THREAD_KEYS = ("name", "run", "cyclic")
 PROPERTY_KEYS = ("only", "skip")
+# prove: block (``apcheck prove``, docs/prove.md): key -> Param type; k and bmc >= 0, timeout > 0
+PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number"}
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
 _POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
 
@@ -80,6 +82,7 @@ class LoadedSpec:
     skip: tuple[str, ...]
     where: dict[str, str]  # dotted spec path -> "file:line:col"
     path: str
+    prove: dict[str, Any] = field(default_factory=dict)  # prove: block (lemmas names checked after build)
 
 
 def _tname(v: Any) -> str:
@@ -352,13 +355,14 @@ class _Loader:
         threads = self.threads(top.get("threads"), design)
         only, skip = self.properties(top.get("properties"))
         check = self.check(top.get("check"))
+        prove = self.prove(top.get("prove"))
         if self.errors or design is None:
             return None
         scenario = Scenario(
             name=name, design=design.name, description=description, constants=constants, threads=threads,
             path=self.file, where=self.where,
         )
-        return LoadedSpec(scenario, design, check, only, skip, self.where, self.file)
+        return LoadedSpec(scenario, design, check, only, skip, self.where, self.file, prove)
 
     def constants(self, top: dict[str, _Y], root: _Y, design: Design | None) -> dict[str, Any]:
         cy = top.get("constants")
@@ -470,6 +474,27 @@ class _Loader:
             out[k] = v
         return out
 
+    def prove(self, py: _Y | None) -> dict[str, Any]:
+        m = self.as_map(py, "prove")
+        if m is None:
+            return {}
+        self.keys(m, py, "prove", list(PROVE_TYPES), what="option")
+        out: dict[str, Any] = {}
+        for k, typ in PROVE_TYPES.items():
+            if k not in m:
+                continue
+            v = self.typed(m[k], typ, f"prove.{k}")
+            if v is _INVALID:
+                continue
+            if k in ("k", "bmc") and v < 0:
+                self.err(m[k], f"prove.{k}", f"expected a non-negative int, got {v}")
+                continue
+            if k == "timeout" and not 0 < v < math.inf:  # also refuses .nan and .inf
+                self.err(m[k], f"prove.{k}", f"expected a positive finite number, got {v}")
+                continue
+            out[k] = tuple(v) if k == "lemmas" else v
+        return out
+
 
 def _order(e: SpecError) -> tuple[int, int]:
     parts = e.where.rsplit(":", 2)
@@ -541,14 +566,15 @@ def scenario_error(loaded: LoadedSpec | Scenario, e: ScenarioError) -> SpecError
 
 
 def unknown_names(names: tuple[str, ...] | list[str], known: list[str], path: str,
-                  where: dict[str, str] | None = None, fallback: str = "", indexed: bool = True) -> list[SpecError]:
+                  where: dict[str, str] | None = None, fallback: str = "", indexed: bool = True,
+                  what: str = "property") -> list[SpecError]:
     """One error per property name not in ``known``; ``path[i]`` locates each through ``where``."""
     errors = []
     for i, n in enumerate(names):
         if n not in known:
             p = f"{path}[{i}]" if indexed else path
             at = (where or {}).get(p, fallback)
-            errors.append(SpecError(at, p, f"unknown property {n!r}{did_you_mean(n, known)}; "
+            errors.append(SpecError(at, p, f"unknown {what} {n!r}{did_you_mean(n, known)}; "
                                               f"known: {', '.join(known)}"))
     return errors
 
@@ -557,5 +583,13 @@ def validate_property_names(loaded: LoadedSpec, known: list[str]) -> None:
     """Check ``properties: only/skip`` against the built program's property names."""
     errors = [e for k, names in (("only", loaded.only), ("skip", loaded.skip))
               for e in unknown_names(names, known, f"properties.{k}", loaded.where, loaded.path)]
+    if errors:
+        raise SpecErrors(errors)
+
+
+def validate_lemma_names(loaded: LoadedSpec, known: list[str]) -> None:
+    """Check ``prove: lemmas`` against the built program's provable names (its ``always`` properties)."""
+    errors = unknown_names(tuple(loaded.prove.get("lemmas", ())), known, "prove.lemmas", loaded.where,
+                           loaded.path, what="lemma")
     if errors:
         raise SpecErrors(errors)

@@ -11,7 +11,15 @@ import pytest
 from checker.design import ScenarioError
 from checker.errors import InternalError, SpecError, SpecErrors
 from checker.registry import Registry, _optional_module
-from checker.spec import LoadedSpec, load_spec, locate, normalize_key, scenario_error, validate_property_names
+from checker.spec import (
+    LoadedSpec,
+    load_spec,
+    locate,
+    normalize_key,
+    scenario_error,
+    validate_lemma_names,
+    validate_property_names,
+)
 
 WriteSpec = Callable[..., Path]
 
@@ -325,3 +333,42 @@ def test_optional_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_required_constant_without_constants_section(write_spec: WriteSpec, registry: Registry) -> None:
     assert errors(write_spec, registry, "design: fake\n") == [
         "spec.yaml:1:1: error: constants: missing required constant 'domains'"]
+
+
+# ---------------------------------------------------------------- prove: block
+
+
+def test_prove_block_loaded(write_spec: WriteSpec, registry: Registry) -> None:
+    ld = load(write_spec, registry, GOOD + "prove:\n  lemmas: [trivial]\n  k: 2\n  bmc: 0\n  timeout: 5\n")
+    assert ld.prove == {"lemmas": ("trivial",), "k": 2, "bmc": 0, "timeout": 5.0}
+    assert isinstance(ld.prove["timeout"], float)
+    assert load(write_spec, registry, GOOD).prove == {}  # no prove: block
+    assert load(write_spec, registry, GOOD + "prove:\n").prove == {}  # empty block
+
+
+def test_prove_block_unknown_key_and_types(write_spec: WriteSpec, registry: Registry) -> None:
+    assert errors(write_spec, registry, GOOD + "prove:\n  lemas: [x]\n  k: -1\n  bmc: 2.5\n  timeout: 0\n") == [
+        "spec.yaml:23:3: error: prove.lemas: unknown option 'lemas' (did you mean 'lemmas'?)",
+        "spec.yaml:24:6: error: prove.k: expected a non-negative int, got -1",
+        "spec.yaml:25:8: error: prove.bmc: expected int, got float",
+        "spec.yaml:26:12: error: prove.timeout: expected a positive finite number, got 0.0",
+    ]
+    assert errors(write_spec, registry, GOOD + "prove:\n  lemmas: [a, 3]\n  timeout: .nan\n") == [
+        "spec.yaml:23:15: error: prove.lemmas[1]: expected str, got int",
+        "spec.yaml:24:12: error: prove.timeout: expected a positive finite number, got nan",
+    ]
+    assert errors(write_spec, registry, GOOD + "prove: [k]\n") == [
+        "spec.yaml:22:8: error: prove: expected mapping, got list"]
+    assert errors(write_spec, registry, GOOD + "prove:\n  lemmas: one\n") == [
+        "spec.yaml:23:11: error: prove.lemmas: expected a list of strings, got str"]
+    assert errors(write_spec, registry, GOOD + "prover: {}\n") == [
+        "spec.yaml:22:1: error: prover: unknown key 'prover' (did you mean 'prove'?)"]
+
+
+def test_lemma_names_checked_after_build(write_spec: WriteSpec, registry: Registry) -> None:
+    ld = load(write_spec, registry, GOOD + "prove:\n  lemmas: [trivial, trivail]\n")
+    with pytest.raises(SpecError) as ei:
+        validate_lemma_names(ld, ["trivial", "check:lock-order"])
+    assert str(ei.value) == (f"{ld.path}:23:21: error: prove.lemmas[1]: unknown lemma 'trivail' "
+                             "(did you mean 'trivial'?); known: trivial, check:lock-order")
+    validate_lemma_names(load(write_spec, registry, GOOD), ["trivial"])  # no prove: block, no error
