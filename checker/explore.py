@@ -193,46 +193,49 @@ def bfs(model: Model, opts: Options) -> Search:
     transitions = 0
     limit = ""
     capped = opts.max_states is not None
-    while queue:
-        s = q_pop()
-        cur += 1
-        if cur == level_end:
-            depth += 1
-            level_end = len(parent)
-        out = succ(s)
-        transitions += len(out)
-        if special or not out:
-            rec.expanded(cur, s, out)
-        if depth >= max_depth:
-            # the frontier at the bound: checked, not expanded; bounded only if it leads further
-            if not limit and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
-                limit = "max-depth"
-            continue
-        if capped and len(parent) >= max_states:
-            limit = "max-states"
-            break
-        for a, n in out:
-            if n < 0:
-                rec.violation(cur, s, a, -1 - n)
+    try:
+        while queue:
+            s = q_pop()
+            cur += 1
+            if cur == level_end:
+                depth += 1
+                level_end = len(parent)
+            out = succ(s)
+            transitions += len(out)
+            if special or not out:
+                rec.expanded(cur, s, out)
+            if depth >= max_depth:
+                # the frontier at the bound: checked, not expanded; bounded only if it leads further
+                if not limit and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
+                    limit = "max-depth"
                 continue
-            k = n if keyf is None else keyf(n)
-            if k in seen:
-                continue
-            seen_add(k)
-            p_app(cur)
-            v_app(a)
-            q_app(n)
-            if check_new:
-                rec.new_state(len(parent) - 1, n)
-                check_new = bool(rec.invs or rec.wits)
-        if cur & 0xFFF == 0:
-            if deadline is not None and time.perf_counter() > deadline:
-                limit = "timeout"
+            if capped and len(parent) >= max_states:
+                limit = "max-states"
                 break
-            if max_mb is not None and cur & 0xFFFF == 0 and _current_mb() > max_mb:
-                limit = "memory"
-                break
-            prog.maybe(len(parent), transitions, depth, len(queue))
+            for a, n in out:
+                if n < 0:
+                    rec.violation(cur, s, a, -1 - n)
+                    continue
+                k = n if keyf is None else keyf(n)
+                if k in seen:
+                    continue
+                seen_add(k)
+                p_app(cur)
+                v_app(a)
+                q_app(n)
+                if check_new:
+                    rec.new_state(len(parent) - 1, n)
+                    check_new = bool(rec.invs or rec.wits)
+            if cur & 0xFFF == 0:
+                if deadline is not None and time.perf_counter() > deadline:
+                    limit = "timeout"
+                    break
+                if max_mb is not None and cur & 0xFFFF == 0 and _current_mb() > max_mb:
+                    limit = "memory"
+                    break
+                prog.maybe(len(parent), transitions, depth, len(queue))
+    except MemoryError:  # out of memory: stop cleanly, keep what was found
+        limit = "memory"
     search.transitions = transitions
     search.max_depth = max(search.max_depth, depth)
     return _finish(search, t0, limit, len(queue))
@@ -249,39 +252,42 @@ def dfs(model: Model, opts: Options) -> Search:
     deadline = t0 + opts.timeout if opts.timeout else None
     prog = _Progress(opts)
     limit, steps = "", 0
-    while stack:
-        s, idx, d = stack.pop()
-        search.max_depth = max(search.max_depth, d)
-        out = model.successors(s)
-        search.transitions += len(out)
-        if rec.state_checks or not out:
-            rec.expanded(idx, s, out)
-        if d >= max_depth:
-            if any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
-                limit = "max-depth"
-            continue
-        if len(parent) >= max_states:
-            limit = "max-states"
-            stack.append((s, idx, d))
-            break
-        for a, n in reversed(out):
-            if n < 0:
-                rec.violation(idx, s, a, -1 - n)
+    try:
+        while stack:
+            s, idx, d = stack.pop()
+            search.max_depth = max(search.max_depth, d)
+            out = model.successors(s)
+            search.transitions += len(out)
+            if rec.state_checks or not out:
+                rec.expanded(idx, s, out)
+            if d >= max_depth:
+                if any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
+                    limit = "max-depth"
                 continue
-            k = n if keyf is None else keyf(n)
-            if k in seen:
-                continue
-            seen.add(k)
-            parent.append(idx)
-            via.append(a)
-            stack.append((n, len(parent) - 1, d + 1))
-            rec.new_state(len(parent) - 1, n)
-        steps += 1
-        if steps & 0xFFF == 0:
-            if deadline is not None and time.perf_counter() > deadline:
-                limit = "timeout"
+            if len(parent) >= max_states:
+                limit = "max-states"
+                stack.append((s, idx, d))
                 break
-            prog.maybe(len(parent), search.transitions, d, len(stack))
+            for a, n in reversed(out):
+                if n < 0:
+                    rec.violation(idx, s, a, -1 - n)
+                    continue
+                k = n if keyf is None else keyf(n)
+                if k in seen:
+                    continue
+                seen.add(k)
+                parent.append(idx)
+                via.append(a)
+                stack.append((n, len(parent) - 1, d + 1))
+                rec.new_state(len(parent) - 1, n)
+            steps += 1
+            if steps & 0xFFF == 0:
+                if deadline is not None and time.perf_counter() > deadline:
+                    limit = "timeout"
+                    break
+                prog.maybe(len(parent), search.transitions, d, len(stack))
+    except MemoryError:  # out of memory: stop cleanly, keep what was found
+        limit = "memory"
     return _finish(search, t0, limit, len(stack))
 
 

@@ -459,3 +459,32 @@ def test_narrow_model_stores_exact_states() -> None:
     r = check(scripted("ab_ba"))
     assert r.stats.store == "exact" and r.stats.collision_probability == 0.0
     assert r.stats.state_bits == 10  # 2 owners x 2 bits + 2 pcs x 3 bits
+
+
+@pytest.mark.parametrize("strategy", ["bfs", "dfs"])
+def test_out_of_memory_stops_cleanly_and_keeps_findings(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A MemoryError mid-search ends it as BOUNDED (limit "memory"), keeping what was found."""
+    import checker.progmodel as progmodel
+
+    real_init = progmodel.ProgramModel.__init__
+
+    def init(self: progmodel.ProgramModel, *a: object, **kw: object) -> None:
+        real_init(self, *a, **kw)  # type: ignore[arg-type]
+        succ, calls = self.successors, [0]
+
+        def starved(s: int) -> list[tuple[int, int]]:
+            calls[0] += 1
+            if calls[0] == 300:  # once: the replay of traces afterwards needs little memory
+                raise MemoryError
+            return succ(s)
+
+        self.successors = starved  # type: ignore[method-assign]
+
+    monkeypatch.setattr(progmodel.ProgramModel, "__init__", init)
+    r = check(scripted("ab_ba"), strategy=strategy)  # 19 states: the deadlock is found first
+    assert prop(r, "deadlock").status == VIOLATED
+    r = check(load_bench("phil_N8") if SHARED else scripted("ab_ba"), strategy=strategy)
+    if SHARED:
+        assert r.stats.limit == "memory" and not r.stats.complete
+        assert prop(r, "memory-safety").status == BOUNDED
+        assert r.stats.states > 300
