@@ -54,7 +54,22 @@ class Search:
 
 
 def _peak_mb() -> float:
+    """This process's own resident high-water mark (VmHWM). ru_maxrss is not used first:
+    after vfork + exec it carries the parent's peak into a child."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _arrays(model: Model) -> tuple[array, array]:  # type: ignore[type-arg]
+    """Parent indices (int32: up to 2**31 states) and action ids in the narrowest type that fits."""
+    n = getattr(model, "action_count", 1 << 32)
+    return array("i"), array("B" if n <= 0xFF else "H" if n <= 0xFFFF else "I")
 
 
 def _current_mb() -> float:
@@ -149,7 +164,7 @@ class _Recorder:
 def _start(model: Model, opts: Options) -> tuple[Search, _Recorder, Callable[[int], int] | None, set[int], list[int]]:
     """Store, recorder and the distinct initial states (already recorded)."""
     keyf = key_function(model.state_bits, opts.exact)
-    search = Search(array("q"), array("I"), store="exact" if keyf is None else "fingerprint")
+    search = Search(*_arrays(model), store="exact" if keyf is None else "fingerprint")
     rec = _Recorder(model, search)
     seen: set[int] = set()
     inits = []
@@ -295,7 +310,7 @@ def random_walks(model: Model, opts: Options) -> Search:
     """Seeded random simulation: ``walks`` walks of up to ``walk_depth`` steps. Never exhaustive."""
     t0 = time.perf_counter()
     rng = random.Random(opts.seed)
-    search = Search(array("q"), array("I"), store="exact")
+    search = Search(*_arrays(model), store="exact")
     rec = _Recorder(model, search)
     parent, via = search.parent, search.via
     distinct: set[int] = set()

@@ -35,6 +35,10 @@ class ProgramModel:
 
     # ---- protocol
     @property
+    def action_count(self) -> int:
+        return len(self.program.actions)
+
+    @property
     def state_bits(self) -> int:
         return self.program.layout.total_bits
 
