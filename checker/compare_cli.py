@@ -43,7 +43,7 @@ def register(group: click.Group) -> None:
         for spec in specs:
             loaded = load(ctx, spec)
             program = build(loaded)
-            programs.append(program)
+            programs.append((program, getattr(loaded, "prove", None)))
             results.append(check_program(program, opts, loaded.scenario.name, loaded.design.name))
         comp = compare(results)
         proofs = _prove_all(programs) if with_prove else None
@@ -65,12 +65,16 @@ def register(group: click.Group) -> None:
         return EXIT_OK if complete else EXIT_INCONCLUSIVE
 
 
-def _prove_all(programs: list[Any]) -> list[list[dict[str, Any]]]:
+def _prove_all(programs: list[tuple[Any, Any]]) -> list[list[dict[str, Any]]]:
+    """Prove each spec's invariants with the lemmas, k and BMC depth of its own ``prove:`` block."""
     from .prove import prove_program
+    from .prove_cli import prove_settings
 
     out = []
-    for program in programs:
-        res = prove_program(program)
+    for program, block in programs:
+        st = prove_settings(block, k=None, bmc=None, timeout=None)
+        res = prove_program(program, None, tuple(st["lemmas"]), k=int(st["k"]), bmc_depth=int(st["bmc"]),
+                            timeout_s=float(st["timeout"]))
         out.append([{"property": p.property, "status": p.status, "detail": p.detail} for p in res.properties])
     return out
 
@@ -90,4 +94,5 @@ def _render_proofs(columns: list[str], proofs: list[list[dict[str, Any]]]) -> st
             hit = next((r for r in rows if r["property"] == n), None)
             row.append(hit["status"] if hit else "-")
         table.append(row)
-    return "Z3 (apcheck prove, default k=1):\n" + tabulate(table, headers=["invariant"] + columns) + "\n"
+    return ("Z3 (apcheck prove, each spec's prove: block):\n"
+            + tabulate(table, headers=["invariant"] + columns) + "\n")
