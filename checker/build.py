@@ -195,4 +195,4 @@ def _const_in_range(e: Expr, f: Field) -> bool:
     return isinstance(e, Var) and e.field is f
 
 
-__all__ = ["finish", "substitute", "did_you_mean", "Not"]
+__all__ = ["did_you_mean", "finish", "substitute"]

@@ -15,7 +15,7 @@ from typing import Any
 from .expr import BOOL, Bin, Const, Expr, Nary, Un, Var
 from .heldsets import static_acquire, static_held
 from .layout import Field
-from .program import Action, Lock, Program, RwSem
+from .program import Action, Program, RwSem
 from .pycompile import compile_fn, expr_src
 
 
@@ -179,6 +179,3 @@ def compile_program(program: Program) -> Compiled:
     succ = compile_fn("s", body, "succ", env)
     return Compiled(succ, vio, fired, dyn, held, succ.__apcheck_source__, env)  # type: ignore[attr-defined]
 
-
-def lock_kind(lk: Lock | RwSem) -> str:
-    return "rwsem" if isinstance(lk, RwSem) else "mutex"

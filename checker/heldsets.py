@@ -9,7 +9,7 @@ instance chosen by state, trylock) the explorer records held sets at run time.
 from __future__ import annotations
 
 from .expr import Const, Expr, Ite
-from .program import Action, AnyLock, Program
+from .program import Action, Program
 
 Held = frozenset[int]  # 2 * lock index, + 1 when held for reading (rwsem readers)
 
@@ -82,6 +82,3 @@ def static_acquire(a: Action, held: Held | None) -> bool:
     """Edges of ``a`` are known from the pc alone: static held set, unconditional acquires."""
     return held is not None and all(_is_true(x.cond) for x in a.acquires)
 
-
-def lock_name(locks: list[AnyLock], i: int) -> str:
-    return locks[i // 2].name

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .codegen import Compiled, compile_program
-from .expr import BOOL, Expr, variables
+from .expr import variables
 from .layout import Field
 from .model import StateCheck
 from .program import ALIVE, Action, Program, RwSem
@@ -206,6 +206,3 @@ def _cycle(graph: dict[int, set[int]]) -> list[int]:
             seen.add(node)
     return []
 
-
-def is_bool(e: Expr) -> bool:
-    return e.sort == BOOL

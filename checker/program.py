@@ -495,7 +495,7 @@ class ThreadBuilder:
         return self.step(function, f"wait_event(!{wf.name})", guard=wf.holder.var == 0,
                          waits=[Wait(wf.name, [wf.holder], Const(True, BOOL))])
 
-    def goto(self, label: str, function: str = "goto") -> None:
+    def goto(self, label: str) -> None:
         """Make the previous step continue at ``label`` instead of falling through."""
         if not self.steps:
             raise ModelError(f"thread {self.name}: goto before any step")
@@ -550,9 +550,6 @@ class Program:
     properties: list[Property]
     shared: dict[Field, tuple[AnyLock, ...]]
     by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
-
-    def held_expr(self, t: int, lk: AnyLock) -> Expr:
-        return lk.held_by(t)
 
 
 __all__ = [
