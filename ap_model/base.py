@@ -34,6 +34,7 @@ CONSTANTS: dict[str, Param] = {
     "module_loaded": Param("bool", "vfio_ap module loaded at start", True),
     "no_crycb": Param("ints", "VMs created without a CRYCB (kvm->arch.crypto.crycbd == 0)", []),
     "ap_instructions": Param("bool", "AP instructions available (else vfio_ap_init fails -ENODEV)", True),
+    "apie_off": Param("ints", "VMs started with APIE off (kvm->arch.crypto.apie == 0, no ECA_APIE)", []),
     "track_errno": Param("bool", "record each thread's last return code in the state (traces show it)", True),
 }
 
@@ -81,6 +82,10 @@ CATALOG: dict[str, OperationSig] = {
     "vfio_ap_exit": OperationSig("vfio_ap_exit", "rmmod vfio_ap (vfio_ap_exit)"),
     "hook_register_other": OperationSig("hook_register_other",
                                         "a second driver calls kvm_s390_pqap_hook_register (v17)"),
+    "set_apie": OperationSig("set_apie", "KVM_SET_DEVICE_ATTR KVM_S390_VM_CRYPTO_ENABLE_APIE / DISABLE_APIE "
+                                         "(kvm_s390_vm_set_crypto) while the guest runs",
+                             {"vm": Param("int", "VM index", 0),
+                              "on": Param("bool", "ENABLE_APIE (true) or DISABLE_APIE (false)", True)}),
 }
 
 # the kernel entry point each operation runs in (shown in traces)
@@ -93,6 +98,7 @@ ENTRY = {
     "aqmask_store": "aqmask_store", "unbind_queue": "driver unbind",
     "adapter_standby": "ap_scan_bus (config off)", "adapter_online": "ap_scan_bus (config on)",
     "vfio_ap_init": "module init", "vfio_ap_exit": "module exit", "hook_register_other": "other module init",
+    "set_apie": "KVM_SET_DEVICE_ATTR (KVM_S390_VM_CRYPTO)",
 }
 
 
@@ -104,6 +110,7 @@ class ApDesign:
     era: Era
     supported: tuple[str, ...] = ()
     constants = CONSTANTS
+    scenario_ops: set[str] = set()
 
     @property
     def operations(self) -> dict[str, OperationSig]:
@@ -114,6 +121,7 @@ class ApDesign:
         cfg = parse_cfg(dict(scenario.constants))
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         w = World(pb, cfg, self.era)
+        self.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
         self.declare(w)
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
@@ -172,12 +180,43 @@ class ApDesign:
 
     # ------------------------------------------------------------ KVM paths shared by every era
     def op_kvm_run(self, w: World, t: ThreadBuilder, vm: int, vcpu: int) -> None:
+        """KVM_RUN; the guest's PQAP(AQIC) is intercepted; priv.c ``handle_pqap`` first checks
+        ``vcpu->arch.sie_block->eca & ECA_APIE`` (every era since v5.3) and returns -EOPNOTSUPP to
+        QEMU when APIE is off. The ECA read is folded into the vcpu->mutex step: nothing between
+        that step and the hook's first step touches kvm->lock or ECA, so the interleavings are the same."""
         b = Body()
         w.use_kvm(b, vm, "vcpu->kvm")
-        w.lock(t, w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)
+        apie = w.eca_apie[vm][vcpu].var
+        ret_lab = None
+        if vm not in w.cfg.apie_off and "set_apie" not in self.scenario_ops:
+            w.lock(t, w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
+        else:
+            ret_lab = w.label(t, "kvm_run_return")
+            w.set_ret(b, t, If(apie, 0, E["EOPNOTSUPP"]))
+            w.step(t, "kvm_vcpu_ioctl", "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap: "
+                                        "if (!(sie_block->eca & ECA_APIE)) return -EOPNOTSUPP",
+                   body=b, acquire=[(w.VM[vm][vcpu], None, None, "w")], jumps=[(Not(apie), ret_lab)])
         self.pqap(w, t, vm)
+        if ret_lab is not None:
+            t.label(ret_lab)
         w.unlock(t, "kvm_vcpu_ioctl", (w.VM[vm][vcpu], None, None),
                  text="KVM_RUN returns to QEMU: mutex_unlock(vcpu->mutex)")
+
+    def op_set_apie(self, w: World, t: ThreadBuilder, vm: int, on: bool) -> None:
+        """kvm_s390_vm_set_crypto (KVM_S390_VM_CRYPTO_ENABLE_APIE / DISABLE_APIE) under kvm->lock:
+        ``kvm->arch.crypto.apie = on`` then kvm_s390_vcpu_crypto_reset_all: kvm_s390_vcpu_block_all
+        (kicks each vCPU out of SIE, takes no vcpu->mutex), kvm_s390_vcpu_crypto_setup rewrites each
+        vCPU's ECA_APIE, KVM_REQ_VSIE_RESTART, kvm_s390_vcpu_unblock_all. ENABLE_APIE fails with
+        -EOPNOTSUPP without AP instructions (the model's host has them). One step under kvm->lock."""
+        w.lock(t, w.KL, "kvm_s390_vm_set_crypto", index=vm, kvm_index=vm)
+        b = Body()
+        b.set(w.apie[vm], on)
+        for c in range(w.cfg.vcpus):
+            b.set(w.eca_apie[vm][c], on)
+        w.set_ret(b, t, 0)
+        w.unlock(t, "kvm_s390_vcpu_crypto_reset_all", (w.KL, None, vm), body=b,
+                 text=f"kvm->arch.crypto.apie = {int(on)}; kvm_s390_vcpu_block_all; kvm_s390_vcpu_crypto_setup "
+                      "(ECA_APIE) per vCPU; VSIE restart; kvm_s390_vcpu_unblock_all; mutex_unlock(kvm->lock)")
 
     def pqap(self, w: World, t: ThreadBuilder, v: int) -> None:
         raise NotImplementedError
@@ -209,8 +248,29 @@ class ApDesign:
         w.put_kvm(b, vm)
         w.step(t, "kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b)
 
+    def op_vfio_ap_init(self, w: World, t: ThreadBuilder) -> None:
+        """modprobe vfio_ap (vfio_ap_init): without AP instructions -ENODEV and nothing is registered
+        (decision of the v10 review, [S-v10]); else vfio_ap_matrix_dev_create, ap_driver_register,
+        mdev_register_device/parent (vfio_ap_mdev_register). Pre-v17 eras register no PQAP hook at
+        load: the hook is per mdev (v15/v16) or per KVM (v16-hook, final) and set in set_kvm."""
+        b = Body()
+        if not w.cfg.ap_instructions:
+            w.set_ret(b, t, "ENODEV")
+            w.step(t, "vfio_ap_init", "!ap_instructions_available(): -ENODEV (nothing registered)", body=b)
+            return
+        b.set(w.loaded, True)
+        w.set_ret(b, t, 0)
+        w.step(t, "vfio_ap_init", "vfio_ap_matrix_dev_create; ap_driver_register; vfio_ap_mdev_register "
+                                  "(mdev parent)", body=b)
+
     def op_mdev_create(self, w: World, t: ThreadBuilder, mdev: int) -> None:
-        w.lock(t, w.M, "vfio_ap_mdev_probe")
+        if not w.cfg.module_loaded:  # the mdev parent exists only once vfio_ap_init succeeded
+            ok, end = w.loaded.var, w.end_label(t)
+            b = Body()
+            w.set_ret(b, t, If(ok, 0, E["ENODEV"]))
+            w.lock(t, w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)])
+        else:
+            w.lock(t, w.M, "vfio_ap_mdev_probe")
         b = Body()
         upd, chk = w.pb.alloc(w.mdev, mdev)
         b.upd.update(upd)

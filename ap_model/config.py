@@ -26,6 +26,7 @@ class Cfg:
     track_errno: bool
     no_crycb: list[int] = field(default_factory=list)
     ap_instructions: bool = True
+    apie_off: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +82,10 @@ def parse_cfg(c: dict[str, Any]) -> Cfg:
         if not 0 <= v < vms:
             raise ScenarioError(f"constants.no_crycb.{n}", f"VM {v} outside 0..{vms - 1}")
         cfg.no_crycb.append(v)
+    for n, v in enumerate(c.get("apie_off") or []):
+        if not 0 <= v < vms:
+            raise ScenarioError(f"constants.apie_off.{n}", f"VM {v} outside 0..{vms - 1}")
+        cfg.apie_off.append(v)
     if c.get("ap_instructions") is not None:
         cfg.ap_instructions = bool(c.get("ap_instructions"))
     for n, entry in enumerate(c.get("attached") or []):

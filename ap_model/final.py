@@ -29,7 +29,7 @@ from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, Body, Era, World
 DYNAMIC_OPS = ("kvm_run", "pv_switch", "close_vm_fd", "close_vcpu_fd", "open_device", "close_device",
                "mdev_create", "mdev_remove", "assign_adapter", "unassign_adapter", "assign_domain",
                "unassign_domain", "apmask_store", "aqmask_store", "unbind_queue", "adapter_standby",
-               "adapter_online")
+               "adapter_online", "set_apie", "vfio_ap_init")
 
 
 class FinalDesign(ApDesign):

@@ -21,7 +21,7 @@ from checker.layout import Field
 from checker.program import FREED, UNBORN, Action, Lock, ModelError, Program, Property, RwSem
 
 from . import rules
-from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT
+from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, E
 
 if TYPE_CHECKING:
     from .world import World
@@ -113,6 +113,16 @@ def add_properties(w: World) -> None:
         pb.sometimes("pqap-during-close", And(Or(*pq), closing),
                      "a PQAP(AQIC) intercept is in handle_pqap while an mdev is being closed",
                      "priv.c handle_pqap vs vfio_ap_mdev_close_device")
+    if pq and "set_apie" in used:
+        off_in = [And(f.var, Not(And(*[e.var for e in w.eca_apie[v]]))) for v, f in w.in_pqap.values()]
+        pb.sometimes("apie-off-during-pqap", Or(*off_in),
+                     "APIE is switched off while a vCPU of that VM is inside handle_pqap (past the ECA_APIE check)",
+                     "kvm_s390_vm_set_crypto(DISABLE_APIE) -> kvm_s390_vcpu_crypto_reset_all vs priv.c handle_pqap")
+        rets = [w.errno[n].var == E["EOPNOTSUPP"] for n in w.in_pqap if n in w.errno]
+        if rets:
+            pb.sometimes("pqap-eopnotsupp", Or(*rets),
+                         "a PQAP(AQIC) intercept returned -EOPNOTSUPP to QEMU because ECA_APIE was off",
+                         "priv.c handle_pqap: !(sie_block->eca & ECA_APIE)")
     if pq:
         pairs = []
         items = list(w.in_pqap.values())

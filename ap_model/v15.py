@@ -31,7 +31,7 @@ from .world import Body, Era, World, eq
 
 SERIES_OPS = ("kvm_run", "pv_switch", "close_vm_fd", "close_vcpu_fd", "open_device", "close_device",
               "mdev_create", "mdev_remove", "assign_adapter", "unassign_adapter", "assign_domain",
-              "unassign_domain")
+              "unassign_domain", "set_apie", "vfio_ap_init")
 
 
 class V15Design(FinalDesign):

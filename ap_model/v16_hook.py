@@ -30,7 +30,8 @@ from .world import NODRV, VFIO, Body, Era, World
 
 PRE_DYNAMIC_OPS = ("kvm_run", "pv_switch", "close_vm_fd", "close_vcpu_fd", "open_device", "close_device",
                    "mdev_create", "mdev_remove", "assign_adapter", "unassign_adapter", "assign_domain",
-                   "unassign_domain", "apmask_store", "aqmask_store", "unbind_queue")
+                   "unassign_domain", "apmask_store", "aqmask_store", "unbind_queue", "set_apie",
+                   "vfio_ap_init")
 
 
 class V16HookDesign(FinalDesign):

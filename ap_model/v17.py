@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 from checker.expr import And, Expr, If, Not, Or
-from checker.layout import bool_field, enum_field, int_field
+from checker.layout import enum_field, int_field
 from checker.program import ThreadBuilder
 
 from .final import DYNAMIC_OPS, FinalDesign, _attached, w_e
@@ -41,7 +41,7 @@ class V17Design(FinalDesign):
                "kvm->arch.crypto.data, guests_lock rwsem (v17 01/15, 08/15, 09/15; Tony/Halil thread Jan 2022)")
     era = Era(dynamic=True, hook="global", busy=False, matrix_lock="matrix_dev->lock", guests_lock="rwsem",
               vfio_lock=True, vfio_kvm_ref=False, masks_take_kvm_lock=False)
-    supported = DYNAMIC_OPS + ("vfio_ap_init", "vfio_ap_exit", "hook_register_other")
+    supported = DYNAMIC_OPS + ("vfio_ap_exit", "hook_register_other")
     reset_filtered = False
     assign_takes_perms = False
 
@@ -50,7 +50,6 @@ class V17Design(FinalDesign):
         loaded = w.cfg.module_loaded
         w.hook_reg = w._var(enum_field("kvm_s390.pqap_hook", HOOK_OWNERS, "vfio_ap" if loaded else "NULL"), [w.GHL])
         w.registrations = w._var(int_field("ghost.pqap_hook_registrations", 0, 3, int(loaded)))
-        w.loaded = w._var(bool_field("vfio_ap.loaded", loaded))
 
     def add_properties(self, w: World) -> None:
         super().add_properties(w)

@@ -42,7 +42,8 @@ IntOrExpr = int | Expr
 DRIVERS = ("none", "zcrypt", "vfio_ap")
 NODRV, ZCRYPT, VFIO = 0, 1, 2
 CLEAN, HOST = 0, 1  # queue data owners; guest v is 2 + v
-ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRINUSE", "EADDRNOTAVAIL")
+ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRINUSE", "EADDRNOTAVAIL",
+         "EOPNOTSUPP")
 E = {n: i for i, n in enumerate(ERRNO)}
 HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
 
@@ -105,7 +106,6 @@ class World:
     # declared by designs that have them (v17's global hook registry)
     hook_reg: Field
     registrations: Field
-    loaded: Field
 
     def __init__(self, pb: ProgramBuilder, cfg: Cfg, era: Era) -> None:
         self.pb, self.cfg, self.era = pb, cfg, era
@@ -195,6 +195,15 @@ class World:
             else:
                 self.data.append(self._var(ref_field(f"kvm{v}->arch.crypto.data", mslots,
                                                      m_att[0] if m_att else -1), [M]))
+        # APIE: kvm->arch.crypto.apie (under kvm->lock) and its copy in each vCPU's SIE control block
+        # (ECA_APIE, written by kvm_s390_vcpu_crypto_setup under kvm->lock, read by priv.c handle_pqap
+        # under vcpu->mutex only: an unsynchronized word access in the kernel, so not race-checked here)
+        self.apie = [self._var(bool_field(f"kvm{v}->arch.crypto.apie", v not in cfg.apie_off), [self.KL[v]])
+                     for v in self.vms]
+        self.eca_apie = [[self._var(bool_field(f"kvm{v}.vcpu{c}->sie_block->eca.APIE", v not in cfg.apie_off))
+                          for c in range(cfg.vcpus)] for v in self.vms]
+        # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
+        self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))
         self.hook_unsafe = self._var(bool_field("ghost.hook_unsafe"))
         self.in_pqap: dict[str, tuple[int, Field]] = {}  # vcpu thread -> (vm, flag)
         self.errno: dict[str, Field] = {}

@@ -24,17 +24,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import z3
 
-from .expr import BOOL, And, Bin, Const, Expr, Implies, Ite, Nary, Not, Un, Var
+from .expr import And, Expr, Implies, Nary, Not
 from .layout import Field
 from .program import Action, Program
+from .prove_results import (  # re-exported: the prover's public result types
+    BOUNDED as BOUNDED,
+)
+from .prove_results import (
+    CTI as CTI,
+)
+from .prove_results import (
+    PROVED as PROVED,
+)
+from .prove_results import (
+    UNKNOWN as UNKNOWN,
+)
+from .prove_results import (
+    VIOLATED as VIOLATED,
+)
+from .prove_results import (
+    ActionRef as ActionRef,
+)
+from .prove_results import (
+    CtiInfo as CtiInfo,
+)
+from .prove_results import (
+    PropertyProof as PropertyProof,
+)
+from .prove_results import (
+    ProveResult as ProveResult,
+)
+from .pycompile import evaluate
 from .symbolic import Encoding, StateVars
 from .z3expr import expr_text, model_value
 
-PROVED, CTI, VIOLATED, BOUNDED, UNKNOWN = "PROVED", "CTI", "VIOLATED", "BOUNDED", "UNKNOWN"
 CHECK_PREFIX = "check:"
 
 
@@ -51,72 +78,9 @@ class DisagreementError(RuntimeError):
 Values = Mapping[Field, int]
 
 
-def evaluate(e: Expr, values: Values) -> int | bool:
-    """Reference evaluator on concrete field values (bools as bool, ints, masks as ints)."""
-    if isinstance(e, Const):
-        return e.value
-    if isinstance(e, Var):
-        v = values[e.field]  # type: ignore[index]
-        return bool(v) if e.sort == BOOL else int(v)
-    if isinstance(e, Un):
-        a = evaluate(e.a, values)
-        if e.op == "not":
-            return not a
-        return int(a) ^ ((1 << e.sort.width) - 1)
-    if isinstance(e, Bin):
-        return _eval_bin(e, evaluate(e.a, values), evaluate(e.b, values))
-    if isinstance(e, Nary):
-        if e.op == "and":
-            return all(bool(evaluate(x, values)) for x in e.args)
-        return any(bool(evaluate(x, values)) for x in e.args)
-    if isinstance(e, Ite):
-        return evaluate(e.a, values) if evaluate(e.c, values) else evaluate(e.b, values)
-    raise TypeError(f"cannot evaluate {type(e).__name__}")
-
-
-def _eval_bin(e: Bin, a: int | bool, b: int | bool) -> int | bool:
-    op = e.op
-    if op in ("has", "setbit", "clrbit"):
-        w = e.a.sort.width
-        i, m = int(b), int(a)
-        if not 0 <= i < w:
-            return False if op == "has" else m
-        if op == "has":
-            return bool(m >> i & 1)
-        return m | (1 << i) if op == "setbit" else m & ~(1 << i)
-    x, y = int(a), int(b)
-    if op == "==":
-        return x == y
-    if op == "!=":
-        return x != y
-    if op == "<":
-        return x < y
-    if op == "<=":
-        return x <= y
-    if op == ">":
-        return x > y
-    if op == ">=":
-        return x >= y
-    if op == "+":
-        return x + y
-    if op == "-":
-        return x - y
-    if op == "&":
-        return x & y
-    if op == "|":
-        return x | y
-    if op == "^":
-        return x ^ y
-    raise TypeError(f"unknown operator {op!r}")
-
-
 def concrete_evaluator() -> Callable[[Expr, Values], int | bool]:
-    """The lead's reference evaluator (``checker.pycompile.evaluate``) when present, else ours."""
-    try:
-        from .pycompile import evaluate as lead
-    except ImportError:  # pragma: no cover - only before pycompile exists
-        return evaluate
-    return lead
+    """The reference evaluator every Z3 answer is re-checked with (one for the whole engine)."""
+    return evaluate
 
 
 def truth(e: Expr, values: Values) -> bool:
@@ -243,75 +207,6 @@ def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], wha
             raise ProveError(f"unknown {what} {n!r}" + did_you_mean(n, sorted(goals)))
         out.append(goals[n])
     return out
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class ActionRef:
-    aid: int
-    thread: str
-    function: str
-    operation: str
-    text: str
-
-
-@dataclass
-class CtiInfo:
-    """A counterexample to induction: a pre-state satisfying the invariant (and lemmas)
-    from which one step leads to a state violating ``invariant``."""
-
-    invariant: str  # the property itself or the lemma whose consecution fails
-    pre: dict[str, int]
-    action: ActionRef
-    post: dict[str, int]
-    failing_conjunct: int | None  # index into the top-level conjunction, when there is one
-    conjunct_text: str
-    k: int = 1  # induction depth at which this CTI was found
-    path: list[int] = field(default_factory=list)  # k-induction: actions leading into ``pre``
-    pre_state: int = 0  # packed states (layout encoding)
-    post_state: int = 0
-    post_failure: str = ""  # check goals: which step would fail in the post-state, and why
-    post_failure_action: int = -1  # its action id
-
-
-@dataclass
-class PropertyProof:
-    property: str
-    kind: str  # always | check
-    status: str
-    detail: str
-    k: int  # induction depth tried (0: induction disabled)
-    bmc_depth: int  # depth BMC reached without violation, or the violation's depth
-    lemmas: list[str] = field(default_factory=list)
-    assumed: list[str] = field(default_factory=list)  # invariants proved first, then assumed
-    cti: CtiInfo | None = None
-    trace: list[int] | None = None  # VIOLATED: action ids from the initial state
-    seconds: float = 0.0
-    description: str = ""
-
-
-@dataclass
-class ProveResult:
-    design: str
-    properties: list[PropertyProof]
-    seconds: float = 0.0
-
-    def exit_code(self) -> int:
-        statuses = {p.status for p in self.properties}
-        if VIOLATED in statuses:
-            return 1
-        if statuses <= {PROVED}:
-            return 0
-        return 3
-
-    def by_name(self) -> dict[str, PropertyProof]:
-        return {p.property: p for p in self.properties}
-
-    def statuses(self) -> dict[str, str]:
-        """name -> status (for ``apcheck compare --prove``)."""
-        return {p.property: p.status for p in self.properties}
 
 
 # --------------------------------------------------------------------------- solver plumbing
