@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from checker.expr import And, Bin, Const, Expr, Implies, MaskConst, Not, Or, Select, Var
 from checker.layout import Field
-from checker.program import FREED, UNBORN, Action, Lock, ModelError, Program, Property, RwSem
+from checker.program import FREED, UNBORN, Action, Lock, Program, RwSem
 
 from . import rules
 from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, E
@@ -150,9 +150,7 @@ def has_lemmas(w: World) -> bool:
 
 
 def _add(program: Program, name: str, expr: Expr, description: str, source: str) -> None:
-    if any(p.name == name for p in program.properties):
-        raise ModelError(f"duplicate property {name!r}")
-    program.properties.append(Property(name, "always", expr, description, source))
+    program.add_property(name, "always", expr, description, source)
 
 
 def _at(program: Program, a: Action | tuple[int, list[int]]) -> Expr:

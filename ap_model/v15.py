@@ -22,16 +22,17 @@ configuration changes (their v15/v16 details were not retrieved, §2(b)).
 
 from __future__ import annotations
 
-from checker.expr import And, Expr, If, MaskConst, Not, Or
+from checker.expr import And, Expr, If, MaskConst, Not, Or, Select
 from checker.program import ThreadBuilder
 
-from .base import assign_body, refresh
+from . import rules
+from .base import _and, assign_body, refresh
 from .final import FinalDesign, w_e
-from .world import Body, Era, World, eq
+from .world import NODRV, VFIO, Body, Era, World, eq
 
 SERIES_OPS = ("kvm_run", "pv_switch", "close_vm_fd", "close_vcpu_fd", "open_device", "close_device",
               "mdev_create", "mdev_remove", "assign_adapter", "unassign_adapter", "assign_domain",
-              "unassign_domain", "set_apie", "vfio_ap_init")
+              "unassign_domain", "set_apie", "vfio_ap_init", "apmask_store", "aqmask_store", "unbind_queue")
 
 
 class V15Design(FinalDesign):
@@ -260,6 +261,105 @@ class V15Design(FinalDesign):
         self._commit(w, t, fn, m, end)
         self._reset_rows = None
         del busy_out, na, nq
+
+
+    # ------------------------------------------------------------ AP bus: apmask/aqmask + in_use, queues
+    def _mask_store(self, w: World, t: ThreadBuilder, kind: str, reserve: list[int], release: list[int]) -> None:
+        """apmask_store / aqmask_store: ``P{ newly reserved -> in_use = trylock(matrix_dev->lock)
+        (fail -> -EBUSY) {verify_no_sharing}; commit }``, then the reprobe (kernel-facts §1.3, §2(b)).
+
+        Abstraction: in_use is consulted whenever the write sets bits (``reserve`` non-empty)."""
+        fn = f"{kind}mask_store"
+        end = w.end_label(t)
+        mine = w.apmask if kind == "ap" else w.aqmask
+        width = w.nA if kind == "ap" else w.nD
+        rmask, cmask = MaskConst(width, reserve), MaskConst(width, release)
+        newly = rules.newly_reserved(mine.var, mine.var | rmask)
+        busy_lab = w.label(t, "in_use_trylock_failed")
+        w.lock(t, w.P, fn)
+        if reserve:
+            w.trylock(t, w.M, "vfio_ap_mdev_resource_in_use", fail=busy_lab)
+        b = Body()
+        apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
+        aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
+        busy = rules.in_use(newly, w.aqmask.var, apms, aqms) if kind == "ap" else \
+            rules.in_use(w.apmask.var, newly, apms, aqms)
+        new, _err = rules.mask_store(mine.var, (mine.var | rmask) & ~cmask, busy)
+        b.set(mine, new)
+        w.set_ret(b, t, If(busy, w_e("EBUSY"), 0))
+        rel = [(w.M, None, None), (w.P, None, None)] if reserve else [(w.P, None, None)]
+        verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
+        w.unlock(t, f"{kind}mask_commit", *rel, body=b,
+                 text=f"{verify} -> vfio_ap in_use: verify_no_sharing; commit ap_perms.{kind[1]}m; unlock")
+        ids = sorted(set(reserve) | set(release))
+        qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else \
+             [(i, j) for i in range(w.nA) for j in ids]
+        self.reprobe(w, t, qs)
+        if reserve:
+            t.goto(end)
+            t.label(busy_lab)
+            b = Body()
+            w.set_ret(b, t, "EBUSY")
+            w.unlock(t, fn, (w.P, None, None), body=b,
+                     text="in_use: mutex_trylock(matrix_dev->lock) failed: -EBUSY; mutex_unlock(ap_perms_mutex)")
+
+    def _queue_update(self, w: World, t: ThreadBuilder, fn: str, i: int, j: int, probe: bool) -> None:
+        """v15: ``M{ link/unlink; refresh -> kvm_arch_crypto_set_masks (kvm->lock inside, M held);
+        (remove: reset q; free q) }``. v16: ``M{ link/unlink; WAIT(kvm_busy); refresh -> commit_apcb
+        (kvm_busy = true, drop M, set_masks, re-take M, kvm_busy = false); (remove: reset; free q) }``."""
+        own = w.owner_mdev(i, j)
+        mk = Select([f.var for f in w.mkvm], own, -1)
+        done, wait = w.label(t, "queue_done"), w.label(t, "queue_wait")
+        top = w.entry_label(t, "queue_lock")
+        w.lock(t, w.M, fn)
+        busy = w.busy(own) if self.commit_drops_lock else None
+        if busy is not None:  # v16: WAIT(kvm_busy) before the refresh
+            busy = And(own != -1, busy)
+        b = Body()
+        b.set(w.drv[i, j], VFIO if probe else NODRV, when=Not(busy) if busy is not None else None)
+        need_any = []
+        for m in w.mdevs:
+            ch, _, _ = refresh(w, b, m, when=_and(own == m, Not(busy) if busy is not None else None),
+                               apply=False, reset_filtered=False)
+            need_any.append(And(ch, b[w.mkvm[m]] != -1))
+        need = Or(*need_any)
+        if not probe:
+            w.reset_queue(b, i, j, when=Not(need) if busy is None else And(Not(busy), Not(need)))
+        if self.commit_drops_lock:
+            w.busy_set(b, t, own, True, when=And(Not(busy), need))  # type: ignore[arg-type]
+        what = "alloc q; link" if probe else "unlink"
+        jumps = ([(busy, wait)] if busy is not None else []) + [(Not(need), done)]
+        w.step(t, fn, f"{what}; vfio_ap_mdev_refresh_apcb: filter; if unchanged or no guest: "
+                      + ("done" if probe else "reset q; free q"), body=b, jumps=jumps)
+        sapm = Select([f.var for f in w.sapm], own, MaskConst(w.nA))
+        saqm = Select([f.var for f in w.saqm], own, MaskConst(w.nD))
+        if self.commit_drops_lock:
+            w.unlock(t, "vfio_ap_mdev_commit_apcb", (w.M, None, None), text="kvm_busy = true; mutex_unlock")
+        self.set_masks_locked(w, t, "vfio_ap_mdev_commit_apcb", mk, sapm, saqm, own, False)
+        if self.commit_drops_lock:
+            w.lock(t, w.M, "vfio_ap_mdev_commit_apcb")
+        b = Body()
+        if self.commit_drops_lock:
+            w.busy_set(b, t, own, False)  # type: ignore[arg-type]
+        if not probe:
+            w.reset_queue(b, i, j)
+        w.step(t, fn, ("kvm_busy = false; wake_up_all; " if self.commit_drops_lock else "")
+               + ("" if probe else "vfio_ap_mdev_reset_queue; free q"), body=b)
+        t.label(done)
+        end = w.label(t, "queue_out")
+        w.unlock(t, fn, (w.M, None, None), text="mutex_unlock(matrix_dev->lock)", goto=end)
+        t.label(wait)
+        w.unlock(t, fn, (w.M, None, None), text="wait_event(!kvm_busy): mutex_unlock")
+        w.wait_flag(t, fn, own, when=own != -1)
+        t.goto(top)
+        t.label(end)
+        w.step(t, fn, "return")
+
+    def remove_queue(self, w: World, t: ThreadBuilder, i: int, j: int) -> None:
+        self._queue_update(w, t, "vfio_ap_mdev_remove_queue", i, j, probe=False)
+
+    def probe_queue(self, w: World, t: ThreadBuilder, i: int, j: int) -> None:
+        self._queue_update(w, t, "vfio_ap_mdev_probe_queue", i, j, probe=True)
 
 
 class V16Design(V15Design):

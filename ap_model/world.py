@@ -32,7 +32,7 @@ from typing import Any
 
 from checker.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
 from checker.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
-from checker.program import Acquire, Check, Lock, Program, ProgramBuilder, RwSem, ThreadBuilder, Wait
+from checker.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
 from .config import Cfg, parse_cfg
@@ -560,20 +560,12 @@ class World:
 
         The ``lemma-*`` invariants of the final design (properties.add_lemmas)
         name program points (a thread's pc), which exist only once the program
-        is built: they are appended to the built program's properties."""
+        is built: they are derived from the built program."""
         from .properties import add_lemmas, add_properties, has_lemmas
 
         add_properties(self)
-        if not has_lemmas(self):
-            return
-        build = self.pb.build
-
-        def build_with_lemmas() -> Program:
-            program = build()
-            add_lemmas(self, program)
-            return program
-
-        self.pb.build = build_with_lemmas  # type: ignore[method-assign]
+        if has_lemmas(self):
+            self.pb.derive(lambda program: add_lemmas(self, program))
 
 
 def _bits(idx: Any) -> int:

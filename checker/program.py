@@ -12,7 +12,7 @@ Definition errors are raised early as ``ModelError`` naming the culprit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -212,6 +212,7 @@ class ProgramBuilder:
         self.shared: dict[Field, tuple[AnyLock, ...]] = {}
         self._names: set[str] = set()
         self._owner_fields: list[Field] = []
+        self._derived: list[Callable[[Program], None]] = []
 
     # ---- declarations
     def _claim(self, name: str, what: str) -> None:
@@ -345,10 +346,19 @@ class ProgramBuilder:
     def refcount_expr(self, pool: Pool, i: Expr | int) -> Expr:
         return pool.refcount(i)
 
+    def derive(self, fn: Callable[[Program], None]) -> None:
+        """Run ``fn`` on the built program, before it is returned: for properties that name
+        program points (a thread's pc, an action), which exist only once the program is built.
+        ``fn`` adds them with ``Program.add_property``."""
+        self._derived.append(fn)
+
     def build(self) -> Program:
         from .build import finish
 
-        return finish(self)
+        program = finish(self)
+        for fn in self._derived:
+            fn(program)
+        return program
 
 
 class ThreadBuilder:
@@ -550,6 +560,14 @@ class Program:
     properties: list[Property]
     shared: dict[Field, tuple[AnyLock, ...]]
     by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
+
+    def add_property(self, name: str, kind: str, expr: Expr, description: str, source: str = "") -> None:
+        """Add a derived property (see ProgramBuilder.derive); same rules as always/sometimes."""
+        if any(p.name == name for p in self.properties):
+            raise ModelError(f"duplicate property {name!r}")
+        if kind not in ("always", "sometimes") or expr.sort != BOOL:
+            raise ModelError(f"property {name!r}: a boolean always/sometimes property is needed")
+        self.properties.append(Property(name, kind, expr, description, source))
 
 
 __all__ = [

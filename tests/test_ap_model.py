@@ -181,7 +181,8 @@ def test_aqmask_in_use_and_reprobe() -> None:
 
 
 def test_open_without_crycb_sets_nothing() -> None:
-    for design in ("final", "v16-hook", "v17", "v15"):
+    # [S-v10]: v4.20's open failed without a CRYCB; every modelled era (v15 ... final) sets nothing, returns 0
+    for design in ("final", "v16-hook", "v17", "v15", "v16", "v17-data-before-put"):
         st = run(design, {**BASE, "matrix": ["mdev0: 3 x 5"], "no_crycb": [0]}, [("open_device", {"mdev": 0, "vm": 0})])
         assert st["t0.ret"] == "0"
         assert st["mdev0.kvm"] == "NULL"
@@ -194,3 +195,53 @@ def test_init_without_ap_instructions_is_enodev() -> None:
     assert st["t0.ret"] == "ENODEV"
     assert st["vfio_ap.loaded"] == "false"
     assert st["kvm_s390.pqap_hook"] == "NULL"
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_init_without_ap_instructions_registers_nothing(design: str) -> None:
+    # vfio_ap_init: !ap_instructions_available() -> -ENODEV; no hook, no mdev parent: mdev create fails
+    st = run(design, {"vms": 1, "mdevs": 1, "created": [], "module_loaded": False, "ap_instructions": False},
+             [("vfio_ap_init", {}), ("mdev_create", {"mdev": 0})])
+    assert st["t0.ret"] == "ENODEV"
+    assert st["vfio_ap.loaded"] == "false"
+    assert st["matrix_mdev[mdev0]"] if "matrix_mdev[mdev0]" in st else True
+    assert all(v == "NULL" for k, v in st.items() if k.endswith("pqap_hook") or k.endswith("crypto.data"))
+    st = run(design, {"vms": 1, "mdevs": 1, "created": [], "module_loaded": False},
+             [("vfio_ap_init", {}), ("mdev_create", {"mdev": 0})])
+    assert st["t0.ret"] == "0" and st["vfio_ap.loaded"] == "true"
+
+
+@pytest.mark.parametrize("design", ["v15", "v16", "v16-hook", "v17", "final"])
+def test_pqap_with_apie_off_is_eopnotsupp(design: str) -> None:
+    # priv.c handle_pqap: !(vcpu->arch.sie_block->eca & ECA_APIE) -> -EOPNOTSUPP to QEMU
+    st = run(design, {"vms": 1, "mdevs": 1}, [("set_apie", {"vm": 0, "on": False}), ("kvm_run", {"vm": 0}),
+                                               ("set_apie", {"vm": 0, "on": True})])
+    assert st["t0.ret"] == "0"
+    assert st["kvm0->arch.crypto.apie"] == "true" and st["kvm0.vcpu0->sie_block->eca.APIE"] == "true"
+    st = run(design, {"vms": 1, "mdevs": 1, "apie_off": [0]}, [("kvm_run", {"vm": 0})])
+    assert st["t0.ret"] == "EOPNOTSUPP"
+    st = run(design, {"vms": 1, "mdevs": 1, "apie_off": [0]}, [("set_apie", {"vm": 0, "on": True}),
+                                                               ("kvm_run", {"vm": 0})])
+    assert st["t0.ret"] == "0"
+
+
+@pytest.mark.parametrize("design", ["v15", "v16"])
+def test_v15_v16_in_use_refuses_assigned_adapter(design: str) -> None:
+    # in_use = trylock(matrix_dev->lock){verify_no_sharing} under ap_perms_mutex (kernel-facts §2(b)/(c))
+    st = run(design, {"vms": 1, "mdevs": 1, "matrix": ["mdev0: 3 x 5,6"], "attached": ["mdev0 -> kvm0"]},
+             [("apmask_store", {"reserve": [3]})])
+    assert st["t0.ret"] == "EBUSY" and st["ap_perms.apm"] == "{}"
+    assert st["ap_queue[03.0005].driver"] == "vfio_ap"
+    st = run(design, {"vms": 1, "mdevs": 1, "matrix": ["mdev0: 3 x 5,6"], "attached": ["mdev0 -> kvm0"]},
+             [("apmask_store", {"reserve": [4]})])
+    assert st["t0.ret"] == "0" and st["ap_queue[04.0005].driver"] == "zcrypt"
+
+
+@pytest.mark.parametrize("design", ["v15", "v16"])
+def test_v15_v16_unbind_unplugs_and_resets(design: str) -> None:
+    # vfio_ap_mdev_remove_queue: unlink; refresh (APID 3 filtered: 03.0005 no longer bound) -> set_masks; reset
+    st = run(design, {"vms": 1, "mdevs": 1, "matrix": ["mdev0: 3 x 5,6"], "attached": ["mdev0 -> kvm0"]},
+             [("unbind_queue", {"apid": 3, "apqi": 5})])
+    assert st["ap_queue[03.0005].driver"] == "none"
+    assert st["ap_queue[03.0005].data"] == "clean"
+    assert st["kvm0.crycb.apm"] == "{}"
