@@ -188,7 +188,7 @@ class ApDesign:
         w.use_kvm(b, vm, "vcpu->kvm")
         apie = w.eca_apie[vm][vcpu].var
         ret_lab = None
-        if vm not in w.cfg.apie_off and "set_apie" not in self.scenario_ops:
+        if vm not in w.cfg.apie_off and w.cfg.ap_instructions and "set_apie" not in self.scenario_ops:
             w.lock(t, w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
         else:
             ret_lab = w.label(t, "kvm_run_return")
@@ -207,9 +207,14 @@ class ApDesign:
         ``kvm->arch.crypto.apie = on`` then kvm_s390_vcpu_crypto_reset_all: kvm_s390_vcpu_block_all
         (kicks each vCPU out of SIE, takes no vcpu->mutex), kvm_s390_vcpu_crypto_setup rewrites each
         vCPU's ECA_APIE, KVM_REQ_VSIE_RESTART, kvm_s390_vcpu_unblock_all. ENABLE_APIE fails with
-        -EOPNOTSUPP without AP instructions (the model's host has them). One step under kvm->lock."""
+        -EOPNOTSUPP without AP instructions (constant ``ap_instructions``). One step under kvm->lock."""
         w.lock(t, w.KL, "kvm_s390_vm_set_crypto", index=vm, kvm_index=vm)
         b = Body()
+        if on and not w.cfg.ap_instructions:
+            w.set_ret(b, t, "EOPNOTSUPP")
+            w.unlock(t, "kvm_s390_vm_set_crypto", (w.KL, None, vm), body=b,
+                     text="ENABLE_APIE: !ap_instructions_available(): -EOPNOTSUPP; mutex_unlock(kvm->lock)")
+            return
         b.set(w.apie[vm], on)
         for c in range(w.cfg.vcpus):
             b.set(w.eca_apie[vm][c], on)

@@ -16,8 +16,11 @@ hot-plug path commits through ``vfio_ap_mdev_commit_apcb``, which sets
 ``kvm_busy``, DROPS ``matrix_dev->lock`` around ``kvm_arch_crypto_set_masks``
 and re-takes it; unassign resets the unplugged queues after the commit.
 
-Not modelled for these two: apmask/in_use, queue probe/remove and host
-configuration changes (their v15/v16 details were not retrieved, §2(b)).
+AP bus ownership (§1.3, §2(b)/(c)): apmask/aqmask writes with in_use =
+``mutex_trylock(matrix_dev->lock)`` {verify_no_sharing} under ``ap_perms_mutex``;
+queue probe/remove (reprobe, manual unbind) under ``matrix_dev->lock`` with the
+guest update of the era (v15: set_masks with the lock held; v16: commit_apcb).
+Not modelled for these two: host configuration changes (not retrieved, §2(b)).
 """
 
 from __future__ import annotations

@@ -198,9 +198,10 @@ class World:
         # APIE: kvm->arch.crypto.apie (under kvm->lock) and its copy in each vCPU's SIE control block
         # (ECA_APIE, written by kvm_s390_vcpu_crypto_setup under kvm->lock, read by priv.c handle_pqap
         # under vcpu->mutex only: an unsynchronized word access in the kernel, so not race-checked here)
-        self.apie = [self._var(bool_field(f"kvm{v}->arch.crypto.apie", v not in cfg.apie_off), [self.KL[v]])
-                     for v in self.vms]
-        self.eca_apie = [[self._var(bool_field(f"kvm{v}.vcpu{c}->sie_block->eca.APIE", v not in cfg.apie_off))
+        # (APIE can only be on where the host has AP instructions)
+        on0 = {v: v not in cfg.apie_off and cfg.ap_instructions for v in self.vms}
+        self.apie = [self._var(bool_field(f"kvm{v}->arch.crypto.apie", on0[v]), [self.KL[v]]) for v in self.vms]
+        self.eca_apie = [[self._var(bool_field(f"kvm{v}.vcpu{c}->sie_block->eca.APIE", on0[v]))
                           for c in range(cfg.vcpus)] for v in self.vms]
         # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
         self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))

@@ -202,13 +202,14 @@ def test_init_without_ap_instructions_registers_nothing(design: str) -> None:
     # vfio_ap_init: !ap_instructions_available() -> -ENODEV; no hook, no mdev parent: mdev create fails
     st = run(design, {"vms": 1, "mdevs": 1, "created": [], "module_loaded": False, "ap_instructions": False},
              [("vfio_ap_init", {}), ("mdev_create", {"mdev": 0})])
-    assert st["t0.ret"] == "ENODEV"
+    assert st["t0.ret"] == "ENODEV"  # of the mdev create too: no parent device to create it under
     assert st["vfio_ap.loaded"] == "false"
-    assert st["matrix_mdev[mdev0]"] if "matrix_mdev[mdev0]" in st else True
+    assert st["mdev0.state"] == "unborn"
     assert all(v == "NULL" for k, v in st.items() if k.endswith("pqap_hook") or k.endswith("crypto.data"))
     st = run(design, {"vms": 1, "mdevs": 1, "created": [], "module_loaded": False},
              [("vfio_ap_init", {}), ("mdev_create", {"mdev": 0})])
     assert st["t0.ret"] == "0" and st["vfio_ap.loaded"] == "true"
+    assert st["mdev0.state"] != "unborn"
 
 
 @pytest.mark.parametrize("design", ["v15", "v16", "v16-hook", "v17", "final"])
@@ -245,3 +246,8 @@ def test_v15_v16_unbind_unplugs_and_resets(design: str) -> None:
     assert st["ap_queue[03.0005].driver"] == "none"
     assert st["ap_queue[03.0005].data"] == "clean"
     assert st["kvm0.crycb.apm"] == "{}"
+
+
+def test_enable_apie_without_ap_instructions_is_eopnotsupp() -> None:
+    st = run("final", {"vms": 1, "mdevs": 1, "ap_instructions": False}, [("set_apie", {"vm": 0, "on": True})])
+    assert st["t0.ret"] == "EOPNOTSUPP" and st["kvm0->arch.crypto.apie"] == "false"
