@@ -181,13 +181,7 @@ class FinalDesign(ApDesign):
             w.lock(t, w.G, "vfio_ap_mdev_remove", mode="w")
         w.lock(t, w.M, "vfio_ap_mdev_remove")
         b = Body()
-        w.use_mdev(b, m, "matrix_mdev (remove)")
-        w.reset_mdev_queues(b, m)
-        upd, chk = w.pb.free(w.mdev, m)
-        b.upd.update(upd)
-        b.checks.extend(chk)
-        for f, width in ((w.apm[m], w.nA), (w.aqm[m], w.nD), (w.sapm[m], w.nA), (w.saqm[m], w.nD)):
-            b.set(f, MaskConst(width))
+        w.remove_mdev_body(b, m)
         w.set_ret(b, t, 0)
         rel: list[tuple[Any, ...]] = [(w.M, None, None)]
         if w.G is not None:

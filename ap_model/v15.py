@@ -182,13 +182,7 @@ class V15Design(FinalDesign):
         w.step(t, "vfio_del_group_dev", "wait until the vfio device is released", guard=Not(w.vopen[m].var))
         w.lock(t, w.M, "vfio_ap_mdev_remove")
         b = Body()
-        w.use_mdev(b, m, "matrix_mdev (remove)")
-        w.reset_mdev_queues(b, m)
-        upd, chk = w.pb.free(w.mdev, m)
-        b.upd.update(upd)
-        b.checks.extend(chk)
-        for f, width in ((w.apm[m], w.nA), (w.aqm[m], w.nD), (w.sapm[m], w.nA), (w.saqm[m], w.nD)):
-            b.set(f, MaskConst(width))
+        w.remove_mdev_body(b, m)
         w.unlock(t, "vfio_ap_mdev_remove", (w.M, None, None), body=b,
                  text="vfio_ap_mdev_reset_queues; list_del; unlock; kfree(matrix_mdev)")
 

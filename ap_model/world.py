@@ -534,6 +534,20 @@ class World:
         incfg = And(b[self.info_apm].has(i), b[self.info_aqm].has(j))
         b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
 
+    def remove_mdev_body(self, b: Body, m: int) -> None:
+        """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
+        (and shadow), list_del and kfree(matrix_mdev). Shared by every era."""
+        self.use_mdev(b, m, "matrix_mdev (remove)")
+        self.reset_mdev_queues(b, m)
+        upd, chk = self.pb.free(self.mdev, m)
+        b.upd.update(upd)
+        b.checks.extend(chk)
+        for f, width in ((self.apm[m], self.nA), (self.aqm[m], self.nD)):
+            b.set(f, MaskConst(width))
+        if self.era.dynamic:
+            for f, width in ((self.sapm[m], self.nA), (self.saqm[m], self.nD)):
+                b.set(f, MaskConst(width))
+
     def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
                           when: Expr | None = None) -> None:
         """Reset the queues bound to vfio_ap in apm x aqm of mdev ``m`` (or the given rows/cols)."""
