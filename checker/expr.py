@@ -343,6 +343,19 @@ def BitOf(width: int, bit: Operand | Expr) -> Expr:
     return Bin("setbit", Const(0, Mask(width)), lift(bit, INT), Mask(width))
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The direct sub-expressions of ``e`` (every tree walk goes through here)."""
+    if isinstance(e, Un):
+        return (e.a,)
+    if isinstance(e, Bin):
+        return (e.a, e.b)
+    if isinstance(e, Nary):
+        return e.args
+    if isinstance(e, Ite):
+        return (e.c, e.a, e.b)
+    return ()
+
+
 def variables(e: Expr) -> set[object]:
     """The fields an expression reads."""
     out: set[object] = set()
@@ -351,12 +364,5 @@ def variables(e: Expr) -> set[object]:
         x = stack.pop()
         if isinstance(x, Var):
             out.add(x.field)
-        elif isinstance(x, Un):
-            stack.append(x.a)
-        elif isinstance(x, Bin):
-            stack.extend((x.a, x.b))
-        elif isinstance(x, Nary):
-            stack.extend(x.args)
-        elif isinstance(x, Ite):
-            stack.extend((x.c, x.a, x.b))
+        stack.extend(children(x))
     return out

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import z3
 
-from .expr import BOOL, INT, Bin, Const, Expr, ExprError, Ite, Nary, Sort, Un, Var, variables
+from .expr import BOOL, INT, Bin, Const, Expr, ExprError, Ite, Nary, Sort, Un, Var, children, variables
 from .layout import Field
 
 Env = Mapping[Field, z3.ExprRef]
@@ -244,14 +244,7 @@ def check_sorts(e: Expr, suffix: str = "sortcheck") -> z3.ExprRef:
         if not sort_matches(term, x.sort):
             got = term.sort() if isinstance(term, z3.ExprRef) else type(term).__name__
             raise ExprError(f"Z3 translation of {expr_text(x)} has sort {got}, expected {x.sort}")
-        if isinstance(x, Un):
-            stack.append(x.a)
-        elif isinstance(x, Bin):
-            stack.extend((x.a, x.b))
-        elif isinstance(x, Nary):
-            stack.extend(x.args)
-        elif isinstance(x, Ite):
-            stack.extend((x.c, x.a, x.b))
+        stack.extend(children(x))
     return cache[id(e)]
 
 
