@@ -126,14 +126,8 @@ class FinalDesign(ApDesign):
     def op_close_device(self, w: World, t: ThreadBuilder, mdev: int) -> None:
         m, end = mdev, w.end_label(t)
         not_open, vput = w.label(t, "close_not_open"), w.label(t, "close_vfio_put")
-        w.lock(t, w.VG, "vfio_device_group_close", index=m)
-        lk = w.local(t, "kvm", w.kslots)
-        b = Body()
-        b.set(lk, w.mkvm[m].var)
-        b.set(w.closing[m], True)
-        w.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
-               jumps=[(Not(w.vopen[m].var), not_open), (w.mkvm[m].var == -1, vput)])
-        kv = lk.var
+        kv = w.close_device_entry(t, m, "vfio_device_group_close",
+                                  [(Not(w.vopen[m].var), not_open), (w.mkvm[m].var == -1, vput)])
         w.lock(t, w.HR, "vfio_ap_mdev_unset_kvm", index=kv, kvm_index=kv)
         b = Body()
         b.set_at(w.hook, kv, -1)
@@ -152,7 +146,7 @@ class FinalDesign(ApDesign):
         b.set(w.vkvm[m], -1)
         b.set(w.vopen[m], False)
         b.set(w.closing[m], False)
-        b.set(lk, -1)
+        b.set(w.local(t, "kvm", w.kslots), -1)
         w.unlock(t, "vfio_device_put_kvm", (w.VG, None, m), body=b,
                  text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)",
                  goto=end)

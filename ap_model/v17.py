@@ -126,14 +126,7 @@ class V17Design(FinalDesign):
     def op_close_device(self, w: World, t: ThreadBuilder, mdev: int) -> None:
         m, end = mdev, w.end_label(t)
         done = w.label(t, "close_done")
-        w.lock(t, w.VG, "vfio_device_close", index=m)
-        lk = w.local(t, "kvm", w.kslots)
-        b = Body()
-        b.set(lk, w.mkvm[m].var)
-        b.set(w.closing[m], True)
-        w.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
-               jumps=[(Or(Not(w.vopen[m].var), w.mkvm[m].var == -1), done)])
-        kv = lk.var
+        kv = w.close_device_entry(t, m, "vfio_device_close", [(Or(Not(w.vopen[m].var), w.mkvm[m].var == -1), done)])
         w.lock(t, w.G, "vfio_ap_mdev_unset_kvm", mode="w")
         w.lock(t, w.KL, "vfio_ap_mdev_unset_kvm", index=kv, kvm_index=kv)
         w.lock(t, w.M, "vfio_ap_mdev_unset_kvm")
@@ -146,7 +139,7 @@ class V17Design(FinalDesign):
         b = Body()
         b.set(w.vopen[m], False)
         b.set(w.closing[m], False)
-        b.set(lk, -1)
+        b.set(w.local(t, "kvm", w.kslots), -1)
         w.unlock(t, "vfio_device_close", (w.VG, None, m), body=b)
         del end
 

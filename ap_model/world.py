@@ -534,6 +534,19 @@ class World:
         incfg = And(b[self.info_apm].has(i), b[self.info_aqm].has(j))
         b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
 
+    def close_device_entry(self, t: ThreadBuilder, m: int, vfio_fn: str,
+                           jumps: Sequence[tuple[Expr, str]]) -> Expr:
+        """vfio core takes its group/dev_set lock and calls close_device; vfio_ap_mdev_unset_kvm
+        reads matrix_mdev->kvm into a local. Returns that local (the kvm being detached)."""
+        self.lock(t, self.VG, vfio_fn, index=m)
+        lk = self.local(t, "kvm", self.kslots)
+        b = Body()
+        b.set(lk, self.mkvm[m].var)
+        b.set(self.closing[m], True)
+        self.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
+                  jumps=jumps)
+        return lk.var
+
     def remove_mdev_body(self, b: Body, m: int) -> None:
         """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
         (and shadow), list_del and kfree(matrix_mdev). Shared by every era."""
