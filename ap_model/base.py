@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.design import OperationSig, Param, Scenario, ScenarioError
-from checker.expr import INT, And, Expr, If, MaskConst, Not, lift
-from checker.program import Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, lift
+from checker.lang.program import Program, ProgramBuilder, RwSem, ThreadBuilder
 
 from . import rules
 from .world import Body, E, Era, World, parse_cfg

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checker.design import ScenarioError
+from checker.lang.design import ScenarioError
 
 
 @dataclass

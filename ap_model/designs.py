@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checker.design import Design
+from checker.lang.design import Design
 
 
 def all_designs() -> list[Design]:

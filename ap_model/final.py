@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.expr import And, Expr, If, MaskConst, Not, Or, Select
-from checker.layout import bool_field, ref_field
-from checker.program import ThreadBuilder
+from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.layout import bool_field, ref_field
+from checker.lang.program import ThreadBuilder
 
 from . import rules
 from .base import ApDesign, assign_body, refresh, unplug_adapter, unplug_domain

@@ -36,10 +36,10 @@ import z3
 
 from ap_model import rules
 from ap_model.rules import apqn_str, bits_of, bits_str, sysfs_mask
-from checker.expr import INT, And, BitOf, Expr, If, Implies, MaskConst, Not, Or, false
-from checker.layout import Field, bool_field, int_field, mask_field
-from checker.pycompile import evaluate
-from checker.z3expr import field_var, model_value, range_constraint, to_z3
+from checker.lang.expr import INT, And, BitOf, Expr, If, Implies, MaskConst, Not, Or, false
+from checker.lang.layout import Field, bool_field, int_field, mask_field
+from checker.prove.z3expr import field_var, model_value, range_constraint, to_z3
+from checker.search.pycompile import evaluate
 
 PROVED, VIOLATED, UNKNOWN = "PROVED", "VIOLATED", "UNKNOWN"
 

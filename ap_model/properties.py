@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from checker.expr import And, Bin, Const, Expr, Implies, MaskConst, Not, Or, Select, Var
-from checker.layout import Field
-from checker.program import FREED, UNBORN, Action, Lock, Program, RwSem
+from checker.lang.expr import And, Bin, Const, Expr, Implies, MaskConst, Not, Or, Select, Var
+from checker.lang.layout import Field
+from checker.lang.program import FREED, UNBORN, Action, Lock, Program, RwSem
 
 from . import rules
 from .world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, E

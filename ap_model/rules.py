@@ -1,6 +1,6 @@
 """The AP mask rules of the AP bus and vfio_ap, written once over mask expressions.
 
-Every function here is pure: it takes mask ``Expr`` s (``checker.expr``; any
+Every function here is pure: it takes mask ``Expr`` s (``checker.lang.expr``; any
 width, so the same definition runs on the 8/16-bit masks of the explicit
 search and on the 256-bit masks of the proofs) and returns a new ``Expr``.
 Python control flow is used only over constants (the width, the number of
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from checker.expr import (
+from checker.lang.expr import (
     INT,
     And,
     BitOf,

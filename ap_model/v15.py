@@ -25,8 +25,8 @@ Not modelled for these two: host configuration changes (not retrieved, §2(b)).
 
 from __future__ import annotations
 
-from checker.expr import And, Expr, If, MaskConst, Not, Or, Select
-from checker.program import ThreadBuilder
+from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.program import ThreadBuilder
 
 from . import rules
 from .base import _and, assign_body, refresh

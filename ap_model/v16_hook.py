@@ -21,8 +21,8 @@ locks for VFIO_GROUP_NOTIFY_SET_KVM notification" (merged for v5.15).
 
 from __future__ import annotations
 
-from checker.expr import And, If, MaskConst, Not, Or
-from checker.program import ThreadBuilder
+from checker.lang.expr import And, If, MaskConst, Not, Or
+from checker.lang.program import ThreadBuilder
 
 from . import rules
 from .final import FinalDesign, w_e

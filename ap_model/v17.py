@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.expr import And, Expr, If, Not, Or
-from checker.layout import enum_field, int_field
-from checker.program import ThreadBuilder
+from checker.lang.expr import And, Expr, If, Not, Or
+from checker.lang.layout import enum_field, int_field
+from checker.lang.program import ThreadBuilder
 
 from .final import DYNAMIC_OPS, FinalDesign, _attached, w_e
 from .world import HOOK_OWNERS, Body, Era, World

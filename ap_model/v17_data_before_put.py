@@ -11,8 +11,8 @@ until the vfio core holds its own kvm reference (6.2, 2b48f52f2bff).
 
 from __future__ import annotations
 
-from checker.expr import Expr
-from checker.program import ThreadBuilder
+from checker.lang.expr import Expr
+from checker.lang.program import ThreadBuilder
 
 from .v17 import V17Design
 from .world import Body, World

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checker.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
-from checker.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
+from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
+from checker.lang.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
 from .config import Cfg, parse_cfg

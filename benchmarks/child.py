@@ -66,10 +66,10 @@ def _import_ref(ref_path: str) -> object:
 
 
 def _run_apcheck(model_path: str) -> dict[str, object]:
-    from checker.lockprog import load_lock_program
-    from checker.options import Options
-    from checker.results import VIOLATED
-    from checker.run import check_program
+    from checker.lang.lockprog import load_lock_program
+    from checker.report.results import VIOLATED
+    from checker.search.run import check_program
+    from checker.spec.options import Options
 
     if model_path == "":
         return {}

@@ -1,5 +1,5 @@
 """``python -m checker`` runs the apcheck command line."""
 
-from .cli import main
+from checker.cli.cli import main
 
 raise SystemExit(main())

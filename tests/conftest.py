@@ -11,10 +11,10 @@ from typing import ClassVar
 
 import pytest
 
-from checker.design import OperationSig, Param, Scenario, ScenarioError
-from checker.expr import BOOL, Const
-from checker.program import Program, ProgramBuilder
-from checker.registry import Registry
+from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.expr import BOOL, Const
+from checker.lang.program import Program, ProgramBuilder
+from checker.spec.registry import Registry
 
 
 class FakeDesign:
@@ -88,10 +88,10 @@ def write_spec(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def engine_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Use checker.run if it exists; else a stub whose build_program is design.build (CLI tests
+    """Use checker.search.run if it exists; else a stub whose build_program is design.build (CLI tests
     of validate/designs must not wait for the search engine)."""
-    if importlib.util.find_spec("checker.run") is not None:
+    if importlib.util.find_spec("checker.search.run") is not None:
         return
-    stub = types.ModuleType("checker.run")
+    stub = types.ModuleType("checker.search.run")
     stub.build_program = lambda design, scenario: design.build(scenario)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "checker.run", stub)
+    monkeypatch.setitem(sys.modules, "checker.search.run", stub)

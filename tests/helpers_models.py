@@ -14,12 +14,12 @@ from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from checker.expr import Not
-from checker.layout import bool_field, int_field
-from checker.options import Options
-from checker.program import Program, ProgramBuilder
-from checker.results import CheckResult, PropertyResult
-from checker.run import check_program
+from checker.lang.expr import Not
+from checker.lang.layout import bool_field, int_field
+from checker.lang.program import Program, ProgramBuilder
+from checker.report.results import CheckResult, PropertyResult
+from checker.search.run import check_program
+from checker.spec.options import Options
 
 
 def check(program: Program, **kw: object) -> CheckResult:
@@ -398,7 +398,7 @@ def find_shared_benchmarks() -> Path | None:
 
 
 def load_bench(name: str) -> Program:
-    from checker.lockprog import program_from_json
+    from checker.lang.lockprog import program_from_json
 
     root = find_shared_benchmarks()
     assert root is not None

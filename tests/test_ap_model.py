@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from ap_model.designs import all_designs
-from checker.design import OpCall, Scenario, ScenarioError, ThreadSpec
-from checker.progmodel import ProgramModel
+from checker.lang.design import OpCall, Scenario, ScenarioError, ThreadSpec
+from checker.search.progmodel import ProgramModel
 
 DESIGNS = {d.name: d for d in all_designs()}
 

@@ -29,9 +29,9 @@ from ap_model.rules import (
     reserved_for_default,
     sharing_conflict,
 )
-from checker.expr import BitOf, Expr, ExprError, MaskConst, false
-from checker.layout import int_field, mask_field
-from checker.pycompile import evaluate
+from checker.lang.expr import BitOf, Expr, ExprError, MaskConst, false
+from checker.lang.layout import int_field, mask_field
+from checker.search.pycompile import evaluate
 
 W = 16
 ALL = (1 << W) - 1

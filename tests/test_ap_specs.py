@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from checker.options import Options
-from checker.registry import default_registry
-from checker.run import check_program
-from checker.spec import load_spec
+from checker.search.run import check_program
+from checker.spec.options import Options
+from checker.spec.registry import default_registry
+from checker.spec.spec import load_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECS = sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml")))

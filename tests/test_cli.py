@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from checker.cli import main, resolve_options
-from checker.errors import SpecError
-from checker.registry import Registry
-from checker.results import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
-from checker.spec import load_spec
+from checker.cli.cli import main, resolve_options
+from checker.report.results import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from checker.spec.errors import SpecError
+from checker.spec.registry import Registry
+from checker.spec.spec import load_spec
 
 WriteSpec = Callable[..., Path]
 SPEC = """\

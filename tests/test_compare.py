@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from checker.cli import main
-from checker.golden import ROOT
+from checker.cli.cli import main
+from checker.cli.golden import ROOT
 
 
 def spec(name: str) -> str:

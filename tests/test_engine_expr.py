@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from checker.expr import (
+from checker.lang.expr import (
     BOOL,
     INT,
     And,
@@ -31,10 +31,10 @@ from checker.expr import (
     lift,
     variables,
 )
-from checker.layout import Layout, bool_field, enum_field, int_field, mask_field, ref_field
-from checker.progmodel import ProgramModel
-from checker.program import Check, ModelError, ProgramBuilder
-from checker.pycompile import compile_fn, compile_predicate, evaluate, expr_src, state_values
+from checker.lang.layout import Layout, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.program import Check, ModelError, ProgramBuilder
+from checker.search.progmodel import ProgramModel
+from checker.search.pycompile import compile_fn, compile_predicate, evaluate, expr_src, state_values
 
 # a layout of every field kind, shared by the property tests below
 LAYOUT = Layout()
@@ -282,7 +282,7 @@ def test_codegen_guards_and_checks_match_evaluate(guard: Expr, bad: Expr, values
         g = type(f)(f.name, f.kind, f.lo, f.hi, f.init, names=f.names, width_bits=f.width_bits)
         pb.var(g)
         mirror[f] = g
-    from checker.build import substitute
+    from checker.lang.build import substitute
 
     def remap(e: Expr) -> Expr:
         return substitute(e, lambda n: Var(mirror[n.field], n.sort) if isinstance(n, Var) else None)

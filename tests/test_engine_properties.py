@@ -29,10 +29,10 @@ from helpers_models import (
     use_after_free,
 )
 
-from checker.expr import And, Not
-from checker.layout import bool_field, int_field, ref_field
-from checker.program import ProgramBuilder
-from checker.results import (
+from checker.lang.expr import And, Not
+from checker.lang.layout import bool_field, int_field, ref_field
+from checker.lang.program import ProgramBuilder
+from checker.report.results import (
     BOUNDED,
     EXIT_INCONCLUSIVE,
     EXIT_OK,

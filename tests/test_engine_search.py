@@ -33,10 +33,10 @@ from helpers_models import (
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from checker.expr import And
-from checker.options import Options
-from checker.results import BOUNDED, EXIT_INCONCLUSIVE, EXIT_VIOLATION, HOLDS, VIOLATED
-from checker.run import ReplayError, check_program, replay_trace
+from checker.lang.expr import And
+from checker.report.results import BOUNDED, EXIT_INCONCLUSIVE, EXIT_VIOLATION, HOLDS, VIOLATED
+from checker.search.run import ReplayError, check_program, replay_trace
+from checker.spec.options import Options
 
 TESTS_DIR = Path(__file__).resolve().parent
 SHARED = find_shared_benchmarks()
@@ -464,7 +464,7 @@ def test_narrow_model_stores_exact_states() -> None:
 @pytest.mark.parametrize("strategy", ["bfs", "dfs"])
 def test_out_of_memory_stops_cleanly_and_keeps_findings(strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A MemoryError mid-search ends it as BOUNDED (limit "memory"), keeping what was found."""
-    import checker.progmodel as progmodel
+    import checker.search.progmodel as progmodel
 
     real_init = progmodel.ProgramModel.__init__
 

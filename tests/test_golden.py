@@ -1,7 +1,7 @@
 """Every spec and example in specs/golden.json gives exactly its recorded counts and verdicts.
 
 Ground truth for the lock-program examples is SPIN/Rumur's (shared/benchmarks);
-vfio_ap spec entries were recorded with `python -m checker.golden update` and
+vfio_ap spec entries were recorded with `python -m checker.cli.golden update` and
 reviewed against the kernel facts (see README.md). Entries marked slow run in
 the benchmarks, not here.
 """
@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from checker.golden import ROOT, load_manifest, run_spec, summarize
+from checker.cli.golden import ROOT, load_manifest, run_spec, summarize
 
 MANIFEST = load_manifest()
 FAST = sorted(k for k, v in MANIFEST["specs"].items() if not v.get("slow"))

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from ap_model import mask_proofs as mp
 from ap_model import rules
-from checker.expr import BitOf, Expr
-from checker.layout import Field, bool_field, int_field, mask_field
-from checker.pycompile import evaluate
-from checker.z3expr import from_z3_value, to_z3, value_term
+from checker.lang.expr import BitOf, Expr
+from checker.lang.layout import Field, bool_field, int_field, mask_field
+from checker.prove.z3expr import from_z3_value, to_z3, value_term
+from checker.search.pycompile import evaluate
 
 APQN_RE = re.compile(r"APQN ([0-9a-f]{2})\.([0-9a-f]{4}) \(adapter (\d+), domain (\d+)\)")
 
@@ -165,7 +165,7 @@ def test_python_and_z3_agree_on_random_masks(rule: str, data: st.DataObject) -> 
 
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_rules_translate_to_z3_with_their_sorts(rule: str) -> None:
-    from checker.z3expr import check_sorts
+    from checker.prove.z3expr import check_sorts
 
     for e in RULES[rule]():
         check_sorts(e)

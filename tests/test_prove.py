@@ -13,12 +13,11 @@ from typing import ClassVar
 
 import pytest
 
-from checker.design import OperationSig, Param, Scenario
-from checker.expr import And, If, Implies, Not, Or
-from checker.layout import bool_field, int_field
-from checker.options import Options
-from checker.program import Lock, Program, ProgramBuilder, Property
-from checker.prove import (
+from checker.lang.design import OperationSig, Param, Scenario
+from checker.lang.expr import And, If, Implies, Not, Or
+from checker.lang.layout import bool_field, int_field
+from checker.lang.program import Lock, Program, ProgramBuilder, Property
+from checker.prove.prove import (
     AUTO_OWNERSHIP,
     BOUNDED,
     CTI,
@@ -32,8 +31,9 @@ from checker.prove import (
     ownership_expr,
     prove_program,
 )
-from checker.registry import Registry
-from checker.results import VIOLATED as EXPLICIT_VIOLATED
+from checker.report.results import VIOLATED as EXPLICIT_VIOLATED
+from checker.spec.options import Options
+from checker.spec.registry import Registry
 
 # --------------------------------------------------------------------------- models
 
@@ -100,7 +100,7 @@ def double_free() -> Program:
 
 
 def bfs_trace_length(program: Program, name: str) -> int:
-    from checker.run import check_program
+    from checker.search.run import check_program
 
     res = check_program(program, Options())
     by = {p.name: p for p in res.properties}
@@ -281,7 +281,7 @@ def test_exit_codes() -> None:
 
 
 def test_typing_invariant_preserved_by_every_action() -> None:
-    from checker.symbolic import Encoding
+    from checker.prove.symbolic import Encoding
 
     for prog in (mutex_program(), twin_counter(), double_free()):
         enc = Encoding(prog)
@@ -315,7 +315,7 @@ threads:
 
 @pytest.fixture
 def prove_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    from checker.cli import main
+    from checker.cli.cli import main
 
     reg = Registry()
     reg.register(MutexDesign, origin="tests")
@@ -392,9 +392,9 @@ BMC_MAX_DEPTH = 10  # deeper violations take BMC tens of seconds (see docs/prove
 
 
 def spec_program(path: Path) -> Program:
-    from checker.registry import default_registry
-    from checker.run import build_program
-    from checker.spec import load_spec
+    from checker.search.run import build_program
+    from checker.spec.registry import default_registry
+    from checker.spec.spec import load_spec
 
     loaded = load_spec(str(path), default_registry())
     return build_program(loaded.design, loaded.scenario)
@@ -403,7 +403,7 @@ def spec_program(path: Path) -> Program:
 @pytest.mark.skipif(not SPECS, reason="no specs in the repository yet")
 @pytest.mark.parametrize("path", SPECS, ids=[str(p.relative_to(ROOT)) for p in SPECS])
 def test_bmc_and_bfs_agree_on_shortest_violation(path: Path) -> None:
-    from checker.run import check_program
+    from checker.search.run import check_program
 
     prog = spec_program(path)
     res = check_program(prog, Options(max_states=BFS_LIMIT, quiet=True))
@@ -451,7 +451,7 @@ def test_exhaustive_bmc_proves_a_bounded_scenario() -> None:
 
 
 def test_prove_settings_cli_over_spec_over_defaults() -> None:
-    from checker.prove_cli import prove_settings
+    from checker.cli.prove_cli import prove_settings
 
     assert prove_settings(None) == {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
     spec = {"lemmas": ["a", "b"], "k": 2, "bmc": 10}

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from checker.cli import main
-from checker.options import Options
-from checker.registry import default_registry
-from checker.results import VIOLATED as EXPLICIT_VIOLATED
-from checker.run import build_program, check_program
-from checker.spec import load_spec
+from checker.cli.cli import main
+from checker.report.results import VIOLATED as EXPLICIT_VIOLATED
+from checker.search.run import build_program, check_program
+from checker.spec.options import Options
+from checker.spec.registry import default_registry
+from checker.spec.spec import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SHARING_AND_FILTERING = ["no-two-guests", "no-double-assignment", "no-host-guest-sharing", "crycb-within-bounds"]

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from checker.report_dot import lock_graph_dot
-from checker.report_json import (
+from checker.report.report_dot import lock_graph_dot
+from checker.report.report_json import (
     load_report,
     result_to_dict,
     result_to_json,
     trace_from_dict,
 )
-from checker.report_text import (
+from checker.report.report_text import (
     generate_scenario,
     render_cycle,
     render_result,
     render_trace,
 )
-from checker.results import (
+from checker.report.results import (
     BOUNDED,
     HOLDS,
     VIOLATED,

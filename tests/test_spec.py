@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from checker.design import ScenarioError
-from checker.errors import InternalError, SpecError, SpecErrors
-from checker.registry import Registry, _optional_module
-from checker.spec import (
+from checker.lang.design import ScenarioError
+from checker.spec.errors import InternalError, SpecError, SpecErrors
+from checker.spec.registry import Registry, _optional_module
+from checker.spec.spec import (
     LoadedSpec,
     load_spec,
     locate,

@@ -19,8 +19,7 @@ import z3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checker import z3expr
-from checker.expr import (
+from checker.lang.expr import (
     BOOL,
     INT,
     And,
@@ -37,11 +36,12 @@ from checker.expr import (
     Or,
     Select,
 )
-from checker.layout import Field, Layout, bool_field, enum_field, int_field, mask_field, ref_field
-from checker.program import Program, ProgramBuilder
-from checker.prove import DisagreementError, prove_program
-from checker.pycompile import compile_predicate, evaluate
-from checker.z3expr import check_sorts, field_var, literal, range_constraint, sort_matches, to_z3
+from checker.lang.layout import Field, Layout, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.program import Program, ProgramBuilder
+from checker.prove import z3expr
+from checker.prove.prove import DisagreementError, prove_program
+from checker.prove.z3expr import check_sorts, field_var, literal, range_constraint, sort_matches, to_z3
+from checker.search.pycompile import compile_predicate, evaluate
 
 # --------------------------------------------------------------------------- fields
 
@@ -279,9 +279,9 @@ SPECS = sorted(p for d in ("specs", "examples") for p in (ROOT / d).rglob("*.yam
 
 
 def spec_program(path: Path) -> Program:
-    from checker.registry import default_registry
-    from checker.run import build_program
-    from checker.spec import load_spec
+    from checker.search.run import build_program
+    from checker.spec.registry import default_registry
+    from checker.spec.spec import load_spec
 
     loaded = load_spec(str(path), default_registry())
     return build_program(loaded.design, loaded.scenario)
@@ -314,7 +314,7 @@ def test_every_spec_translates_with_the_right_sorts(path: Path) -> None:
 
 
 def test_expr_text_names_constants() -> None:
-    from checker.z3expr import expr_text
+    from checker.prove.z3expr import expr_text
 
     assert expr_text(And(E.var == 1, Not(M.var.has(N.var)))) == "e == busy and not m.has(i)"
     assert expr_text(R.var == -1) == "r == NULL"

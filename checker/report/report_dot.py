@@ -5,7 +5,7 @@ Output is sorted so that two runs, or two designs, diff line by line.
 
 from __future__ import annotations
 
-from .results import CheckResult, LockEdge
+from checker.report.results import CheckResult, LockEdge
 
 
 def _quote(*lines: str) -> str:

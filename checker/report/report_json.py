@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .results import (
+from checker.report.results import (
     CheckResult,
     LockCycle,
     LockEdge,

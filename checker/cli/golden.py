@@ -5,8 +5,8 @@ its expected states, transitions, deadlock states, max depth, overall result
 and, per property, ``[status, trace length or null]``. Tests compare a fresh
 run against it, so any drift in the engine or a model fails CI.
 
-    python -m checker.golden update specs/v15-lockdep.yaml ...   # record
-    python -m checker.golden check                                # compare all
+    python -m checker.cli.golden update specs/v15-lockdep.yaml ...   # record
+    python -m checker.cli.golden check                                # compare all
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import sys
 import time
 from typing import Any
 
-from .options import Options
-from .results import CheckResult
+from checker.report.results import CheckResult
+from checker.spec.options import Options
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFEST = os.path.join(ROOT, "specs", "golden.json")
 
 
 def run_spec(path: str, **overrides: Any) -> CheckResult:
     """Load, build and check a spec with its own ``check:`` options (plus overrides)."""
-    from .registry import default_registry
-    from .run import build_program, check_program
-    from .spec import load_spec
+    from checker.search.run import build_program, check_program
+    from checker.spec.registry import default_registry
+    from checker.spec.spec import load_spec
 
     loaded = load_spec(path, default_registry())
     program = build_program(loaded.design, loaded.scenario)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 
-from .expr import BOOL, And, Bin, Const, Expr, If, Ite, Nary, Not, Or, Un
-from .layout import Field, int_field
-from .program import (
+from checker.lang.expr import BOOL, And, Bin, Const, Expr, If, Ite, Nary, Not, Or, Un
+from checker.lang.layout import Field, int_field
+from checker.lang.program import (
     Action,
     Check,
     ModelError,
@@ -170,7 +170,7 @@ def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, lab
 
 def _held_after(lk: object, t: int, updates: dict[Field, Expr]) -> Expr:
     """Whether thread ``t`` holds ``lk`` after a step with ``updates`` (values from the pre-state)."""
-    from .program import Lock
+    from checker.lang.program import Lock
 
     if isinstance(lk, Lock):
         return updates.get(lk.owner, lk.owner.var) == t + 1
@@ -190,7 +190,7 @@ def _const_in_range(e: Expr, f: Field) -> bool:
         return True
     if isinstance(e, Ite):
         return _const_in_range(e.a, f) and _const_in_range(e.b, f)
-    from .expr import Var
+    from checker.lang.expr import Var
 
     return isinstance(e, Var) and e.field is f
 

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from .expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
-from .layout import Field, Layout, bool_field, enum_field, int_field, ref_field
+from checker.lang.expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
+from checker.lang.layout import Field, Layout, bool_field, enum_field, int_field, ref_field
 
 
 class ModelError(ValueError):
@@ -353,7 +353,7 @@ class ProgramBuilder:
         self._derived.append(fn)
 
     def build(self) -> Program:
-        from .build import finish
+        from checker.lang.build import finish
 
         program = finish(self)
         for fn in self._derived:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .expr import BOOL, Bin, Const, Expr, Nary, Un, Var
-from .heldsets import static_acquire, static_held
-from .layout import Field
-from .program import Action, Program, RwSem
-from .pycompile import compile_fn, expr_src
+from checker.lang.expr import BOOL, Bin, Const, Expr, Nary, Un, Var
+from checker.lang.heldsets import static_acquire, static_held
+from checker.lang.layout import Field
+from checker.lang.program import Action, Program, RwSem
+from checker.search.pycompile import compile_fn, expr_src
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Registered designs: the only way a spec's ``design: NAME`` reaches code.
 
-Built-ins come from ``checker.lockprog`` and ``ap_model.designs``; third-party
+Built-ins come from ``checker.lang.lockprog`` and ``ap_model.designs``; third-party
 designs from installed packages declaring an entry point in the group
 ``apcheck.designs`` (a zero-argument factory returning a Design). Registries
 are built by functions, never kept in module state, so tests inject their own.
@@ -12,8 +12,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from .design import Design, DesignFactory
-from .errors import InternalError, SpecError, did_you_mean
+from checker.lang.design import Design, DesignFactory
+from checker.spec.errors import InternalError, SpecError, did_you_mean
 
 ENTRY_POINT_GROUP = "apcheck.designs"
 _REQUIRED_ATTRS = ("name", "summary", "constants", "operations", "build")
@@ -83,10 +83,10 @@ def default_registry(plugins: bool = True) -> Registry:
     """Built-in designs plus installed plugins (entry point group ``apcheck.designs``)."""
     reg = Registry()
     try:
-        lockprog = importlib.import_module("checker.lockprog")
-        reg.register(lockprog.LockProgramDesign, origin="checker.lockprog")
+        lockprog = importlib.import_module("checker.lang.lockprog")
+        reg.register(lockprog.LockProgramDesign, origin="checker.lang.lockprog")
     except (ImportError, AttributeError) as e:
-        raise InternalError(f"built-in design checker.lockprog:LockProgramDesign is unavailable "
+        raise InternalError(f"built-in design checker.lang.lockprog:LockProgramDesign is unavailable "
                             f"({type(e).__name__}: {e}); the installation is broken") from e
 
     ap_designs = _optional_module("ap_model.designs")

@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
-from .design import Design, OpCall, Param, Scenario, ScenarioError, ThreadSpec
-from .errors import SpecError, SpecErrors, closest, did_you_mean
-from .options import OPTION_TYPES
-from .registry import Registry
+from checker.lang.design import Design, OpCall, Param, Scenario, ScenarioError, ThreadSpec
+from checker.spec.errors import SpecError, SpecErrors, closest, did_you_mean
+from checker.spec.options import OPTION_TYPES
+from checker.spec.registry import Registry
 
 TOP_KEYS = ("name", "design", "description", "program", "constants", "threads", "properties", "check", "prove")
 THREAD_KEYS = ("name", "run", "cyclic")

@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .results import VIOLATED, CheckResult, PropertyResult
+from checker.report.results import VIOLATED, CheckResult, PropertyResult
 
 
 @dataclass
@@ -58,7 +58,7 @@ def edges_only_in(c: Comparison) -> dict[str, list[tuple[str, str]]]:
 
 
 def render_text(c: Comparison) -> str:
-    from .report_text import render_trace
+    from checker.report.report_text import render_trace
 
     lines = []
     table = [[name] + [_cell(_prop(r, name)) for r in c.results] for name in c.rows]
@@ -91,7 +91,7 @@ def render_text(c: Comparison) -> str:
 
 
 def to_dict(c: Comparison) -> dict[str, Any]:
-    from .report_json import trace_to_dict
+    from checker.report.report_json import trace_to_dict
 
     diffs = []
     for name in differing(c):

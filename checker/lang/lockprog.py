@@ -13,8 +13,8 @@ import json
 import os
 from typing import Any
 
-from .design import OperationSig, Param, Scenario, ScenarioError
-from .program import Lock, Program, ProgramBuilder
+from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.program import Lock, Program, ProgramBuilder
 
 
 class LockProgramError(ValueError):

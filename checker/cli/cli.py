@@ -1,7 +1,7 @@
 """The ``apcheck`` command line.
 
 Commands: check, validate, replay, designs, graph; ``compare`` and ``prove``
-are added by ``checker.compare_cli`` / ``checker.prove_cli`` when present:
+are added by ``checker.cli.compare_cli`` / ``checker.cli.prove_cli`` when present:
 each module defines ``register(group: click.Group) -> None`` and may use the
 helpers here (``get_app``, ``load``, ``build``, ``resolve_options``,
 ``search_options``, ``write_report``).
@@ -24,20 +24,27 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .design import ScenarioError
-from .errors import SpecError, SpecErrors, did_you_mean
-from .options import STRATEGIES, Options
-from .program import ModelError
-from .registry import Registry, default_registry
-from .results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
-from .spec import LoadedSpec, load_spec, normalize_key, scenario_error, unknown_names, validate_property_names
+from checker.lang.design import ScenarioError
+from checker.lang.program import ModelError
+from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from checker.spec.errors import SpecError, SpecErrors, did_you_mean
+from checker.spec.options import STRATEGIES, Options
+from checker.spec.registry import Registry, default_registry
+from checker.spec.spec import (
+    LoadedSpec,
+    load_spec,
+    normalize_key,
+    scenario_error,
+    unknown_names,
+    validate_property_names,
+)
 
 if TYPE_CHECKING:
-    from .program import Program
-    from .results import CheckResult
+    from checker.lang.program import Program
+    from checker.report.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXTENSIONS = ("checker.compare_cli", "checker.prove_cli")
+EXTENSIONS = ("checker.cli.compare_cli", "checker.cli.prove_cli")
 
 
 def _version() -> str:
@@ -85,7 +92,7 @@ def engine(module: str) -> Any:
 def build(loaded: LoadedSpec) -> Program:
     """Build the spec's program; the design's complaints come back located in the spec."""
     try:
-        program: Program = engine("checker.run").build_program(loaded.design, loaded.scenario)
+        program: Program = engine("checker.search.run").build_program(loaded.design, loaded.scenario)
         return program
     except ScenarioError as e:
         raise scenario_error(loaded, e) from None
@@ -158,7 +165,7 @@ def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any]) -> Chec
     loaded = load(ctx, spec)
     program = build(loaded)
     options = resolve_options(loaded, program, **cli_values)
-    result: CheckResult = engine("checker.run").check_program(program, options, loaded.scenario.name,
+    result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
                                                               loaded.design.name)
     return result
 
@@ -182,9 +189,9 @@ def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_
     """Explore every interleaving of SPEC and report each property."""
     result = run_check(ctx, spec, cli_values)
     if fmt == "json":
-        text: str = engine("checker.report_json").result_to_json(result)
+        text: str = engine("checker.report.report_json").result_to_json(result)
     else:
-        text = engine("checker.report_text").render_result(result)
+        text = engine("checker.report.report_text").render_result(result)
     write_report(text, output)
     if output is not None and not cli_values.get("quiet"):
         click.echo(summary_line(result, output))
@@ -207,7 +214,7 @@ def validate(ctx: click.Context, spec: str) -> int:
 
 
 def _read_report(path: str) -> dict[str, Any]:
-    rj = engine("checker.report_json")
+    rj = engine("checker.report.report_json")
     try:
         data: dict[str, Any] = rj.load_report(path)
     except FileNotFoundError:
@@ -249,7 +256,7 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
 @click.pass_context
 def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> int:
     """Re-execute a trace from a JSON report against SPEC and print it."""
-    run = engine("checker.run")
+    run = engine("checker.search.run")
     loaded = load(ctx, spec)
     program = build(loaded)
     data = _read_report(trace_file)
@@ -262,7 +269,7 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> 
     except run.ReplayError as e:
         raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
     title = f"{name}: replay of {trace_file} on {spec}"
-    click.echo(engine("checker.report_text").render_trace(trace, title).rstrip("\n"))
+    click.echo(engine("checker.report.report_text").render_trace(trace, title).rstrip("\n"))
     return EXIT_OK
 
 
@@ -299,7 +306,7 @@ def designs(ctx: click.Context, name: str | None) -> int:
 def graph(ctx: click.Context, /, spec: str, output: str | None, **cli_values: Any) -> int:
     """Run the check and print the lock-order graph as DOT."""
     result = run_check(ctx, spec, cli_values)
-    write_report(engine("checker.report_dot").lock_graph_dot(result), output)
+    write_report(engine("checker.report.report_dot").lock_graph_dot(result), output)
     if not result.stats.complete:
         click.echo(f"apcheck: note: search incomplete ({result.stats.limit or 'bounded'}); "
                    "the graph may miss edges", err=True)

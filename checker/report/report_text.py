@@ -12,7 +12,7 @@ import textwrap
 
 from tabulate import tabulate
 
-from .results import (
+from checker.report.results import (
     BOUNDED,
     HOLDS,
     NOT_WITNESSED,

@@ -24,10 +24,10 @@ from dataclasses import field as dc_field
 
 import z3
 
-from .expr import Expr
-from .layout import Field
-from .program import Action, Check, Program
-from .z3expr import field_var, literal, model_value, range_constraint, to_z3
+from checker.lang.expr import Expr
+from checker.lang.layout import Field
+from checker.lang.program import Action, Check, Program
+from checker.prove.z3expr import field_var, literal, model_value, range_constraint, to_z3
 
 
 @dataclass

@@ -12,9 +12,9 @@ lock classes.
 
 from __future__ import annotations
 
-from .codegen import Compiled
-from .program import Action, AnyLock, Program, RwSem
-from .results import LockCycle, LockEdge
+from checker.lang.program import Action, AnyLock, Program, RwSem
+from checker.report.results import LockCycle, LockEdge
+from checker.search.codegen import Compiled
 
 
 def _mode(lk: AnyLock, mode: str) -> str:

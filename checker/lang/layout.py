@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from .expr import BOOL, INT, Expr, Mask, Sort, Var
+from checker.lang.expr import BOOL, INT, Expr, Mask, Sort, Var
 
 
 @dataclass(eq=False)

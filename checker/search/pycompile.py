@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var
-from .layout import Field
+from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var
+from checker.lang.layout import Field
 
 
 def field_src(f: Field, state: str = "s") -> str:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from .model import Model
-from .options import Options
+from checker.lang.model import Model
+from checker.spec.options import Options
 
 EXACT_BITS = 128
 

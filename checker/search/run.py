@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from .design import Design, Scenario
-from .explore import Finding, Search, explore, path_to
-from .lockorder import collect_edges, cycles_report, scenario
-from .options import Options
-from .progmodel import ProgramModel
-from .program import Program, RwSem
-from .pycompile import evaluate, state_values
-from .results import (
+from checker.lang.design import Design, Scenario
+from checker.lang.program import Program, RwSem
+from checker.report.results import (
     BOUNDED,
     BUILTIN_PROPERTIES,
     HOLDS,
@@ -24,6 +19,11 @@ from .results import (
     Trace,
     TraceStep,
 )
+from checker.search.explore import Finding, Search, explore, path_to
+from checker.search.lockorder import collect_edges, cycles_report, scenario
+from checker.search.progmodel import ProgramModel
+from checker.search.pycompile import evaluate, state_values
+from checker.spec.options import Options
 
 BUILTIN_TEXT = {
     "deadlock": "no reachable state where some thread is unfinished and none can move",

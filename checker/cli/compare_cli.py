@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from .results import EXIT_INCONCLUSIVE, EXIT_OK
+from checker.report.results import EXIT_INCONCLUSIVE, EXIT_OK
 
 
 def register(group: click.Group) -> None:
-    from .cli import build, get_app, load, search_options, write_report
+    from checker.cli.cli import build, get_app, load, search_options, write_report
 
     @group.command(name="compare")
     @click.argument("specs", nargs=-1, required=True)
@@ -29,9 +29,9 @@ def register(group: click.Group) -> None:
     def compare_cmd(ctx: click.Context, /, specs: tuple[str, ...], fmt: str, output: str | None,
                     with_prove: bool, **cli_values: Any) -> int:
         """Check several specs with the same options and compare their verdicts."""
-        from .compare import compare, render_text, to_dict, to_json
-        from .options import Options
-        from .run import check_program
+        from checker.report.compare import compare, render_text, to_dict, to_json
+        from checker.search.run import check_program
+        from checker.spec.options import Options
 
         get_app(ctx)
         if len(specs) < 2:
@@ -67,8 +67,8 @@ def register(group: click.Group) -> None:
 
 def _prove_all(programs: list[tuple[Any, Any]]) -> list[list[dict[str, Any]]]:
     """Prove each spec's invariants with the lemmas, k and BMC depth of its own ``prove:`` block."""
-    from .prove import prove_program
-    from .prove_cli import prove_settings
+    from checker.cli.prove_cli import prove_settings
+    from checker.prove.prove import prove_program
 
     out = []
     for program, block in programs:

@@ -28,39 +28,39 @@ from dataclasses import dataclass
 
 import z3
 
-from .expr import And, Expr, Implies, Nary, Not
-from .layout import Field
-from .program import Action, Program
-from .prove_results import (  # re-exported: the prover's public result types
+from checker.lang.expr import And, Expr, Implies, Nary, Not
+from checker.lang.layout import Field
+from checker.lang.program import Action, Program
+from checker.prove.prove_results import (  # re-exported: the prover's public result types
     BOUNDED as BOUNDED,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     CTI as CTI,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     PROVED as PROVED,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     UNKNOWN as UNKNOWN,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     VIOLATED as VIOLATED,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     ActionRef as ActionRef,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     CtiInfo as CtiInfo,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     PropertyProof as PropertyProof,
 )
-from .prove_results import (
+from checker.prove.prove_results import (
     ProveResult as ProveResult,
 )
-from .pycompile import evaluate
-from .symbolic import Encoding, StateVars
-from .z3expr import expr_text, model_value
+from checker.prove.symbolic import Encoding, StateVars
+from checker.prove.z3expr import expr_text, model_value
+from checker.search.pycompile import evaluate
 
 CHECK_PREFIX = "check:"
 
@@ -152,8 +152,8 @@ def ownership_expr(program: Program) -> Expr | None:
     Derived from the program (``heldsets``), never trusted: it is proved by
     induction before the prover assumes it.
     """
-    from .heldsets import static_held
-    from .program import RwSem
+    from checker.lang.heldsets import static_held
+    from checker.lang.program import RwSem
 
     held = static_held(program)
     terms: list[Expr] = []
@@ -196,7 +196,7 @@ def goals_of(program: Program) -> dict[str, Goal]:
 
 
 def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], what: str) -> list[Goal]:
-    from .build import did_you_mean
+    from checker.lang.build import did_you_mean
 
     out = []
     for n in names:
@@ -261,7 +261,7 @@ class Prover:
     def reads(self, g: Goal) -> set[Field]:
         hit = self._reads.get(g.name)
         if hit is None:
-            from .expr import variables
+            from checker.lang.expr import variables
 
             if g.expr is not None:
                 hit = {f for f in variables(g.expr) if isinstance(f, Field)}
@@ -281,7 +281,7 @@ class Prover:
             return None
         if self._succ is None:
             try:
-                from .codegen import compile_program
+                from checker.search.codegen import compile_program
             except ImportError:  # pragma: no cover - before the explicit engine exists
                 self._explicit_replay = False
                 return None

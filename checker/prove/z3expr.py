@@ -20,8 +20,8 @@ from collections.abc import Mapping
 
 import z3
 
-from .expr import BOOL, INT, Bin, Const, Expr, ExprError, Ite, Nary, Sort, Un, Var, children, variables
-from .layout import Field
+from checker.lang.expr import BOOL, INT, Bin, Const, Expr, ExprError, Ite, Nary, Sort, Un, Var, children, variables
+from checker.lang.layout import Field
 
 Env = Mapping[Field, z3.ExprRef]
 

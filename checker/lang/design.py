@@ -3,7 +3,7 @@
 A design is registered by name (``apcheck designs``). It declares the constants
 it accepts and the operations (kernel paths) a thread may run, each with typed
 parameters, so a spec can be validated completely before anything is built.
-Designs come from ``ap_model``, ``checker.lockprog`` or installed plugins
+Designs come from ``ap_model``, ``checker.lang.lockprog`` or installed plugins
 (entry point group ``apcheck.designs``); never from a string in a spec.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .program import Program
+from checker.lang.program import Program
 
 # Parameter types a spec may use. A type is a string:
 #   "int", "bool", "str", "ints" (list of ints), "strs" (list of strings),

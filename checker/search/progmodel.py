@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .codegen import Compiled, compile_program
-from .expr import variables
-from .layout import Field
-from .model import StateCheck
-from .program import ALIVE, Action, Program, RwSem
-from .pycompile import compile_predicate
+from checker.lang.expr import variables
+from checker.lang.layout import Field
+from checker.lang.model import StateCheck
+from checker.lang.program import ALIVE, Action, Program, RwSem
+from checker.search.codegen import Compiled, compile_program
+from checker.search.pycompile import compile_predicate
 
 
 class ProgramModel:
@@ -90,7 +90,7 @@ class ProgramModel:
 
     def waits_for(self, state: int) -> tuple[dict[int, set[int]], dict[tuple[int, int], str]]:
         """Thread -> threads it waits for, and the lock/flag name on each wait edge."""
-        from .pycompile import evaluate, state_values
+        from checker.search.pycompile import evaluate, state_values
 
         values = state_values(self.program.layout.fields, state)
         graph: dict[int, set[int]] = {}

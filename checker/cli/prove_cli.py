@@ -1,6 +1,6 @@
 """``apcheck prove SPEC``: the symbolic verdicts, as a table, swimlanes and versioned JSON.
 
-Registered by ``checker.cli`` (``register(group)``). Settings resolve
+Registered by ``checker.cli.cli`` (``register(group)``). Settings resolve
 CLI > spec ``prove:`` block (``lemmas``, ``k``, ``bmc``, ``timeout``) > defaults.
 Exit codes: 0 every goal PROVED, 1 a VIOLATED goal, 2 usage or spec error,
 3 inconclusive (CTI, BOUNDED, UNKNOWN), 4 internal error (including a
@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from .expr import variables
-from .layout import Field
-from .program import Program, RwSem
-from .prove import (
+from checker.lang.expr import variables
+from checker.lang.layout import Field
+from checker.lang.program import Program, RwSem
+from checker.prove.prove import (
     CTI,
     PROVED,
     VIOLATED,
@@ -28,7 +28,7 @@ from .prove import (
     goals_of,
     prove_program,
 )
-from .results import Trace, TraceStep
+from checker.report.results import Trace, TraceStep
 
 DEFAULTS: dict[str, Any] = {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
 PROVE_KEYS = ("lemmas", "k", "bmc", "timeout")
@@ -73,7 +73,7 @@ def relevant_fields(program: Program, proof: PropertyProof, cti: CtiInfo) -> lis
     goal_expr = next((p.expr for p in program.properties if p.name == cti.invariant), None)
     if goal_expr is not None:
         conj = goal_expr
-        from .expr import Nary
+        from checker.lang.expr import Nary
 
         if cti.failing_conjunct is not None and isinstance(goal_expr, Nary):
             conj = goal_expr.args[cti.failing_conjunct]
@@ -102,7 +102,7 @@ def cti_trace(program: Program, cti: CtiInfo) -> Trace:
 
 
 def render_cti(program: Program, proof: PropertyProof, cti: CtiInfo) -> str:
-    from .report_text import render_trace
+    from checker.report.report_text import render_trace
 
     lemma = "" if cti.invariant == proof.property else f" (lemma {cti.invariant})"
     how = "induction" if cti.k == 1 else f"{cti.k}-induction"
@@ -132,8 +132,8 @@ def render_cti(program: Program, proof: PropertyProof, cti: CtiInfo) -> str:
 def render_text(program: Program, result: ProveResult, spec: str, design: str) -> str:
     from tabulate import tabulate
 
-    from .report_text import DETAIL_WIDTH, _wrap, render_trace
-    from .run import replay_trace
+    from checker.report.report_text import DETAIL_WIDTH, _wrap, render_trace
+    from checker.search.run import replay_trace
 
     rows = []
     for p in result.properties:
@@ -176,8 +176,8 @@ def _cti_dict(c: CtiInfo) -> dict[str, Any]:
 def proof_to_dict(program: Program, p: PropertyProof) -> dict[str, Any]:
     trace: dict[str, Any] | None = None
     if p.trace is not None:
-        from .report_json import trace_to_dict
-        from .run import replay_trace
+        from checker.report.report_json import trace_to_dict
+        from checker.search.run import replay_trace
 
         trace = trace_to_dict(replay_trace(program, p.trace))
     return {
@@ -240,9 +240,9 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
-    from .cli import build, load, write_report
-    from .errors import SpecError, SpecErrors
-    from .spec import unknown_names, validate_lemma_names
+    from checker.cli.cli import build, load, write_report
+    from checker.spec.errors import SpecError, SpecErrors
+    from checker.spec.spec import unknown_names, validate_lemma_names
 
     if masks:
         if spec is not None:
@@ -285,8 +285,7 @@ def prove_masks(width: int, timeout: float, fmt: str, output: str | None) -> int
     import z3
 
     from ap_model.mask_proofs import UNKNOWN, format_table, run_mask_proofs
-
-    from .cli import write_report
+    from checker.cli.cli import write_report
 
     t0 = time.perf_counter()
     results = run_mask_proofs(width=width, timeout_s=timeout)
