@@ -50,7 +50,8 @@ def reducer_for(model: object, options: object) -> Reducer:
     """The reducer a search of ``model`` (a ProgramModel) under ``options`` uses.
 
     Every explorer, sequential or partitioned, builds its reducer here so they agree."""
-    return NoReduction()
+    from checker.search.reduce.combined import build_reducer
 
+    return build_reducer(model, options)
 
 __all__ = ["NoReduction", "Reducer", "reducer_for"]
