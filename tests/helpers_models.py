@@ -23,7 +23,9 @@ from checker.spec.options import Options
 
 
 def check(program: Program, **kw: object) -> CheckResult:
-    """check_program with quiet options plus overrides."""
+    """check_program with quiet options plus overrides; unreduced unless ``reduction`` is given
+    (the expected counts here are those of the full state graph)."""
+    kw.setdefault("reduction", "none")
     opts = Options(quiet=True, **kw)  # type: ignore[arg-type]
     return check_program(program, opts)
 

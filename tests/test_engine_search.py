@@ -182,6 +182,11 @@ def test_engine_matches_reference_on_random_lock_scripts(threads: list[list[tupl
     # balanced scripts: no unlock or exit violation, so lock-order fails exactly on a cycle
     assert prop(r, "memory-safety").status == HOLDS
     assert (prop(r, "lock-order").status == VIOLATED) == _has_cycle(ref_edges)
+    # partial-order reduction keeps every deadlock state, every verdict and every lock-order edge
+    red = check(script_program("random", names, cyclic=cyclic), reduction="all")
+    assert red.stats.deadlock_states == deadlocks and red.stats.states <= states
+    assert [(p.name, p.status) for p in red.properties] == [(p.name, p.status) for p in r.properties]
+    assert red.lock_edges == r.lock_edges
 
 
 def _has_cycle(edges: set[tuple[str, str]]) -> bool:

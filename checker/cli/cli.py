@@ -28,7 +28,7 @@ from checker.lang.design import ScenarioError
 from checker.lang.program import ModelError
 from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
-from checker.spec.options import STRATEGIES, Options
+from checker.spec.options import REDUCTIONS, STRATEGIES, Options
 from checker.spec.registry import Registry, default_registry
 from checker.spec.spec import (
     LoadedSpec,
@@ -137,6 +137,8 @@ def search_options(f: F) -> F:
         click.option("--only", multiple=True, metavar="NAME", help="Report only these properties (repeatable)."),
         click.option("--skip", multiple=True, metavar="NAME", help="Do not report these properties (repeatable)."),
         click.option("--quiet", is_flag=True, default=None, help="No progress; no summary line with --output."),
+        click.option("--reduction", type=click.Choice(REDUCTIONS), default=None,
+                     help="State-space reduction: none, por (partial-order), symmetry, all (default)."),
     ]
     for o in reversed(opts):
         f = o(f)

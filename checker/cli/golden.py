@@ -2,8 +2,11 @@
 
 ``specs/golden.json`` maps a spec path (relative to the repository root) to
 its expected states, transitions, deadlock states, max depth, overall result
-and, per property, ``[status, trace length or null]``. Tests compare a fresh
-run against it, so any drift in the engine or a model fails CI.
+and, per property, ``[status, trace length or null]``, of the unreduced search
+(``--reduction none``: the counts SPIN and Rumur agree on), and under
+``"reduced"`` the same summary for the default reductions (checker.search.reduce).
+Tests compare fresh runs against both, so any drift in the engine, a model or
+a reduction fails CI.
 
     python -m checker.cli.golden update specs/v15-lockdep.yaml ...   # record
     python -m checker.cli.golden check                                # compare all
@@ -79,7 +82,9 @@ def main(argv: list[str]) -> int:
     bad = 0
     for spec in specs:
         t0 = time.perf_counter()
-        got = summarize(run_spec(os.path.join(ROOT, spec) if not os.path.isabs(spec) else spec))
+        path = os.path.join(ROOT, spec) if not os.path.isabs(spec) else spec
+        got = summarize(run_spec(path, reduction="none"))
+        got["reduced"] = summarize(run_spec(path))
         key = _rel(spec if os.path.isabs(spec) else os.path.join(ROOT, spec))
         secs = time.perf_counter() - t0
         if argv[0] == "update":

@@ -118,11 +118,26 @@ def render_stats(stats: Stats) -> str:
     ]
     if stats.peak_memory_mb > 0:
         rows.append(("peak memory", f"{stats.peak_memory_mb:.1f} MB"))
+    if stats.reductions:
+        rows.append(("reductions", reductions_line(stats.reductions)))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     if not stats.complete:
         lines.append(f"search BOUNDED by {stats.limit or 'a limit'}: counts are partial")
     return "\n".join(lines)
+
+
+def reductions_line(red: dict[str, object]) -> str:
+    """One line: which reductions ran, which did not and why, which properties were searched unreduced."""
+    ran = red.get("ran") or []
+    parts = [", ".join(map(str, ran)) if ran else "none"]  # type: ignore[call-overload]
+    skipped = red.get("skipped") or {}
+    parts += [f"no {k}: {v}" for k, v in skipped.items()]  # type: ignore[attr-defined]
+    unreduced = red.get("unreduced") or {}
+    parts += [f"{k} searched unreduced: {v}" for k, v in unreduced.items()]  # type: ignore[attr-defined]
+    if ran:
+        parts.append("traces are real runs, not necessarily the shortest")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- traces

@@ -73,6 +73,7 @@ class Stats:
     state_bits: int = 0
     collision_probability: float = 0.0
     peak_memory_mb: float = 0.0
+    reductions: dict[str, object] = field(default_factory=dict)  # checker.search.reduce describe()
 
     @property
     def states_per_second(self) -> float:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import xxhash
 
 from checker.lang.model import Model
+from checker.search.reduce import Reducer
 from checker.spec.options import Options
 
 EXACT_BITS = 128
@@ -188,9 +189,10 @@ def _finish(search: Search, t0: float, limit: str, pending: int) -> Search:
     return search
 
 
-def bfs(model: Model, opts: Options) -> Search:
+def bfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
     t0 = time.perf_counter()
     search, rec, keyf, seen, inits = _start(model, opts)
+    select, canon = _reduction(reducer)
     parent, via = search.parent, search.via
     queue: deque[int] = deque(inits)
     succ = model.successors
@@ -216,9 +218,11 @@ def bfs(model: Model, opts: Options) -> Search:
                 depth += 1
                 level_end = len(parent)
             out = succ(s)
-            transitions += len(out)
             if special or not out:
                 rec.expanded(cur, s, out)
+            if select is not None:  # the checks above saw every enabled step; expand the ample set
+                out = select(s, out)
+            transitions += len(out)
             if depth >= max_depth:
                 # the frontier at the bound: checked, not expanded; bounded only if it leads further
                 if not limit and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
@@ -231,6 +235,8 @@ def bfs(model: Model, opts: Options) -> Search:
                 if n < 0:
                     rec.violation(cur, s, a, -1 - n)
                     continue
+                if canon is not None:
+                    n = canon(n)
                 k = n if keyf is None else keyf(n)
                 if k in seen:
                     continue
@@ -256,10 +262,11 @@ def bfs(model: Model, opts: Options) -> Search:
     return _finish(search, t0, limit, len(queue))
 
 
-def dfs(model: Model, opts: Options) -> Search:
+def dfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
     """Depth-first with an explicit stack; traces are valid but not shortest."""
     t0 = time.perf_counter()
     search, rec, keyf, seen, inits = _start(model, opts)
+    select, canon = _reduction(reducer)
     parent, via = search.parent, search.via
     stack: list[tuple[int, int, int]] = [(s, i, 0) for i, s in enumerate(inits)]  # (state, index, depth)
     max_states = opts.max_states or (1 << 62)
@@ -272,9 +279,11 @@ def dfs(model: Model, opts: Options) -> Search:
             s, idx, d = stack.pop()
             search.max_depth = max(search.max_depth, d)
             out = model.successors(s)
-            search.transitions += len(out)
             if rec.state_checks or not out:
                 rec.expanded(idx, s, out)
+            if select is not None:
+                out = select(s, out)
+            search.transitions += len(out)
             if d >= max_depth:
                 if any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
                     limit = "max-depth"
@@ -287,6 +296,8 @@ def dfs(model: Model, opts: Options) -> Search:
                 if n < 0:
                     rec.violation(idx, s, a, -1 - n)
                     continue
+                if canon is not None:
+                    n = canon(n)
                 k = n if keyf is None else keyf(n)
                 if k in seen:
                     continue
@@ -359,9 +370,20 @@ def path_to(search: Search, index: int) -> list[int]:
     return acts
 
 
-def explore(model: Model, opts: Options) -> Search:
+def _reduction(reducer: Reducer | None) -> tuple[Callable[[int, list[tuple[int, int]]], list[tuple[int, int]]] | None,
+                                                 Callable[[int], int] | None]:
+    """The reducer's select and canonical functions, None for each that is the identity (the hot loop skips it)."""
+    if reducer is None:
+        return None, None
+    por = getattr(reducer, "por", True) is not None
+    sym = getattr(reducer, "symmetry", True) is not None
+    return (reducer.select if por else None), (reducer.canonical if sym else None)
+
+
+def explore(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
+    """Search ``model``; ``reducer`` (checker.search.reduce) selects ample sets and canonical states."""
     if opts.strategy == "dfs":
-        return dfs(model, opts)
+        return dfs(model, opts, reducer)
     if opts.strategy == "random":
         return random_walks(model, opts)
-    return bfs(model, opts)
+    return bfs(model, opts, reducer)

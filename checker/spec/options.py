@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 STRATEGIES = ("bfs", "dfs", "random")
+REDUCTIONS = ("none", "por", "symmetry", "all")  # all: every reduction sound for the selected properties
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Options:
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
     skip: tuple[str, ...] = ()
+    reduction: str = "all"  # none | por (partial-order) | symmetry | all (checker.search.reduce)
 
     def with_overrides(self, **kw: Any) -> Options:
         """Apply non-None overrides (CLI flags)."""
@@ -41,4 +43,5 @@ OPTION_TYPES: dict[str, str] = {
     "walks": "int",
     "walk_depth": "int",
     "exact": "bool",
+    "reduction": "one of: none|por|symmetry|all",
 }

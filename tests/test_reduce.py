@@ -1,0 +1,244 @@
+"""State-space reductions (checker.search.reduce): same verdicts, fewer states.
+
+Every spec and lock program is checked with ``--reduction none`` and with the
+default reductions: verdicts, lock-order edges (with provenance), cycles and
+deadlock states must be identical, and every reduced trace replays. The
+reduced counts themselves are pinned in specs/golden.json (test_golden). The
+unit tests show that each soundness condition matters: without the cycle
+proviso, or without visibility, a reduced search misses a real finding.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from typing import Any
+
+import pytest
+
+from checker.cli.golden import ROOT, run_spec
+from checker.lang.expr import And, Not
+from checker.lang.layout import bool_field
+from checker.lang.program import Program, ProgramBuilder
+from checker.report.results import HOLDS, NOT_WITNESSED, VIOLATED, WITNESSED, CheckResult
+from checker.search import reduce as reduce_pkg
+from checker.search.explore import explore
+from checker.search.progmodel import ProgramModel
+from checker.search.reduce.combined import CombinedReducer, build_reducer
+from checker.search.reduce.footprint import ThreadGraph, thread_graph
+from checker.search.reduce.por import PartialOrder
+from checker.search.run import replay_trace
+from checker.spec.options import Options
+from tests.helpers_models import check, prop
+
+SPECS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "specs", "*.yaml"))) + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "examples", "*.yaml")))
+SLOW = {"examples/phil_N14.yaml"}  # ~50 s unreduced, nothing to reduce (every step takes a fork)
+
+
+def _verdicts(r: CheckResult) -> list[tuple[str, str]]:
+    return [(p.name, p.status) for p in r.properties]
+
+
+def _cycles(r: CheckResult) -> list[tuple[tuple[str, ...], bool]]:
+    return [(tuple(c.locks), c.reachable) for c in r.cycles]
+
+
+def _agree(path: str) -> tuple[CheckResult, CheckResult]:
+    full = run_spec(path, reduction="none")
+    red = run_spec(path)
+    assert red.stats.reductions["requested"] == "all"
+    assert _verdicts(red) == _verdicts(full)
+    assert red.lock_edges == full.lock_edges
+    assert _cycles(red) == _cycles(full)
+    assert red.stats.deadlock_states == full.stats.deadlock_states
+    assert red.stats.states <= full.stats.states
+    for p in red.properties:  # every reduced counterexample or witness is a real run
+        if p.trace is not None:
+            replay_trace(build_program_of(path), p.trace.actions)
+    return full, red
+
+
+def build_program_of(path: str) -> Program:
+    from checker.spec.registry import default_registry
+    from checker.spec.spec import load_spec
+
+    loaded = load_spec(path, default_registry())
+    return loaded.design.build(loaded.scenario)
+
+
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SPECS])
+def test_reduced_search_agrees_with_unreduced(spec: str) -> None:
+    _agree(os.path.join(ROOT, spec))
+
+
+@pytest.mark.slow
+def test_five_thread_scale_scenario_agrees() -> None:
+    """Issue 7's goal: the five-thread scenario gives identical verdicts reduced and unreduced."""
+    full, red = _agree(os.path.join(ROOT, "benchmarks", "scale", "final-5threads.yaml"))
+    assert full.stats.states == 594768
+
+
+def test_reduction_shrinks_the_specs_it_should() -> None:
+    """Exact counts: v17-lockdep 144 -> 107 states, v15-hooks 72530 -> 62947 (specs/golden.json)."""
+    man = json.load(open(os.path.join(ROOT, "specs", "golden.json"), encoding="utf-8"))["specs"]
+    assert (man["specs/v17-lockdep.yaml"]["states"], man["specs/v17-lockdep.yaml"]["reduced"]["states"]) == (144, 107)
+    assert (man["specs/v15-hooks.yaml"]["states"], man["specs/v15-hooks.yaml"]["reduced"]["states"]) == (72530, 62947)
+    smaller = [k for k, v in man.items() if v["reduced"]["states"] < v["states"]]
+    assert len(smaller) == 24
+    r = run_spec(os.path.join(ROOT, "specs", "v17-lockdep.yaml"))
+    assert r.stats.states == 107
+    assert r.stats.reductions["ran"] == ["partial-order"]
+    assert r.stats.reductions["shortest_traces"] is False
+
+
+# ---------------------------------------------------------------- soundness conditions, one by one
+
+
+def spinner_program() -> Program:
+    """A thread flipping a private bit forever, and one step that sets ``y``.
+
+    The spinner's step is independent of the setter and invisible, so a reduction
+    without a cycle proviso expands only the spinner, closes its cycle, and never
+    lets the setter run: the ``y-set`` witness would be lost."""
+    pb = ProgramBuilder("spinner")
+    fx, fy = bool_field("x"), bool_field("y")
+    x, y = pb.var(fx), pb.var(fy)
+    a = pb.thread("spinner", cyclic=True)
+    a.step("spin", "x = !x", updates={fx: Not(x)})
+    b = pb.thread("setter")
+    b.step("set", "y = 1", updates={fy: True})
+    pb.sometimes("y-set", y, "the setter ran")
+    return pb.build()
+
+
+def test_cycle_proviso_forces_full_expansion_on_back_edges() -> None:
+    program = spinner_program()
+    g = thread_graph(program, 0)
+    assert g.back == [True]  # the cyclic thread's only step returns to pc 0
+    assert PartialOrder(program, ["y-set"]).useful is False  # the setter is visible, the spinner cycles
+    r = check(program, reduction="all")
+    assert prop(r, "y-set").status == WITNESSED
+    assert r.stats.reductions["skipped"]["partial-order"].startswith("no step is independent")
+
+
+def test_without_the_proviso_a_transition_would_be_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_back_edges(program: Program, t: int) -> ThreadGraph:
+        g = thread_graph(program, t)
+        g.back = [False] * len(g.back)
+        return g
+
+    monkeypatch.setattr("checker.search.reduce.por.thread_graph", no_back_edges)
+    r = check(spinner_program(), reduction="por")
+    assert prop(r, "y-set").status == NOT_WITNESSED  # what the proviso prevents
+    assert r.stats.states == 2
+
+
+def two_step_and_setter() -> Program:
+    """``a`` sets then clears ``x``; ``b`` sets ``y``; invariant: never both."""
+    pb = ProgramBuilder("visible")
+    fx, fy = bool_field("x"), bool_field("y")
+    x, y = pb.var(fx), pb.var(fy)
+    a = pb.thread("a")
+    a.step("set_x", "x = 1", updates={fx: True})
+    a.step("clear_x", "x = 0", updates={fx: False})
+    pb.thread("b").step("set_y", "y = 1", updates={fy: True})
+    pb.always("not-both", Not(And(x, y)), "x and y are never set together")
+    return pb.build()
+
+
+def _search_with(program: Program, visible: list[str]) -> Any:
+    model = ProgramModel(program)
+    reducer = CombinedReducer("por", PartialOrder(program, visible), None, {}, {})
+    return explore(model, Options(quiet=True), reducer)
+
+
+def test_visibility_keeps_invariant_violations() -> None:
+    program = two_step_and_setter()
+    assert prop(check(program), "not-both").status == VIOLATED
+    assert prop(check(program, reduction="all"), "not-both").status == VIOLATED
+    assert "not-both" in _search_with(program, ["not-both"]).findings
+    # the same ample sets without the visibility condition would miss it
+    assert "not-both" not in _search_with(program, []).findings
+
+
+def test_independent_invisible_threads_are_reduced_to_one_order() -> None:
+    """Two threads each writing a private bit twice: 9 states unreduced, 5 on one interleaving."""
+    pb = ProgramBuilder("private")
+    for name in ("p", "q"):
+        f = bool_field(f"{name}.bit")
+        pb.var(f)
+        tb = pb.thread(name)
+        tb.step("on", "bit = 1", updates={f: True})
+        tb.step("off", "bit = 0", updates={f: False})
+    program = pb.build()
+    full, red = check(program), check(program, reduction="all")
+    assert (full.stats.states, full.stats.transitions) == (9, 12)
+    assert (red.stats.states, red.stats.transitions) == (5, 4)
+    assert _verdicts(red) == _verdicts(full) and prop(red, "deadlock").status == HOLDS
+
+
+def test_selection_is_a_function_of_the_state() -> None:
+    """The parallel search relies on it: same state, same ample set, whatever was visited before."""
+    program = build_program_of(os.path.join(ROOT, "specs", "v17-lockdep.yaml"))
+    model = ProgramModel(program)
+    red = reduce_pkg.reducer_for(model, Options(quiet=True))
+    s = model.init_states()[0]
+    frontier, seen = [s], {s}
+    while frontier:
+        nxt = []
+        for st in frontier:
+            out = model.successors(st)
+            a = red.select(st, out)
+            assert a == red.select(st, list(out)) and a == [x for x in out if x in a]
+            for _, n in a:
+                if n >= 0 and n not in seen:
+                    seen.add(n)
+                    nxt.append(n)
+        frontier = nxt
+    assert len(seen) == 107
+
+
+def test_none_and_random_run_no_reduction() -> None:
+    program = two_step_and_setter()
+    model = ProgramModel(program)
+    assert build_reducer(model, Options(reduction="none")).describe()["ran"] == []
+    rnd = build_reducer(model, Options(strategy="random")).describe()
+    why = "random simulation explores single walks"
+    assert rnd["ran"] == [] and rnd["skipped"] == {"partial-order": why, "symmetry": why}
+
+
+# ---------------------------------------------------------------- CLI and spec
+
+
+def test_cli_reduction_flag_and_json_stats(capsys: pytest.CaptureFixture[str]) -> None:
+    from checker.cli.cli import main
+
+    spec = os.path.join(ROOT, "specs", "v17-lockdep.yaml")
+    assert main(["check", "--quiet", "--format", "json", "--reduction", "none", spec]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["stats"]["states"], d["stats"]["reductions"]["ran"]) == (144, [])
+    assert main(["check", "--quiet", "--format", "json", spec]) == 0
+    red = json.loads(capsys.readouterr().out)["stats"]["reductions"]
+    assert (red["requested"], red["ran"], red["unreduced"], red["shortest_traces"]) == (
+        "all", ["partial-order"], {}, False)
+    assert red["skipped"] == {"symmetry": "the design declares no permutable instances"}
+    assert main(["check", "--quiet", spec]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("reductions")]
+    assert lines == ["reductions       partial-order; no symmetry: the design declares no permutable instances; "
+                     "traces are real runs, not necessarily the shortest"]
+
+
+def test_spec_check_reduction_is_validated(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from checker.cli.cli import main
+
+    src = open(os.path.join(ROOT, "specs", "v17-lockdep.yaml"), encoding="utf-8").read()
+    p = tmp_path / "s.yaml"
+    p.write_text(src + "check: {reduction: none}\n", encoding="utf-8")
+    assert main(["check", "--quiet", "--format", "json", str(p)]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["states"] == 144
+    p.write_text(src + "check: {reduction: fast}\n", encoding="utf-8")
+    assert main(["check", "--quiet", str(p)]) == 2
+    assert capsys.readouterr().err == (
+        f"{p}:21:20: error: check.reduction: expected one of none|por|symmetry|all, got 'fast'\n")
