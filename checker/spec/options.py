@@ -23,6 +23,9 @@ class Options:
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
     skip: tuple[str, ...] = ()
+    checkpoint: str | None = None  # save the search to this file periodically and when it stops short
+    checkpoint_seconds: float = 60.0  # between two periodic checkpoints
+    resume: str | None = None  # continue the search saved in this checkpoint
 
     def with_overrides(self, **kw: Any) -> Options:
         """Apply non-None overrides (CLI flags)."""
