@@ -15,6 +15,7 @@ BOUNDED = "BOUNDED"
 WITNESSED = "WITNESSED"
 NOT_WITNESSED = "NOT_WITNESSED"
 UNKNOWN = "UNKNOWN"
+NOT_APPLICABLE = "N/A"  # nothing to check (no shared field, no object): never a pass
 
 # exit codes (DESIGN.md)
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -57,6 +58,7 @@ class PropertyResult:
     description: str = ""
     source: str = ""
     trace: Trace | None = None
+    decides: bool = True  # False: a design witness the spec did not select (reported, not in the exit code)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class CheckResult:
     def exit_code(self) -> int:
         if any(p.status == VIOLATED for p in self.properties):
             return EXIT_VIOLATION
-        if any(p.status in (BOUNDED, UNKNOWN, NOT_WITNESSED) for p in self.properties) or not self.stats.complete:
+        if any(p.status in (BOUNDED, UNKNOWN) or p.status == NOT_WITNESSED and p.decides for p in self.properties) \
+                or not self.stats.complete:
             return EXIT_INCONCLUSIVE
         return EXIT_OK
