@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from checker.cli.params import Seconds
 from checker.lang.design import ScenarioError
 from checker.lang.program import ModelError
 from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
@@ -128,7 +129,7 @@ def search_options(f: F) -> F:
         click.option("--strategy", type=click.Choice(STRATEGIES), default=None, help="Search order (default bfs)."),
         click.option("--max-states", type=click.IntRange(min=1), default=None, help="Stop (BOUNDED) after N states."),
         click.option("--max-depth", type=click.IntRange(min=1), default=None, help="Do not explore deeper than D."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds."),
+        click.option("--timeout", type=Seconds(), default=None, help="Seconds."),
         click.option("--max-memory", "max_memory_mb", type=click.IntRange(min=1), default=None,
                      help="Stop (BOUNDED) past this resident size, in MB."),
         click.option("--seed", type=int, default=None, help="Random simulation seed."),
@@ -161,13 +162,28 @@ def summary_line(result: CheckResult, output: str) -> str:
     return f"{result.spec}: {verdict}, {s.states} states in {s.seconds:.1f}s; report written to {output}"
 
 
-def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any]) -> CheckResult:
+def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any], stop: Any = None) -> CheckResult:
+    """``stop``: a limits.StopRequest a signal handler sets (check, compare): the search ends BOUNDED."""
     loaded = load(ctx, spec)
     program = build(loaded)
     options = resolve_options(loaded, program, **cli_values)
-    result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
-                                                              loaded.design.name)
+    if (options.checkpoint or options.resume) and options.strategy == "random":
+        raise click.UsageError("--checkpoint and --resume work with --strategy bfs or dfs")
+    ckpt = engine("checker.search.checkpoint")
+    try:
+        result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
+                                                                  loaded.design.name, stop)
+    except ckpt.CheckpointError as e:
+        raise SpecError(options.resume or "", "--resume", f"cannot resume: {e}") from None
+    except OSError as e:  # the periodic checkpoint could not be written
+        raise SpecError("", "--checkpoint", f"cannot write {options.checkpoint}: {e.strerror or e}") from None
     return result
+
+
+def note_interrupted(stop: Any) -> None:
+    if stop.reason:
+        click.echo(f"apcheck: interrupted ({stop.signal_name or 'stop requested'}): the search stopped early; "
+                   "verdicts are BOUNDED, counts partial", err=True)
 
 
 # ---------------------------------------------------------------- commands
@@ -184,10 +200,22 @@ def cli() -> None:
 @search_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
+@click.option("--checkpoint", default=None, metavar="FILE",
+              help="Save the search to FILE periodically and when it stops early (bfs, dfs).")
+@click.option("--checkpoint-every", "checkpoint_seconds", type=Seconds(),
+              default=None, help="Seconds between two checkpoints (default 60).")
+@click.option("--resume", default=None, metavar="FILE", help="Continue the search saved in checkpoint FILE.")
 @click.pass_context
 def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
-    """Explore every interleaving of SPEC and report each property."""
-    result = run_check(ctx, spec, cli_values)
+    """Explore every interleaving of SPEC and report each property.
+
+    SIGINT (Ctrl-C) or SIGTERM stops the search cleanly: the report is written with BOUNDED
+    verdicts and what was found so far (exit 3, or 1 when a violation was found); a second
+    Ctrl-C aborts."""
+    limits = engine("checker.search.limits")
+    with limits.stop_on_signals(limits.StopRequest()) as stop:
+        result = run_check(ctx, spec, cli_values, stop)
+    note_interrupted(stop)
     if fmt == "json":
         text: str = engine("checker.report.report_json").result_to_json(result)
     else:

@@ -95,7 +95,7 @@ def stop_on_signals(stop: StopRequest) -> Iterator[StopRequest]:
     """SIGINT and SIGTERM ask ``stop`` to end the search; a second SIGINT aborts at once.
 
     Outside the main thread (signals cannot be installed there) this is a no-op."""
-    installed: list[tuple[int, object]] = []
+    installed: list[tuple[signal.Signals, object]] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

@@ -468,8 +468,9 @@ class _Loader:
             v = self.typed(m[k], typ, f"check.{k}")
             if v is _INVALID:
                 continue
-            if k in _POSITIVE and v <= 0:
-                self.err(m[k], f"check.{k}", f"expected a positive {typ}, got {v}")
+            if k in _POSITIVE and not 0 < v < math.inf:  # also refuses .nan and .inf
+                what = "a positive int" if typ == "int" else "a positive finite number"
+                self.err(m[k], f"check.{k}", f"expected {what}, got {v}")
                 continue
             out[k] = v
         return out
