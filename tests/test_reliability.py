@@ -166,3 +166,112 @@ def test_non_finite_timeouts_on_the_command_line_are_errors(capsys: pytest.Captu
     assert main([command, *specs, "--timeout", value]) == EXIT_USAGE
     err = capsys.readouterr()[1]
     assert "Invalid value for '--timeout'" in err and value in err
+
+
+# ------------------------------------------------------------------ 2. replay re-checks
+
+
+def _report(capsys: pytest.CaptureFixture[str], tmp_path: Path, spec: str, name: str = "report.json") -> Path:
+    out = tmp_path / name
+    main(["check", spec, "--format", "json", "-o", str(out), "--quiet"])
+    capsys.readouterr()
+    return out
+
+
+def _edit_trace(report: Path, prop: str, edit) -> Path:  # type: ignore[no-untyped-def]
+    data = json.loads(report.read_text(encoding="utf-8"))
+    tr = next(p for p in data["properties"] if p["name"] == prop)["trace"]
+    edit(tr)
+    out = report.with_name("edited.json")
+    out.write_text(json.dumps(data), encoding="utf-8")
+    return out
+
+
+def _phil3(tmp_path: Path, programs: dict[str, list[list[str]]] | None = None, where: str = "") -> str:
+    model = json.loads((ROOT / "examples/models/phil_N3.json").read_text(encoding="utf-8"))
+    for t in model["threads"]:
+        t["program"] = (programs or {}).get(t["name"], t["program"])
+    d = tmp_path / where if where else tmp_path
+    d.mkdir(exist_ok=True)
+    (d / "model.json").write_text(json.dumps(model), encoding="utf-8")
+    return write(d, "design: lock-program\nprogram: model.json\n", "phil_N3.yaml")
+
+
+def test_replay_says_the_violation_still_happens(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = write(tmp_path, V17_ONE_THREAD)
+    report = _report(capsys, tmp_path, spec)
+    code = main(["replay", spec, str(report), "--property", "memory-safety"])
+    out = capsys.readouterr()[0]
+    assert code == EXIT_VIOLATION
+    assert out.splitlines()[-1] == (
+        "memory-safety: the violation still happens (step 9 fires it again: use after free of "
+        "kvm->arch.crypto.data = NULL after kvm_put_kvm (kvm->arch.crypto.data = NULL after kvm_put_kvm))")
+
+
+def test_replay_after_a_fix_no_longer_reproduces(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ap_model.v17_data_before_put import V17DataBeforePut
+    from checker.spec.registry import Registry
+
+    class FixedV17(V17DataBeforePut):  # the reviewer's fix, applied to design v17 itself
+        name = "v17"
+
+    spec = write(tmp_path, V17_ONE_THREAD)
+    report = _report(capsys, tmp_path, spec)
+    fixed = Registry()
+    fixed.register(FixedV17)
+    code = main(["replay", spec, str(report), "--property", "memory-safety"], registry=fixed)
+    assert code == EXIT_OK
+    assert capsys.readouterr()[0].splitlines()[-1] == (
+        "memory-safety: no longer reproduces (all 9 steps apply, and memory-safety holds in the state they reach)")
+
+
+def test_replay_of_a_fixed_lock_program(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    spec = _phil3(tmp_path)
+    report = _report(capsys, tmp_path, spec)
+    assert main(["replay", spec, str(report), "--property", "deadlock"]) == EXIT_VIOLATION
+    assert capsys.readouterr()[0].splitlines()[-1].startswith("deadlock: the violation still happens (the steps "
+                                                              "end in a deadlock again: phil_0 waits for fork[1]")
+    # phil_2 never holds two forks: the same three steps apply, and nobody is stuck
+    fixed = _phil3(tmp_path, {"phil_2": [["acq", "fork[2]"], ["rel", "fork[2]"], ["acq", "fork[0]"],
+                                         ["rel", "fork[0]"]]}, "fixed")
+    assert main(["replay", fixed, str(report), "--property", "deadlock"]) == EXIT_OK
+    assert capsys.readouterr()[0].splitlines()[-1] == (
+        "deadlock: no longer reproduces (all 3 steps apply, and deadlock holds in the state they reach)")
+    # the classic fix (phil_2 takes fork[0] first): step 3 no longer applies
+    ordered = _phil3(tmp_path, {"phil_2": [["acq", "fork[0]"], ["acq", "fork[2]"], ["rel", "fork[2]"],
+                                           ["rel", "fork[0]"]]}, "ordered")
+    assert main(["replay", ordered, str(report), "--property", "deadlock"]) == EXIT_USAGE
+    assert capsys.readouterr()[1] == (
+        f"{report}: error: trace of 'deadlock' does not apply to {ordered}: step 3 (phil_2: phil_2, label "
+        "'phil_2#0'): not enabled in this state\n")
+
+
+@pytest.mark.parametrize(("edit", "why"), [
+    (lambda t: (t["steps"].pop(), t.update(length=t["length"] - 1)), "digest: does not match the steps"),
+    (lambda t: (t["steps"].clear(), t.update(length=0)), "digest: does not match the steps"),
+    (lambda t: t["steps"].reverse(), "digest: does not match the steps"),
+    (lambda t: t.update(threads=["x"]), "digest: does not match the steps"),
+    (lambda t: t.update(length=2), "length: says 2 but there are 3 steps"),
+    (lambda t: t["steps"][0].update(label="phil_1#0"), "digest: does not match the steps"),
+    (lambda t: t.pop("digest"), "missing key 'digest'"),
+])
+def test_replay_refuses_an_edited_trace(capsys: pytest.CaptureFixture[str], tmp_path: Path, edit, why: str) -> None:  # type: ignore[no-untyped-def]
+    spec = _phil3(tmp_path)
+    report = _edit_trace(_report(capsys, tmp_path, spec), "deadlock", edit)
+    assert main(["replay", spec, str(report), "--property", "deadlock"]) == EXIT_USAGE
+    err = capsys.readouterr()[1]
+    assert err.startswith(f"{report}: error: cannot replay: property 'deadlock': trace") and why in err, err
+
+
+def test_replay_refuses_a_trace_of_another_spec_or_design(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    n4, n5 = str(ROOT / "examples/phil_N4.yaml"), str(ROOT / "examples/phil_N5.yaml")
+    report = _report(capsys, tmp_path, n4)
+    assert main(["replay", n5, str(report)]) == EXIT_USAGE
+    assert capsys.readouterr()[1] == (f"{report}: error: trace of 'deadlock' does not apply to {n5}: the trace "
+                                      f"was produced by spec {n4!r}, not {n5!r}\n")
+    spec = write(tmp_path, V17_ONE_THREAD)
+    other = write(tmp_path / "..", V17_ONE_THREAD.replace("design: v17", "design: v17-data-before-put"),
+                  Path(spec).name)  # same file name, another design
+    report = _report(capsys, tmp_path, spec)
+    assert main(["replay", other, str(report), "--property", "memory-safety"]) == EXIT_USAGE
+    assert "the trace was produced by design 'v17', not 'v17-data-before-put'" in capsys.readouterr()[1]

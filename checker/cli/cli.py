@@ -27,7 +27,14 @@ import click
 from checker.cli.params import Seconds
 from checker.lang.design import ScenarioError
 from checker.lang.program import ModelError
-from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from checker.report.results import (
+    BUILTIN_PROPERTIES,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+)
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
 from checker.spec.options import STRATEGIES, Options
 from checker.spec.registry import Registry, default_registry
@@ -172,7 +179,7 @@ def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any], stop: A
     ckpt = engine("checker.search.checkpoint")
     try:
         result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
-                                                                  loaded.design.name, stop)
+                                                                  loaded.design.name, stop, loaded.path)
     except ckpt.CheckpointError as e:
         raise SpecError(options.resume or "", "--resume", f"cannot resume: {e}") from None
     except OSError as e:  # the periodic checkpoint could not be written
@@ -257,7 +264,8 @@ def _read_report(path: str) -> dict[str, Any]:
     return data
 
 
-def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str, list[int]]:
+def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str, str, Any]:
+    """(property name, kind, trace object) of the chosen property."""
     props = [p for p in data["properties"] if isinstance(p, dict) and isinstance(p.get("name"), str)]
     with_trace = [p for p in props if isinstance(p.get("trace"), dict)]
     if prop is not None:
@@ -271,10 +279,7 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
         chosen = with_trace[0]
     else:
         raise SpecError("", path, "no property in this report has a trace")
-    actions = chosen["trace"].get("actions")
-    if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
-        raise SpecError("", path, f"property {chosen['name']!r}: trace.actions must be a list of ints")
-    return chosen["name"], actions
+    return chosen["name"], str(chosen.get("kind", "")), chosen["trace"]
 
 
 @cli.command()
@@ -283,21 +288,33 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
 @click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
 @click.pass_context
 def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> int:
-    """Re-execute a trace from a JSON report against SPEC and print it."""
-    run = engine("checker.search.run")
+    """Re-check a saved trace (JSON report) on SPEC: does the violation still happen?
+
+    Exit 1: it still happens; 0: it no longer reproduces (a fix works); 2: the trace
+    belongs to another spec or design, or a step no longer applies (says which and why)."""
+    rj = engine("checker.report.report_json")
+    rp = engine("checker.search.replay")
     loaded = load(ctx, spec)
     program = build(loaded)
     data = _read_report(trace_file)
-    if data.get("design") not in (None, loaded.design.name):
-        click.echo(f"apcheck: warning: {trace_file} was produced by design {data['design']!r}, "
-                   f"not {loaded.design.name!r}", err=True)
-    name, actions = _pick_trace(data, trace_file, prop)
+    name, kind, tdict = _pick_trace(data, trace_file, prop)
     try:
-        trace = run.replay_trace(program, actions)
-    except run.ReplayError as e:
-        raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
+        saved = rj.trace_from_dict(tdict, f"property {name!r}: trace")
+    except rj.ReportError as e:
+        raise SpecError(trace_file, "", f"cannot replay: {e}") from None
+    try:
+        r = rp.recheck(program, saved, name, loaded.path, loaded.design.name)
+    except rp.ReplayRefused as e:
+        raise SpecError(trace_file, "", f"trace of {name!r} does not apply to {spec}: {e}") from None
     title = f"{name}: replay of {trace_file} on {spec}"
-    click.echo(engine("checker.report.report_text").render_trace(trace, title).rstrip("\n"))
+    click.echo(engine("checker.report.report_text").render_trace(r.trace, title).rstrip("\n"))
+    if kind == "sometimes":
+        click.echo(f"{name}: witnessed again ({r.how})" if r.reproduced else f"{name}: no longer witnessed ({r.how})")
+        return EXIT_OK if r.reproduced else EXIT_INCONCLUSIVE
+    if r.reproduced:
+        click.echo(f"{name}: the violation still happens ({r.how})")
+        return EXIT_VIOLATION
+    click.echo(f"{name}: no longer reproduces ({r.how})")
     return EXIT_OK
 
 

@@ -33,6 +33,7 @@ class TraceStep:
     locks_held: list[str]  # locks the thread holds after the step
     changes: list[tuple[str, str, str]]  # (field, before, after), shown values
     note: str = ""  # e.g. "use after free of kvm"
+    label: str = ""  # the statement label: with thread and function, the step's stable identity (replay)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Trace:
     final: str = ""  # what the last state shows (deadlock: who waits for what)
     waits: list[str] = field(default_factory=list)  # deadlock: one line per blocked thread
     scenario: list[str] = field(default_factory=list)  # lockdep "possible unsafe locking scenario"
+    spec: str = ""  # the spec file the trace came from (replay refuses a foreign trace)
+    design: str = ""  # the design it ran on
 
     @property
     def length(self) -> int:

@@ -100,8 +100,9 @@ def _step(program: Program, index: int, aid: int, before: int, after: int, note:
         if f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name:
             continue
         changes.append((f.name, f.show(old), f.show(new)))
-    return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, act.text,
-                     _held(program, act.thread, after), changes, note)
+    th = program.threads[act.thread]
+    return TraceStep(index, th.name, act.function, act.operation, act.text,
+                     _held(program, act.thread, after), changes, note, th.labels[act.label])
 
 
 def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) -> Trace:
@@ -123,8 +124,9 @@ def program_identity(program: Program, options: Options) -> str:
 
 
 def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "",
-                  stop: StopRequest | None = None) -> CheckResult:
-    """``stop``: set asynchronously (a signal) to end the search early with BOUNDED verdicts."""
+                  stop: StopRequest | None = None, spec_path: str = "") -> CheckResult:
+    """``stop``: set asynchronously (a signal) to end the search early with BOUNDED verdicts;
+    ``spec_path``: recorded in every trace, so ``replay`` can refuse a trace of another spec."""
     model = ProgramModel(program, options.properties, options.skip)
     search = explore(model, options, stop, program_identity(program, options) if (
         options.checkpoint or options.resume) else "")
@@ -145,6 +147,9 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     props = _verdicts(program, model, search, cycles, options)
     classes = class_order
     result = _overall(props, search.complete)
+    for pr in props:
+        if pr.trace is not None:
+            pr.trace.spec, pr.trace.design = spec_path or spec_name or program.name, design_name or program.name
     return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
                        edges, cycles, classes)
 
