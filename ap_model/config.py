@@ -58,14 +58,21 @@ def _index(values: list[int], v: int, key: str, what: str) -> int:
     return values.index(v)
 
 
+def _given(c: dict[str, Any], key: str, default: Any) -> Any:
+    """The spec's value when it gave one (even 0 or []), else the default."""
+    v = c.get(key)
+    return default if v is None else v
+
+
 def parse_cfg(c: dict[str, Any]) -> Cfg:
-    adapters = list(c.get("adapters") or [3, 4])
-    domains = list(c.get("domains") or [5, 6])
+    # an explicit 0 or [] is an error, never replaced by the default
+    adapters = list(_given(c, "adapters", [3, 4]))
+    domains = list(_given(c, "domains", [5, 6]))
     if len(set(adapters)) != len(adapters) or not 1 <= len(adapters) <= 4:
         raise ScenarioError("constants.adapters", "1 to 4 distinct adapter numbers")
     if len(set(domains)) != len(domains) or not 1 <= len(domains) <= 4:
         raise ScenarioError("constants.domains", "1 to 4 distinct domain numbers")
-    vms, vcpus, mdevs = int(c.get("vms") or 1), int(c.get("vcpus") or 1), int(c.get("mdevs") or 1)
+    vms, vcpus, mdevs = int(_given(c, "vms", 1)), int(_given(c, "vcpus", 1)), int(_given(c, "mdevs", 1))
     for k, v, hi in (("vms", vms, 3), ("vcpus", vcpus, 2), ("mdevs", mdevs, 3)):
         if not 1 <= v <= hi:
             raise ScenarioError(f"constants.{k}", f"{k} must be 1..{hi}")

@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from checker.lang.expr import And
-from checker.report.results import BOUNDED, EXIT_INCONCLUSIVE, EXIT_VIOLATION, HOLDS, VIOLATED
+from checker.report.results import BOUNDED, EXIT_INCONCLUSIVE, EXIT_VIOLATION, HOLDS, NOT_APPLICABLE, VIOLATED
 from checker.search.run import ReplayError, check_program, replay_trace
 from checker.spec.options import Options
 
@@ -180,7 +180,7 @@ def test_engine_matches_reference_on_random_lock_scripts(threads: list[list[tupl
         assert dl.status == HOLDS
     assert {(e.src, e.dst) for e in r.lock_edges} == ref_edges
     # balanced scripts: no unlock or exit violation, so lock-order fails exactly on a cycle
-    assert prop(r, "memory-safety").status == HOLDS
+    assert prop(r, "memory-safety").status == NOT_APPLICABLE
     assert (prop(r, "lock-order").status == VIOLATED) == _has_cycle(ref_edges)
     # partial-order reduction keeps every deadlock state, every verdict and every lock-order edge
     red = check(script_program("random", names, cyclic=cyclic), reduction="all")
@@ -265,8 +265,9 @@ def test_random_walks_never_claim_holds() -> None:
     pb, a, b = counters(2, 2)
     pb.sometimes("never", And(a == 2, b == 3), "b never reaches 3")  # type: ignore[operator]
     r = check(pb.build(), strategy="random", seed=1, walks=20)
-    assert set(statuses(r).values()) == {BOUNDED}
-    assert all(p.detail == "no violation within the bound (random simulation)" for p in r.properties)
+    assert set(statuses(r).values()) == {BOUNDED, NOT_APPLICABLE}  # no objects, no shared fields: N/A
+    assert all(p.detail == "no violation within the bound (random simulation)" for p in r.properties
+               if p.status == BOUNDED)
     assert not r.stats.complete and r.stats.limit == "random simulation"
     assert r.result == BOUNDED and r.exit_code() == EXIT_INCONCLUSIVE
     assert r.stats.states == 9  # 20 walks cover all 3 x 3 counter states
@@ -296,8 +297,7 @@ def test_max_states_is_bounded_and_keeps_findings(strategy: str) -> None:
     r = check(load_bench("phil_N8"), strategy=strategy, max_states=4000)
     assert not r.stats.complete and r.stats.limit == "max-states"
     assert r.stats.states < 6560
-    assert prop(r, "memory-safety").status == BOUNDED
-    assert prop(r, "memory-safety").detail == "no violation within the bound (max-states)"
+    assert prop(r, "memory-safety").status == NOT_APPLICABLE
     dl = prop(r, "deadlock")  # found before the limit struck: kept
     assert dl.status == VIOLATED and dl.trace is not None
     if strategy == "bfs":
@@ -309,7 +309,7 @@ def test_max_states_without_violation_is_inconclusive() -> None:
     pb, _, _ = counters(80, 80)  # 6561 states, no property
     r = check(pb.build(), max_states=100)
     assert r.result == BOUNDED and r.exit_code() == EXIT_INCONCLUSIVE
-    assert set(statuses(r).values()) == {BOUNDED}
+    assert set(statuses(r).values()) == {BOUNDED, NOT_APPLICABLE}  # no objects, no shared fields: N/A
     assert r.stats.limit == "max-states" and not r.stats.complete
 
 
@@ -331,15 +331,17 @@ def test_max_depth_bfs_matches_reference() -> None:
     r = check(load_bench("phil_N3"), max_depth=4)
     assert (r.stats.states, r.stats.transitions) == (20, 39)  # depth-4 states examined, not expanded
     assert prop(r, "deadlock").status == VIOLATED and prop(r, "deadlock").trace.length == 3  # type: ignore[union-attr]
-    assert prop(r, "memory-safety").detail == "no violation within the bound (max-depth)"
+    assert prop(r, "memory-safety").status == NOT_APPLICABLE  # a lock program has no objects, bound or not
 
 
 def test_max_depth_sees_invariants_at_the_bound() -> None:
     r = check(long_and_short(), max_depth=2)
     assert prop(r, "never_bad").status == VIOLATED
+    # one step past the bound is checked, not stored: T2 sets bad at depth 2
     r = check(long_and_short(), max_depth=1)
-    assert prop(r, "never_bad").status == BOUNDED
-    assert r.stats.states == 3
+    assert prop(r, "never_bad").status == VIOLATED
+    assert prop(r, "never_bad").trace.length == 2  # type: ignore[union-attr]
+    assert r.stats.states == 3 and r.stats.limit == "max-depth" and not r.stats.complete
 
 
 @pytest.mark.parametrize("strategy", ["bfs", "dfs"])
@@ -353,7 +355,7 @@ def test_dfs_max_depth() -> None:
     assert r.stats.limit == "max-depth" and not r.stats.complete
     assert r.stats.max_depth == 3
     tr = prop(r, "never_bad").trace
-    assert tr is not None and tr.length <= 3  # found within the bound, not necessarily shortest
+    assert tr is not None and tr.length <= 4  # within the bound or one step past it, not necessarily shortest
     assert tr.steps[-1].changes == [("bad", "false", "true")]
 
 
@@ -363,8 +365,7 @@ def test_timeout_is_bounded(strategy: str) -> None:
     r = check(load_bench("phil_N8"), strategy=strategy, timeout=0.0001)
     assert not r.stats.complete and r.stats.limit == "timeout"
     assert 0 < r.stats.states < 6560
-    assert prop(r, "memory-safety").status == BOUNDED
-    assert prop(r, "memory-safety").detail == "no violation within the bound (timeout)"
+    assert prop(r, "memory-safety").status == NOT_APPLICABLE
     dl = prop(r, "deadlock")
     assert dl.status in (VIOLATED, BOUNDED)  # depends on how far it got; if found, it is kept
     if dl.status == VIOLATED and strategy == "bfs":
@@ -491,5 +492,5 @@ def test_out_of_memory_stops_cleanly_and_keeps_findings(strategy: str, monkeypat
     r = check(load_bench("phil_N8") if SHARED else scripted("ab_ba"), strategy=strategy)
     if SHARED:
         assert r.stats.limit == "memory" and not r.stats.complete
-        assert prop(r, "memory-safety").status == BOUNDED
+        assert prop(r, "memory-safety").status == NOT_APPLICABLE
         assert r.stats.states > 300

@@ -151,7 +151,7 @@ def two_step_and_setter() -> Program:
 def _search_with(program: Program, visible: list[str]) -> Any:
     model = ProgramModel(program)
     reducer = CombinedReducer("por", PartialOrder(program, visible), None, {}, {})
-    return explore(model, Options(quiet=True), reducer)
+    return explore(model, Options(quiet=True), reducer=reducer)
 
 
 def test_visibility_keeps_invariant_violations() -> None:

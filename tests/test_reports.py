@@ -95,7 +95,7 @@ def make_result() -> CheckResult:
 def test_json_key_order_at_every_level() -> None:
     d = result_to_dict(make_result())
     assert list(d) == ["version", "spec", "design", "result", "stats", "properties", "lock_order"]
-    assert d["version"] == 1
+    assert d["version"] == 2
     assert list(d["stats"]) == [
         "states", "transitions", "deadlock_states", "max_depth", "seconds", "complete", "limit", "strategy",
         "store", "state_bits", "collision_probability", "states_per_second", "peak_memory_mb", "reductions",
@@ -104,9 +104,10 @@ def test_json_key_order_at_every_level() -> None:
     assert list(prop) == ["name", "kind", "status", "detail", "description", "source", "trace"]
     assert d["properties"][1]["trace"] is None
     trace = prop["trace"]
-    assert list(trace) == ["length", "threads", "actions", "steps", "final", "waits", "scenario"]
+    assert list(trace) == ["length", "spec", "design", "digest", "threads", "actions", "steps", "final", "waits",
+                           "scenario"]
     assert list(trace["steps"][0]) == [
-        "index", "thread", "function", "operation", "action", "locks_held", "changes", "note",
+        "index", "thread", "function", "label", "operation", "action", "locks_held", "changes", "note",
     ]
     assert list(trace["steps"][1]["changes"][1]) == ["field", "before", "after"]
     assert list(d["lock_order"]) == ["classes", "edges", "cycles"]
@@ -120,7 +121,7 @@ def test_json_key_order_at_every_level() -> None:
 def test_json_text_order_values_and_rounding() -> None:
     text = result_to_json(make_result())
     assert text.endswith("}\n")
-    assert text.startswith('{\n  "version": 1,\n  "spec": ')
+    assert text.startswith('{\n  "version": 2,\n  "spec": ')
     d = json.loads(text)
     assert d["stats"]["seconds"] == 0.123
     assert d["stats"]["states_per_second"] == round(1234 / 0.123456, 1)
@@ -166,11 +167,11 @@ def test_load_report(tmp_path: Path) -> None:
     good.write_text(result_to_json(make_result()), encoding="utf-8")
     assert load_report(good) == result_to_dict(make_result())
 
-    v2 = tmp_path / "v2.json"
-    v2.write_text(json.dumps({"version": 2, "spec": "x"}), encoding="utf-8")
+    v1 = tmp_path / "v1.json"
+    v1.write_text(json.dumps({"version": 1, "spec": "x"}), encoding="utf-8")
     with pytest.raises(ValueError) as info:
-        load_report(v2)
-    assert str(info.value) == "unsupported report version 2 (this apcheck reads version 1)"
+        load_report(v1)
+    assert str(info.value) == "unsupported report version 1 (this apcheck reads version 2)"
 
     true_version = tmp_path / "bool.json"
     true_version.write_text('{"version": true}', encoding="utf-8")
@@ -385,5 +386,5 @@ def _key_shape(value: object) -> object:
 def test_schema_doc_example_matches_output() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "json-schema.md").read_text(encoding="utf-8")
     example = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
-    assert example["version"] == 1
+    assert example["version"] == 2
     assert _key_shape(example) == _key_shape(result_to_dict(make_result()))

@@ -24,9 +24,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from checker.cli.params import Seconds
 from checker.lang.design import ScenarioError
 from checker.lang.program import ModelError
-from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from checker.report.results import (
+    BUILTIN_PROPERTIES,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+)
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
 from checker.spec.options import REDUCTIONS, STRATEGIES, Options
 from checker.spec.registry import Registry, default_registry
@@ -128,7 +136,7 @@ def search_options(f: F) -> F:
         click.option("--strategy", type=click.Choice(STRATEGIES), default=None, help="Search order (default bfs)."),
         click.option("--max-states", type=click.IntRange(min=1), default=None, help="Stop (BOUNDED) after N states."),
         click.option("--max-depth", type=click.IntRange(min=1), default=None, help="Do not explore deeper than D."),
-        click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, help="Seconds."),
+        click.option("--timeout", type=Seconds(), default=None, help="Seconds."),
         click.option("--max-memory", "max_memory_mb", type=click.IntRange(min=1), default=None,
                      help="Stop (BOUNDED) past this resident size, in MB."),
         click.option("--seed", type=int, default=None, help="Random simulation seed."),
@@ -163,13 +171,28 @@ def summary_line(result: CheckResult, output: str) -> str:
     return f"{result.spec}: {verdict}, {s.states} states in {s.seconds:.1f}s; report written to {output}"
 
 
-def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any]) -> CheckResult:
+def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any], stop: Any = None) -> CheckResult:
+    """``stop``: a limits.StopRequest a signal handler sets (check, compare): the search ends BOUNDED."""
     loaded = load(ctx, spec)
     program = build(loaded)
     options = resolve_options(loaded, program, **cli_values)
-    result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
-                                                              loaded.design.name)
+    if (options.checkpoint or options.resume) and options.strategy == "random":
+        raise click.UsageError("--checkpoint and --resume work with --strategy bfs or dfs")
+    ckpt = engine("checker.search.checkpoint")
+    try:
+        result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
+                                                                  loaded.design.name, stop, loaded.path)
+    except ckpt.CheckpointError as e:
+        raise SpecError(options.resume or "", "--resume", f"cannot resume: {e}") from None
+    except OSError as e:  # the periodic checkpoint could not be written
+        raise SpecError("", "--checkpoint", f"cannot write {options.checkpoint}: {e.strerror or e}") from None
     return result
+
+
+def note_interrupted(stop: Any) -> None:
+    if stop.reason:
+        click.echo(f"apcheck: interrupted ({stop.signal_name or 'stop requested'}): the search stopped early; "
+                   "verdicts are BOUNDED, counts partial", err=True)
 
 
 # ---------------------------------------------------------------- commands
@@ -186,10 +209,22 @@ def cli() -> None:
 @search_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
+@click.option("--checkpoint", default=None, metavar="FILE",
+              help="Save the search to FILE periodically and when it stops early (bfs, dfs).")
+@click.option("--checkpoint-every", "checkpoint_seconds", type=Seconds(),
+              default=None, help="Seconds between two checkpoints (default 60).")
+@click.option("--resume", default=None, metavar="FILE", help="Continue the search saved in checkpoint FILE.")
 @click.pass_context
 def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
-    """Explore every interleaving of SPEC and report each property."""
-    result = run_check(ctx, spec, cli_values)
+    """Explore every interleaving of SPEC and report each property.
+
+    SIGINT (Ctrl-C) or SIGTERM stops the search cleanly: the report is written with BOUNDED
+    verdicts and what was found so far (exit 3, or 1 when a violation was found); a second
+    Ctrl-C aborts."""
+    limits = engine("checker.search.limits")
+    with limits.stop_on_signals(limits.StopRequest()) as stop:
+        result = run_check(ctx, spec, cli_values, stop)
+    note_interrupted(stop)
     if fmt == "json":
         text: str = engine("checker.report.report_json").result_to_json(result)
     else:
@@ -231,7 +266,8 @@ def _read_report(path: str) -> dict[str, Any]:
     return data
 
 
-def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str, list[int]]:
+def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str, str, Any]:
+    """(property name, kind, trace object) of the chosen property."""
     props = [p for p in data["properties"] if isinstance(p, dict) and isinstance(p.get("name"), str)]
     with_trace = [p for p in props if isinstance(p.get("trace"), dict)]
     if prop is not None:
@@ -245,10 +281,7 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
         chosen = with_trace[0]
     else:
         raise SpecError("", path, "no property in this report has a trace")
-    actions = chosen["trace"].get("actions")
-    if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
-        raise SpecError("", path, f"property {chosen['name']!r}: trace.actions must be a list of ints")
-    return chosen["name"], actions
+    return chosen["name"], str(chosen.get("kind", "")), chosen["trace"]
 
 
 @cli.command()
@@ -257,21 +290,33 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
 @click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
 @click.pass_context
 def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> int:
-    """Re-execute a trace from a JSON report against SPEC and print it."""
-    run = engine("checker.search.run")
+    """Re-check a saved trace (JSON report) on SPEC: does the violation still happen?
+
+    Exit 1: it still happens; 0: it no longer reproduces (a fix works); 2: the trace
+    belongs to another spec or design, or a step no longer applies (says which and why)."""
+    rj = engine("checker.report.report_json")
+    rp = engine("checker.search.replay")
     loaded = load(ctx, spec)
     program = build(loaded)
     data = _read_report(trace_file)
-    if data.get("design") not in (None, loaded.design.name):
-        click.echo(f"apcheck: warning: {trace_file} was produced by design {data['design']!r}, "
-                   f"not {loaded.design.name!r}", err=True)
-    name, actions = _pick_trace(data, trace_file, prop)
+    name, kind, tdict = _pick_trace(data, trace_file, prop)
     try:
-        trace = run.replay_trace(program, actions)
-    except run.ReplayError as e:
-        raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
+        saved = rj.trace_from_dict(tdict, f"property {name!r}: trace")
+    except rj.ReportError as e:
+        raise SpecError(trace_file, "", f"cannot replay: {e}") from None
+    try:
+        r = rp.recheck(program, saved, name, loaded.path, loaded.design.name)
+    except rp.ReplayRefused as e:
+        raise SpecError(trace_file, "", f"trace of {name!r} does not apply to {spec}: {e}") from None
     title = f"{name}: replay of {trace_file} on {spec}"
-    click.echo(engine("checker.report.report_text").render_trace(trace, title).rstrip("\n"))
+    click.echo(engine("checker.report.report_text").render_trace(r.trace, title).rstrip("\n"))
+    if kind == "sometimes":
+        click.echo(f"{name}: witnessed again ({r.how})" if r.reproduced else f"{name}: no longer witnessed ({r.how})")
+        return EXIT_OK if r.reproduced else EXIT_INCONCLUSIVE
+    if r.reproduced:
+        click.echo(f"{name}: the violation still happens ({r.how})")
+        return EXIT_VIOLATION
+    click.echo(f"{name}: no longer reproduces ({r.how})")
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from checker.report.results import EXIT_INCONCLUSIVE, EXIT_OK
 
 
 def register(group: click.Group) -> None:
-    from checker.cli.cli import build, get_app, load, search_options, write_report
+    from checker.cli.cli import build, get_app, load, note_interrupted, search_options, write_report
 
     @group.command(name="compare")
     @click.argument("specs", nargs=-1, required=True)
@@ -30,6 +30,7 @@ def register(group: click.Group) -> None:
                     with_prove: bool, **cli_values: Any) -> int:
         """Check several specs with the same options and compare their verdicts."""
         from checker.report.compare import compare, render_text, to_dict, to_json
+        from checker.search.limits import StopRequest, stop_on_signals
         from checker.search.run import check_program
         from checker.spec.options import Options
 
@@ -40,13 +41,15 @@ def register(group: click.Group) -> None:
         skip = tuple(cli_values.pop("skip", ()) or ())
         opts = Options(quiet=True).with_overrides(properties=only or None, skip=skip or None, **cli_values)
         results, programs = [], []
-        for spec in specs:
-            loaded = load(ctx, spec)
-            program = build(loaded)
-            programs.append((program, getattr(loaded, "prove", None)))
-            results.append(check_program(program, opts, loaded.scenario.name, loaded.design.name))
+        with stop_on_signals(StopRequest()) as stop:  # SIGINT/SIGTERM: the remaining searches end BOUNDED
+            for spec in specs:
+                loaded = load(ctx, spec)
+                program = build(loaded)
+                programs.append((program, getattr(loaded, "prove", None)))
+                results.append(check_program(program, opts, loaded.scenario.name, loaded.design.name, stop))
+        note_interrupted(stop)
         comp = compare(results)
-        proofs = _prove_all(programs) if with_prove else None
+        proofs = _prove_all(programs) if with_prove and not stop.reason else None
         if fmt == "json":
             if proofs is not None:
                 import json
@@ -62,7 +65,8 @@ def register(group: click.Group) -> None:
                 text += "\n" + _render_proofs(comp.columns, proofs)
         write_report(text, output)
         complete = all(r.stats.complete for r in results)
-        return EXIT_OK if complete else EXIT_INCONCLUSIVE
+        unproved = proofs is not None and any(row["status"] == "UNKNOWN" for rows in proofs for row in rows)
+        return EXIT_OK if complete and not unproved and not stop.reason else EXIT_INCONCLUSIVE
 
 
 def _prove_all(programs: list[tuple[Any, Any]]) -> list[list[dict[str, Any]]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from checker.cli.params import Seconds
 from checker.lang.expr import variables
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
@@ -28,7 +29,7 @@ from checker.prove.prove import (
     goals_of,
     prove_program,
 )
-from checker.report.results import Trace, TraceStep
+from checker.report.results import EXIT_INCONCLUSIVE, Trace, TraceStep
 
 DEFAULTS: dict[str, Any] = {"lemmas": (), "k": 1, "bmc": 0, "timeout": 30.0}
 PROVE_KEYS = ("lemmas", "k", "bmc", "timeout")
@@ -224,7 +225,7 @@ def register(group: click.Group) -> None:
               help="Strengthen with the always-property NAME (repeatable; adds to the spec's prove: lemmas).")
 @click.option("--k", "k", type=click.IntRange(min=0), default=None, help="k-induction depth (default 1; 0: BMC only).")
 @click.option("--bmc", "bmc", type=click.IntRange(min=0), default=None, help="Bounded model checking depth.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--timeout", type=Seconds(), default=None,
               help="Solver seconds per property (default 30; 60 per rule with --masks); running out is UNKNOWN.")
 @click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
               help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
@@ -266,6 +267,9 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
                                auto_lemmas=auto_lemmas)
     except ProveError as e:
         raise SpecError("", "--property" if props else "prove.lemmas", str(e)) from None
+    except KeyboardInterrupt:  # Z3 was told to stop (prove._interruptible_check): nothing was proved
+        click.echo("apcheck: prove interrupted: no verdict (inconclusive)", err=True)
+        return EXIT_INCONCLUSIVE
     design = loaded.design.name
     if fmt == "json":
         text = json.dumps(result_to_dict(program, result, spec, design), indent=2, ensure_ascii=False) + "\n"

@@ -14,7 +14,14 @@ import os
 from typing import Any
 
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.inputs import InputError, bad_character, read_text
 from checker.lang.program import Lock, Program, ProgramBuilder
+
+# input limits (README, "Input limits"): the largest shared benchmark has 14 threads of 4 steps
+MAX_PROGRAM_BYTES = 4 << 20
+MAX_THREADS = 64
+MAX_LOCKS = 256
+MAX_STEPS = 256  # per thread
 
 
 class LockProgramError(ValueError):
@@ -26,42 +33,61 @@ def _require(cond: bool, msg: str) -> None:
         raise LockProgramError(msg)
 
 
+def _name(v: Any, where: str) -> str:
+    _require(isinstance(v, str) and v != "", f"{where}: expected a non-empty string")
+    err = bad_character(v)
+    _require(err is None, f"{where}: {err.message if err else ''}")
+    return str(v)
+
+
 def program_from_json(data: Any, name: str = "lock-program") -> Program:
-    """Validate the JSON model and build the Program."""
+    """Validate the JSON model (within the documented input limits) and build the Program."""
     _require(isinstance(data, dict), "the model must be a JSON object")
     locks = data.get("locks")
     threads = data.get("threads")
-    _require(isinstance(locks, list) and all(isinstance(x, str) for x in locks), "'locks' must be a list of names")
+    _require(isinstance(locks, list), "'locks' must be a list of names")
+    _require(len(locks) <= MAX_LOCKS, f"more than {MAX_LOCKS} locks (the input limit)")
+    locks = [_name(x, f"locks[{i}]") for i, x in enumerate(locks)]
     _require(isinstance(threads, list) and threads != [], "'threads' must be a non-empty list")
+    _require(len(threads) <= MAX_THREADS, f"more than {MAX_THREADS} threads (the input limit)")
     _require(len(set(locks)) == len(locks), "duplicate lock name in 'locks'")
-    pb = ProgramBuilder(str(data.get("name", name)))
+    pb = ProgramBuilder(_name(data["name"], "name") if "name" in data else name)
     by_name: dict[str, Lock] = {lk: pb.mutex(lk) for lk in locks}
+    seen: set[str] = set()
     for i, t in enumerate(threads):
-        _require(isinstance(t, dict) and isinstance(t.get("name"), str), f"threads[{i}] needs a 'name'")
+        _require(isinstance(t, dict) and "name" in t, f"threads[{i}] needs a 'name'")
+        tname = _name(t["name"], f"threads[{i}].name")
+        _require(tname not in seen, f"threads[{i}]: duplicate thread name {tname!r}")
+        seen.add(tname)
         prog = t.get("program")
         _require(isinstance(prog, list) and prog != [],
-                 f"threads[{i}] ({t['name']}): 'program' must be a non-empty list")
-        tb = pb.thread(t["name"], cyclic=True)
-        with tb.op(t["name"]):
+                 f"threads[{i}] ({tname}): 'program' must be a non-empty list")
+        _require(len(prog) <= MAX_STEPS, f"threads[{i}] ({tname}): more than {MAX_STEPS} steps (the input limit)")
+        tb = pb.thread(tname, cyclic=True)
+        with tb.op(tname):
             for j, step in enumerate(prog):
-                ok = isinstance(step, list) and len(step) == 2 and step[0] in ("acq", "rel")
+                ok = isinstance(step, list) and len(step) == 2 and step[0] in ("acq", "rel") \
+                    and isinstance(step[1], str)
                 _require(ok, f"threads[{i}].program[{j}]: expected [\"acq\"|\"rel\", LOCK]")
                 lk = by_name.get(step[1])
                 _require(lk is not None, f"threads[{i}].program[{j}]: unknown lock {step[1]!r}")
                 assert lk is not None
                 if step[0] == "acq":
-                    tb.lock(lk, t["name"])
+                    tb.lock(lk, tname)
                 else:
-                    tb.unlock(lk, t["name"])
+                    tb.unlock(lk, tname)
     return pb.build()
 
 
 def load_lock_program(path: str) -> Program:
-    with open(path, encoding="utf-8") as fh:
-        try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise LockProgramError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    try:
+        data = json.loads(read_text(path, MAX_PROGRAM_BYTES, "lock program"))
+    except InputError as exc:
+        raise LockProgramError(f"{path}:{exc.line}:{exc.col}: {exc.message}") from None
+    except json.JSONDecodeError as exc:
+        raise LockProgramError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise LockProgramError(f"{path}:1:1: JSON nested too deeply (the input limit)") from None
     return program_from_json(data, os.path.splitext(os.path.basename(path))[0])
 
 

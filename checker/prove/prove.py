@@ -22,6 +22,7 @@ engine's compiled successor function. A disagreement raises
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -223,10 +224,36 @@ class _Budget:
             self.unknown += 1
             return z3.unknown
         solver.set("timeout", max(1, int(left * 1000)))
-        r = solver.check(*assumptions)
+        r = _interruptible_check(solver, assumptions)
         if r == z3.unknown:
             self.unknown += 1
         return r
+
+
+def _interruptible_check(solver: z3.Solver, assumptions: tuple[z3.BoolRef, ...]) -> z3.CheckSatResult:
+    """``solver.check`` in a worker thread, so Ctrl-C reaches Python at once: Z3's C code holds
+    the main thread for minutes otherwise. On KeyboardInterrupt, Z3 is told to stop, then it re-raises."""
+    out: list[z3.CheckSatResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(solver.check(*assumptions))
+        except BaseException as e:  # handed to the caller's thread
+            errors.append(e)
+
+    worker = threading.Thread(target=run, name="z3-check", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except KeyboardInterrupt:
+        solver.ctx.interrupt()
+        worker.join()
+        raise
+    if errors:
+        raise errors[0]
+    return out[0]
 
 
 def _action_ref(program: Program, a: Action) -> ActionRef:

@@ -7,10 +7,12 @@ and never sorted or assembled from ``dataclasses.asdict``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from checker.lang.inputs import InputError, read_text
 from checker.report.results import (
     CheckResult,
     LockCycle,
@@ -21,7 +23,10 @@ from checker.report.results import (
     TraceStep,
 )
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: trace steps carry "label"; traces carry "spec", "design" and "digest" (replay)
+
+
+MAX_REPORT_BYTES = 64 << 20  # a report with long traces is a few MB
 
 
 class ReportError(ValueError):
@@ -53,6 +58,7 @@ def _step(step: TraceStep) -> dict[str, Any]:
         "index": step.index,
         "thread": step.thread,
         "function": step.function,
+        "label": step.label,
         "operation": step.operation,
         "action": step.action,
         "locks_held": list(step.locks_held),
@@ -61,9 +67,20 @@ def _step(step: TraceStep) -> dict[str, Any]:
     }
 
 
+def trace_digest(trace: Trace) -> str:
+    """sha256 over the trace's origin, threads and steps' identities (thread, function, label): a
+    trace truncated, reordered or edited by hand no longer matches it, and replay refuses it."""
+    steps = [(s.thread, s.function, s.label) for s in trace.steps]
+    payload = json.dumps([trace.spec, trace.design, trace.threads, steps], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def trace_to_dict(trace: Trace) -> dict[str, Any]:
     return {
         "length": trace.length,
+        "spec": trace.spec,
+        "design": trace.design,
+        "digest": trace_digest(trace),
         "threads": list(trace.threads),
         "actions": list(trace.actions),
         "steps": [_step(s) for s in trace.steps],
@@ -169,6 +186,7 @@ def _step_from_dict(d: Any, where: str) -> TraceStep:
         index=_field(d, "index", int, where),
         thread=_field(d, "thread", str, where),
         function=_field(d, "function", str, where),
+        label=_field(d, "label", str, where),
         operation=_field(d, "operation", str, where),
         action=_field(d, "action", str, where),
         locks_held=_str_list(d, "locks_held", where),
@@ -192,22 +210,30 @@ def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
         final=_field(d, "final", str, where),
         waits=_str_list(d, "waits", where),
         scenario=_str_list(d, "scenario", where),
+        spec=_field(d, "spec", str, where),
+        design=_field(d, "design", str, where),
     )
     if "length" in d and d["length"] != trace.length:
         raise ReportError(f"{where}.length: says {d['length']!r} but there are {trace.length} steps")
+    digest = _field(d, "digest", str, where)
+    if digest != trace_digest(trace):
+        raise ReportError(f"{where}.digest: does not match the steps (the trace was truncated, reordered "
+                          "or edited)")
     return trace
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a JSON report written by this format version; anything else is a ValueError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ReportError(f"{path}: not a JSON report (not UTF-8 text: {e.reason})") from None
+        text = read_text(str(path), MAX_REPORT_BYTES, "report")
+    except InputError as e:
+        raise ReportError(f"{path}:{e.line}:{e.col}: not a JSON report ({e.message})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ReportError(f"{path}: not a JSON report ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise ReportError(f"{path}: not a JSON report (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not an apcheck report (top level is a {type(data).__name__}, expected an object)")
     if "version" not in data:

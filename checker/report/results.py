@@ -15,6 +15,7 @@ BOUNDED = "BOUNDED"
 WITNESSED = "WITNESSED"
 NOT_WITNESSED = "NOT_WITNESSED"
 UNKNOWN = "UNKNOWN"
+NOT_APPLICABLE = "N/A"  # nothing to check (no shared field, no object): never a pass
 
 # exit codes (DESIGN.md)
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -32,6 +33,7 @@ class TraceStep:
     locks_held: list[str]  # locks the thread holds after the step
     changes: list[tuple[str, str, str]]  # (field, before, after), shown values
     note: str = ""  # e.g. "use after free of kvm"
+    label: str = ""  # the statement label: with thread and function, the step's stable identity (replay)
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Trace:
     final: str = ""  # what the last state shows (deadlock: who waits for what)
     waits: list[str] = field(default_factory=list)  # deadlock: one line per blocked thread
     scenario: list[str] = field(default_factory=list)  # lockdep "possible unsafe locking scenario"
+    spec: str = ""  # the spec file the trace came from (replay refuses a foreign trace)
+    design: str = ""  # the design it ran on
 
     @property
     def length(self) -> int:
@@ -57,6 +61,7 @@ class PropertyResult:
     description: str = ""
     source: str = ""
     trace: Trace | None = None
+    decides: bool = True  # False: a design witness the spec did not select (reported, not in the exit code)
 
 
 @dataclass
@@ -116,6 +121,7 @@ class CheckResult:
     def exit_code(self) -> int:
         if any(p.status == VIOLATED for p in self.properties):
             return EXIT_VIOLATION
-        if any(p.status in (BOUNDED, UNKNOWN, NOT_WITNESSED) for p in self.properties) or not self.stats.complete:
+        if any(p.status in (BOUNDED, UNKNOWN) or p.status == NOT_WITNESSED and p.decides for p in self.properties) \
+                or not self.stats.complete:
             return EXIT_INCONCLUSIVE
         return EXIT_OK

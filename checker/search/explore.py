@@ -9,7 +9,6 @@ rebuilt by walking parents and replaying actions (``run.replay``).
 from __future__ import annotations
 
 import random
-import resource
 import sys
 import time
 from array import array
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 import xxhash
 
 from checker.lang.model import Model
+from checker.search import checkpoint as ckpt
+from checker.search.limits import POLL_EVERY, Limits, StopRequest, peak_mb
 from checker.search.reduce import Reducer
 from checker.spec.options import Options
 
@@ -54,31 +55,10 @@ class Search:
     peak_mb: float = 0.0
 
 
-def _peak_mb() -> float:
-    """This process's own resident high-water mark (VmHWM). ru_maxrss is not used first:
-    after vfork + exec it carries the parent's peak into a child."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _arrays(model: Model) -> tuple[array, array]:  # type: ignore[type-arg]
     """Parent indices (int32: up to 2**31 states) and action ids in the narrowest type that fits."""
     n = getattr(model, "action_count", 1 << 32)
     return array("i"), array("B" if n <= 0xFF else "H" if n <= 0xFFFF else "I")
-
-
-def _current_mb() -> float:
-    try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
-    except OSError:
-        return _peak_mb()
 
 
 def key_function(bits: int, exact: bool) -> Callable[[int], int] | None:
@@ -138,6 +118,30 @@ class _Recorder:
                     self.record(c.name, Finding(idx, s))
                     self.wits.remove(c)
 
+    def beyond(self, idx: int, s: int, out: list[tuple[int, int]], seen_key: Callable[[int], bool]) -> bool:
+        """A state on the depth bound: its transitions are checked but their targets are not stored.
+
+        A violation one step past the bound is still a violation of a reachable state; the
+        finding names the firing action, so its trace ends with that step. True when some
+        successor is new, i.e. the bound really cut the search."""
+        cut = False
+        for a, n in out:
+            if n < 0:
+                self.violation(idx, s, a, -1 - n)
+                continue
+            if seen_key(n):
+                continue
+            cut = True
+            for c in list(self.invs):
+                if not c.pred(n):
+                    self.record(c.name, Finding(idx, s, a))
+                    self.invs.remove(c)
+            for c in list(self.wits):
+                if c.pred(n):
+                    self.record(c.name, Finding(idx, s, a))
+                    self.wits.remove(c)
+        return cut
+
     def expanded(self, idx: int, s: int, out: list[tuple[int, int]]) -> None:
         """Called for states with no plain successor or with special checks."""
         for prop, fn in self.state_checks:
@@ -185,33 +189,100 @@ def _finish(search: Search, t0: float, limit: str, pending: int) -> Search:
     search.complete = not limit and not pending
     search.limit = limit
     search.seconds = time.perf_counter() - t0
-    search.peak_mb = _peak_mb()
+    search.peak_mb = peak_mb()
     return search
 
 
-def bfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
+class _Checkpoints:
+    """Saves the search every ``opts.checkpoint_seconds`` and when it stops short; restores it."""
+
+    def __init__(self, opts: Options, strategy: str, identity: str, model: Model) -> None:
+        self.path, self.every = opts.checkpoint, opts.checkpoint_seconds
+        self.strategy, self.identity = strategy, identity
+        self.next = time.perf_counter() + self.every
+        self.key_bytes = 8 if key_function(model.state_bits, opts.exact) is not None \
+            else max(1, (model.state_bits + 7) // 8)
+        self.state_bytes = max(1, (model.state_bits + 7) // 8)
+        self.take: Callable[[], ckpt.Snapshot] | None = None
+
+    def snapshot(self, search: Search, rec: _Recorder, seen: set[int], pending: list[int],
+                 counters: dict[str, int], index: list[int] | None = None,
+                 depth: list[int] | None = None) -> ckpt.Snapshot:
+        f = [{"property": p, "index": x.index, "state": x.state, "action": x.action, "code": x.code,
+              "message": x.message} for p, x in search.findings.items()]
+        info = [sorted(str(c) for c in x) if isinstance(x, frozenset) else [] for x in search.deadlock_info]
+        counters = dict(counters, deadlock_states=search.deadlock_states, max_depth=search.max_depth)
+        return ckpt.Snapshot(self.strategy, self.identity, search.parent, search.via, list(seen), pending,
+                             index or [], depth or [], counters, f, info, sorted(rec.deadlocks),
+                             [c.name for c in rec.invs + rec.wits], self.key_bytes, self.state_bytes)
+
+    def maybe_save(self) -> None:
+        if self.path and self.take is not None and time.perf_counter() >= self.next:
+            self.save()
+
+    def save(self) -> None:
+        if self.path and self.take is not None:
+            ckpt.save(self.path, self.take())
+            self.next = time.perf_counter() + self.every
+
+    def load(self, path: str, search: Search, rec: _Recorder, seen: set[int]) -> ckpt.Snapshot:
+        snap = ckpt.load(path, self.identity, self.strategy)
+        if snap.key_bytes != self.key_bytes or snap.state_bytes != self.state_bytes \
+                or snap.via.typecode != search.via.typecode:
+            raise ckpt.CheckpointError("it was saved for a model of another size")
+        search.parent, search.via = snap.parent, snap.via
+        seen.clear()
+        seen.update(snap.seen)
+        search.findings = {f["property"]: Finding(f["index"], f["state"], f["action"], f["code"], f["message"])
+                           for f in snap.findings}
+        search.deadlock_info = [frozenset(x) for x in snap.deadlock_info]
+        search.deadlock_states = snap.counters.get("deadlock_states", 0)
+        search.max_depth = snap.counters.get("max_depth", 0)
+        rec.deadlocks = set(snap.deadlocks)
+        left = set(snap.unchecked)
+        rec.invs = [c for c in rec.invs if c.name in left]
+        rec.wits = [c for c in rec.wits if c.name in left]
+        return snap
+
+
+def _counter(snap: ckpt.Snapshot, name: str) -> int:
+    if name not in snap.counters:
+        raise ckpt.CheckpointError(f"corrupt header (no {name!r})")
+    return snap.counters[name]
+
+
+def bfs(model: Model, opts: Options, stop: StopRequest | None = None, identity: str = "",
+        reducer: Reducer | None = None) -> Search:
     t0 = time.perf_counter()
     search, rec, keyf, seen, inits = _start(model, opts)
     select, canon = _reduction(reducer)
-    parent, via = search.parent, search.via
+    saver = _Checkpoints(opts, "bfs", identity, model)
     queue: deque[int] = deque(inits)
+    cur, depth, level_end, transitions, cut = -1, 0, len(search.parent), 0, 0
+    if opts.resume:
+        snap = saver.load(opts.resume, search, rec, seen)
+        cur, depth, level_end = _counter(snap, "cur"), _counter(snap, "depth"), _counter(snap, "level_end")
+        transitions, cut = _counter(snap, "transitions"), _counter(snap, "cut")
+        queue = deque(snap.pending)
+        if len(queue) != len(search.parent) - cur - 1:
+            raise ckpt.CheckpointError("corrupt queue")
+    parent, via = search.parent, search.via
+    saver.take = lambda: saver.snapshot(search, rec, seen, list(queue), {
+        "cur": cur, "depth": depth, "level_end": level_end, "transitions": transitions, "cut": cut})
+    limits = Limits(opts, t0, stop, saver.maybe_save)
     succ = model.successors
     seen_add, q_pop, q_app, p_app, v_app = seen.add, queue.popleft, queue.append, parent.append, via.append
     special = bool(rec.state_checks)
     check_new = bool(rec.invs or rec.wits)
     max_states = opts.max_states or (1 << 62)
     max_depth = opts.max_depth if opts.max_depth is not None else (1 << 62)
-    deadline = t0 + opts.timeout if opts.timeout else None
-    max_mb = opts.max_memory_mb
     prog = _Progress(opts)
-    cur = -1
-    depth = 0
-    level_end = len(parent)
-    transitions = 0
-    limit = ""
-    capped = opts.max_states is not None
+    limit = limits.poll()
     try:
-        while queue:
+        while queue and not limit:
+            if len(parent) >= max_states:
+                limit = "max-states"
+                break
             s = q_pop()
             cur += 1
             if cur == level_end:
@@ -224,58 +295,67 @@ def bfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
                 out = select(s, out)
             transitions += len(out)
             if depth >= max_depth:
-                # the frontier at the bound: checked, not expanded; bounded only if it leads further
-                if not limit and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
-                    limit = "max-depth"
-                continue
-            if capped and len(parent) >= max_states:
-                limit = "max-states"
-                break
-            for a, n in out:
-                if n < 0:
-                    rec.violation(cur, s, a, -1 - n)
-                    continue
-                if canon is not None:
-                    n = canon(n)
-                k = n if keyf is None else keyf(n)
-                if k in seen:
-                    continue
-                seen_add(k)
-                p_app(cur)
-                v_app(a)
-                q_app(n)
-                if check_new:
-                    rec.new_state(len(parent) - 1, n)
-                    check_new = bool(rec.invs or rec.wits)
-            if cur & 0xFFF == 0:
-                if deadline is not None and time.perf_counter() > deadline:
-                    limit = "timeout"
-                    break
-                if max_mb is not None and cur & 0xFFFF == 0 and _current_mb() > max_mb:
-                    limit = "memory"
-                    break
+                if rec.beyond(cur, s, out, lambda n: (n if keyf is None else keyf(n)) in seen):
+                    cut = 1
+            else:
+                for a, n in out:
+                    if n < 0:
+                        rec.violation(cur, s, a, -1 - n)
+                        continue
+                    if canon is not None:
+                        n = canon(n)
+                    k = n if keyf is None else keyf(n)
+                    if k in seen:
+                        continue
+                    seen_add(k)
+                    p_app(cur)
+                    v_app(a)
+                    q_app(n)
+                    if check_new:
+                        rec.new_state(len(parent) - 1, n)
+                        check_new = bool(rec.invs or rec.wits)
+            if cur & (POLL_EVERY - 1) == 0:
+                limit = limits.poll()
                 prog.maybe(len(parent), transitions, depth, len(queue))
     except MemoryError:  # out of memory: stop cleanly, keep what was found
         limit = "memory"
     search.transitions = transitions
     search.max_depth = max(search.max_depth, depth)
-    return _finish(search, t0, limit, len(queue))
+    if limit and limit != "memory":
+        saver.save()
+    return _finish(search, t0, limit or ("max-depth" if cut else ""), len(queue))
 
 
-def dfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
+def dfs(model: Model, opts: Options, stop: StopRequest | None = None, identity: str = "",
+        reducer: Reducer | None = None) -> Search:
     """Depth-first with an explicit stack; traces are valid but not shortest."""
     t0 = time.perf_counter()
     search, rec, keyf, seen, inits = _start(model, opts)
     select, canon = _reduction(reducer)
-    parent, via = search.parent, search.via
+    saver = _Checkpoints(opts, "dfs", identity, model)
     stack: list[tuple[int, int, int]] = [(s, i, 0) for i, s in enumerate(inits)]  # (state, index, depth)
+    steps, cut = 0, 0
+    if opts.resume:
+        snap = saver.load(opts.resume, search, rec, seen)
+        steps, cut, search.transitions = _counter(snap, "steps"), _counter(snap, "cut"), _counter(snap, "transitions")
+        if len(snap.pending_index) != len(snap.pending) or len(snap.pending_depth) != len(snap.pending) \
+                or any(not 0 <= i < len(search.parent) for i in snap.pending_index):
+            raise ckpt.CheckpointError("corrupt stack")
+        stack = list(zip(snap.pending, snap.pending_index, snap.pending_depth))
+    parent, via = search.parent, search.via
+    saver.take = lambda: saver.snapshot(search, rec, seen, [x[0] for x in stack],
+                                        {"steps": steps, "cut": cut, "transitions": search.transitions},
+                                        [x[1] for x in stack], [x[2] for x in stack])
+    limits = Limits(opts, t0, stop, saver.maybe_save)
     max_states = opts.max_states or (1 << 62)
     max_depth = opts.max_depth if opts.max_depth is not None else (1 << 62)
-    deadline = t0 + opts.timeout if opts.timeout else None
     prog = _Progress(opts)
-    limit, steps = "", 0
+    limit = limits.poll()
     try:
-        while stack:
+        while stack and not limit:
+            if len(parent) >= max_states:
+                limit = "max-states"
+                break
             s, idx, d = stack.pop()
             search.max_depth = max(search.max_depth, d)
             out = model.successors(s)
@@ -285,39 +365,35 @@ def dfs(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
                 out = select(s, out)
             search.transitions += len(out)
             if d >= max_depth:
-                if any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
-                    limit = "max-depth"
-                continue
-            if len(parent) >= max_states:
-                limit = "max-states"
-                stack.append((s, idx, d))
-                break
-            for a, n in reversed(out):
-                if n < 0:
-                    rec.violation(idx, s, a, -1 - n)
-                    continue
-                if canon is not None:
-                    n = canon(n)
-                k = n if keyf is None else keyf(n)
-                if k in seen:
-                    continue
-                seen.add(k)
-                parent.append(idx)
-                via.append(a)
-                stack.append((n, len(parent) - 1, d + 1))
-                rec.new_state(len(parent) - 1, n)
+                if rec.beyond(idx, s, out, lambda n: (n if keyf is None else keyf(n)) in seen):
+                    cut = 1
+            else:
+                for a, n in reversed(out):
+                    if n < 0:
+                        rec.violation(idx, s, a, -1 - n)
+                        continue
+                    if canon is not None:
+                        n = canon(n)
+                    k = n if keyf is None else keyf(n)
+                    if k in seen:
+                        continue
+                    seen.add(k)
+                    parent.append(idx)
+                    via.append(a)
+                    stack.append((n, len(parent) - 1, d + 1))
+                    rec.new_state(len(parent) - 1, n)
             steps += 1
-            if steps & 0xFFF == 0:
-                if deadline is not None and time.perf_counter() > deadline:
-                    limit = "timeout"
-                    break
+            if steps & (POLL_EVERY - 1) == 0:
+                limit = limits.poll()
                 prog.maybe(len(parent), search.transitions, d, len(stack))
     except MemoryError:  # out of memory: stop cleanly, keep what was found
         limit = "memory"
-    return _finish(search, t0, limit, len(stack))
+    if limit and limit != "memory":
+        saver.save()
+    return _finish(search, t0, limit or ("max-depth" if cut else ""), len(stack))
 
 
-def random_walks(model: Model, opts: Options) -> Search:
+def random_walks(model: Model, opts: Options, stop: StopRequest | None = None, identity: str = "") -> Search:
     """Seeded random simulation: ``walks`` walks of up to ``walk_depth`` steps. Never exhaustive."""
     t0 = time.perf_counter()
     rng = random.Random(opts.seed)
@@ -325,37 +401,49 @@ def random_walks(model: Model, opts: Options) -> Search:
     rec = _Recorder(model, search)
     parent, via = search.parent, search.via
     distinct: set[int] = set()
-    deadline = t0 + opts.timeout if opts.timeout else None
+    limits = Limits(opts, t0, stop)
     inits = list(model.init_states())
     depth_cap = opts.max_depth if opts.max_depth is not None else opts.walk_depth
-    for _ in range(opts.walks):
-        s = inits[rng.randrange(len(inits))]
-        parent.append(-1)
-        via.append(0)
-        idx = len(parent) - 1
-        distinct.add(s)
-        rec.new_state(idx, s)
-        for d in range(depth_cap):
-            out = model.successors(s)
-            search.transitions += len(out)
-            if rec.state_checks or not out:
-                rec.expanded(idx, s, out)
-            if not out:
-                break
-            a, n = out[rng.randrange(len(out))]
-            if n < 0:
-                rec.violation(idx, s, a, -1 - n)
-                break
-            parent.append(idx)
-            via.append(a)
+    limit, steps = "", 0
+    try:
+        for _ in range(opts.walks):
+            s = inits[rng.randrange(len(inits))]
+            parent.append(-1)
+            via.append(0)
             idx = len(parent) - 1
-            s = n
             distinct.add(s)
             rec.new_state(idx, s)
-            search.max_depth = max(search.max_depth, d + 1)
-        if deadline is not None and time.perf_counter() > deadline:
-            break
-    _finish(search, t0, "random simulation", 0)
+            for d in range(depth_cap):
+                out = model.successors(s)
+                search.transitions += len(out)
+                if rec.state_checks or not out:
+                    rec.expanded(idx, s, out)
+                if not out:
+                    break
+                a, n = out[rng.randrange(len(out))]
+                if n < 0:
+                    rec.violation(idx, s, a, -1 - n)
+                    break
+                parent.append(idx)
+                via.append(a)
+                idx = len(parent) - 1
+                s = n
+                distinct.add(s)
+                rec.new_state(idx, s)
+                search.max_depth = max(search.max_depth, d + 1)
+                steps += 1
+                if steps & (POLL_EVERY - 1) == 0:
+                    limit = limits.poll()
+                    if limit:
+                        break
+            else:  # the walk reached its depth cap: what fires one step further still counts
+                rec.beyond(idx, s, model.successors(s), distinct.__contains__)
+            limit = limit or limits.poll()
+            if limit:
+                break
+    except MemoryError:
+        limit = "memory"
+    _finish(search, t0, "random simulation" + (f", {limit}" if limit else ""), 0)
     search.states = len(distinct)  # walks revisit states; count each once
     return search
 
@@ -380,10 +468,12 @@ def _reduction(reducer: Reducer | None) -> tuple[Callable[[int, list[tuple[int, 
     return (reducer.select if por else None), (reducer.canonical if sym else None)
 
 
-def explore(model: Model, opts: Options, reducer: Reducer | None = None) -> Search:
-    """Search ``model``; ``reducer`` (checker.search.reduce) selects ample sets and canonical states."""
+def explore(model: Model, opts: Options, stop: StopRequest | None = None, identity: str = "",
+            reducer: Reducer | None = None) -> Search:
+    """``stop``: polled, ends the search early (signals); ``identity``: what a checkpoint must match;
+    ``reducer`` (checker.search.reduce) selects ample sets and canonical states."""
     if opts.strategy == "dfs":
-        return dfs(model, opts, reducer)
+        return dfs(model, opts, stop, identity, reducer)
     if opts.strategy == "random":
-        return random_walks(model, opts)
-    return bfs(model, opts, reducer)
+        return random_walks(model, opts, stop, identity)
+    return bfs(model, opts, stop, identity, reducer)

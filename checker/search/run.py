@@ -8,6 +8,7 @@ from checker.report.results import (
     BOUNDED,
     BUILTIN_PROPERTIES,
     HOLDS,
+    NOT_APPLICABLE,
     NOT_WITNESSED,
     VIOLATED,
     WITNESSED,
@@ -19,7 +20,9 @@ from checker.report.results import (
     Trace,
     TraceStep,
 )
+from checker.search.checkpoint import identity
 from checker.search.explore import Finding, Search, explore, path_to
+from checker.search.limits import StopRequest
 from checker.search.lockorder import collect_edges, cycles_report, scenario
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import evaluate, state_values
@@ -98,8 +101,9 @@ def _step(program: Program, index: int, aid: int, before: int, after: int, note:
         if f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name:
             continue
         changes.append((f.name, f.show(old), f.show(new)))
-    return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, act.text,
-                     _held(program, act.thread, after), changes, note)
+    th = program.threads[act.thread]
+    return TraceStep(index, th.name, act.function, act.operation, act.text,
+                     _held(program, act.thread, after), changes, note, th.labels[act.label])
 
 
 def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) -> Trace:
@@ -110,10 +114,24 @@ def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) ->
     return tr
 
 
-def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "") -> CheckResult:
+def program_identity(program: Program, options: Options) -> str:
+    """What a checkpoint must match: the program's fields, steps and properties, and the search's shape."""
+    parts = [program.name, repr(program.layout.initial())]
+    parts += [f"{f.name}:{f.lo}:{f.hi}" for f in program.layout.fields]
+    parts += [f"{a.thread}|{a.label}|{a.function}|{a.operation}|{a.text}" for a in program.actions]
+    parts += [f"{p.kind}:{p.name}" for p in program.properties]
+    return identity("\n".join(parts), strategy=options.strategy, exact=options.exact, max_depth=options.max_depth,
+                    only=options.properties, skip=options.skip)
+
+
+def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "",
+                  stop: StopRequest | None = None, spec_path: str = "") -> CheckResult:
+    """``stop``: set asynchronously (a signal) to end the search early with BOUNDED verdicts;
+    ``spec_path``: recorded in every trace, so ``replay`` can refuse a trace of another spec."""
     model = ProgramModel(program, options.properties, options.skip)
     reducer = build_reducer(model, options)
-    search = explore(model, options, reducer if reducer.active() else None)
+    search = explore(model, options, stop, program_identity(program, options) if (
+        options.checkpoint or options.resume) else "", reducer if reducer.active() else None)
     bits = model.state_bits
     n = search.states
     stats = Stats(states=n, transitions=search.transitions, deadlock_states=search.deadlock_states,
@@ -131,6 +149,9 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     props = _verdicts(program, model, search, cycles, options)
     classes = class_order
     result = _overall(props, search.complete)
+    for pr in props:
+        if pr.trace is not None:
+            pr.trace.spec, pr.trace.design = spec_path or spec_name or program.name, design_name or program.name
     return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
                        edges, cycles, classes)
 
@@ -223,7 +244,9 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             else:
                 pr.detail = f.message
         elif name == "data-race" and not program.shared:
-            pr.detail = "no shared fields declared in this model"
+            pr.status, pr.detail = NOT_APPLICABLE, "no shared fields declared in this model: nothing to check"
+        elif name == "memory-safety" and not _has_objects(program):
+            pr.status, pr.detail = NOT_APPLICABLE, "the model has no objects (no pool, no freed lock): nothing to check"
         out.append(pr)
     if "range" in found:
         f = found["range"]
@@ -236,11 +259,16 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
         if p.kind == "always" and p.name in found:
             pr.status, pr.trace, pr.detail = VIOLATED, trace_of(p.name), "invariant violated"
         elif p.kind == "sometimes":
+            pr.decides = p.name in options.properties  # only a witness the spec asks for decides the exit code
             if p.name in found:
                 pr.status, pr.trace, pr.detail = WITNESSED, trace_of(p.name), "witness found"
+            elif not search.complete:
+                pr.status = BOUNDED
             else:
-                pr.status = NOT_WITNESSED if search.complete else BOUNDED
-                pr.detail = "no reachable state satisfies it: the scenario may be vacuous" if search.complete else ""
+                pr.status = NOT_WITNESSED
+                pr.detail = "no reachable state satisfies it: the scenario may be vacuous"
+                if not pr.decides:
+                    pr.detail += " (a design witness this spec does not select: not in the exit code)"
         out.append(pr)
     if not search.complete:
         for pr in out:
@@ -249,11 +277,16 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
     return out
 
 
+def _has_objects(program: Program) -> bool:
+    """Anything memory-safety can check: object pools, or steps checking a use after free."""
+    return bool(program.pools) or any(c.prop == "memory-safety" for a in program.actions for c in a.checks)
+
+
 def _overall(props: list[PropertyResult], complete: bool) -> str:
     if any(p.status == VIOLATED for p in props):
         return VIOLATED
     if not complete:
         return BOUNDED
-    if any(p.status == NOT_WITNESSED for p in props):
+    if any(p.status == NOT_WITNESSED and p.decides for p in props):
         return NOT_WITNESSED
     return HOLDS

@@ -20,11 +20,14 @@ class Options:
     walks: int = 1000  # random simulation: number of walks
     walk_depth: int = 200  # random simulation: steps per walk
     exact: bool = False  # store whole states even when they are wider than 128 bits
+    reduction: str = "all"  # none | por (partial-order) | symmetry | all (checker.search.reduce)
     quiet: bool = False
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
     skip: tuple[str, ...] = ()
-    reduction: str = "all"  # none | por (partial-order) | symmetry | all (checker.search.reduce)
+    checkpoint: str | None = None  # save the search to this file periodically and when it stops short
+    checkpoint_seconds: float = 60.0  # between two periodic checkpoints
+    resume: str | None = None  # continue the search saved in this checkpoint
 
     def with_overrides(self, **kw: Any) -> Options:
         """Apply non-None overrides (CLI flags)."""

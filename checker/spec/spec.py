@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from checker.lang.design import Design, OpCall, Param, Scenario, ScenarioError, ThreadSpec
+from checker.lang.inputs import InputError, read_text
+from checker.spec import safe_yaml
 from checker.spec.errors import SpecError, SpecErrors, closest, did_you_mean
 from checker.spec.options import OPTION_TYPES
 from checker.spec.registry import Registry
@@ -129,9 +131,11 @@ class _Loader:
     # ------------------------------------------------------------ composing
 
     def compose(self, text: str) -> _Y | None:
-        loader = _CoreLoader(text)
-        try:
-            node = loader.get_single_node()
+        try:  # bounded depth, alias expansion and characters (safe_yaml)
+            node = safe_yaml.compose(_CoreLoader, text, self.file)
+        except SpecError as e:
+            self.errors.append(e)
+            return None
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             where = self.at(mark.line + 1, mark.column + 1) if mark else self.file
@@ -141,8 +145,6 @@ class _Loader:
         except yaml.YAMLError as e:
             self.errors.append(SpecError(self.file, "", f"invalid YAML: {e}"))
             return None
-        finally:
-            loader.dispose()
         return None if node is None else self.convert(node, "", set())
 
     def convert(self, node: yaml.Node, path: str, stack: set[int]) -> _Y:
@@ -390,6 +392,9 @@ class _Loader:
 
     def threads(self, ty: _Y | None, design: Design | None) -> list[ThreadSpec]:
         items = self.as_list(ty, "threads")
+        if items is not None and ty is not None and len(items) > safe_yaml.MAX_THREADS:
+            self.err(ty, "threads", f"more than {safe_yaml.MAX_THREADS} threads (the input limit)")
+            return []
         out: list[ThreadSpec] = []
         seen: dict[str, _Y] = {}
         for i, t in enumerate(items or []):
@@ -412,6 +417,9 @@ class _Loader:
             run = self.as_list(m.get("run"), f"{tp}.run")
             if run is not None and not run and "run" in m:
                 self.err(m["run"], f"{tp}.run", "empty run list: a thread runs at least one operation")
+            if run is not None and len(run) > safe_yaml.MAX_RUN:
+                self.err(m["run"], f"{tp}.run", f"more than {safe_yaml.MAX_RUN} operations (the input limit)")
+                run = None
             for j, c in enumerate(run or []):
                 call = self.call(c, f"{tp}.run[{j}]", design)
                 if call is not None:
@@ -468,8 +476,9 @@ class _Loader:
             v = self.typed(m[k], typ, f"check.{k}")
             if v is _INVALID:
                 continue
-            if k in _POSITIVE and v <= 0:
-                self.err(m[k], f"check.{k}", f"expected a positive {typ}, got {v}")
+            if k in _POSITIVE and not 0 < v < math.inf:  # also refuses .nan and .inf
+                what = "a positive int" if typ == "int" else "a positive finite number"
+                self.err(m[k], f"check.{k}", f"expected {what}, got {v}")
                 continue
             out[k] = v
         return out
@@ -517,14 +526,13 @@ def parse_spec(text: str, filename: str, registry: Registry) -> LoadedSpec:
 def load_spec(path: str, registry: Registry) -> LoadedSpec:
     """Read and validate a spec file; raise SpecError (possibly SpecErrors) on any problem."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_text(path, safe_yaml.MAX_SPEC_BYTES, "spec")
+    except InputError as e:
+        raise SpecError(f"{path}:{e.line}:{e.col}", "", e.message) from None
     except FileNotFoundError:
         raise SpecError("", path, "no such file") from None
     except IsADirectoryError:
         raise SpecError("", path, "is a directory, expected a YAML spec file") from None
-    except UnicodeDecodeError as e:
-        raise SpecError(path, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise SpecError("", path, e.strerror or str(e)) from None
     return parse_spec(text, path, registry)
