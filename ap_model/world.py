@@ -133,12 +133,13 @@ class World:
         self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
         # ---------------- objects
         refmax = 1 + cfg.vcpus + cfg.mdevs * (2 if era.vfio_kvm_ref else 1)
-        self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax,
+        self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax, ctype="struct kvm",
                            init_alive=self.vms, init_refs=1)
         for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
             attached = v in cfg.attached.values()
             self.kvm.refs[v].init = 1 + cfg.vcpus + (1 + int(era.vfio_kvm_ref) if attached else 0)  # type: ignore[index]
-        self.mdev = pb.pool("matrix_mdev", [f"mdev{m}" for m in self.mdevs], init_alive=cfg.created)
+        self.mdev = pb.pool("matrix_mdev", [f"mdev{m}" for m in self.mdevs], init_alive=cfg.created,
+                            ctype="struct ap_matrix_mdev")
         kslots = [f"kvm{v}" for v in self.vms]
         mslots = [f"mdev{m}" for m in self.mdevs]
         self.kslots, self.mslots = kslots, mslots
@@ -433,11 +434,11 @@ class World:
     # ---------------------------------------------------------- objects
     def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:
         for c in self.pb.use(self.kvm, v, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
 
     def use_mdev(self, b: Body, m: IntOrExpr, what: str, when: Expr | None = None) -> None:
         for c in self.pb.use(self.mdev, m, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
 
     def kvm_alive(self, v: IntOrExpr) -> Expr:
         return self.kvm.alive(v)

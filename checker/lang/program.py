@@ -113,6 +113,7 @@ class Pool:
     state: list[Field]
     refs: list[Field] | None
     leak_check: bool
+    ctype: str = ""  # C type for messages ("struct kvm"); with it, violations name the instance
 
     def alive(self, i: Expr | int) -> Expr:
         return Select([f.var for f in self.state], i, -1) == ALIVE
@@ -255,7 +256,8 @@ class ProgramBuilder:
         return self.layout[name]
 
     def pool(self, name: str, slots: Sequence[str], refcount_max: int = 0,
-             leak_check: bool = False, init_alive: Sequence[int] = (), init_refs: int = 0) -> Pool:
+             leak_check: bool = False, init_alive: Sequence[int] = (), init_refs: int = 0,
+             ctype: str = "") -> Pool:
         self._claim(name, "pool")
         states = []
         refs: list[Field] | None = [] if refcount_max else None
@@ -268,7 +270,7 @@ class ProgramBuilder:
                 rf = int_field(f"{slot}.refs", 0, refcount_max, init_refs if alive else 0, group=slot)
                 self.layout.add(rf)
                 refs.append(rf)
-        p = Pool(name, tuple(slots), states, refs, leak_check)
+        p = Pool(name, tuple(slots), states, refs, leak_check, ctype)
         self.pools.append(p)
         return p
 
@@ -319,9 +321,20 @@ class ProgramBuilder:
         """Checks for dereferencing ``pool[i]``: NULL and use after free."""
         idx = i if isinstance(i, Expr) else lift(i, pool.state[0].var.sort)
         st = Select([f.var for f in pool.state], idx, -1)
-        label = what or pool.name
-        return [Check(idx == -1, "memory-safety", f"NULL dereference of {label}"),
-                Check(And(idx != -1, st == FREED), "memory-safety", f"use after free of {label}")]
+        if not pool.ctype:
+            label = what or pool.name
+            return [Check(idx == -1, "memory-safety", f"NULL dereference of {label}"),
+                    Check(And(idx != -1, st == FREED), "memory-safety", f"use after free of {label}")]
+        # One check per instance, so the message names the object ("struct kvm kvm0") once;
+        # the report adds which step freed it (checker.report.objects.freed_by).
+        at = f": {what}" if what else ""
+        checks = [Check(idx == -1, "memory-safety", f"NULL dereference of {pool.ctype} pointer{at}")]
+        for k, slot in enumerate(pool.slots):
+            if isinstance(idx, Const) and idx.value != k:
+                continue
+            checks.append(Check(And(idx == k, pool.state[k].var == FREED), "memory-safety",
+                                f"use after free of {pool.ctype} {slot}{at}"))
+        return checks
 
     def get(self, pool: Pool, i: Expr | int) -> ObjOp:
         if pool.refs is None:

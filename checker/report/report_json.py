@@ -69,6 +69,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "final": trace.final,
         "waits": list(trace.waits),
         "scenario": list(trace.scenario),
+        "blocked": [{"thread": t, "function": f, "call": c, "holder": h} for t, f, c, h in trace.blocked],
     }
 
 
@@ -176,6 +177,13 @@ def _step_from_dict(d: Any, where: str) -> TraceStep:
     )
 
 
+def _blocked_from_dict(d: Any, where: str) -> tuple[str, str, str, str]:
+    if not isinstance(d, dict):
+        raise ReportError(f"{where}: expected an object, got {type(d).__name__}")
+    return (_field(d, "thread", str, where), _field(d, "function", str, where), _field(d, "call", str, where),
+            _field(d, "holder", str, where))
+
+
 def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
     """Inverse of the "trace" object of a report; ``length`` is derived, so only checked."""
     if not isinstance(d, dict):
@@ -192,6 +200,7 @@ def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
         waits=_str_list(d, "waits", where),
         scenario=_str_list(d, "scenario", where),
     )
+    trace.blocked = [_blocked_from_dict(b, f"{where}.blocked[{i}]") for i, b in enumerate(d.get("blocked", []))]
     if "length" in d and d["length"] != trace.length:
         raise ReportError(f"{where}.length: says {d['length']!r} but there are {trace.length} steps")
     return trace

@@ -12,6 +12,7 @@ import textwrap
 
 from tabulate import tabulate
 
+from checker.report.lockdep import blocked_block, render_cycle, unsafe_scenario
 from checker.report.results import (
     BOUNDED,
     HOLDS,
@@ -20,8 +21,6 @@ from checker.report.results import (
     VIOLATED,
     WITNESSED,
     CheckResult,
-    LockCycle,
-    LockEdge,
     PropertyResult,
     Stats,
     Trace,
@@ -81,7 +80,10 @@ def render_result(result: CheckResult, color: bool = False) -> str:
             parts.append(render_trace(prop.trace, title=f"{prop.name}: {prop.detail}"))
     if result.cycles:
         title = f"== lock-order: {len(result.cycles)} cycle{'s' if len(result.cycles) != 1 else ''} =="
-        parts.append("\n\n".join([title] + [render_cycle(c) for c in result.cycles]))
+        # a reachable cycle's run is the deadlock trace: its held locks close the splat
+        deadlock = next((p.trace for p in result.properties if p.name == "deadlock" and p.trace), None)
+        parts.append("\n\n".join([title] + [render_cycle(c, deadlock if c.reachable else None)
+                                             for c in result.cycles]))
     text = "\n\n".join(p.rstrip("\n") for p in parts)
     # no trailing blanks: reports get pasted into patch mail, where checkpatch flags them
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
@@ -180,112 +182,13 @@ def render_trace(trace: Trace, title: str = "") -> str:
         lines.append("")
     if trace.final:
         lines.append(trace.final)
-    lines += [f"  {w}" for w in trace.waits]
-    if trace.scenario:
-        lines += ["", _scenario_block(trace.scenario)]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- lockdep
-
-
-def _scenario_block(scenario: list[str]) -> str:
-    """Caller-supplied scenario lines, framed like lockdep unless they already are."""
-    lines = list(scenario)
-    if not any("Possible unsafe locking scenario" in s for s in lines):
-        lines = [" Possible unsafe locking scenario:", ""] + lines
-    if not any("DEADLOCK" in s for s in lines):
-        lines += ["", " *** DEADLOCK ***"]
-    return "\n".join(lines)
-
-
-def _cycle_edges(cycle: LockCycle) -> list[LockEdge | None]:
-    """edge k is locks[k] -> locks[k+1] (closing back to locks[0]); None when not recorded."""
-    n = len(cycle.locks)
-    out: list[LockEdge | None] = []
-    for k in range(n):
-        src, dst = cycle.locks[k], cycle.locks[(k + 1) % n]
-        out.append(next((e for e in cycle.edges if e.src == src and e.dst == dst), None))
-    return out
-
-
-def generate_scenario(cycle: LockCycle) -> list[str]:
-    """lockdep's unsafe-scenario table generalised to n CPUs.
-
-    CPU k first takes locks[k], then every CPU reaches for the next lock of the
-    cycle, which the CPU to its right holds.  The kernel prints two columns
-    even for longer chains; n columns show every participant.
-    """
-    n = len(cycle.locks)
-    edges = _cycle_edges(cycle)
-    held: list[str] = []
-    wanted: list[str] = []
-    for k, edge in enumerate(edges):
-        held.append(f"lock({_lock(cycle.locks[k], edge.src_mode if edge else 'w')});")
-        wanted.append(f"lock({_lock(cycle.locks[(k + 1) % n], edge.dst_mode if edge else 'w')});")
-    width = max([24] + [len(s) + 4 for s in held + wanted])
-    indent = " " * 7
-
-    def at(col: int, text: str) -> str:
-        return (indent + " " * (col * width) + text).rstrip()
-
-    lines = [(indent + "".join(f"CPU{k}".ljust(width) for k in range(n))).rstrip()]
-    lines.append((indent + "".join("----".ljust(width) for _ in range(n))).rstrip())
-    lines += [at(k, held[k]) for k in range(n)]
-    lines += [at(k, wanted[k]) for k in range(n)]
-    return lines
-
-
-def render_cycle(cycle: LockCycle) -> str:
-    """A lock-order cycle in the shape of lockdep's circular-dependency warning."""
-    n = len(cycle.locks)
-    rule = "=" * 54
-    # lockdep calls a one-lock cycle (A while holding A) recursive locking
-    warning = "possible recursive locking detected" if n == 1 else "possible circular locking dependency detected"
-    lines = [rule, f"WARNING: {warning}", "-" * 54]
-    if cycle.reachable:
-        lines.append("apcheck: reachable deadlock (an explored run blocks on these locks)")
+    if trace.blocked:
+        lines += blocked_block(trace.blocked, trace)
     else:
-        lines.append("apcheck: possible (cycle only; no explored run deadlocked)")
-    if n == 0:
-        return "\n".join(lines + ["(empty cycle)"])
-    edges = _cycle_edges(cycle)
-
-    closing = edges[-1]  # locks[n-1] -> locks[0]: the acquisition that closes the cycle
-    if closing is not None:
-        lines += [
-            "",
-            f"{closing.thread} is trying to acquire lock:",
-            f"  ({_lock(closing.dst, closing.dst_mode)}), at: {closing.function}",
-            "",
-            "but task is already holding lock:",
-            f"  ({_lock(closing.src, closing.src_mode)})"
-            + (f", at: {closing.src_function}" if closing.src_function else ""),
-            "",
-            "which lock already depends on the new lock.",
-        ]
-
-    # lockdep numbers the chain in reverse: #0 is the acquisition that closes it.
-    lines += ["", "the existing dependency chain (in reverse order) is:", ""]
-    for k, edge in enumerate(edges):
-        dst = cycle.locks[(k + 1) % n]
-        if edge is None:
-            lines += [f"-> #{n - 1 - k} ({dst}):", f"       (no edge {cycle.locks[k]} -> {dst} recorded)"]
-            continue
-        holding = f"       while holding {_lock(edge.src, edge.src_mode)}"
-        if edge.src_function:
-            holding += f" (taken in {edge.src_function})"
-        lines += [
-            f"-> #{n - 1 - k} ({edge.dst}){{{edge.dst_mode}}}:",
-            f"       acquired by {edge.thread} in {edge.function} ({edge.operation})",
-            holding,
-            "",
-        ]
-    if lines[-1] != "":
-        lines.append("")
-
-    lines += ["other info that might help us debug this:", "", "Chain exists of:"]
-    lines.append("  " + " --> ".join(cycle.locks + [cycle.locks[0]]))
-    scenario = cycle.scenario or [" Possible unsafe locking scenario:", ""] + generate_scenario(cycle)
-    lines += ["", _scenario_block(scenario)]
+        lines += [f"  {w}" for w in trace.waits]
+    if trace.scenario:
+        lines += ["", *trace.scenario]
     return "\n".join(lines)
+
+
+__all__ = ["render_cycle", "render_result", "render_stats", "render_trace", "render_verdicts", "unsafe_scenario"]

@@ -42,6 +42,8 @@ class Trace:
     final: str = ""  # what the last state shows (deadlock: who waits for what)
     waits: list[str] = field(default_factory=list)  # deadlock: one line per blocked thread
     scenario: list[str] = field(default_factory=list)  # lockdep "possible unsafe locking scenario"
+    # deadlock, hung-task view: (thread, kernel function, blocking call, holder thread) per blocked thread
+    blocked: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def length(self) -> int:

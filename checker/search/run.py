@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from checker.lang.design import Design, Scenario
 from checker.lang.program import Program, RwSem
+from checker.report.objects import freed_by
 from checker.report.results import (
     BOUNDED,
     BUILTIN_PROPERTIES,
@@ -195,6 +196,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             pr.status, pr.trace = VIOLATED, trace_of(name)
             assert pr.trace is not None
             pr.trace.waits = model.wait_lines(found[name].state)
+            pr.trace.blocked = model.blocked(found[name].state)
             pr.trace.final = "deadlock: no thread can move"
             pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); shortest trace shown)"
         elif name == "lock-order" and (cycles or name in found):
@@ -209,6 +211,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
                     pr.trace = next((x.trace for x in out if x.name == "deadlock"), None) or trace_of("deadlock")
                     if pr.trace is not None and not pr.trace.waits:  # deadlock itself not selected
                         pr.trace.waits = model.wait_lines(found["deadlock"].state)
+                        pr.trace.blocked = model.blocked(found["deadlock"].state)
                         pr.trace.final = "deadlock: no thread can move"
             else:
                 pr.detail = found[name].message
@@ -219,7 +222,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             if name == "memory-safety" and f.action < 0:
                 pr.detail = "leak: " + ", ".join(model.leaked(f.state)) + " still alive when every thread finished"
             else:
-                pr.detail = f.message
+                pr.detail = f.message + (freed_by(pr.trace, f.message) if name == "memory-safety" else "")
         elif name == "data-race" and not program.shared:
             pr.detail = "no shared fields declared in this model"
         out.append(pr)
