@@ -102,7 +102,8 @@ def test_json_key_order_at_every_level() -> None:
     assert list(prop) == ["name", "kind", "status", "detail", "description", "source", "trace"]
     assert d["properties"][1]["trace"] is None
     trace = prop["trace"]
-    assert list(trace) == ["length", "threads", "actions", "steps", "final", "waits", "scenario", "blocked"]
+    assert list(trace) == ["length", "threads", "actions", "steps", "final", "waits", "scenario", "blocked",
+                           "initial"]
     assert list(trace["steps"][0]) == [
         "index", "thread", "function", "operation", "action", "locks_held", "changes", "note",
     ]

@@ -182,7 +182,8 @@ def cli() -> None:
 @cli.command()
 @click.argument("spec")
 @search_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="html: one self-contained page with a trace explorer (use with -o).")
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
 def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
@@ -190,6 +191,8 @@ def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_
     result = run_check(ctx, spec, cli_values)
     if fmt == "json":
         text: str = engine("checker.report.report_json").result_to_json(result)
+    elif fmt == "html":
+        text = engine("checker.report.html").render_html(result)
     else:
         text = engine("checker.report.report_text").render_result(result)
     write_report(text, output)

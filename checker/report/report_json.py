@@ -70,6 +70,7 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "waits": list(trace.waits),
         "scenario": list(trace.scenario),
         "blocked": [{"thread": t, "function": f, "call": c, "holder": h} for t, f, c, h in trace.blocked],
+        "initial": [{"field": f, "value": v} for f, v in trace.initial],
     }
 
 
@@ -184,6 +185,12 @@ def _blocked_from_dict(d: Any, where: str) -> tuple[str, str, str, str]:
             _field(d, "holder", str, where))
 
 
+def _initial_from_dict(d: Any, where: str) -> tuple[str, str]:
+    if not isinstance(d, dict):
+        raise ReportError(f"{where}: expected an object, got {type(d).__name__}")
+    return _field(d, "field", str, where), _field(d, "value", str, where)
+
+
 def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
     """Inverse of the "trace" object of a report; ``length`` is derived, so only checked."""
     if not isinstance(d, dict):
@@ -201,6 +208,7 @@ def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
         scenario=_str_list(d, "scenario", where),
     )
     trace.blocked = [_blocked_from_dict(b, f"{where}.blocked[{i}]") for i, b in enumerate(d.get("blocked", []))]
+    trace.initial = [_initial_from_dict(v, f"{where}.initial[{i}]") for i, v in enumerate(d.get("initial", []))]
     if "length" in d and d["length"] != trace.length:
         raise ReportError(f"{where}.length: says {d['length']!r} but there are {trace.length} steps")
     return trace

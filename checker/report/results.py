@@ -44,6 +44,8 @@ class Trace:
     scenario: list[str] = field(default_factory=list)  # lockdep "possible unsafe locking scenario"
     # deadlock, hung-task view: (thread, kernel function, blocking call, holder thread) per blocked thread
     blocked: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # every shown field's value before step 1 (the HTML explorer rebuilds each step's full state)
+    initial: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def length(self) -> int:

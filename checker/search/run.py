@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checker.lang.design import Design, Scenario
+from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
 from checker.report.objects import freed_by
 from checker.report.results import (
@@ -71,7 +72,10 @@ def replay_trace(program: Program, actions: list[int], model: ProgramModel | Non
         s = n
     if expect_state is not None and s != expect_state:
         raise ReplayError("replay reached a different state than the search (nondeterministic model; please report)")
-    return Trace([t.name for t in program.threads], steps, list(actions), final)
+    trace = Trace([t.name for t in program.threads], steps, list(actions), final)
+    s0 = model.init_states()[0]
+    trace.initial = [(f.name, f.show(f.get(s0))) for f in program.layout.fields if _shown(f)]
+    return trace
 
 
 def _held(program: Program, t: int, state: int) -> list[str]:
@@ -91,11 +95,16 @@ def _held(program: Program, t: int, state: int) -> list[str]:
 HIDDEN_KINDS = ("pc", "owner")
 
 
+def _shown(f: Field) -> bool:
+    """Fields a trace shows: not pcs, lock owners or rwsem reader bits (the held column shows those)."""
+    return not (f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name)
+
+
 def _step(program: Program, index: int, aid: int, before: int, after: int, note: str = "") -> TraceStep:
     act = program.actions[aid]
     changes = []
     for f, old, new in program.layout.diff(before, after):
-        if f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name:
+        if not _shown(f):
             continue
         changes.append((f.name, f.show(old), f.show(new)))
     return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, act.text,
