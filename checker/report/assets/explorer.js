@@ -79,10 +79,10 @@
       filters.append(el("label", {}, box, th), " ");
     });
     sec.append(el("div", { class: "controls" },
-      button("⏮", "first", () => { cur = 0; }),
+      button("«", "first", () => { cur = 0; }),
       button("◀", "back", () => { cur = Math.max(0, cur - 1); }),
       button("▶", "forward", () => { cur = Math.min(tr.steps.length, cur + 1); }),
-      button("⏭", "last", () => { cur = tr.steps.length; }),
+      button("»", "last", () => { cur = tr.steps.length; }),
       pos, filters));
 
     const lane = el("table", { class: "lane" });
