@@ -92,7 +92,7 @@ def make_result() -> CheckResult:
 
 def test_json_key_order_at_every_level() -> None:
     d = result_to_dict(make_result())
-    assert list(d) == ["version", "spec", "design", "result", "stats", "properties", "lock_order"]
+    assert list(d) == ["version", "spec", "name", "design", "result", "stats", "properties", "lock_order"]
     assert d["version"] == 1
     assert list(d["stats"]) == [
         "states", "transitions", "deadlock_states", "max_depth", "seconds", "complete", "limit", "strategy",

@@ -165,8 +165,10 @@ def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any]) -> Chec
     loaded = load(ctx, spec)
     program = build(loaded)
     options = resolve_options(loaded, program, **cli_values)
-    result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
+    # the report's "spec" is the path (docs/json-schema.md); the scenario name travels beside it
+    result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.path,
                                                               loaded.design.name)
+    result.name = loaded.scenario.name
     return result
 
 

@@ -114,6 +114,7 @@ def result_to_dict(result: CheckResult) -> dict[str, Any]:
     return {
         "version": REPORT_VERSION,
         "spec": result.spec,
+        "name": result.name or result.spec,
         "design": result.design,
         "result": result.result,
         "stats": _stats(result.stats),

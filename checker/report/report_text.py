@@ -70,7 +70,8 @@ def _lock(name: str, mode: str) -> str:
 def render_result(result: CheckResult, color: bool = False) -> str:
     """The whole text report for one check, ending with a newline."""
     status = _paint(result.result, _STATUS_COLOR.get(result.result, ""), color)
-    parts = [f"spec {result.spec}  design {result.design}  result {status}"]
+    named = f" ({result.name})" if result.name and result.name != result.spec else ""
+    parts = [f"spec {result.spec}{named}  design {result.design}  result {status}"]
     parts.append(render_verdicts(result.properties, color))
     parts.append(render_stats(result.stats))
     shown: list[Trace] = []

@@ -115,6 +115,7 @@ class CheckResult:
     lock_edges: list[LockEdge] = field(default_factory=list)
     cycles: list[LockCycle] = field(default_factory=list)
     lock_classes: list[str] = field(default_factory=list)
+    name: str = ""  # the spec's scenario name (``spec`` is then its path); "" when spec is the name
 
     def exit_code(self) -> int:
         if any(p.status == VIOLATED for p in self.properties):

@@ -337,7 +337,7 @@ class _Loader:
             return None
         self.keys(top, root, "", TOP_KEYS, required=("design",))
 
-        name = os.path.splitext(os.path.basename(self.file))[0]
+        name = self.file  # default: the path as given, unique where stems are not (docs/spec-format.md)
         if "name" in top:
             name = self.typed(top["name"], "str", "name")
         description = self.typed(top["description"], "str", "description") if "description" in top else ""
