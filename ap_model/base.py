@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.design import OperationSig, Param, Scenario, ScenarioError, ScenarioErrorCollector
 from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, lift
 from checker.lang.program import Program, ProgramBuilder, RwSem, ThreadBuilder
 
@@ -123,14 +123,19 @@ class ApDesign:
         w = World(pb, cfg, self.era)
         self.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
         self.declare(w)
+        errors = ScenarioErrorCollector()  # every bad call of the spec at once, not only the first
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
             for oi, call in enumerate(ts.run):
                 key = f"threads.{ti}.run.{oi}"
-                if call.name not in self.supported:
-                    raise ScenarioError(key, f"design {self.name} does not model {call.name!r}; "
-                                             f"it models: {', '.join(self.supported)}")
-                args = self._args(w, call.name, dict(call.args), key)
+                args = None
+                with errors.collect():
+                    if call.name not in self.supported:
+                        raise ScenarioError(key, f"design {self.name} does not model {call.name!r}; "
+                                                 f"it models: {', '.join(self.supported)}")
+                    args = self._args(w, call.name, dict(call.args), key)
+                if args is None:
+                    continue
                 w.begin_op(t)
                 w.ops_used.add(call.name)
                 with t.op(ENTRY[call.name]):
@@ -139,6 +144,7 @@ class ApDesign:
                     else:
                         getattr(self, "op_" + call.name)(w, t, **args)
             w.end_thread(t)
+        errors.raise_if_any()
         self.add_properties(w)
         # engine workaround: RwSem.held_by() creates a thread's reader bit lazily, also after the
         # layout is frozen (offset -1 -> "negative shift count"); create every reader bit now.

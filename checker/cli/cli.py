@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from checker.lang.design import ScenarioError
+from checker.lang.design import ScenarioError, ScenarioErrors
 from checker.lang.program import ModelError
 from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
@@ -94,6 +94,8 @@ def build(loaded: LoadedSpec) -> Program:
     try:
         program: Program = engine("checker.search.run").build_program(loaded.design, loaded.scenario)
         return program
+    except ScenarioErrors as e:
+        raise SpecErrors([scenario_error(loaded, x) for x in e.errors]) from None
     except ScenarioError as e:
         raise scenario_error(loaded, e) from None
     except ModelError as e:
