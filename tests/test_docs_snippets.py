@@ -27,6 +27,7 @@ from checker.cli.prove_cli import goals_of
 from checker.search.run import build_program
 from checker.spec.registry import default_registry
 from checker.spec.spec import parse_spec, validate_lemma_names, validate_property_names
+from checker.spec.userprops import add_user_properties
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -87,6 +88,7 @@ def test_yaml_snippet_is_a_valid_spec(snippet: Snippet) -> None:
     text, name = spec_text(snippet)
     loaded = parse_spec(text, name, default_registry())  # raises SpecError(s) with positions
     program = build_program(loaded.design, loaded.scenario)
+    add_user_properties(loaded, program)
     validate_property_names(loaded, known_properties(program))
     if getattr(loaded, "prove", None):
         validate_lemma_names(loaded, list(goals_of(program)))

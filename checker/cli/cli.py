@@ -38,6 +38,7 @@ from checker.spec.spec import (
     unknown_names,
     validate_property_names,
 )
+from checker.spec.userprops import add_user_properties
 
 if TYPE_CHECKING:
     from checker.lang.program import Program
@@ -93,6 +94,7 @@ def build(loaded: LoadedSpec) -> Program:
     """Build the spec's program; the design's complaints come back located in the spec."""
     try:
         program: Program = engine("checker.search.run").build_program(loaded.design, loaded.scenario)
+        add_user_properties(loaded, program)  # the spec's own always/sometimes, over the built state
         return program
     except ScenarioErrors as e:
         raise SpecErrors([scenario_error(loaded, x) for x in e.errors]) from None
