@@ -322,6 +322,16 @@ def graph(ctx: click.Context, /, spec: str, output: str | None, **cli_values: An
     return EXIT_OK
 
 
+@cli.command()
+@click.argument("which", type=click.Choice(["report", "spec"]))
+def schema(which: str) -> int:
+    """Print the JSON Schema of the JSON report or of specs (for editors and other tools)."""
+    from importlib.resources import files
+
+    click.echo(files("checker").joinpath("schemas", f"{which}.schema.json").read_text(encoding="utf-8").rstrip())
+    return EXIT_OK
+
+
 def _register_extensions(group: click.Group) -> None:
     for mod in EXTENSIONS:
         try:
