@@ -19,10 +19,12 @@ from checker.spec.options import OPTION_TYPES
 from checker.spec.registry import Registry, default_registry
 from checker.spec.spec import PROVE_TYPES, THREAD_KEYS, TOP_KEYS, USER_PROPERTY_KEYS
 
-_SIMPLE: dict[str, dict[str, Any]] = {"int": {"type": "integer"}, "bool": {"type": "boolean"}, "str": {"type": "string"},
-           "number": {"type": "number"}, "path": {"type": "string"},
-           "ints": {"type": "array", "items": {"type": "integer"}},
-           "strs": {"type": "array", "items": {"type": "string"}}}
+_SIMPLE: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer"}, "bool": {"type": "boolean"}, "str": {"type": "string"},
+    "number": {"type": "number"}, "path": {"type": "string"},
+    "ints": {"type": "array", "items": {"type": "integer"}},
+    "strs": {"type": "array", "items": {"type": "string"}},
+}
 
 
 def param_schema(p: Param) -> dict[str, Any]:
