@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers_models import check, prop
+
 from checker.lang.layout import int_field
 from checker.lang.program import ProgramBuilder
 from checker.report.objects import freed_by
 from checker.report.results import VIOLATED, Trace, TraceStep
-from tests.helpers_models import check, prop
 
 
 def two_kvms_one_freed() -> ProgramBuilder:
