@@ -179,8 +179,18 @@ def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any]) -> Chec
 # ---------------------------------------------------------------- commands
 
 
-@click.group(name="apcheck", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=_version(), prog_name="apcheck")
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every property holds (or is witnessed) after a complete search
+  1  a property is VIOLATED
+  2  usage or spec error (file:line:col: error: ...); nothing was checked
+  3  inconclusive: a bound was hit (BOUNDED), UNKNOWN, or a witness not found
+  4  internal error in apcheck (please report)
+"""
+
+
+@click.group(name="apcheck", context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(_version(), "-V", "--version", prog_name="apcheck")
 def cli() -> None:
     """Model checker for Linux driver designs (first: the s390 vfio_ap driver)."""
 
