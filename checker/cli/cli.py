@@ -201,8 +201,11 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
               help="html: one self-contained page with a trace explorer (use with -o).")
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
+@click.option("--width", type=click.IntRange(min=40), default=None, metavar="N",
+              help="Text: compact layout for mail, lines of at most N columns (only acting threads, nothing cut).")
 @click.pass_context
-def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
+def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, width: int | None,
+          **cli_values: Any) -> int:
     """Explore every interleaving of SPEC and report each property."""
     result = run_check(ctx, spec, cli_values)
     if fmt == "json":
@@ -210,7 +213,7 @@ def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_
     elif fmt == "html":
         text = engine("checker.report.html").render_html(result)
     else:
-        text = engine("checker.report.report_text").render_result(result)
+        text = engine("checker.report.report_text").render_result(result, width=width)
     write_report(text, output)
     if output is not None and not cli_values.get("quiet"):
         click.echo(summary_line(result, output))
@@ -272,8 +275,10 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
 @click.argument("spec")
 @click.argument("trace_file", metavar="TRACE.json")
 @click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
+@click.option("--width", type=click.IntRange(min=40), default=None, metavar="N",
+              help="Compact layout for mail, lines of at most N columns.")
 @click.pass_context
-def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> int:
+def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None, width: int | None) -> int:
     """Re-execute a trace from a JSON report against SPEC and print it."""
     run = engine("checker.search.run")
     loaded = load(ctx, spec)
@@ -288,7 +293,7 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> 
     except run.ReplayError as e:
         raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
     title = f"{name}: replay of {trace_file} on {spec}"
-    click.echo(engine("checker.report.report_text").render_trace(trace, title).rstrip("\n"))
+    click.echo(engine("checker.report.report_text").render_trace(trace, title, width=width).rstrip("\n"))
     return EXIT_OK
 
 
