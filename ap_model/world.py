@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.lang.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
 from checker.lang.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
@@ -216,6 +216,9 @@ class World:
 
     # ------------------------------------------------------------ declarations
     def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
+        if f.kind == "mask":  # bit i of an APM is adapter cfg.adapters[i], of an AQM domain cfg.domains[i]
+            f.meta[MASK_LABELS] = tuple(str(x) for x in (self.cfg.adapters if f.name.endswith("apm")
+                                                          else self.cfg.domains))
         self.pb.var(f, protected_by=[lk for lk in locks if lk is not None])
         return f
 

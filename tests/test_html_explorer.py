@@ -199,7 +199,7 @@ def test_stepping_moves_the_highlight_and_the_state(page: Browser) -> None:
     for _ in range(3):
         page.evaluate(click.format("forward"))
     assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "5"
-    assert _changed(page) == [["mdev0.matrix.apm", "{0,1}"], ["mdev0.shadow_apcb.apm", "{0,1}"]]
+    assert _changed(page) == [["mdev0.matrix.apm", "{3,4}"], ["mdev0.shadow_apcb.apm", "{3,4}"]]
     page.evaluate(click.format("back"))
     assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "4"
     # the full state, not just the change: step 2's field keeps its value at step 4

@@ -84,11 +84,11 @@ def test_user_properties_are_checked_like_the_designs(tmp_path: Path, capsys: py
     - name: guest-sees-only-assigned
       expr: "kvm0.crycb.apm & ~mdev0.matrix.apm == {}"
     - name: crycb-unchanged
-      expr: kvm0.crycb.apm == {0}
+      expr: kvm0.crycb.apm == {3}
       description: the guest's APM never changes
   sometimes:
     - name: guest-gets-adapter-4
-      expr: "1 in kvm0.crycb.apm && mdev0.kvm == kvm0"
+      expr: "4 in kvm0.crycb.apm && mdev0.kvm == kvm0"
 """)
     out = capsys.readouterr().out
     assert rc == 1

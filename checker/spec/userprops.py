@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from checker.lang.expr import BOOL, INT, And, Const, Expr, ExprError, Implies, MaskConst, Not, Or
-from checker.lang.layout import Field
+from checker.lang.layout import MASK_LABELS, Field
 from checker.report.results import BUILTIN_PROPERTIES
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
 
@@ -233,7 +233,7 @@ def parse(text: str) -> Node:
 
 def mask_labels(f: Field) -> list[str]:
     """How a mask's elements are written: the field's labels when it has them, else bit indices."""
-    labels = f.meta.get("labels")
+    labels = f.meta.get(MASK_LABELS)
     if isinstance(labels, (list, tuple)) and len(labels) == f.width_bits:
         return [str(x) for x in labels]
     return [str(i) for i in range(f.width_bits)]
