@@ -325,7 +325,7 @@ class World:
              guard: Expr | None = None, jumps: Sequence[tuple[Expr, str]] = (), goto: str | None = None,
              release: Sequence[tuple[Any, ...]] = (),
              acquire: Sequence[tuple[Any, Expr | None, IntOrExpr | None, str]] = (),
-             waits: Sequence[Wait] = ()) -> int:
+             waits: Sequence[Wait] = (), branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
         """One atomic step: ``body`` plus lock releases/acquisitions.
 
         ``release``/``acquire`` items are (lock or list of lock instances, condition, index[, mode]);
@@ -375,7 +375,7 @@ class World:
                     wts.append(Wait(inst.name, [inst.owner], c))
                 acqs.append(Acquire(inst, mode, c))
         return t.step(function, text, guard=And(*g) if g else None, updates=upd, checks=checks,
-                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts)
+                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts, branches=branches)
 
     def _instances(self, lk: Any, cond: Expr | None, idx: IntOrExpr | None) -> list[tuple[Any, Expr]]:
         c = cond if cond is not None else true()
@@ -405,9 +405,10 @@ class World:
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
-               goto: str | None = None) -> int:
+               goto: str | None = None, branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
         names = ", ".join(_family_name(it[0], it[2]) for it in items)
-        return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto)
+        return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto,
+                         branches=branches)
 
     def trylock(self, t: ThreadBuilder, lk: Lock, function: str, fail: str) -> int:
         """mutex_trylock; on failure continue at ``fail`` (the caller returns -EAGAIN/-EBUSY)."""

@@ -171,6 +171,16 @@ class Action:
     releases: list[tuple[AnyLock, Expr]]
     waits: list[Wait]
     target: Expr  # next pc
+    # what a trace shows of this step: the segments whose condition holds in the pre-state, in
+    # order (None: always), so a trace shows the branch that ran; empty: ``text``
+    branches: list[tuple[Expr | None, str]] = dc_field(default_factory=list)
+
+    def shown_text(self, holds: Callable[[Expr], bool]) -> str:
+        """The step as a trace shows it; ``holds`` evaluates a condition on the pre-state."""
+        if not self.branches:
+            return self.text
+        shown = [seg for cond, seg in self.branches if cond is None or holds(cond)]
+        return "; ".join(shown) or self.text
 
 
 @dataclass(eq=False)
@@ -415,8 +425,11 @@ class ThreadBuilder:
              updates: Mapping[Field, Expr | int | bool] | None = None, objects: Sequence[ObjOp] = (),
              checks: Sequence[Check] = (), jumps: Sequence[tuple[Expr, str]] = (),
              goto: str | None = None, acquires: Sequence[Acquire] = (),
-             releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = ()) -> int:
-        """One atomic step. ``jumps``: (cond, label) tried in order, else ``goto`` or fall through."""
+             releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = (),
+             branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
+        """One atomic step. ``jumps``: (cond, label) tried in order, else ``goto`` or fall through.
+        ``branches``: (condition on the pre-state or None, text) segments; a trace shows those that
+        hold instead of ``text`` (which still names the whole step, e.g. in lock-order reports)."""
         upd: dict[Field, Expr] = {}
         for f, v in (updates or {}).items():
             upd[f] = lift(v, f.sort) if not isinstance(v, Expr) else v
@@ -432,7 +445,7 @@ class ThreadBuilder:
                 raise ModelError(f"thread {self.name}, {function}: {f.name} is {f.sort}, assigned {v.sort}")
         return self._add(StepDef(function=function, text=text, guard=guard, updates=upd, checks=chk,
                                  jumps=list(jumps), goto=goto, acquires=list(acquires),
-                                 releases=list(releases), waits=list(waits)))
+                                 releases=list(releases), waits=list(waits), branches=list(branches)))
 
     # ---- locks
     def lock(self, lk: Lock, function: str, when: Expr | None = None, alts: Sequence[Lock] = (),
@@ -557,6 +570,7 @@ class StepDef:
     waits: list[Wait]
     operation: str = ""
     name: str = ""
+    branches: list[tuple[Expr | None, str]] = dc_field(default_factory=list)
 
 
 @dataclass(eq=False)

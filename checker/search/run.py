@@ -107,7 +107,9 @@ def _step(program: Program, index: int, aid: int, before: int, after: int, note:
         if not _shown(f):
             continue
         changes.append((f.name, f.show(old), f.show(new)))
-    return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, act.text,
+    values = state_values(program.layout.fields, before)
+    text = act.shown_text(lambda cond: bool(evaluate(cond, values)))  # the branch that ran
+    return TraceStep(index, program.threads[act.thread].name, act.function, act.operation, text,
                      _held(program, act.thread, after), changes, note)
 
 
