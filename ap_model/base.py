@@ -14,6 +14,7 @@ from typing import Any
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError, ScenarioErrorCollector
 from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, lift
 from checker.lang.program import Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.report.results import Trace
 
 from . import rules
 from .world import Body, E, Era, World, parse_cfg
@@ -153,6 +154,12 @@ class ApDesign:
                 for ti in range(len(pb.threads)):
                     lk.reader(ti)
         return pb.build()
+
+    def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
+        """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""
+        from .repro import repro_script
+
+        return repro_script(self.name, scenario, trace, prop, kind, ENTRY)
 
     def declare(self, w: World) -> None:
         """Design-specific state (e.g. the v17 global hook)."""

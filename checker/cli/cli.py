@@ -298,6 +298,34 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None, wid
 
 
 @cli.command()
+@click.argument("spec")
+@click.argument("trace_file", metavar="TRACE.json")
+@click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
+@click.option("--output", "-o", default=None, metavar="FILE", help="Write the script to FILE.")
+@click.pass_context
+def repro(ctx: click.Context, spec: str, trace_file: str, prop: str | None, output: str | None) -> int:
+    """Write the script that tries TRACE.json's interleaving on a real machine (design hook)."""
+    run = engine("checker.search.run")
+    loaded = load(ctx, spec)
+    hook = getattr(loaded.design, "repro_script", None)  # optional: Design.repro_script(scenario, trace, prop, kind)
+    if hook is None:
+        raise SpecError("", spec, f"design {loaded.design.name!r} has no reproduction mapping (no repro_script)")
+    program = build(loaded)
+    data = _read_report(trace_file)
+    name, actions = _pick_trace(data, trace_file, prop)
+    try:
+        trace = run.replay_trace(program, actions)
+    except run.ReplayError as e:
+        raise SpecError("", trace_file, f"trace of {name!r} does not replay on {spec}: {e}") from None
+    chosen = next(p for p in data["properties"] if p.get("name") == name)
+    saved = engine("checker.report.report_json").trace_from_dict(chosen["trace"])
+    trace.blocked = trace.blocked or saved.blocked  # the replay recomputes steps, the report keeps the rest
+    trace.final = trace.final or saved.final
+    write_report(hook(loaded.scenario, trace, name, str(chosen.get("kind", ""))), output)
+    return EXIT_OK
+
+
+@cli.command()
 @click.argument("name", required=False)
 @click.pass_context
 def designs(ctx: click.Context, name: str | None) -> int:
