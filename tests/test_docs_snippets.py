@@ -107,3 +107,21 @@ def test_the_check_catches_a_broken_snippet() -> None:
     text, name = spec_text(broken)
     with pytest.raises(SpecError, match="unknown operation 'handle_pqap'"):
         parse_spec(text, name, default_registry())
+
+
+def test_readme_first_run_is_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's example output comes from a real run: every line of it, in order ("..." skips)."""
+    from checker.cli.cli import main
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## A first run\n\n```\n", 1)[1].split("```", 1)[0].splitlines()
+    command = block[0].removeprefix("$ apcheck ").split()
+    assert command[:2] == ["check", "specs/v15-lockdep.yaml"]
+    main([command[0], str(ROOT / command[1]), *command[2:]])
+    real = capsys.readouterr().out.replace(str(ROOT / command[1]), command[1]).splitlines()
+    at = 0
+    for line in block[1:]:
+        if line == "...":
+            continue
+        assert line in real[at:], f"README line not in the real output (in order): {line!r}"
+        at = real.index(line, at) + 1
