@@ -119,12 +119,16 @@ class ApDesign:
 
     # ------------------------------------------------------------ build
     def build(self, scenario: Scenario) -> Program:
-        cfg = parse_cfg(dict(scenario.constants))
+        errors = ScenarioErrorCollector()  # every bad constant and call of the spec at once, not only the first
+        cfg = parse_cfg(dict(scenario.constants), errors)
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
-        w = World(pb, cfg, self.era)
+        try:
+            w = World(pb, cfg, self.era)
+        except Exception:
+            errors.raise_if_any()  # a world from constants with dropped entries: report those, not this
+            raise
         self.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
         self.declare(w)
-        errors = ScenarioErrorCollector()  # every bad call of the spec at once, not only the first
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
             for oi, call in enumerate(ts.run):

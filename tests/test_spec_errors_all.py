@@ -37,6 +37,30 @@ def test_every_build_error_reported_with_its_position(tmp_path: Path, capsys: py
     ]
 
 
+def test_constant_and_call_errors_together(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("""\
+design: v15
+constants:
+  adapters: [3, 4]
+  domains: [5]
+  matrix: ["mdev0: 7 x 5", "mdev0: 3 x 9"]
+  attached: ["mdev0 -> kvm3"]
+  apmask: [3, 8]
+threads:
+  - name: a
+    run: [{assign_adapter: {apid: 7}}]
+""", encoding="utf-8")
+    assert main(["validate", str(spec)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{spec}:5:12: error: constants.matrix[0]: adapter 7 is not modelled (constants list [3, 4])",
+        f"{spec}:5:28: error: constants.matrix[1]: domain 9 is not modelled (constants list [5])",
+        f"{spec}:6:14: error: constants.attached[0]: expected 'mdevN -> kvmV': unknown VM 'kvm3' (kvm0..kvm0)",
+        f"{spec}:7:15: error: constants.apmask[1]: adapter 8 is not modelled (constants list [3, 4])",
+        f"{spec}:10:35: error: threads[0].run[0].apid: adapter 7 is not modelled (constants: [3, 4])",
+    ]
+
+
 def test_collector_raises_all_in_order_and_nothing_when_clean() -> None:
     errors = ScenarioErrorCollector()
     for k in range(3):
