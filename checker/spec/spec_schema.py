@@ -43,20 +43,32 @@ def _params(params: dict[str, Param]) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def _design_rules(registry: Registry) -> list[dict[str, Any]]:
+def _design_rules(registry: Registry, defs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One if/then per design; operation and constants schemas shared between designs go to ``defs``."""
+
+    def shared(kind: str, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        same = next((k for k, v in defs.items() if k.startswith(kind + ".") and v == schema), None)
+        if same is not None:
+            return {"$ref": f"#/$defs/{same}"}
+        key, n = f"{kind}.{name}", 2
+        while key in defs and defs[key] != schema:  # same name, different signature: keep both
+            key, n = f"{kind}.{name}.{n}", n + 1
+        defs[key] = schema
+        return {"$ref": f"#/$defs/{key}"}
+
     rules = []
     for d in registry.all():
         calls: list[dict[str, Any]] = []
         for op in d.operations.values():
-            calls.append({"type": "object", "properties": {op.name: _params(op.params)}, "required": [op.name],
-                          "additionalProperties": False, "description": op.doc})
+            calls.append(shared("call", op.name, {
+                "type": "object", "properties": {op.name: _params(op.params)}, "required": [op.name],
+                "additionalProperties": False, "description": op.doc}))
         bare = [op.name for op in d.operations.values() if not any(p.required for p in op.params.values())]
         if bare:
             calls.append({"enum": bare})
-        then: dict[str, Any] = {"properties": {
-            "constants": {"type": "object", "properties": {k: param_schema(p) for k, p in d.constants.items()},
-                          "additionalProperties": False},
-        }}
+        constants = {"type": "object", "properties": {k: param_schema(p) for k, p in d.constants.items()},
+                     "additionalProperties": False}
+        then: dict[str, Any] = {"properties": {"constants": shared("constants", d.name, constants)}}
         if calls:
             then["properties"]["threads"] = {"items": {"properties": {"run": {"items": {"anyOf": calls}}}}}
         rules.append({"if": {"properties": {"design": {"const": d.name}}, "required": ["design"]}, "then": then})
@@ -88,6 +100,8 @@ def spec_schema(registry: Registry | None = None) -> dict[str, Any]:
                   "properties": {k: param_schema(Param(t)) for k, t in PROVE_TYPES.items()}},
     }
     assert list(props) == list(TOP_KEYS) and set(props["threads"]["items"]["properties"]) == set(THREAD_KEYS)
+    defs: dict[str, Any] = {}
+    rules = _design_rules(reg, defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://apcheck.invalid/schemas/spec.schema.json",
@@ -97,7 +111,8 @@ def spec_schema(registry: Registry | None = None) -> dict[str, Any]:
         "properties": props,
         "required": ["design"],
         "additionalProperties": False,
-        "allOf": _design_rules(reg),
+        "allOf": rules,
+        "$defs": defs,
     }
 
 
