@@ -44,7 +44,7 @@
   }
 
   function explorer(t, k) {
-    const tr = t.trace;
+    const tr = Object.assign({ initial: [], blocked: [], waits: [] }, t.trace);  // older reports lack some keys
     const threads = tr.threads.slice();
     for (const st of tr.steps) if (!threads.includes(st.thread)) threads.push(st.thread);
     const sec = el("section", { id: "trace-" + k, class: "trace" });
