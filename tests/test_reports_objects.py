@@ -54,3 +54,15 @@ def test_vfio_ap_messages_name_struct_kvm_once() -> None:
     ms = prop(result, "memory-safety")
     assert ms.detail == ("use after free of struct kvm kvm0: mutex_unlock(&kvm->lock) after kvm_put_kvm, "
                          "freed by vfio_ap_mdev_unset_kvm (qemu, step 26)")
+
+
+def test_swimlane_points_to_the_closing_line_instead_of_repeating_it() -> None:
+    from checker.report.report_text import render_trace
+
+    msg = "use after free of struct kvm kvm0: x, freed by kvm_put_kvm (a, step 1)"
+    steps = [TraceStep(1, "a", "kvm_put_kvm", "", "free", [], [("kvm0.state", "alive", "freed")]),
+             TraceStep(2, "b", "use", "", "kvm->x", [], [], note=f"memory-safety: {msg}")]
+    text = render_trace(Trace(["a", "b"], steps, [0, 1], final=f"b fires use: {msg}"))
+    assert "[memory-safety: see below]" in text and text.count("struct kvm kvm0") == 1
+    alone = render_trace(Trace(["a", "b"], steps, [0, 1]))  # no closing line: the note stays whole
+    assert f"[memory-safety: {msg}]" in " ".join(alone.split())

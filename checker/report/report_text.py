@@ -144,13 +144,20 @@ def _constant_operations(trace: Trace) -> dict[str, str]:
     return {t: next(iter(s)) for t, s in ops.items() if len(s) == 1 and next(iter(s))}
 
 
-def _step_cell(step: TraceStep, show_operation: bool, width: int = CELL_WIDTH, whole: bool = False) -> str:
+def _step_cell(step: TraceStep, show_operation: bool, width: int = CELL_WIDTH, whole: bool = False,
+               final: str = "") -> str:
     text = f"{step.function}: {step.action}" if step.function else step.action
     if step.note:
-        text += f" [{step.note}]"
+        text += _note(step, final)
     cell = _wrap(text, width, whole)
     # The operation line goes first so a thread switching paths (open -> ioctl) is visible.
     return f"{_wrap('(' + step.operation + ')', width, whole)}\n{cell}" if show_operation else cell
+
+
+def _note(step: TraceStep, final: str) -> str:
+    """The step's note; once only: when the trace's closing line says the same, point to it."""
+    prop, _, message = step.note.partition(": ")
+    return f" [{prop}: see below]" if message and message in final else f" [{step.note}]"
 
 
 def _changes_text(step: TraceStep) -> str:
@@ -185,7 +192,7 @@ def _swimlane(trace: Trace, threads: list[str], cell: int | None) -> str:
         show_op = step.thread not in constant and bool(step.operation) and last_op.get(step.thread) != step.operation
         last_op[step.thread] = step.operation
         row = [str(step.index)] + ["" for _ in threads]
-        row[1 + threads.index(step.thread)] = _step_cell(step, show_op, width, whole)
+        row[1 + threads.index(step.thread)] = _step_cell(step, show_op, width, whole, trace.final)
         row += [_wrap(", ".join(step.locks_held), width, whole), _changes_cell(step, width, cut=not whole)]
         rows.append(row)
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
@@ -202,7 +209,7 @@ def _step_list(trace: Trace, width: int) -> str:
         if step.operation:
             text = f"({step.operation}) {text}"
         if step.note:
-            text += f" [{step.note}]"
+            text += _note(step, trace.final)
         head = f"{str(step.index).rjust(num_w)}  {step.thread.ljust(name_w)}  "
         extra = [f"held: {', '.join(step.locks_held)}"] if step.locks_held else []
         extra += [f"changes: {_changes_text(step)}"] if step.changes else []
