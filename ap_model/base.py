@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
+from checker.lang.design import OperationSig, Param, Scenario, ScenarioError, ScenarioErrorCollector
 from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, lift
 from checker.lang.program import Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.report.results import Trace
 
 from . import rules
 from .world import Body, E, Era, World, parse_cfg
@@ -118,19 +119,28 @@ class ApDesign:
 
     # ------------------------------------------------------------ build
     def build(self, scenario: Scenario) -> Program:
-        cfg = parse_cfg(dict(scenario.constants))
+        errors = ScenarioErrorCollector()  # every bad constant and call of the spec at once, not only the first
+        cfg = parse_cfg(dict(scenario.constants), errors)
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
-        w = World(pb, cfg, self.era)
+        try:
+            w = World(pb, cfg, self.era)
+        except Exception:
+            errors.raise_if_any()  # a world from constants with dropped entries: report those, not this
+            raise
         self.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
         self.declare(w)
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
             for oi, call in enumerate(ts.run):
                 key = f"threads.{ti}.run.{oi}"
-                if call.name not in self.supported:
-                    raise ScenarioError(key, f"design {self.name} does not model {call.name!r}; "
-                                             f"it models: {', '.join(self.supported)}")
-                args = self._args(w, call.name, dict(call.args), key)
+                args = None
+                with errors.collect():
+                    if call.name not in self.supported:
+                        raise ScenarioError(key, f"design {self.name} does not model {call.name!r}; "
+                                                 f"it models: {', '.join(self.supported)}")
+                    args = self._args(w, call.name, dict(call.args), key)
+                if args is None:
+                    continue
                 w.begin_op(t)
                 w.ops_used.add(call.name)
                 with t.op(ENTRY[call.name]):
@@ -139,6 +149,7 @@ class ApDesign:
                     else:
                         getattr(self, "op_" + call.name)(w, t, **args)
             w.end_thread(t)
+        errors.raise_if_any()
         self.add_properties(w)
         # engine workaround: RwSem.held_by() creates a thread's reader bit lazily, also after the
         # layout is frozen (offset -1 -> "negative shift count"); create every reader bit now.
@@ -147,6 +158,12 @@ class ApDesign:
                 for ti in range(len(pb.threads)):
                     lk.reader(ti)
         return pb.build()
+
+    def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
+        """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""
+        from .repro import repro_script
+
+        return repro_script(self.name, scenario, trace, prop, kind, ENTRY)
 
     def declare(self, w: World) -> None:
         """Design-specific state (e.g. the v17 global hook)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checker.lang.design import ScenarioError
+from checker.lang.design import ScenarioError, ScenarioErrorCollector
 
 
 @dataclass
@@ -30,20 +30,26 @@ class Cfg:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _parse_matrix(entries: list[str], cfg: Cfg) -> None:
+def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:
     for k, s in enumerate(entries):
         key = f"constants.matrix.{k}"
-        try:
-            head, rest = s.split(":", 1)
-            m = _mdev_name(head.strip(), cfg.mdevs)
-            aps, _, aqs = rest.partition("x")
-            apids = [int(x, 0) for x in aps.replace(",", " ").split()]
-            apqis = [int(x, 0) for x in aqs.replace(",", " ").split()]
-        except (ValueError, IndexError) as exc:
-            raise ScenarioError(key, f"expected 'mdevN: APID[,APID] x APQI[,APQI]', got {s!r} ({exc})") from None
-        a_idx = [_index(cfg.adapters, a, key, "adapter") for a in apids]
-        d_idx = [_index(cfg.domains, d, key, "domain") for d in apqis]
-        cfg.matrix[m] = (a_idx, d_idx)
+        with errors.collect():
+            _parse_matrix_entry(s, key, cfg)
+
+
+def _parse_matrix_entry(s: str, key: str, cfg: Cfg) -> None:
+    """One ``matrix`` entry; a bad one is recorded by the caller and the others still checked."""
+    try:
+        head, rest = s.split(":", 1)
+        m = _mdev_name(head.strip(), cfg.mdevs)
+        aps, _, aqs = rest.partition("x")
+        apids = [int(x, 0) for x in aps.replace(",", " ").split()]
+        apqis = [int(x, 0) for x in aqs.replace(",", " ").split()]
+    except (ValueError, IndexError) as exc:
+        raise ScenarioError(key, f"expected 'mdevN: APID[,APID] x APQI[,APQI]', got {s!r} ({exc})") from None
+    a_idx = [_index(cfg.adapters, a, key, "adapter") for a in apids]
+    d_idx = [_index(cfg.domains, d, key, "domain") for d in apqis]
+    cfg.matrix[m] = (a_idx, d_idx)
 
 
 def _mdev_name(s: str, n: int) -> int:
@@ -58,13 +64,24 @@ def _index(values: list[int], v: int, key: str, what: str) -> int:
     return values.index(v)
 
 
+def parse_cfg(c: dict[str, Any], errors: ScenarioErrorCollector | None = None) -> Cfg:
+    """``errors``: record each bad list entry (matrix, attached, created, ...) there and go on, so a spec's
+    every mistake is reported at once; without it the first one raises."""
+    own = errors is None
+    errors = errors or ScenarioErrorCollector()
+    cfg = _parse_cfg(c, errors)
+    if own:
+        errors.raise_if_any()
+    return cfg
+
+
 def _given(c: dict[str, Any], key: str, default: Any) -> Any:
     """The spec's value when it gave one (even 0 or []), else the default."""
     v = c.get(key)
     return default if v is None else v
 
 
-def parse_cfg(c: dict[str, Any]) -> Cfg:
+def _parse_cfg(c: dict[str, Any], errors: ScenarioErrorCollector) -> Cfg:
     # an explicit 0 or [] is an error, never replaced by the default
     adapters = list(_given(c, "adapters", [3, 4]))
     domains = list(_given(c, "domains", [5, 6]))
@@ -80,44 +97,55 @@ def parse_cfg(c: dict[str, Any]) -> Cfg:
     created = list(range(mdevs)) if created is None else list(created)
     for i, m in enumerate(created):
         if not 0 <= m < mdevs:
-            raise ScenarioError(f"constants.created.{i}", f"mdev index {m} outside 0..{mdevs - 1}")
+            errors.errors.append(ScenarioError(f"constants.created.{i}", f"mdev index {m} outside 0..{mdevs - 1}"))
+    created = [m for m in created if 0 <= m < mdevs]
     cfg = Cfg(adapters, domains, vms, vcpus, mdevs, created, {}, {}, [], [], [], [],
               bool(c.get("module_loaded", True) if c.get("module_loaded") is not None else True),
               bool(c.get("track_errno") if c.get("track_errno") is not None else True))
-    _parse_matrix(list(c.get("matrix") or []), cfg)
+    _parse_matrix(list(c.get("matrix") or []), cfg, errors)
     for n, v in enumerate(c.get("no_crycb") or []):
         if not 0 <= v < vms:
-            raise ScenarioError(f"constants.no_crycb.{n}", f"VM {v} outside 0..{vms - 1}")
+            errors.errors.append(ScenarioError(f"constants.no_crycb.{n}", f"VM {v} outside 0..{vms - 1}"))
+            continue
         cfg.no_crycb.append(v)
     for n, v in enumerate(c.get("apie_off") or []):
         if not 0 <= v < vms:
-            raise ScenarioError(f"constants.apie_off.{n}", f"VM {v} outside 0..{vms - 1}")
+            errors.errors.append(ScenarioError(f"constants.apie_off.{n}", f"VM {v} outside 0..{vms - 1}"))
+            continue
         cfg.apie_off.append(v)
     if c.get("ap_instructions") is not None:
         cfg.ap_instructions = bool(c.get("ap_instructions"))
     for n, entry in enumerate(c.get("attached") or []):
-        key = f"constants.attached.{n}"
-        try:
-            left, right = (x.strip() for x in entry.split("->"))
-            m = _mdev_name(left, mdevs)
-            if not right.startswith("kvm") or not right[3:].isdigit() or int(right[3:]) >= vms:
-                raise ValueError(f"unknown VM {right!r} (kvm0..kvm{vms - 1})")
-            v = int(right[3:])
-        except ValueError as exc:
-            raise ScenarioError(key, f"expected 'mdevN -> kvmV': {exc}") from None
-        if m not in created:
-            raise ScenarioError(key, f"mdev{m} is not created at start")
-        if v in cfg.attached.values():
-            raise ScenarioError(key, f"kvm{v} already has an mdev (one mdev per KVM)")
-        cfg.attached[m] = v
+        with errors.collect():
+            _parse_attached(entry, f"constants.attached.{n}", cfg)
     for name, vals, what in (("apmask", cfg.adapters, "adapter"), ("aqmask", cfg.domains, "domain"),
                              ("config_apm", cfg.adapters, "adapter"), ("config_aqm", cfg.domains, "domain")):
         raw = c.get(name)
         if raw is None:
             default = [] if name == "apmask" else list(range(len(vals)))
             getattr(cfg, name).extend(default)
-        else:
-            getattr(cfg, name).extend(_index(vals, x, f"constants.{name}.{i}", what) for i, x in enumerate(raw))
+            continue
+        for i, x in enumerate(raw):
+            with errors.collect():
+                getattr(cfg, name).append(_index(vals, x, f"constants.{name}.{i}", what))
     return cfg
+
+
+def _parse_attached(entry: str, key: str, cfg: Cfg) -> None:
+    """One ``attached`` entry (same contract as ``_parse_matrix_entry``)."""
+    mdevs, vms, created = cfg.mdevs, cfg.vms, cfg.created
+    try:
+        left, right = (x.strip() for x in entry.split("->"))
+        m = _mdev_name(left, mdevs)
+        if not right.startswith("kvm") or not right[3:].isdigit() or int(right[3:]) >= vms:
+            raise ValueError(f"unknown VM {right!r} (kvm0..kvm{vms - 1})")
+        v = int(right[3:])
+    except ValueError as exc:
+        raise ScenarioError(key, f"expected 'mdevN -> kvmV': {exc}") from None
+    if m not in created:
+        raise ScenarioError(key, f"mdev{m} is not created at start")
+    if v in cfg.attached.values():
+        raise ScenarioError(key, f"kvm{v} already has an mdev (one mdev per KVM)")
+    cfg.attached[m] = v
 
 

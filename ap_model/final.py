@@ -113,7 +113,10 @@ class FinalDesign(ApDesign):
         w.unlock(t, "vfio_ap_mdev_set_kvm", *self.update_releases(w, vm), body=b,
                  text="if another mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                       "vfio_ap_mdev_update_guest_apcb; release_update_locks_for_kvm",
-                 jumps=[(other, failed)])
+                 jumps=[(other, failed)],
+                 branches=[(other, "another mdev has this kvm: -EPERM"),
+                           (ok, "kvm_get_kvm; matrix_mdev->kvm = kvm; vfio_ap_mdev_update_guest_apcb"),
+                           (None, "release_update_locks_for_kvm")])
         t.label(unlock_vg)
         w.unlock(t, "vfio_device_group_open", (w.VG, None, m), goto=end)
         t.label(failed)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.lang.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
 from checker.lang.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
@@ -133,12 +133,13 @@ class World:
         self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
         # ---------------- objects
         refmax = 1 + cfg.vcpus + cfg.mdevs * (2 if era.vfio_kvm_ref else 1)
-        self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax,
+        self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax, ctype="struct kvm",
                            init_alive=self.vms, init_refs=1)
         for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
             attached = v in cfg.attached.values()
             self.kvm.refs[v].init = 1 + cfg.vcpus + (1 + int(era.vfio_kvm_ref) if attached else 0)  # type: ignore[index]
-        self.mdev = pb.pool("matrix_mdev", [f"mdev{m}" for m in self.mdevs], init_alive=cfg.created)
+        self.mdev = pb.pool("matrix_mdev", [f"mdev{m}" for m in self.mdevs], init_alive=cfg.created,
+                            ctype="struct ap_matrix_mdev")
         kslots = [f"kvm{v}" for v in self.vms]
         mslots = [f"mdev{m}" for m in self.mdevs]
         self.kslots, self.mslots = kslots, mslots
@@ -215,6 +216,9 @@ class World:
 
     # ------------------------------------------------------------ declarations
     def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
+        if f.kind == "mask":  # bit i of an APM is adapter cfg.adapters[i], of an AQM domain cfg.domains[i]
+            f.meta[MASK_LABELS] = tuple(str(x) for x in (self.cfg.adapters if f.name.endswith("apm")
+                                                          else self.cfg.domains))
         self.pb.var(f, protected_by=[lk for lk in locks if lk is not None])
         return f
 
@@ -321,7 +325,7 @@ class World:
              guard: Expr | None = None, jumps: Sequence[tuple[Expr, str]] = (), goto: str | None = None,
              release: Sequence[tuple[Any, ...]] = (),
              acquire: Sequence[tuple[Any, Expr | None, IntOrExpr | None, str]] = (),
-             waits: Sequence[Wait] = ()) -> int:
+             waits: Sequence[Wait] = (), branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
         """One atomic step: ``body`` plus lock releases/acquisitions.
 
         ``release``/``acquire`` items are (lock or list of lock instances, condition, index[, mode]);
@@ -371,7 +375,7 @@ class World:
                     wts.append(Wait(inst.name, [inst.owner], c))
                 acqs.append(Acquire(inst, mode, c))
         return t.step(function, text, guard=And(*g) if g else None, updates=upd, checks=checks,
-                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts)
+                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts, branches=branches)
 
     def _instances(self, lk: Any, cond: Expr | None, idx: IntOrExpr | None) -> list[tuple[Any, Expr]]:
         c = cond if cond is not None else true()
@@ -401,9 +405,10 @@ class World:
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
-               goto: str | None = None) -> int:
+               goto: str | None = None, branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
         names = ", ".join(_family_name(it[0], it[2]) for it in items)
-        return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto)
+        return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto,
+                         branches=branches)
 
     def trylock(self, t: ThreadBuilder, lk: Lock, function: str, fail: str) -> int:
         """mutex_trylock; on failure continue at ``fail`` (the caller returns -EAGAIN/-EBUSY)."""
@@ -433,11 +438,11 @@ class World:
     # ---------------------------------------------------------- objects
     def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:
         for c in self.pb.use(self.kvm, v, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
 
     def use_mdev(self, b: Body, m: IntOrExpr, what: str, when: Expr | None = None) -> None:
         for c in self.pb.use(self.mdev, m, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
 
     def kvm_alive(self, v: IntOrExpr) -> Expr:
         return self.kvm.alive(v)

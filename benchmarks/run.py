@@ -6,8 +6,8 @@
 
 Each (model, tool) run and each idle baseline is its own interpreter
 (``benchmarks/child.py``), so peak RSS is per tool. Both tools' counts are
-checked against the ground truth of shared/benchmarks/README.md (hard-coded
-below): any mismatch or failed child exits 1. See benchmarks/README.md.
+checked against the ground truth of shared/benchmarks/README.md (recorded in
+examples/ground_truth.json): any mismatch or failed child exits 1. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -28,27 +28,23 @@ JSON_VERSION = 1
 TOOLS = ("apcheck", "ref")
 DEFAULT_MODELS = ("phil_N12", "phil_N14")
 
-# shared/benchmarks/README.md "Ground truth" (SPIN 6.5.2, Rumur 2022.08.20 and ref_bfs.py agree):
-# model -> (states, transitions, deadlock states, shortest trace to a deadlock)
-GROUND_TRUTH: dict[str, tuple[int, int, int, int]] = {
-    "phil_N3": (26, 51, 1, 3),
-    "phil_N4": (80, 212, 1, 4),
-    "phil_N5": (242, 805, 1, 5),
-    "phil_N6": (728, 2_910, 1, 6),
-    "phil_N7": (2_186, 10_199, 1, 7),
-    "phil_N8": (6_560, 34_984, 1, 8),
-    "phil_N9": (19_682, 118_089, 1, 9),
-    "phil_N10": (59_048, 393_650, 1, 10),
-    "phil_N12": (531_440, 4_251_516, 1, 12),
-    "phil_N14": (4_782_968, 44_641_030, 1, 14),
-    "lockcycle3": (35, 75, 1, 3),
-}
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def _ground_truth() -> dict[str, tuple[int, int, int, int]]:
+    """examples/ground_truth.json (shared/benchmarks/README.md "Ground truth": SPIN, Rumur and ref_bfs.py
+    agree), the one file tests and benchmarks read: model -> (states, transitions, deadlocks, shortest)."""
+    with open(os.path.join(REPO, "examples", "ground_truth.json"), encoding="utf-8") as fh:
+        models = json.load(fh)["models"]
+    return {k: (v["states"], v["transitions"], v["deadlock_states"], v["shortest_trace"]) for k, v in models.items()}
+
+
+GROUND_TRUTH: dict[str, tuple[int, int, int, int]] = _ground_truth()
 STARVED = 1.15  # wall clock / CPU time above this: the run waited for a CPU (shared machine)
 NOISE_MB = 1.0  # peak-RSS growth below this is run-to-run noise: bytes/state not meaningful
 COUNT_KEYS = ("states", "transitions", "deadlocks", "shortest")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 CHILD = os.path.join(HERE, "child.py")
 
 

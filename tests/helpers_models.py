@@ -399,11 +399,25 @@ def find_shared_benchmarks() -> Path | None:
     return None
 
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def bench_models() -> Path:
+    """shared/benchmarks/models when it is beside the repository, else the copies in examples/models."""
+    shared = find_shared_benchmarks()
+    return shared / "models" if shared is not None else EXAMPLES / "models"
+
+
+def ground_truth() -> dict[str, tuple[int, int, int, int]]:
+    """examples/ground_truth.json (SPIN/Rumur): model -> (states, transitions, deadlock states, shortest trace)."""
+    doc = json.loads((EXAMPLES / "ground_truth.json").read_text(encoding="utf-8"))
+    return {k: (v["states"], v["transitions"], v["deadlock_states"], v["shortest_trace"])
+            for k, v in doc["models"].items()}
+
+
 def load_bench(name: str) -> Program:
     from checker.lang.lockprog import program_from_json
 
-    root = find_shared_benchmarks()
-    assert root is not None
-    data = json.loads((root / "models" / f"{name}.json").read_text(encoding="utf-8"))
+    data = json.loads((bench_models() / f"{name}.json").read_text(encoding="utf-8"))
     return program_from_json(data, name)
 

@@ -72,9 +72,9 @@ def test_over_provisioning_and_filtering() -> None:
              [("assign_domain", {"mdev": 0, "apqi": 5}), ("assign_adapter", {"mdev": 0, "apid": 4}),
               ("assign_adapter", {"mdev": 0, "apid": 3})])
     assert st["t0.ret"] == "0"
-    assert st["mdev0.matrix.apm"] == "{0,1}"
-    assert st["mdev0.shadow_apcb.apm"] == "{0}"
-    assert st["kvm0.crycb.apm"] == "{0}" and st["kvm0.crycb.aqm"] == "{0}"
+    assert st["mdev0.matrix.apm"] == "{3,4}"  # masks show real APIDs/APQIs
+    assert st["mdev0.shadow_apcb.apm"] == "{3}"
+    assert st["kvm0.crycb.apm"] == "{3}" and st["kvm0.crycb.aqm"] == "{5}"
 
 
 def test_hot_unplug_resets_the_queue() -> None:
@@ -135,7 +135,7 @@ def test_pre_dynamic_apmask_takes_queue_from_running_guest() -> None:
     st = run("v16-hook", {**BASE, "matrix": ["mdev0: 3 x 5"], "attached": ["mdev0 -> kvm0"]},
              [("apmask_store", {"reserve": [3]})])
     assert st["ap_queue[03.0005].driver"] == "zcrypt"
-    assert st["kvm0.crycb.apm"] == "{0}"
+    assert st["kvm0.crycb.apm"] == "{3}"
 
 
 def test_queue_unbind_unplugs_adapter_from_guest() -> None:
@@ -172,12 +172,12 @@ def test_aqmask_in_use_and_reprobe() -> None:
     st = run("final", {**BASE, "domains": [5, 6], "matrix": ["mdev0: 3 x 5"], "aqmask": []},
              [("aqmask_store", {"reserve": [5]}), ("aqmask_store", {"reserve": [6]})])
     # apmask is empty, so nothing is reserved whatever aqmask says; both stores succeed, nothing moves
-    assert st["t0.ret"] == "0" and st["ap_perms.aqm"] == "{0,1}"
+    assert st["t0.ret"] == "0" and st["ap_perms.aqm"] == "{5,6}"
     st = run("final", {**BASE, "domains": [5, 6], "apmask": [3, 4], "aqmask": [], "matrix": ["mdev0: 3 x 5"]},
              [("aqmask_store", {"reserve": [6]}), ("aqmask_store", {"reserve": [5]})])
     assert st["ap_queue[03.0006].driver"] == "zcrypt"  # 6 was free: moved to zcrypt
     assert st["t0.ret"] == "EBUSY"  # 03.0005 is assigned to mdev0
-    assert st["ap_perms.aqm"] == "{1}"
+    assert st["ap_perms.aqm"] == "{6}"
 
 
 def test_open_without_crycb_sets_nothing() -> None:

@@ -30,7 +30,8 @@ def prove_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dic
     return code, json.loads(out)
 
 
-@pytest.mark.parametrize("spec", FINAL)
+@pytest.mark.parametrize("spec", [pytest.param(s, marks=[pytest.mark.slow] if s == "final-ownership" else [])
+                                  for s in FINAL])  # final-ownership: about 30 s under load (.ci/run)
 def test_final_sharing_and_filtering_proved_with_spec_lemmas(capsys: pytest.CaptureFixture[str], spec: str) -> None:
     props = [a for p in SHARING_AND_FILTERING for a in ("--property", p)]
     code, doc = prove_json(capsys, str(SPECS / f"{spec}.yaml"), *props)

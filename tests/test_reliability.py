@@ -67,7 +67,7 @@ def test_violation_one_step_past_max_depth_is_found(capsys: pytest.CaptureFixtur
     code, cut = run_json(capsys, ["check", spec, "--strategy", strategy, "--max-depth", "8"])
     assert code == EXIT_VIOLATION and status(cut, "memory-safety") == VIOLATED
     ms = next(p for p in cut["properties"] if p["name"] == "memory-safety")
-    assert ms["trace"]["length"] == 9 and ms["detail"].startswith("use after free of kvm")
+    assert ms["trace"]["length"] == 9 and ms["detail"].startswith("use after free of struct kvm kvm0")
     assert cut["stats"]["max_depth"] == 8
 
 
@@ -205,7 +205,7 @@ def test_replay_says_the_violation_still_happens(capsys: pytest.CaptureFixture[s
     assert code == EXIT_VIOLATION
     assert out.splitlines()[-1] == (
         "memory-safety: the violation still happens (step 9 fires it again: use after free of "
-        "kvm->arch.crypto.data = NULL after kvm_put_kvm (kvm->arch.crypto.data = NULL after kvm_put_kvm))")
+        "struct kvm kvm0: kvm->arch.crypto.data = NULL after kvm_put_kvm)")
 
 
 def test_replay_after_a_fix_no_longer_reproduces(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

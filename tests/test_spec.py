@@ -92,9 +92,9 @@ def test_positions_are_one_based_line_col(write_spec: WriteSpec, registry: Regis
     assert ld.scenario.where is ld.where
 
 
-def test_name_defaults_to_file_stem(write_spec: WriteSpec, registry: Registry) -> None:
+def test_name_defaults_to_file_path(write_spec: WriteSpec, registry: Registry) -> None:
     p = write_spec("design: fake\nconstants: {domains: 1}\n", name="v15-lockdep.yaml")
-    assert load_spec(str(p), registry).scenario.name == "v15-lockdep"
+    assert load_spec(str(p), registry).scenario.name == str(p)
 
 
 def test_top_level_program_is_sugar_for_a_path_constant(write_spec: WriteSpec, registry: Registry,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from checker.cli.params import Seconds
-from checker.lang.design import ScenarioError
+from checker.lang.design import ScenarioError, ScenarioErrors
 from checker.lang.program import ModelError
 from checker.report.results import (
     BUILTIN_PROPERTIES,
@@ -46,6 +46,7 @@ from checker.spec.spec import (
     unknown_names,
     validate_property_names,
 )
+from checker.spec.userprops import add_user_properties
 
 if TYPE_CHECKING:
     from checker.lang.program import Program
@@ -101,7 +102,10 @@ def build(loaded: LoadedSpec) -> Program:
     """Build the spec's program; the design's complaints come back located in the spec."""
     try:
         program: Program = engine("checker.search.run").build_program(loaded.design, loaded.scenario)
+        add_user_properties(loaded, program)  # the spec's own always/sometimes, over the built state
         return program
+    except ScenarioErrors as e:
+        raise SpecErrors([scenario_error(loaded, x) for x in e.errors]) from None
     except ScenarioError as e:
         raise scenario_error(loaded, e) from None
     except ModelError as e:
@@ -180,8 +184,10 @@ def run_check(ctx: click.Context, spec: str, cli_values: dict[str, Any], stop: A
         raise click.UsageError("--checkpoint and --resume work with --strategy bfs or dfs")
     ckpt = engine("checker.search.checkpoint")
     try:
-        result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.scenario.name,
+        result: CheckResult = engine("checker.search.run").check_program(program, options, loaded.path,
                                                                   loaded.design.name, stop, loaded.path)
+        # the report's "spec" is the path (docs/json-schema.md); the scenario name travels beside it
+        result.name = loaded.scenario.name
     except ckpt.CheckpointError as e:
         raise SpecError(options.resume or "", "--resume", f"cannot resume: {e}") from None
     except OSError as e:  # the periodic checkpoint could not be written
@@ -198,8 +204,18 @@ def note_interrupted(stop: Any) -> None:
 # ---------------------------------------------------------------- commands
 
 
-@click.group(name="apcheck", context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=_version(), prog_name="apcheck")
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0  every property holds (or is witnessed) after a complete search
+  1  a property is VIOLATED
+  2  usage or spec error (file:line:col: error: ...); nothing was checked
+  3  inconclusive: a bound was hit (BOUNDED), UNKNOWN, or a witness not found
+  4  internal error in apcheck (please report)
+"""
+
+
+@click.group(name="apcheck", context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(_version(), "-V", "--version", prog_name="apcheck")
 def cli() -> None:
     """Model checker for Linux driver designs (first: the s390 vfio_ap driver)."""
 
@@ -207,15 +223,19 @@ def cli() -> None:
 @cli.command()
 @click.argument("spec")
 @search_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html"]), default="text", show_default=True,
+              help="html: one self-contained page with a trace explorer (use with -o).")
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.option("--checkpoint", default=None, metavar="FILE",
               help="Save the search to FILE periodically and when it stops early (bfs, dfs).")
 @click.option("--checkpoint-every", "checkpoint_seconds", type=Seconds(),
               default=None, help="Seconds between two checkpoints (default 60).")
 @click.option("--resume", default=None, metavar="FILE", help="Continue the search saved in checkpoint FILE.")
+@click.option("--width", type=click.IntRange(min=40), default=None, metavar="N",
+              help="Text: compact layout for mail, lines of at most N columns (only acting threads, nothing cut).")
 @click.pass_context
-def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_values: Any) -> int:
+def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, width: int | None,
+          **cli_values: Any) -> int:
     """Explore every interleaving of SPEC and report each property.
 
     SIGINT (Ctrl-C) or SIGTERM stops the search cleanly: the report is written with BOUNDED
@@ -227,8 +247,10 @@ def check(ctx: click.Context, /, spec: str, fmt: str, output: str | None, **cli_
     note_interrupted(stop)
     if fmt == "json":
         text: str = engine("checker.report.report_json").result_to_json(result)
+    elif fmt == "html":
+        text = engine("checker.report.html").render_html(result)
     else:
-        text = engine("checker.report.report_text").render_result(result)
+        text = engine("checker.report.report_text").render_result(result, width=width)
     write_report(text, output)
     if output is not None and not cli_values.get("quiet"):
         click.echo(summary_line(result, output))
@@ -288,8 +310,10 @@ def _pick_trace(data: dict[str, Any], path: str, prop: str | None) -> tuple[str,
 @click.argument("spec")
 @click.argument("trace_file", metavar="TRACE.json")
 @click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
+@click.option("--width", type=click.IntRange(min=40), default=None, metavar="N",
+              help="Compact layout for mail, lines of at most N columns.")
 @click.pass_context
-def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> int:
+def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None, width: int | None) -> int:
     """Re-check a saved trace (JSON report) on SPEC: does the violation still happen?
 
     Exit 1: it still happens; 0: it no longer reproduces (a fix works); 2: the trace
@@ -309,7 +333,7 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> 
     except rp.ReplayRefused as e:
         raise SpecError(trace_file, "", f"trace of {name!r} does not apply to {spec}: {e}") from None
     title = f"{name}: replay of {trace_file} on {spec}"
-    click.echo(engine("checker.report.report_text").render_trace(r.trace, title).rstrip("\n"))
+    click.echo(engine("checker.report.report_text").render_trace(r.trace, title, width=width).rstrip("\n"))
     if kind == "sometimes":
         click.echo(f"{name}: witnessed again ({r.how})" if r.reproduced else f"{name}: no longer witnessed ({r.how})")
         return EXIT_OK if r.reproduced else EXIT_INCONCLUSIVE
@@ -317,6 +341,35 @@ def replay(ctx: click.Context, spec: str, trace_file: str, prop: str | None) -> 
         click.echo(f"{name}: the violation still happens ({r.how})")
         return EXIT_VIOLATION
     click.echo(f"{name}: no longer reproduces ({r.how})")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("spec")
+@click.argument("trace_file", metavar="TRACE.json")
+@click.option("--property", "prop", default=None, metavar="NAME", help="Which property's trace (default: first).")
+@click.option("--output", "-o", default=None, metavar="FILE", help="Write the script to FILE.")
+@click.pass_context
+def repro(ctx: click.Context, spec: str, trace_file: str, prop: str | None, output: str | None) -> int:
+    """Write the script that tries TRACE.json's interleaving on a real machine (design hook)."""
+    rj = engine("checker.report.report_json")
+    rp = engine("checker.search.replay")
+    loaded = load(ctx, spec)
+    hook = getattr(loaded.design, "repro_script", None)  # optional: Design.repro_script(scenario, trace, prop, kind)
+    if hook is None:
+        raise SpecError("", spec, f"design {loaded.design.name!r} has no reproduction mapping (no repro_script)")
+    program = build(loaded)
+    data = _read_report(trace_file)
+    name, kind, tdict = _pick_trace(data, trace_file, prop)
+    try:
+        saved = rj.trace_from_dict(tdict, f"property {name!r}: trace")
+        r = rp.recheck(program, saved, name, loaded.path, loaded.design.name)
+    except (rj.ReportError, rp.ReplayRefused) as e:
+        raise SpecError(trace_file, "", f"trace of {name!r} does not replay on {spec}: {e}") from None
+    trace = r.trace
+    trace.blocked = trace.blocked or saved.blocked  # the replay recomputes steps, the report keeps the rest
+    trace.final = trace.final or saved.final
+    write_report(hook(loaded.scenario, trace, name, kind), output)
     return EXIT_OK
 
 
@@ -357,6 +410,16 @@ def graph(ctx: click.Context, /, spec: str, output: str | None, **cli_values: An
     if not result.stats.complete:
         click.echo(f"apcheck: note: search incomplete ({result.stats.limit or 'bounded'}); "
                    "the graph may miss edges", err=True)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("which", type=click.Choice(["report", "spec"]))
+def schema(which: str) -> int:
+    """Print the JSON Schema of the JSON report or of specs (for editors and other tools)."""
+    from importlib.resources import files
+
+    click.echo(files("checker").joinpath("schemas", f"{which}.schema.json").read_text(encoding="utf-8").rstrip())
     return EXIT_OK
 
 

@@ -164,8 +164,9 @@ def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, lab
             checks.append(Check(Or(updates[f] < f.lo, updates[f] > f.hi), "range",
                                 f"{f.name} leaves its declared range {f.lo}..{f.hi}"))
     checks = [c for c in checks if not (isinstance(c.bad, Const) and c.bad.value is False)]
+    branches = [(None if c is None else substitute(c, resolve), seg) for c, seg in sd.branches]
     return Action(aid, th.index, p, sd.function, sd.operation, sd.text, guard, updates, checks,
-                  sd.acquires, sd.releases, sd.waits, target)
+                  sd.acquires, sd.releases, sd.waits, target, branches)
 
 
 def _held_after(lk: object, t: int, updates: dict[Field, Expr]) -> Expr:

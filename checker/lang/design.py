@@ -9,7 +9,8 @@ Designs come from ``ap_model``, ``checker.lang.lockprog`` or installed plugins
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,6 +89,46 @@ class ScenarioError(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+class ScenarioErrors(ScenarioError):
+    """Several ScenarioErrors found in one build, so the user fixes them in one round.
+
+    A subclass of ScenarioError carrying the first one's key and message."""
+
+    errors: list[ScenarioError]
+
+    def __init__(self, errors: list[ScenarioError]) -> None:
+        flat: list[ScenarioError] = []
+        for e in errors:
+            flat.extend(e.errors if isinstance(e, ScenarioErrors) else [e])
+        super().__init__(flat[0].key, flat[0].message)
+        self.errors = flat
+
+
+class ScenarioErrorCollector:
+    """Collect a design's ScenarioErrors while it builds, and raise them together.
+
+        errors = ScenarioErrorCollector()
+        for call in calls:
+            with errors.collect():
+                ...  # may raise ScenarioError: recorded, the loop goes on
+        errors.raise_if_any()
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[ScenarioError] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ScenarioError as e:
+            self.errors.append(e)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise ScenarioErrors(self.errors)
 
 
 DesignFactory = Callable[[], Design]

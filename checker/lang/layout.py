@@ -12,6 +12,10 @@ from dataclasses import field as dc_field
 
 from checker.lang.expr import BOOL, INT, Expr, Mask, Sort, Var
 
+# Field.meta key: a mask's element names, bit i shown as labels[i] (real APIDs instead of bit indices);
+# traces, the HTML explorer and user properties' mask literals all use them.
+MASK_LABELS = "labels"
+
 
 @dataclass(eq=False)
 class Field:
@@ -58,8 +62,10 @@ class Field:
         if self.kind == "owner":
             return "-" if value == 0 else self.names[value - 1]
         if self.kind == "mask":
-            bits = [str(i) for i in range(self.width_bits) if value >> i & 1]
-            return "{" + ",".join(bits) + "}"
+            labels = self.meta.get(MASK_LABELS)
+            if not (isinstance(labels, tuple) and len(labels) == self.width_bits):
+                labels = tuple(str(i) for i in range(self.width_bits))
+            return "{" + ",".join(str(labels[i]) for i in range(self.width_bits) if value >> i & 1) + "}"
         return str(value)
 
     def __repr__(self) -> str:

@@ -113,6 +113,7 @@ class Pool:
     state: list[Field]
     refs: list[Field] | None
     leak_check: bool
+    ctype: str = ""  # C type for messages ("struct kvm"); with it, violations name the instance
 
     def alive(self, i: Expr | int) -> Expr:
         return Select([f.var for f in self.state], i, -1) == ALIVE
@@ -170,6 +171,16 @@ class Action:
     releases: list[tuple[AnyLock, Expr]]
     waits: list[Wait]
     target: Expr  # next pc
+    # what a trace shows of this step: the segments whose condition holds in the pre-state, in
+    # order (None: always), so a trace shows the branch that ran; empty: ``text``
+    branches: list[tuple[Expr | None, str]] = dc_field(default_factory=list)
+
+    def shown_text(self, holds: Callable[[Expr], bool]) -> str:
+        """The step as a trace shows it; ``holds`` evaluates a condition on the pre-state."""
+        if not self.branches:
+            return self.text
+        shown = [seg for cond, seg in self.branches if cond is None or holds(cond)]
+        return "; ".join(shown) or self.text
 
 
 @dataclass(eq=False)
@@ -255,7 +266,8 @@ class ProgramBuilder:
         return self.layout[name]
 
     def pool(self, name: str, slots: Sequence[str], refcount_max: int = 0,
-             leak_check: bool = False, init_alive: Sequence[int] = (), init_refs: int = 0) -> Pool:
+             leak_check: bool = False, init_alive: Sequence[int] = (), init_refs: int = 0,
+             ctype: str = "") -> Pool:
         self._claim(name, "pool")
         states = []
         refs: list[Field] | None = [] if refcount_max else None
@@ -268,7 +280,7 @@ class ProgramBuilder:
                 rf = int_field(f"{slot}.refs", 0, refcount_max, init_refs if alive else 0, group=slot)
                 self.layout.add(rf)
                 refs.append(rf)
-        p = Pool(name, tuple(slots), states, refs, leak_check)
+        p = Pool(name, tuple(slots), states, refs, leak_check, ctype)
         self.pools.append(p)
         return p
 
@@ -319,9 +331,20 @@ class ProgramBuilder:
         """Checks for dereferencing ``pool[i]``: NULL and use after free."""
         idx = i if isinstance(i, Expr) else lift(i, pool.state[0].var.sort)
         st = Select([f.var for f in pool.state], idx, -1)
-        label = what or pool.name
-        return [Check(idx == -1, "memory-safety", f"NULL dereference of {label}"),
-                Check(And(idx != -1, st == FREED), "memory-safety", f"use after free of {label}")]
+        if not pool.ctype:
+            label = what or pool.name
+            return [Check(idx == -1, "memory-safety", f"NULL dereference of {label}"),
+                    Check(And(idx != -1, st == FREED), "memory-safety", f"use after free of {label}")]
+        # One check per instance, so the message names the object ("struct kvm kvm0") once;
+        # the report adds which step freed it (checker.report.objects.freed_by).
+        at = f": {what}" if what else ""
+        checks = [Check(idx == -1, "memory-safety", f"NULL dereference of {pool.ctype} pointer{at}")]
+        for k, slot in enumerate(pool.slots):
+            if isinstance(idx, Const) and idx.value != k:
+                continue
+            checks.append(Check(And(idx == k, pool.state[k].var == FREED), "memory-safety",
+                                f"use after free of {pool.ctype} {slot}{at}"))
+        return checks
 
     def get(self, pool: Pool, i: Expr | int) -> ObjOp:
         if pool.refs is None:
@@ -402,8 +425,11 @@ class ThreadBuilder:
              updates: Mapping[Field, Expr | int | bool] | None = None, objects: Sequence[ObjOp] = (),
              checks: Sequence[Check] = (), jumps: Sequence[tuple[Expr, str]] = (),
              goto: str | None = None, acquires: Sequence[Acquire] = (),
-             releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = ()) -> int:
-        """One atomic step. ``jumps``: (cond, label) tried in order, else ``goto`` or fall through."""
+             releases: Sequence[tuple[AnyLock, Expr]] = (), waits: Sequence[Wait] = (),
+             branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
+        """One atomic step. ``jumps``: (cond, label) tried in order, else ``goto`` or fall through.
+        ``branches``: (condition on the pre-state or None, text) segments; a trace shows those that
+        hold instead of ``text`` (which still names the whole step, e.g. in lock-order reports)."""
         upd: dict[Field, Expr] = {}
         for f, v in (updates or {}).items():
             upd[f] = lift(v, f.sort) if not isinstance(v, Expr) else v
@@ -419,7 +445,7 @@ class ThreadBuilder:
                 raise ModelError(f"thread {self.name}, {function}: {f.name} is {f.sort}, assigned {v.sort}")
         return self._add(StepDef(function=function, text=text, guard=guard, updates=upd, checks=chk,
                                  jumps=list(jumps), goto=goto, acquires=list(acquires),
-                                 releases=list(releases), waits=list(waits)))
+                                 releases=list(releases), waits=list(waits), branches=list(branches)))
 
     # ---- locks
     def lock(self, lk: Lock, function: str, when: Expr | None = None, alts: Sequence[Lock] = (),
@@ -544,6 +570,7 @@ class StepDef:
     waits: list[Wait]
     operation: str = ""
     name: str = ""
+    branches: list[tuple[Expr | None, str]] = dc_field(default_factory=list)
 
 
 @dataclass(eq=False)

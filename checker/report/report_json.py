@@ -87,6 +87,8 @@ def trace_to_dict(trace: Trace) -> dict[str, Any]:
         "final": trace.final,
         "waits": list(trace.waits),
         "scenario": list(trace.scenario),
+        "blocked": [{"thread": t, "function": f, "call": c, "holder": h} for t, f, c, h in trace.blocked],
+        "initial": [{"field": f, "value": v} for f, v in trace.initial],
     }
 
 
@@ -130,6 +132,7 @@ def result_to_dict(result: CheckResult) -> dict[str, Any]:
     return {
         "version": REPORT_VERSION,
         "spec": result.spec,
+        "name": result.name or result.spec,
         "design": result.design,
         "result": result.result,
         "stats": _stats(result.stats),
@@ -195,6 +198,19 @@ def _step_from_dict(d: Any, where: str) -> TraceStep:
     )
 
 
+def _blocked_from_dict(d: Any, where: str) -> tuple[str, str, str, str]:
+    if not isinstance(d, dict):
+        raise ReportError(f"{where}: expected an object, got {type(d).__name__}")
+    return (_field(d, "thread", str, where), _field(d, "function", str, where), _field(d, "call", str, where),
+            _field(d, "holder", str, where))
+
+
+def _initial_from_dict(d: Any, where: str) -> tuple[str, str]:
+    if not isinstance(d, dict):
+        raise ReportError(f"{where}: expected an object, got {type(d).__name__}")
+    return _field(d, "field", str, where), _field(d, "value", str, where)
+
+
 def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
     """Inverse of the "trace" object of a report; ``length`` is derived, so only checked."""
     if not isinstance(d, dict):
@@ -213,6 +229,8 @@ def trace_from_dict(d: dict[str, Any], where: str = "trace") -> Trace:
         spec=_field(d, "spec", str, where),
         design=_field(d, "design", str, where),
     )
+    trace.blocked = [_blocked_from_dict(b, f"{where}.blocked[{i}]") for i, b in enumerate(d.get("blocked", []))]
+    trace.initial = [_initial_from_dict(v, f"{where}.initial[{i}]") for i, v in enumerate(d.get("initial", []))]
     if "length" in d and d["length"] != trace.length:
         raise ReportError(f"{where}.length: says {d['length']!r} but there are {trace.length} steps")
     digest = _field(d, "digest", str, where)

@@ -12,6 +12,7 @@ import textwrap
 
 from tabulate import tabulate
 
+from checker.report.lockdep import blocked_block, render_cycle, unsafe_scenario
 from checker.report.results import (
     BOUNDED,
     HOLDS,
@@ -20,8 +21,6 @@ from checker.report.results import (
     VIOLATED,
     WITNESSED,
     CheckResult,
-    LockCycle,
-    LockEdge,
     PropertyResult,
     Stats,
     Trace,
@@ -48,11 +47,14 @@ def _paint(text: str, code: str, color: bool) -> str:
     return f"{code}{text}{_RESET}" if color and code else text
 
 
-def _wrap(text: str, width: int = CELL_WIDTH) -> str:
-    """Wrap each line of a cell; never split at the '-' of '->' in lock names."""
+def _wrap(text: str, width: int = CELL_WIDTH, whole_words: bool = False) -> str:
+    """Wrap each line of a cell; never split at the '-' of '->' in lock names.
+
+    ``whole_words`` (compact layout): a word longer than ``width`` stays whole; the
+    caller then sees the line is too long and picks a narrower layout."""
     out: list[str] = []
     for line in text.splitlines() or [""]:
-        out.extend(textwrap.wrap(line, width, break_on_hyphens=False) or [""])
+        out.extend(textwrap.wrap(line, width, break_on_hyphens=False, break_long_words=not whole_words) or [""])
     return "\n".join(out)
 
 
@@ -60,36 +62,42 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
 
 
-def _lock(name: str, mode: str) -> str:
-    """Lock class as printed in chains and scenarios; read mode is marked "(r)"."""
-    return f"{name}(r)" if mode == "r" else name
-
-
 # --------------------------------------------------------------------------- result
 
 
-def render_result(result: CheckResult, color: bool = False) -> str:
-    """The whole text report for one check, ending with a newline."""
+def render_result(result: CheckResult, color: bool = False, width: int | None = None) -> str:
+    """The whole text report for one check, ending with a newline.
+
+    ``width``: the compact mail layout (``--width N``): no line longer than N where
+    the content allows (a lock or field name longer than N stays whole), only the
+    threads that act, nothing cut (see ``render_trace``)."""
     status = _paint(result.result, _STATUS_COLOR.get(result.result, ""), color)
-    parts = [f"spec {result.spec}  design {result.design}  result {status}"]
-    parts.append(render_verdicts(result.properties, color))
-    parts.append(render_stats(result.stats))
+    named = f" ({result.name})" if result.name and result.name != result.spec else ""
+    parts = [f"spec {result.spec}{named}  design {result.design}  result {status}"]
+    parts.append(render_verdicts(result.properties, color, width))
+    parts.append(render_stats(result.stats, width))
     shown: list[Trace] = []
     for prop in result.properties:
         if prop.trace is not None and not any(prop.trace is t for t in shown):
             shown.append(prop.trace)  # lock-order's reachable cycle shares the deadlock trace
-            parts.append(render_trace(prop.trace, title=f"{prop.name}: {prop.detail}"))
+            parts.append(render_trace(prop.trace, title=f"{prop.name}: {prop.detail}", width=width))
     if result.cycles:
         title = f"== lock-order: {len(result.cycles)} cycle{'s' if len(result.cycles) != 1 else ''} =="
-        parts.append("\n\n".join([title] + [render_cycle(c) for c in result.cycles]))
+        # a reachable cycle's run is the deadlock trace: its held locks close the splat
+        deadlock = next((p.trace for p in result.properties if p.name == "deadlock" and p.trace), None)
+        parts.append("\n\n".join([title] + [render_cycle(c, deadlock if c.reachable else None)
+                                             for c in result.cycles]))
     text = "\n\n".join(p.rstrip("\n") for p in parts)
     # no trailing blanks: reports get pasted into patch mail, where checkpatch flags them
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
-def render_verdicts(properties: list[PropertyResult], color: bool = False) -> str:
-    """One row per property, in the given order."""
+def render_verdicts(properties: list[PropertyResult], color: bool = False, width: int | None = None) -> str:
+    """One row per property, in the given order; ``width`` bounds the whole table."""
     rows = []
+    detail_width = DETAIL_WIDTH
+    if width is not None:  # name and status columns, two 2-space gaps
+        detail_width = max(16, width - max([8] + [len(p.name) for p in properties]) - len("NOT_WITNESSED") - 4)
     for prop in properties:
         detail = prop.detail
         if prop.trace is not None:
@@ -97,11 +105,12 @@ def render_verdicts(properties: list[PropertyResult], color: bool = False) -> st
             steps = f"trace {n} step{'s' if n != 1 else ''}"
             detail = f"{detail}; {steps}" if detail else steps
         status = _paint(prop.status, _STATUS_COLOR.get(prop.status, ""), color)
-        rows.append([prop.name, status, _wrap(detail, DETAIL_WIDTH)])
+        rows.append([prop.name, status, _wrap(detail, detail_width)])
     return tabulate(rows, headers=["property", "status", "detail"], tablefmt="simple", disable_numparse=True)
 
 
-def render_stats(stats: Stats) -> str:
+def render_stats(stats: Stats, max_width: int | None = None) -> str:
+    """``max_width``: wrap long values (the reductions line) under their column."""
     if stats.store == "fingerprint":
         store = f"fingerprint, collision probability ~{stats.collision_probability:.1e}"
     else:
@@ -121,7 +130,12 @@ def render_stats(stats: Stats) -> str:
     if stats.reductions:
         rows.append(("reductions", reductions_line(stats.reductions)))
     width = max(len(k) for k, _ in rows)
-    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines = []
+    for k, v in rows:
+        room = max_width - width - 2 if max_width else 0
+        chunks = textwrap.wrap(v, room) if room > 0 and len(v) > room else [v]
+        lines.append(f"{k.ljust(width)}  {chunks[0]}")
+        lines.extend(" " * (width + 2) + c for c in chunks[1:])
     if not stats.complete:
         lines.append(f"search BOUNDED by {stats.limit or 'a limit'}: counts are partial")
     return "\n".join(lines)
@@ -151,156 +165,115 @@ def _constant_operations(trace: Trace) -> dict[str, str]:
     return {t: next(iter(s)) for t, s in ops.items() if len(s) == 1 and next(iter(s))}
 
 
-def _step_cell(step: TraceStep, show_operation: bool) -> str:
+def _step_cell(step: TraceStep, show_operation: bool, width: int = CELL_WIDTH, whole: bool = False,
+               final: str = "") -> str:
     text = f"{step.function}: {step.action}" if step.function else step.action
     if step.note:
-        text += f" [{step.note}]"
-    cell = _wrap(text)
+        text += _note(step, final)
+    cell = _wrap(text, width, whole)
     # The operation line goes first so a thread switching paths (open -> ioctl) is visible.
-    return f"{_wrap('(' + step.operation + ')')}\n{cell}" if show_operation else cell
+    return f"{_wrap('(' + step.operation + ')', width, whole)}\n{cell}" if show_operation else cell
 
 
-def _changes_cell(step: TraceStep) -> str:
-    text = "; ".join(f"{f}: {before} -> {after}" for f, before, after in step.changes)
-    return _wrap(_truncate(text, CHANGES_MAX))
+def _note(step: TraceStep, final: str) -> str:
+    """The step's note; once only: when the trace's closing line says the same, point to it."""
+    prop, _, message = step.note.partition(": ")
+    return f" [{prop}: see below]" if message and message in final else f" [{step.note}]"
 
 
-def render_trace(trace: Trace, title: str = "") -> str:
-    """Swimlane: one column per thread, one row per step, then held locks and changes."""
+def _changes_text(step: TraceStep) -> str:
+    return "; ".join(f"{f}: {before} -> {after}" for f, before, after in step.changes)
+
+
+def _changes_cell(step: TraceStep, width: int = CELL_WIDTH, cut: bool = True) -> str:
+    text = _changes_text(step)
+    return _wrap(_truncate(text, CHANGES_MAX), width) if cut else _wrap(text, width, whole_words=True)
+
+
+def _lanes(trace: Trace, compact: bool) -> list[str]:
     threads = list(trace.threads)
     for step in trace.steps:  # tolerate a step by a thread the model did not list
         if step.thread not in threads:
             threads.append(step.thread)
-    constant = _constant_operations(trace)
-    headers = ["#"] + [_wrap(f"{t} ({constant[t]})" if t in constant else t) for t in threads]
-    headers += ["held", "changes"]
+    if compact:  # mail: a thread that does nothing in this trace gets no column
+        acting = {s.thread for s in trace.steps}
+        threads = [t for t in threads if t in acting]
+    return threads
 
+
+def _swimlane(trace: Trace, threads: list[str], cell: int | None) -> str:
+    """The table; ``cell`` (compact layout) is the wrap width of every column, and nothing is cut."""
+    width, whole = cell or CELL_WIDTH, cell is not None
+    constant = _constant_operations(trace)
+    headers = ["#"] + [_wrap(f"{t} ({constant[t]})" if t in constant else t, width, whole) for t in threads]
+    headers += ["held", "changes"]
     last_op: dict[str, str] = {}
     rows: list[list[str]] = []
     for step in trace.steps:
         show_op = step.thread not in constant and bool(step.operation) and last_op.get(step.thread) != step.operation
         last_op[step.thread] = step.operation
         row = [str(step.index)] + ["" for _ in threads]
-        row[1 + threads.index(step.thread)] = _step_cell(step, show_op)
-        row += [_wrap(", ".join(step.locks_held)), _changes_cell(step)]
+        row[1 + threads.index(step.thread)] = _step_cell(step, show_op, width, whole, trace.final)
+        row += [_wrap(", ".join(step.locks_held), width, whole), _changes_cell(step, width, cut=not whole)]
         rows.append(row)
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
+
+def _step_list(trace: Trace, width: int) -> str:
+    """The narrowest layout: one block per step, the thread first, held locks and changes indented."""
+    name_w = max([len(t) for t in trace.threads] + [len(s.thread) for s in trace.steps])
+    num_w = len(str(len(trace.steps)))
+    indent = " " * (num_w + 2 + name_w + 2)
+    lines: list[str] = []
+    for step in trace.steps:
+        text = f"{step.function}: {step.action}" if step.function else step.action
+        if step.operation:
+            text = f"({step.operation}) {text}"
+        if step.note:
+            text += _note(step, trace.final)
+        head = f"{str(step.index).rjust(num_w)}  {step.thread.ljust(name_w)}  "
+        extra = [f"held: {', '.join(step.locks_held)}"] if step.locks_held else []
+        extra += [f"changes: {_changes_text(step)}"] if step.changes else []
+        for k, part in enumerate([text, *extra]):
+            wrapped = textwrap.wrap(part, max(20, width - len(indent)), break_on_hyphens=False,
+                                    break_long_words=False) or [""]
+            first = head if k == 0 else indent
+            lines += [first + wrapped[0]] + [indent + w for w in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def render_trace(trace: Trace, title: str = "", width: int | None = None) -> str:
+    """Swimlane: one column per thread, one row per step, then held locks and changes.
+
+    ``width`` (compact mail layout): only acting threads, every column wrapped to fit
+    ``width`` and nothing cut; when even that cannot fit, one block per step."""
+    threads = _lanes(trace, compact=width is not None)
+    if width is None:
+        table = _swimlane(trace, threads, None)
+    else:  # columns: "#", threads, held, changes; tabulate puts two spaces between columns
+        cols = len(threads) + 2
+        cell = (width - len(str(len(trace.steps))) - 2 * (cols + 1) + 1) // cols
+        table = _swimlane(trace, threads, cell) if cell >= 16 else ""
+        if not table or max(len(line) for line in table.splitlines()) > width:
+            table = _step_list(trace, width)
     lines: list[str] = []
     if title:
-        lines += [f"== {title} ==", ""]
-    lines.append(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True))
+        head = f"== {title} =="
+        lines += [textwrap.fill(head, width, break_on_hyphens=False) if width else head, ""]
+    lines.append(table)
     if not trace.steps:
         lines.append("(no steps: the initial state already shows this)")
     if trace.final or trace.waits:
         lines.append("")
     if trace.final:
         lines.append(trace.final)
-    lines += [f"  {w}" for w in trace.waits]
-    if trace.scenario:
-        lines += ["", _scenario_block(trace.scenario)]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- lockdep
-
-
-def _scenario_block(scenario: list[str]) -> str:
-    """Caller-supplied scenario lines, framed like lockdep unless they already are."""
-    lines = list(scenario)
-    if not any("Possible unsafe locking scenario" in s for s in lines):
-        lines = [" Possible unsafe locking scenario:", ""] + lines
-    if not any("DEADLOCK" in s for s in lines):
-        lines += ["", " *** DEADLOCK ***"]
-    return "\n".join(lines)
-
-
-def _cycle_edges(cycle: LockCycle) -> list[LockEdge | None]:
-    """edge k is locks[k] -> locks[k+1] (closing back to locks[0]); None when not recorded."""
-    n = len(cycle.locks)
-    out: list[LockEdge | None] = []
-    for k in range(n):
-        src, dst = cycle.locks[k], cycle.locks[(k + 1) % n]
-        out.append(next((e for e in cycle.edges if e.src == src and e.dst == dst), None))
-    return out
-
-
-def generate_scenario(cycle: LockCycle) -> list[str]:
-    """lockdep's unsafe-scenario table generalised to n CPUs.
-
-    CPU k first takes locks[k], then every CPU reaches for the next lock of the
-    cycle, which the CPU to its right holds.  The kernel prints two columns
-    even for longer chains; n columns show every participant.
-    """
-    n = len(cycle.locks)
-    edges = _cycle_edges(cycle)
-    held: list[str] = []
-    wanted: list[str] = []
-    for k, edge in enumerate(edges):
-        held.append(f"lock({_lock(cycle.locks[k], edge.src_mode if edge else 'w')});")
-        wanted.append(f"lock({_lock(cycle.locks[(k + 1) % n], edge.dst_mode if edge else 'w')});")
-    width = max([24] + [len(s) + 4 for s in held + wanted])
-    indent = " " * 7
-
-    def at(col: int, text: str) -> str:
-        return (indent + " " * (col * width) + text).rstrip()
-
-    lines = [(indent + "".join(f"CPU{k}".ljust(width) for k in range(n))).rstrip()]
-    lines.append((indent + "".join("----".ljust(width) for _ in range(n))).rstrip())
-    lines += [at(k, held[k]) for k in range(n)]
-    lines += [at(k, wanted[k]) for k in range(n)]
-    return lines
-
-
-def render_cycle(cycle: LockCycle) -> str:
-    """A lock-order cycle in the shape of lockdep's circular-dependency warning."""
-    n = len(cycle.locks)
-    rule = "=" * 54
-    # lockdep calls a one-lock cycle (A while holding A) recursive locking
-    warning = "possible recursive locking detected" if n == 1 else "possible circular locking dependency detected"
-    lines = [rule, f"WARNING: {warning}", "-" * 54]
-    if cycle.reachable:
-        lines.append("apcheck: reachable deadlock (an explored run blocks on these locks)")
+    if trace.blocked:
+        lines += blocked_block(trace.blocked, trace)
     else:
-        lines.append("apcheck: possible (cycle only; no explored run deadlocked)")
-    if n == 0:
-        return "\n".join(lines + ["(empty cycle)"])
-    edges = _cycle_edges(cycle)
-
-    closing = edges[-1]  # locks[n-1] -> locks[0]: the acquisition that closes the cycle
-    if closing is not None:
-        lines += [
-            "",
-            f"{closing.thread} is trying to acquire lock:",
-            f"  ({_lock(closing.dst, closing.dst_mode)}), at: {closing.function}",
-            "",
-            "but task is already holding lock:",
-            f"  ({_lock(closing.src, closing.src_mode)})"
-            + (f", at: {closing.src_function}" if closing.src_function else ""),
-            "",
-            "which lock already depends on the new lock.",
-        ]
-
-    # lockdep numbers the chain in reverse: #0 is the acquisition that closes it.
-    lines += ["", "the existing dependency chain (in reverse order) is:", ""]
-    for k, edge in enumerate(edges):
-        dst = cycle.locks[(k + 1) % n]
-        if edge is None:
-            lines += [f"-> #{n - 1 - k} ({dst}):", f"       (no edge {cycle.locks[k]} -> {dst} recorded)"]
-            continue
-        holding = f"       while holding {_lock(edge.src, edge.src_mode)}"
-        if edge.src_function:
-            holding += f" (taken in {edge.src_function})"
-        lines += [
-            f"-> #{n - 1 - k} ({edge.dst}){{{edge.dst_mode}}}:",
-            f"       acquired by {edge.thread} in {edge.function} ({edge.operation})",
-            holding,
-            "",
-        ]
-    if lines[-1] != "":
-        lines.append("")
-
-    lines += ["other info that might help us debug this:", "", "Chain exists of:"]
-    lines.append("  " + " --> ".join(cycle.locks + [cycle.locks[0]]))
-    scenario = cycle.scenario or [" Possible unsafe locking scenario:", ""] + generate_scenario(cycle)
-    lines += ["", _scenario_block(scenario)]
+        lines += [f"  {w}" for w in trace.waits]
+    if trace.scenario:
+        lines += ["", *trace.scenario]
     return "\n".join(lines)
+
+
+__all__ = ["render_cycle", "render_result", "render_stats", "render_trace", "render_verdicts", "unsafe_scenario"]

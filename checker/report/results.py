@@ -46,6 +46,10 @@ class Trace:
     scenario: list[str] = field(default_factory=list)  # lockdep "possible unsafe locking scenario"
     spec: str = ""  # the spec file the trace came from (replay refuses a foreign trace)
     design: str = ""  # the design it ran on
+    # deadlock, hung-task view: (thread, kernel function, blocking call, holder thread) per blocked thread
+    blocked: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # every shown field's value before step 1 (the HTML explorer rebuilds each step's full state)
+    initial: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -117,6 +121,7 @@ class CheckResult:
     lock_edges: list[LockEdge] = field(default_factory=list)
     cycles: list[LockCycle] = field(default_factory=list)
     lock_classes: list[str] = field(default_factory=list)
+    name: str = ""  # the spec's scenario name (``spec`` is then its path); "" when spec is the name
 
     def exit_code(self) -> int:
         if any(p.status == VIOLATED for p in self.properties):

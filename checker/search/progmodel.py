@@ -14,6 +14,7 @@ from checker.lang.expr import variables
 from checker.lang.layout import Field
 from checker.lang.model import StateCheck
 from checker.lang.program import ALIVE, Action, Program, RwSem
+from checker.report.lockdep import lockdep_name
 from checker.search.codegen import Compiled, compile_program
 from checker.search.pycompile import compile_predicate
 
@@ -141,6 +142,30 @@ class ProgramModel:
                 self_note = " (itself: recursive locking)" if t == u else ""
                 lines.append(f"{tn[t]} waits for {what} held by {tn[u]}{self_note}")
         return lines
+
+    def blocked(self, state: int) -> list[tuple[str, str, str, str]]:
+        """Hung-task view of a deadlock: (thread, kernel function, blocking call, holder) per wait edge."""
+        graph, names = self.waits_for(state)
+        prog = self.program
+        locks = {lk.name: lk for lk in prog.locks}
+        out = []
+        for t in sorted(graph):
+            th = prog.threads[t]
+            pending = prog.by_label[t][th.pc.get(state)]
+            for u in sorted(graph[t]):
+                what = names[(t, u)].removesuffix(" (queued writer)")
+                lk = locks.get(what)
+                act = next((a for a in pending if any(q.lock is lk for q in a.acquires)), pending[0])
+                mode = next((q.mode for q in act.acquires if q.lock is lk), "w")
+                name = lockdep_name(what)
+                if lk is None:
+                    call = f"wait_event(!{what})"
+                elif isinstance(lk, RwSem):
+                    call = f"{'down_read' if mode == 'r' else 'down_write'}({name})"
+                else:
+                    call = f"mutex_lock({name})"
+                out.append((th.name, act.function, call, prog.threads[u].name))
+        return out
 
     def _footprints(self) -> tuple[list[frozenset[Field]], list[frozenset[Field]]]:
         shared = set(self.program.shared)

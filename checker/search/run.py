@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from checker.lang.design import Design, Scenario
+from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
+from checker.report.objects import freed_by
 from checker.report.results import (
     BOUNDED,
     BUILTIN_PROPERTIES,
@@ -74,7 +76,10 @@ def replay_trace(program: Program, actions: list[int], model: ProgramModel | Non
         s = n
     if expect_state is not None and s != expect_state:
         raise ReplayError("replay reached a different state than the search (nondeterministic model; please report)")
-    return Trace([t.name for t in program.threads], steps, list(actions), final)
+    trace = Trace([t.name for t in program.threads], steps, list(actions), final)
+    s0 = model.init_states()[0]
+    trace.initial = [(f.name, f.show(f.get(s0))) for f in program.layout.fields if _shown(f)]
+    return trace
 
 
 def _held(program: Program, t: int, state: int) -> list[str]:
@@ -94,15 +99,22 @@ def _held(program: Program, t: int, state: int) -> list[str]:
 HIDDEN_KINDS = ("pc", "owner")
 
 
+def _shown(f: Field) -> bool:
+    """Fields a trace shows: not pcs, lock owners or rwsem reader bits (the held column shows those)."""
+    return not (f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name)
+
+
 def _step(program: Program, index: int, aid: int, before: int, after: int, note: str = "") -> TraceStep:
     act = program.actions[aid]
     changes = []
     for f, old, new in program.layout.diff(before, after):
-        if f.kind in HIDDEN_KINDS or f.name.endswith("]") and ".reader[" in f.name:
+        if not _shown(f):
             continue
         changes.append((f.name, f.show(old), f.show(new)))
+    values = state_values(program.layout.fields, before)
+    text = act.shown_text(lambda cond: bool(evaluate(cond, values)))  # the branch that ran
     th = program.threads[act.thread]
-    return TraceStep(index, th.name, act.function, act.operation, act.text,
+    return TraceStep(index, th.name, act.function, act.operation, text,
                      _held(program, act.thread, after), changes, note, th.labels[act.label])
 
 
@@ -218,6 +230,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             pr.status, pr.trace = VIOLATED, trace_of(name)
             assert pr.trace is not None
             pr.trace.waits = model.wait_lines(found[name].state)
+            pr.trace.blocked = model.blocked(found[name].state)
             pr.trace.final = "deadlock: no thread can move"
             pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); shortest trace shown)"
         elif name == "lock-order" and (cycles or name in found):
@@ -232,6 +245,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
                     pr.trace = next((x.trace for x in out if x.name == "deadlock"), None) or trace_of("deadlock")
                     if pr.trace is not None and not pr.trace.waits:  # deadlock itself not selected
                         pr.trace.waits = model.wait_lines(found["deadlock"].state)
+                        pr.trace.blocked = model.blocked(found["deadlock"].state)
                         pr.trace.final = "deadlock: no thread can move"
             else:
                 pr.detail = found[name].message
@@ -242,7 +256,7 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             if name == "memory-safety" and f.action < 0:
                 pr.detail = "leak: " + ", ".join(model.leaked(f.state)) + " still alive when every thread finished"
             else:
-                pr.detail = f.message
+                pr.detail = f.message + (freed_by(pr.trace, f.message) if name == "memory-safety" else "")
         elif name == "data-race" and not program.shared:
             pr.status, pr.detail = NOT_APPLICABLE, "no shared fields declared in this model: nothing to check"
         elif name == "memory-safety" and not _has_objects(program):

@@ -24,10 +24,12 @@ from checker.spec import safe_yaml
 from checker.spec.errors import SpecError, SpecErrors, closest, did_you_mean
 from checker.spec.options import OPTION_TYPES
 from checker.spec.registry import Registry
+from checker.spec.userprops import ExprSyntaxError, UserProperty, parse
 
 TOP_KEYS = ("name", "design", "description", "program", "constants", "threads", "properties", "check", "prove")
 THREAD_KEYS = ("name", "run", "cyclic")
-PROPERTY_KEYS = ("only", "skip")
+PROPERTY_KEYS = ("only", "skip", "always", "sometimes")
+USER_PROPERTY_KEYS = ("name", "expr", "description")
 # prove: block (``apcheck prove``, docs/prove.md): key -> Param type; k and bmc >= 0, timeout > 0
 PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number"}
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
@@ -85,6 +87,8 @@ class LoadedSpec:
     where: dict[str, str]  # dotted spec path -> "file:line:col"
     path: str
     prove: dict[str, Any] = field(default_factory=dict)  # prove: block (lemmas names checked after build)
+    # properties: always/sometimes written in the spec (checker.spec.userprops; names resolved after build)
+    user_properties: tuple[UserProperty, ...] = ()
 
 
 def _tname(v: Any) -> str:
@@ -110,6 +114,8 @@ class _Loader:
         self.registry = registry
         self.errors: list[SpecError] = []
         self.where: dict[str, str] = {}
+        self.lines: list[str] = []
+        self.user_props: list[UserProperty] = []
 
     # ------------------------------------------------------------ helpers
 
@@ -329,6 +335,7 @@ class _Loader:
     # ------------------------------------------------------------ the schema
 
     def load(self, text: str) -> LoadedSpec | None:
+        self.lines = text.splitlines()  # user property errors point inside their expression string
         root = self.compose(text)
         if root is None:
             if not self.errors:
@@ -339,7 +346,7 @@ class _Loader:
             return None
         self.keys(top, root, "", TOP_KEYS, required=("design",))
 
-        name = os.path.splitext(os.path.basename(self.file))[0]
+        name = self.file  # default: the path as given, unique where stems are not (docs/spec-format.md)
         if "name" in top:
             name = self.typed(top["name"], "str", "name")
         description = self.typed(top["description"], "str", "description") if "description" in top else ""
@@ -364,7 +371,7 @@ class _Loader:
             name=name, design=design.name, description=description, constants=constants, threads=threads,
             path=self.file, where=self.where,
         )
-        return LoadedSpec(scenario, design, check, only, skip, self.where, self.file, prove)
+        return LoadedSpec(scenario, design, check, only, skip, self.where, self.file, prove, tuple(self.user_props))
 
     def constants(self, top: dict[str, _Y], root: _Y, design: Design | None) -> dict[str, Any]:
         cy = top.get("constants")
@@ -459,10 +466,39 @@ class _Loader:
             return (), ()
         self.keys(m, py, "properties", PROPERTY_KEYS)
         got: list[tuple[str, ...]] = []
-        for k in PROPERTY_KEYS:
+        for k in ("only", "skip"):
             names = self.typed(m[k], "strs", f"properties.{k}") if k in m else []
             got.append(tuple(names) if isinstance(names, list) else ())
+        for kind in ("always", "sometimes"):
+            for i, item in enumerate(self.as_list(m.get(kind), f"properties.{kind}") or []):
+                self.user_property(item, kind, f"properties.{kind}[{i}]")
         return got[0], got[1]
+
+    def user_property(self, y: _Y, kind: str, path: str) -> None:
+        """One ``{name, expr, description}`` entry; the expression's syntax is checked now, its names after build."""
+        m = self.as_map(y, path, empty_ok=False)
+        if m is None:
+            return
+        self.keys(m, y, path, USER_PROPERTY_KEYS, required=("name", "expr"))
+        values = {k: self.typed(m[k], "str", f"{path}.{k}") for k in USER_PROPERTY_KEYS if k in m}
+        name, text = values.get("name"), values.get("expr")
+        if not isinstance(name, str) or not isinstance(text, str):
+            return
+        if any(p.name == name for p in self.user_props):
+            self.err(m["name"], f"{path}.name", f"duplicate property name {name!r}")
+        ey = m["expr"]
+        line, col = ey.line, ey.col
+        src = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        if src[col - 1:col] in ("'", '"'):  # a quoted scalar: the text starts after the quote
+            col += 1
+        self.mark(ey, f"{path}.expr")
+        try:
+            parse(text)
+        except ExprSyntaxError as e:
+            self.errors.append(SpecError(self.at(line, col + e.offset), f"{path}.expr", e.message))
+            return
+        desc = values.get("description", "")
+        self.user_props.append(UserProperty(name, kind, text, desc if isinstance(desc, str) else "", line, col, path))
 
     def check(self, cy: _Y | None) -> dict[str, Any]:
         m = self.as_map(cy, "check")
@@ -601,3 +637,4 @@ def validate_lemma_names(loaded: LoadedSpec, known: list[str]) -> None:
                            loaded.path, what="lemma")
     if errors:
         raise SpecErrors(errors)
+
