@@ -361,8 +361,9 @@ def test_cli_json_schema(prove_cli: Callable[..., tuple[int, str, str]]) -> None
     code, out, _ = prove_cli("--property", "mutex", "--property", "held0", "--format", "json")
     assert code == 3
     data = json.loads(out)
-    assert list(data) == ["version", "spec", "design", "prove"]
+    assert list(data) == ["version", "spec", "design", "prove", "crosscheck"]
     assert data["version"] == 1 and data["design"] == "mutex-toy"
+    assert data["crosscheck"].startswith("relation checked on all ")  # held0 is PROVED
     keys = ["property", "kind", "status", "detail", "k", "bmc_depth", "lemmas", "assumed", "seconds", "cti", "trace"]
     for p in data["prove"]:
         assert list(p) == keys

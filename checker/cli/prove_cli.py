@@ -17,6 +17,7 @@ import click
 from checker.lang.expr import variables
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
+from checker.prove.crosscheck import DEFAULT_MAX_STATES
 from checker.prove.prove import (
     CTI,
     PROVED,
@@ -143,6 +144,8 @@ def render_text(program: Program, result: ProveResult, spec: str, design: str) -
     if rows:
         parts.append(tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
                                disable_numparse=True))
+    if result.crosscheck:
+        parts.append(f"cross-check before PROVED: {result.crosscheck}")
     for p in result.properties:
         if p.status == VIOLATED and p.trace is not None:
             parts.append(render_trace(replay_trace(program, p.trace), title=f"{p.property}: {p.detail}"))
@@ -201,6 +204,7 @@ def result_to_dict(program: Program, result: ProveResult, spec: str, design: str
         "spec": spec,
         "design": design,
         "prove": [proof_to_dict(program, p) for p in result.properties],
+        "crosscheck": result.crosscheck or None,
     }
 
 
@@ -228,6 +232,9 @@ def register(group: click.Group) -> None:
               help="Solver seconds per property (default 30; 60 per rule with --masks); running out is UNKNOWN.")
 @click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
               help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
+@click.option("--crosscheck-states", "crosscheck_states", type=click.IntRange(min=0), default=None,
+              help="Before PROVED, check the Z3 relation against the explicit successor function on every "
+                   "reachable state up to N (then a sample; default 2000; 0: off).")
 @click.option("--masks", is_flag=True, default=False,
               help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
 @click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
@@ -235,8 +242,8 @@ def register(group: click.Group) -> None:
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
 def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
-          bmc: int | None, timeout: float | None, auto_lemmas: bool, masks: bool, mask_width: int, fmt: str,
-          output: str | None) -> int:
+          bmc: int | None, timeout: float | None, auto_lemmas: bool, crosscheck_states: int | None, masks: bool,
+          mask_width: int, fmt: str, output: str | None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
@@ -263,7 +270,9 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     try:
         result = prove_program(program, list(props) or None, all_lemmas, k=int(settings["k"]),
                                bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]),
-                               auto_lemmas=auto_lemmas)
+                               auto_lemmas=auto_lemmas,
+                               crosscheck_states=DEFAULT_MAX_STATES if crosscheck_states is None
+                               else crosscheck_states)
     except ProveError as e:
         raise SpecError("", "--property" if props else "prove.lemmas", str(e)) from None
     design = loaded.design.name

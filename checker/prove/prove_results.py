@@ -57,6 +57,7 @@ class ProveResult:
     design: str
     properties: list[PropertyProof]
     seconds: float = 0.0
+    crosscheck: str = ""  # what the relation was cross-checked on before PROVED was reported
 
     def exit_code(self) -> int:
         statuses = {p.status for p in self.properties}
