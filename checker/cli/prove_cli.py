@@ -138,8 +138,9 @@ def render_text(program: Program, result: ProveResult, spec: str, design: str) -
 
     rows = []
     for p in result.properties:
+        detail = f"{p.detail} [scope: {p.scope}]" if p.scope else p.detail
         rows.append([p.property, p.status, str(p.k), str(p.bmc_depth), f"{p.seconds:.2f}",
-                     _wrap(p.detail, DETAIL_WIDTH)])
+                     _wrap(detail, DETAIL_WIDTH)])
     parts = [f"spec {spec}  design {design}  prove"]
     if rows:
         parts.append(tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
@@ -187,6 +188,7 @@ def proof_to_dict(program: Program, p: PropertyProof) -> dict[str, Any]:
         "property": p.property,
         "kind": p.kind,
         "status": p.status,
+        "scope": p.scope or None,
         "detail": p.detail,
         "k": p.k,
         "bmc_depth": p.bmc_depth,

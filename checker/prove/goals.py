@@ -150,7 +150,35 @@ def goals_of(program: Program) -> dict[str, Goal]:
     if own is not None:
         out[AUTO_OWNERSHIP] = Goal(AUTO_OWNERSHIP, "derived", own,
                                    description="each thread holds exactly the locks its pc implies (derived)")
+    from checker.prove.derived import (
+        AUTO_DEADLOCK,
+        AUTO_LEAK,
+        AUTO_LOCK_GRAPH,
+        deadlock_free_expr,
+        no_leak_expr,
+    )
+
+    if program.actions:
+        out[AUTO_DEADLOCK] = Goal(AUTO_DEADLOCK, "derived", deadlock_free_expr(program),
+                                  description="deadlock: no state where a thread is unfinished and no step can move")
+    leak = no_leak_expr(program)
+    if leak is not None:
+        out[AUTO_LEAK] = Goal(AUTO_LEAK, "derived", leak,
+                              description="memory-safety: no object alive when every thread has finished (leak)")
+    if program.locks:
+        out[AUTO_LOCK_GRAPH] = Goal(AUTO_LOCK_GRAPH, "graph", None,
+                                    description="lock-order: no cycle in lockdep's acquired-while-holding graph")
     return out
+
+
+DEFAULT_KINDS = ("always", "check", "derived", "graph")
+
+
+def default_goals(goals: dict[str, Goal]) -> list[Goal]:
+    """What ``prove`` proves when no goal is named: the always properties, then the built-in
+    verdicts stated as invariants (check groups, deadlock, leaks, lock-order cycles);
+    ``auto:lock-ownership`` is a helper lemma, not a verdict."""
+    return [g for g in goals.values() if g.kind in DEFAULT_KINDS and g.name != AUTO_OWNERSHIP]
 
 
 def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], what: str) -> list[Goal]:
@@ -163,5 +191,7 @@ def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], wha
             if n in kinds:
                 raise ProveError(f"{what} {n!r} is a {kinds[n]} property; prove handles always properties and checks")
             raise ProveError(f"unknown {what} {n!r}" + did_you_mean(n, sorted(goals)))
+        if what == "lemma" and goals[n].kind == "graph":
+            raise ProveError(f"{n!r} is a property of the lock graph, not a state invariant: it cannot be a lemma")
         out.append(goals[n])
     return out

@@ -55,8 +55,10 @@ from checker.prove.goals import (
     truth,
 )
 from checker.prove.goals import concrete_step as concrete_step
+from checker.prove.goals import default_goals as default_goals
 from checker.prove.goals import goals_of as goals_of
 from checker.prove.goals import ownership_expr as ownership_expr
+from checker.prove.lockgraph import prove_lock_graph
 from checker.prove.prove_results import (  # re-exported: the prover's public result types
     BOUNDED as BOUNDED,
 )
@@ -440,7 +442,7 @@ class _Run:
             if self.budget.check(solver) == z3.unsat:
                 # no run has d steps: BMC has covered every reachable state of this scenario
                 return self.exhaustive(d - 1)
-            todo = list(self.q) if d <= base else [goal]
+            todo = list(self.q)  # the lemmas too, at every depth: a false lemma is named, not assumed
             for f in todo:
                 if f.name in self.false_lemmas:
                     continue
@@ -506,6 +508,25 @@ class _Run:
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)
 
 
+SCOPE_SCENARIO = "this scenario"
+SCOPE_CYCLIC = "cyclic scenario (unbounded repetitions)"
+SCOPE_ALL_SIZES = "all sizes"
+UP_TO_FAILING_CHECK = "runs up to the first failing check"
+
+
+def set_scopes(program: Program, proofs: Sequence[PropertyProof]) -> None:
+    """Say what each PROVED covers. The relation has no successor after a failing check, so
+    unless every check group is PROVED too, a PROVED invariant covers the runs up to the
+    first failing check."""
+    base = SCOPE_CYCLIC if any(th.cyclic for th in program.threads) else SCOPE_SCENARIO
+    props = {c.prop for a in program.actions for c in a.checks}
+    proved = {p.property for p in proofs if p.status == PROVED}
+    caveat = any(CHECK_PREFIX + prop not in proved for prop in props)
+    for p in proofs:
+        if p.status == PROVED:
+            p.scope = f"{base}; {UP_TO_FAILING_CHECK}" if caveat else base
+
+
 def prove_program(program: Program, property_names: Sequence[str] | None = None, lemmas: Sequence[str] = (),
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
                   explicit_replay: bool = True, auto_lemmas: bool = True,
@@ -527,14 +548,16 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
     if property_names:
         goals = _resolve(program, property_names, prover.goals, "property")
     else:
-        goals = [g for g in prover.goals.values() if g.kind == "always"]
+        goals = default_goals(prover.goals)
     lem = _resolve(program, lemmas, prover.goals, "lemma")
     own = prover.goals.get(AUTO_OWNERSHIP)
     if auto_lemmas and own is not None:
         pre = prover.prove(own, (), 1, 0)
         if pre.status == PROVED:
             prover.assumed.append(own)
-    out = [prover.prove(g, lem, k, bmc_depth) for g in goals]
+    out = [prove_lock_graph(prover, g, lem, k, bmc_depth) if g.kind == "graph" else prover.prove(g, lem, k, bmc_depth)
+           for g in goals]
+    set_scopes(program, out)
     checked = None
     if crosscheck_states > 0 and any(p.status == PROVED for p in out):
         checked = prover.crosscheck(crosscheck_states)

@@ -50,6 +50,7 @@ class PropertyProof:
     trace: list[int] | None = None  # VIOLATED: action ids from the initial state
     seconds: float = 0.0
     description: str = ""
+    scope: str = ""  # PROVED: "this scenario", "cyclic scenario (unbounded repetitions)" or "all sizes" (+ caveat)
 
 
 @dataclass
