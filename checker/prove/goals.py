@@ -17,7 +17,7 @@ from checker.lang.expr import And, Expr, Implies, Nary, Not
 from checker.lang.layout import Field
 from checker.lang.program import Action, Program
 from checker.prove.symbolic import Encoding, StateVars
-from checker.prove.z3expr import expr_text
+from checker.prove.z3expr import expr_text, field_var, literal
 from checker.search.pycompile import evaluate
 
 CHECK_PREFIX = "check:"
@@ -79,13 +79,26 @@ class Goal:
     expr: Expr | None  # always, derived: the invariant
     check_prop: str = ""  # check: the Check.prop group
     description: str = ""
+    # found: a Z3 formula over one state's variables (a Spacer invariant), evaluated concretely by substitution
+    formula: Callable[[StateVars], z3.BoolRef] | None = None
 
     def z3_holds(self, enc: Encoding, vs: StateVars) -> z3.BoolRef:
+        if self.formula is not None:
+            return self.formula(vs)
         if self.expr is not None:
             return enc.holds(self.expr, vs)
         return z3.Not(enc.bad_transition(vs, [self.check_prop]))
 
     def holds(self, program: Program, values: Values) -> bool:
+        if self.formula is not None:
+            vs = StateVars("concrete", {f: field_var(f, "concrete") for f in values})
+            pairs = [(vs[f], literal(f.sort, v)) for f, v in values.items()]
+            ground = z3.simplify(z3.substitute(self.formula(vs), *pairs))
+            if z3.is_true(ground) or z3.is_false(ground):
+                return bool(z3.is_true(ground))
+            solver = z3.Solver()  # quantifiers left (Spacer's invariants may have them): decide the closed formula
+            solver.add(z3.Not(ground))
+            return bool(solver.check() == z3.unsat)
         if self.expr is not None:
             return truth(self.expr, values)
         return not any(self.check_prop in concrete_step(program, values, a).bad for a in program.actions)
@@ -96,6 +109,8 @@ class Goal:
         return ()
 
     def text(self) -> str:
+        if self.formula is not None:
+            return "a found invariant"
         if self.expr is not None:
             return expr_text(self.expr)
         return f"no step fails a {self.check_prop} check"

@@ -86,6 +86,7 @@ from checker.prove.prove_results import (
 from checker.prove.prove_results import (
     ProveResult as ProveResult,
 )
+from checker.prove.spacer import FoundLemmaError, invariant_goal, parse_found, prove_with_spacer
 from checker.prove.symbolic import Encoding
 from checker.prove.z3expr import expr_text, model_value
 
@@ -144,7 +145,9 @@ class Prover:
         if hit is None:
             from checker.lang.expr import variables
 
-            if g.expr is not None:
+            if g.formula is not None:
+                hit = set(self.program.layout.fields)  # a Z3 formula: no syntactic frame
+            elif g.expr is not None:
                 hit = {f for f in variables(g.expr) if isinstance(f, Field)}
             else:
                 hit = set()
@@ -508,6 +511,21 @@ class _Run:
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)
 
 
+def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
+    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
+    goals = goals_of(program)
+    out: dict[str, list[Goal]] = {}
+    for i, text in enumerate(texts):
+        try:
+            name, formula = parse_found(program.layout.fields, text)
+        except FoundLemmaError as e:
+            raise ProveError(f"found[{i}]: {e}") from None
+        if name not in goals:
+            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
+        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
+    return out
+
+
 SCOPE_SCENARIO = "this scenario"
 SCOPE_CYCLIC = "cyclic scenario (unbounded repetitions)"
 SCOPE_ALL_SIZES = "all sizes"
@@ -530,7 +548,8 @@ def set_scopes(program: Program, proofs: Sequence[PropertyProof]) -> None:
 def prove_program(program: Program, property_names: Sequence[str] | None = None, lemmas: Sequence[str] = (),
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
                   explicit_replay: bool = True, auto_lemmas: bool = True,
-                  crosscheck_states: int = DEFAULT_MAX_STATES) -> ProveResult:
+                  crosscheck_states: int = DEFAULT_MAX_STATES, engine: str = "induction",
+                  found: Sequence[str] = ()) -> ProveResult:
     """Prove the named goals (default: every ``always`` property) of ``program``.
 
     ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
@@ -555,13 +574,25 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
         pre = prover.prove(own, (), 1, 0)
         if pre.status == PROVED:
             prover.assumed.append(own)
-    out = [prove_lock_graph(prover, g, lem, k, bmc_depth) if g.kind == "graph" else prover.prove(g, lem, k, bmc_depth)
-           for g in goals]
+    saved_lemmas = found_lemmas(program, found)
+    out: list[PropertyProof] = []
+    new_found: list[str] = []
+    for g in goals:
+        if g.kind == "graph":
+            out.append(prove_lock_graph(prover, g, lem, k, bmc_depth))
+        elif engine == "spacer":
+            proof, text = prove_with_spacer(prover, g, lem, k, bmc_depth)
+            out.append(proof)
+            if text is not None:
+                new_found.append(text)
+        else:
+            out.append(prover.prove(g, [*lem, *saved_lemmas.get(g.name, [])], k, bmc_depth))
     set_scopes(program, out)
     checked = None
     if crosscheck_states > 0 and any(p.status == PROVED for p in out):
         checked = prover.crosscheck(crosscheck_states)
     res = ProveResult(program.name, out, time.monotonic() - t0)
+    res.found = new_found
     if checked is not None:
         res.crosscheck = checked.text()
     return res

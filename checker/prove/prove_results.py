@@ -59,6 +59,7 @@ class ProveResult:
     properties: list[PropertyProof]
     seconds: float = 0.0
     crosscheck: str = ""  # what the relation was cross-checked on before PROVED was reported
+    found: list[str] = field(default_factory=list)  # --engine spacer: re-checked invariants, as saved text
 
     def exit_code(self) -> int:
         statuses = {p.status for p in self.properties}
