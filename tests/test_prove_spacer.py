@@ -40,9 +40,10 @@ def test_spacer_proves_what_induction_cannot_and_finds_violations() -> None:
 
 
 def test_a_wrong_invariant_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Spacer's answer is re-checked: 'true' is not inductive with mutex, so no PROVED."""
+    """Spacer's answer is re-checked: neither 'true' nor 'cs0 or not cs0' is inductive with mutex."""
     def wrong(*_: object) -> SpacerOutcome:
-        return SpacerOutcome("proved", z3.BoolVal(True), 0.0)
+        cs0 = z3.Bool("cs0")
+        return SpacerOutcome("proved", [z3.BoolVal(True), z3.Or(cs0, z3.Not(cs0))], 0.0)
 
     monkeypatch.setattr(spacer, "spacer_invariant", wrong)
     res = prove_program(mutex_program(), ["mutex"], engine="spacer")
@@ -53,7 +54,7 @@ def test_a_wrong_invariant_is_not_counted(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_timeout_keeps_the_hand_lemmas(monkeypatch: pytest.MonkeyPatch) -> None:
     def timeout(*_: object) -> SpacerOutcome:
-        return SpacerOutcome("unknown", None, 30.0, "timeout")
+        return SpacerOutcome("unknown", [], 30.0, "timeout")
 
     monkeypatch.setattr(spacer, "spacer_invariant", timeout)
     hand = prove_program(mutex_program(), ["mutex"], ["held0", "held1", "csat0", "csat1"], engine="spacer")

@@ -45,7 +45,9 @@ class FoundLemmaError(ValueError):
 @dataclass
 class SpacerOutcome:
     status: str  # proved | reachable | unknown
-    invariant: z3.BoolRef | None  # over the field constants (``field_var(f)``), when proved
+    # proved: candidate invariants over the field constants (``field_var(f)``), cheapest first; the
+    # first one the re-check accepts counts
+    candidates: list[z3.BoolRef]
     seconds: float
     reason: str = ""
 
@@ -77,17 +79,32 @@ def spacer_invariant(enc: Encoding, goal: Goal, assumed: Sequence[Goal], timeout
     try:
         r = fp.query(z3.And(inv(*pre), z3.Not(goal.z3_holds(enc, s))))
     except z3.Z3Exception as e:  # Spacer gives up with an exception on some canceled queries
-        return SpacerOutcome("unknown", None, time.monotonic() - t0, str(e))
+        return SpacerOutcome("unknown", [], time.monotonic() - t0, str(e))
     secs = time.monotonic() - t0
     if r == z3.sat:
-        return SpacerOutcome("reachable", None, secs)
+        return SpacerOutcome("reachable", [], secs)
     if r == z3.unknown:
         why = fp.reason_unknown()
-        return SpacerOutcome("unknown", None, secs, why.decode() if isinstance(why, bytes) else str(why))
-    formula = _answer_formula(fp.get_answer(), inv, _field_consts(fields))
-    if formula is None:
-        return SpacerOutcome("unknown", None, secs, f"unexpected answer shape: {fp.get_answer()}"[:200])
-    return SpacerOutcome("proved", formula, secs)
+        return SpacerOutcome("unknown", [], secs, why.decode() if isinstance(why, bytes) else str(why))
+    consts = _field_consts(fields)
+    answer = _answer_formula(fp.get_answer(), inv, consts)
+    # When Spacer closes the query without building frames (a scenario whose runs are all finite),
+    # its answer is the reachable set with existentials; the lemmas "at infinity", or plain
+    # true (the goal is inductive under the proved invariants), are the cheap candidates then.
+    candidates: list[z3.BoolRef] = []
+    if answer is not None and not _has_quantifier(answer):
+        candidates.append(answer)
+    else:
+        candidates += [z3.substitute_vars(fp.get_cover_delta(-1, inv), *consts), z3.BoolVal(True)]
+        if answer is not None:
+            candidates.append(answer)
+    return SpacerOutcome("proved", candidates, secs)
+
+
+def _has_quantifier(e: z3.ExprRef) -> bool:
+    if z3.is_quantifier(e):
+        return True
+    return any(_has_quantifier(c) for c in e.children())
 
 
 def _answer_formula(ans: z3.ExprRef, inv: z3.FuncDeclRef, consts: list[z3.ExprRef]) -> z3.BoolRef | None:
@@ -164,18 +181,23 @@ def prove_with_spacer(prover: object, goal: Goal, hand_lemmas: Sequence[Goal], k
     spent = f"{out.seconds:.1f} s"
     saved: str | None = None
     if out.status == "proved":
-        assert out.invariant is not None
-        lemma = invariant_goal(prover.enc.fields, out.invariant, f"spacer[{goal.name}]")
-        proof = prover.prove(goal, [lemma], 1, 0)
-        n = conjunct_count(out.invariant)
-        if proof.status == PROVED:
-            proof.detail = (f"Spacer invariant ({n} conjunct{'s' if n != 1 else ''}, {spent}), re-checked by "
-                            f"initiation and consecution; holds in every reachable state")
-            saved = invariant_text(goal.name, out.invariant)
+        proof = PropertyProof(goal.name, goal.kind, UNKNOWN, "Spacer gave no candidate", k, 0)
+        for formula in out.candidates:
+            lemma = invariant_goal(prover.enc.fields, formula, f"spacer[{goal.name}]")
+            proof = prover.prove(goal, [lemma], 1, 0)
+            if proof.status == PROVED and z3.is_true(formula):
+                proof.detail = f"Spacer ({spent}): no strengthening needed, the goal is inductive as stated " \
+                               f"(re-checked); holds in every reachable state"
+                proof.lemmas = []
+                break
+            if proof.status == PROVED:
+                n = conjunct_count(formula)
+                proof.detail = (f"Spacer invariant ({n} conjunct{'s' if n != 1 else ''}, {spent}), re-checked by "
+                                f"initiation and consecution; holds in every reachable state")
+                saved = invariant_text(goal.name, formula)
+                break
         else:
             proof.detail = f"Spacer's invariant failed the re-check ({proof.status}: {proof.detail})"
-            if proof.status == PROVED:  # pragma: no cover - guarded above
-                proof.status = UNKNOWN
     elif out.status == "reachable":
         proof = prover.prove(goal, (), 0, max(bmc, SPACER_BMC))
         if proof.status != VIOLATED:
