@@ -266,7 +266,9 @@ def test_timeout_is_unknown_never_proved() -> None:
 def test_default_goals_and_unknown_names() -> None:
     prog = twin_counter()
     res = prove_program(prog)
-    assert [p.property for p in res.properties] == ["x_not_3", "not_1_2", "same", "x_not_2"]
+    # the always properties, then the built-in verdicts stated as invariants
+    assert [p.property for p in res.properties] == ["x_not_3", "not_1_2", "same", "x_not_2", "check:range",
+                                                    "auto:deadlock-free"]
     assert res.exit_code() == 3  # CTIs, no violation found without BMC
     with pytest.raises(ProveError, match="did you mean 'same'"):
         prove_program(prog, ["sme"])
@@ -361,13 +363,18 @@ def test_cli_json_schema(prove_cli: Callable[..., tuple[int, str, str]]) -> None
     code, out, _ = prove_cli("--property", "mutex", "--property", "held0", "--format", "json")
     assert code == 3
     data = json.loads(out)
-    assert list(data) == ["version", "spec", "design", "prove"]
+    assert list(data) == ["version", "spec", "design", "prove", "crosscheck"]
     assert data["version"] == 1 and data["design"] == "mutex-toy"
-    keys = ["property", "kind", "status", "detail", "k", "bmc_depth", "lemmas", "assumed", "seconds", "cti", "trace"]
+    assert data["crosscheck"].startswith("relation checked on all ")  # held0 is PROVED
+    keys = ["property", "kind", "status", "scope", "detail", "k", "bmc_depth", "lemmas", "assumed", "seconds", "cti",
+            "trace"]
     for p in data["prove"]:
         assert list(p) == keys
     mutex, held = data["prove"]
     assert held["status"] == PROVED and held["cti"] is None and held["trace"] is None
+    # check:lock-order was not proved in this run: the proof covers the runs up to the first failing check
+    assert held["scope"] == "cyclic scenario (unbounded repetitions); runs up to the first failing check"
+    assert mutex["scope"] is None
     assert mutex["status"] == CTI
     cti = mutex["cti"]
     assert list(cti) == ["invariant", "pre", "action", "post", "failing_conjunct", "post_failure", "k", "path"]

@@ -18,6 +18,7 @@ from checker.cli.params import Seconds
 from checker.lang.expr import variables
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
+from checker.prove.crosscheck import DEFAULT_MAX_STATES
 from checker.prove.prove import (
     CTI,
     PROVED,
@@ -138,12 +139,15 @@ def render_text(program: Program, result: ProveResult, spec: str, design: str) -
 
     rows = []
     for p in result.properties:
+        detail = f"{p.detail} [scope: {p.scope}]" if p.scope else p.detail
         rows.append([p.property, p.status, str(p.k), str(p.bmc_depth), f"{p.seconds:.2f}",
-                     _wrap(p.detail, DETAIL_WIDTH)])
+                     _wrap(detail, DETAIL_WIDTH)])
     parts = [f"spec {spec}  design {design}  prove"]
     if rows:
         parts.append(tabulate(rows, headers=["property", "status", "k", "bmc", "seconds", "detail"], tablefmt="simple",
                                disable_numparse=True))
+    if result.crosscheck:
+        parts.append(f"cross-check before PROVED: {result.crosscheck}")
     for p in result.properties:
         if p.status == VIOLATED and p.trace is not None:
             parts.append(render_trace(replay_trace(program, p.trace), title=f"{p.property}: {p.detail}"))
@@ -185,6 +189,7 @@ def proof_to_dict(program: Program, p: PropertyProof) -> dict[str, Any]:
         "property": p.property,
         "kind": p.kind,
         "status": p.status,
+        "scope": p.scope or None,
         "detail": p.detail,
         "k": p.k,
         "bmc_depth": p.bmc_depth,
@@ -202,6 +207,7 @@ def result_to_dict(program: Program, result: ProveResult, spec: str, design: str
         "spec": spec,
         "design": design,
         "prove": [proof_to_dict(program, p) for p in result.properties],
+        "crosscheck": result.crosscheck or None,
     }
 
 
@@ -229,6 +235,15 @@ def register(group: click.Group) -> None:
               help="Solver seconds per property (default 30; 60 per rule with --masks); running out is UNKNOWN.")
 @click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
               help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
+@click.option("--crosscheck-states", "crosscheck_states", type=click.IntRange(min=0), default=None,
+              help="Before PROVED, check the Z3 relation against the explicit successor function on every "
+                   "reachable state up to N (then a sample; default 2000; 0: off).")
+@click.option("--engine", type=click.Choice(["induction", "spacer"]), default="induction", show_default=True,
+              help="spacer: Z3's CHC engine finds an inductive invariant per goal, re-checked by induction.")
+@click.option("--no-lemmas", "no_lemmas", is_flag=True, default=False,
+              help="Ignore the spec's prove: lemmas and found invariants (what Spacer finds alone).")
+@click.option("--save-lemmas", "save_lemmas", is_flag=True, default=False,
+              help="With --engine spacer: write the re-checked invariants into SPEC's prove: found: list.")
 @click.option("--masks", is_flag=True, default=False,
               help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
 @click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
@@ -236,8 +251,8 @@ def register(group: click.Group) -> None:
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
 def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
-          bmc: int | None, timeout: float | None, auto_lemmas: bool, masks: bool, mask_width: int, fmt: str,
-          output: str | None) -> int:
+          bmc: int | None, timeout: float | None, auto_lemmas: bool, crosscheck_states: int | None, engine: str,
+          no_lemmas: bool, save_lemmas: bool, masks: bool, mask_width: int, fmt: str, output: str | None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
@@ -258,18 +273,28 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     errors = unknown_names(lemmas, known, "--lemma", indexed=False, what="lemma")
     if errors:
         raise SpecErrors(errors)
+    if save_lemmas and engine != "spacer":
+        raise click.UsageError("--save-lemmas saves what --engine spacer finds")
     block = getattr(loaded, "prove", None)
     settings = prove_settings(block, k=k, bmc=bmc, timeout=timeout)
-    all_lemmas = tuple(dict.fromkeys(tuple(settings["lemmas"]) + lemmas))
+    spec_lemmas = () if no_lemmas else tuple(settings["lemmas"])
+    found = [] if no_lemmas or not isinstance(block, dict) else list(block.get("found", ()))
+    all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas))
     try:
         result = prove_program(program, list(props) or None, all_lemmas, k=int(settings["k"]),
                                bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]),
-                               auto_lemmas=auto_lemmas)
+                               auto_lemmas=auto_lemmas,
+                               crosscheck_states=DEFAULT_MAX_STATES if crosscheck_states is None
+                               else crosscheck_states, engine=engine, found=found)
     except ProveError as e:
-        raise SpecError("", "--property" if props else "prove.lemmas", str(e)) from None
+        where = "prove.found" if str(e).startswith("found[") else "--property" if props else "prove.lemmas"
+        raise SpecError(loaded.path if where == "prove.found" else "", where, str(e)) from None
     except KeyboardInterrupt:  # Z3 was told to stop (prove._interruptible_check): nothing was proved
         click.echo("apcheck: prove interrupted: no verdict (inconclusive)", err=True)
         return EXIT_INCONCLUSIVE
+    if save_lemmas:
+        saved = save_found(ctx, spec, program, result)
+        click.echo(f"{spec}: prove.found: {saved} invariant{'s' if saved != 1 else ''} saved", err=True)
     design = loaded.design.name
     if fmt == "json":
         text = json.dumps(result_to_dict(program, result, spec, design), indent=2, ensure_ascii=False) + "\n"
@@ -277,6 +302,30 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
         text = render_text(program, result, spec, design)
     write_report(text, output)
     return result.exit_code()
+
+
+def save_found(ctx: click.Context, spec: str, program: Program, result: ProveResult) -> int:
+    """Merge the run's re-checked invariants into SPEC's ``prove: found:`` (one per goal; the run's
+    replace older ones), re-load the spec to make sure it stays valid; returns how many it holds."""
+    from pathlib import Path
+
+    from checker.cli.cli import load
+    from checker.prove.lemmafile import with_found
+    from checker.prove.spacer import parse_found
+
+    path = Path(spec)
+    original = path.read_text(encoding="utf-8")
+    by_goal: dict[str, str] = {}
+    block = getattr(load(ctx, spec), "prove", None) or {}
+    for text in [*block.get("found", ()), *result.found]:
+        by_goal[parse_found(program.layout.fields, text)[0]] = text
+    path.write_text(with_found(original, list(by_goal.values())), encoding="utf-8")
+    try:
+        load(ctx, spec)
+    except Exception:
+        path.write_text(original, encoding="utf-8")
+        raise
+    return len(by_goal)
 
 
 def prove_masks(width: int, timeout: float, fmt: str, output: str | None) -> int:

@@ -24,14 +24,42 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import z3
 
-from checker.lang.expr import And, Expr, Implies, Nary, Not
 from checker.lang.layout import Field
 from checker.lang.program import Action, Program
+from checker.prove.crosscheck import DEFAULT_MAX_STATES, CrossCheckError, CrossCheckReport, crosscheck_relation
+from checker.prove.goals import (  # re-exported: goals and concrete semantics
+    AUTO_OWNERSHIP as AUTO_OWNERSHIP,
+)
+from checker.prove.goals import (
+    CHECK_PREFIX as CHECK_PREFIX,
+)
+from checker.prove.goals import (
+    DisagreementError as DisagreementError,
+)
+from checker.prove.goals import (
+    Goal as Goal,
+)
+from checker.prove.goals import (
+    ProveError as ProveError,
+)
+from checker.prove.goals import (
+    StepOutcome as StepOutcome,
+)
+from checker.prove.goals import (
+    Values,
+    _resolve,
+    concrete_evaluator,
+    truth,
+)
+from checker.prove.goals import concrete_step as concrete_step
+from checker.prove.goals import default_goals as default_goals
+from checker.prove.goals import goals_of as goals_of
+from checker.prove.goals import ownership_expr as ownership_expr
+from checker.prove.lockgraph import prove_lock_graph
 from checker.prove.prove_results import (  # re-exported: the prover's public result types
     BOUNDED as BOUNDED,
 )
@@ -59,156 +87,9 @@ from checker.prove.prove_results import (
 from checker.prove.prove_results import (
     ProveResult as ProveResult,
 )
-from checker.prove.symbolic import Encoding, StateVars
+from checker.prove.spacer import FoundLemmaError, invariant_goal, parse_found, prove_with_spacer
+from checker.prove.symbolic import Encoding
 from checker.prove.z3expr import expr_text, model_value
-from checker.search.pycompile import evaluate
-
-CHECK_PREFIX = "check:"
-
-
-class ProveError(ValueError):
-    """A usage problem: unknown property or lemma name (exit 2)."""
-
-
-class DisagreementError(RuntimeError):
-    """Z3 and the explicit evaluator disagree: an apcheck bug (exit 4)."""
-
-
-# --------------------------------------------------------------------------- concrete evaluation
-
-Values = Mapping[Field, int]
-
-
-def concrete_evaluator() -> Callable[[Expr, Values], int | bool]:
-    """The reference evaluator every Z3 answer is re-checked with (one for the whole engine)."""
-    return evaluate
-
-
-def truth(e: Expr, values: Values) -> bool:
-    return bool(concrete_evaluator()(e, values))
-
-
-@dataclass
-class StepOutcome:
-    enabled: bool
-    bad: list[str]  # props of the checks that fire
-    post: dict[Field, int] | None  # None when disabled or a check fires
-
-
-def concrete_step(program: Program, values: Values, a: Action) -> StepOutcome:
-    """One explicit transition on concrete values (the semantics the encoding must match)."""
-    ev = concrete_evaluator()
-    pc = program.threads[a.thread].pc
-    if values[pc] != a.label or not bool(ev(a.guard, values)):
-        return StepOutcome(False, [], None)
-    bad = [c.prop for c in a.checks if bool(ev(c.bad, values))]
-    if bad:
-        return StepOutcome(True, bad, None)
-    post = dict(values)
-    for f, e in a.updates.items():
-        post[f] = int(ev(e, values))
-    return StepOutcome(True, [], post)
-
-
-# --------------------------------------------------------------------------- goals
-
-
-@dataclass
-class Goal:
-    """A state predicate to prove: an ``always`` property or "no check of kind X fails"."""
-
-    name: str
-    kind: str  # always | check | derived
-    expr: Expr | None  # always, derived: the invariant
-    check_prop: str = ""  # check: the Check.prop group
-    description: str = ""
-
-    def z3_holds(self, enc: Encoding, vs: StateVars) -> z3.BoolRef:
-        if self.expr is not None:
-            return enc.holds(self.expr, vs)
-        return z3.Not(enc.bad_transition(vs, [self.check_prop]))
-
-    def holds(self, program: Program, values: Values) -> bool:
-        if self.expr is not None:
-            return truth(self.expr, values)
-        return not any(self.check_prop in concrete_step(program, values, a).bad for a in program.actions)
-
-    def conjuncts(self) -> tuple[Expr, ...]:
-        if isinstance(self.expr, Nary) and self.expr.op == "and":
-            return self.expr.args
-        return ()
-
-    def text(self) -> str:
-        if self.expr is not None:
-            return expr_text(self.expr)
-        return f"no step fails a {self.check_prop} check"
-
-
-AUTO_OWNERSHIP = "auto:lock-ownership"
-
-
-def ownership_expr(program: Program) -> Expr | None:
-    """"Each thread holds exactly the locks its pc implies", where the held set is static.
-
-    Derived from the program (``heldsets``), never trusted: it is proved by
-    induction before the prover assumes it.
-    """
-    from checker.lang.heldsets import static_held
-    from checker.lang.program import RwSem
-
-    held = static_held(program)
-    terms: list[Expr] = []
-    for th in program.threads:
-        for pc, h in enumerate(held[th.index]):
-            if h is None:
-                continue
-            conds: list[Expr] = []
-            for lk in program.locks:
-                # heldsets slots: 2i = held for writing (or a mutex), 2i + 1 = held for reading
-                if isinstance(lk, RwSem):
-                    wb = lk.writer.var == th.index + 1
-                    conds.append(wb if 2 * lk.index in h else Not(wb))
-                    rd = lk.readers.get(th.index)
-                    if rd is not None:
-                        rb = rd.var == 1
-                        conds.append(rb if 2 * lk.index + 1 in h else Not(rb))
-                else:
-                    hb = lk.owner.var == th.index + 1
-                    conds.append(hb if 2 * lk.index in h else Not(hb))
-            if conds:
-                terms.append(Implies(th.pc.var == pc, And(*conds)))
-    return And(*terms) if terms else None
-
-
-def goals_of(program: Program) -> dict[str, Goal]:
-    out: dict[str, Goal] = {}
-    for p in program.properties:
-        if p.kind == "always":
-            out[p.name] = Goal(p.name, "always", p.expr, description=p.description)
-    props = sorted({c.prop for a in program.actions for c in a.checks})
-    for prop in props:
-        name = CHECK_PREFIX + prop
-        out[name] = Goal(name, "check", None, prop, f"no enabled step fails a {prop} check")
-    own = ownership_expr(program)
-    if own is not None:
-        out[AUTO_OWNERSHIP] = Goal(AUTO_OWNERSHIP, "derived", own,
-                                   description="each thread holds exactly the locks its pc implies (derived)")
-    return out
-
-
-def _resolve(program: Program, names: Sequence[str], goals: dict[str, Goal], what: str) -> list[Goal]:
-    from checker.lang.build import did_you_mean
-
-    out = []
-    for n in names:
-        if n not in goals:
-            kinds = {p.name: p.kind for p in program.properties}
-            if n in kinds:
-                raise ProveError(f"{what} {n!r} is a {kinds[n]} property; prove handles always properties and checks")
-            raise ProveError(f"unknown {what} {n!r}" + did_you_mean(n, sorted(goals)))
-        out.append(goals[n])
-    return out
-
 
 # --------------------------------------------------------------------------- solver plumbing
 
@@ -281,6 +162,7 @@ class Prover:
         self.goals = goals_of(program)
         self._explicit_replay = explicit_replay
         self._succ: Callable[[int], list[tuple[int, int]]] | None = None
+        self._violation_props: list[str] = []
         self._reads: dict[str, set[Field]] = {}
         self.assumed: list[Goal] = []  # invariants already PROVED: sound extra assumptions
 
@@ -290,7 +172,9 @@ class Prover:
         if hit is None:
             from checker.lang.expr import variables
 
-            if g.expr is not None:
+            if g.formula is not None:
+                hit = set(self.program.layout.fields)  # a Z3 formula: no syntactic frame
+            elif g.expr is not None:
                 hit = {f for f in variables(g.expr) if isinstance(f, Field)}
             else:
                 hit = set()
@@ -312,8 +196,21 @@ class Prover:
             except ImportError:  # pragma: no cover - before the explicit engine exists
                 self._explicit_replay = False
                 return None
-            self._succ = compile_program(self.program).succ
+            compiled = compile_program(self.program)
+            self._succ = compiled.succ
+            self._violation_props = [v.prop for v in compiled.violations]
         return self._succ
+
+    def crosscheck(self, max_states: int) -> CrossCheckReport | None:
+        """The Z3 relation allows every transition of the compiled successor function
+        (``checker.prove.crosscheck``); None when explicit replay is off."""
+        succ = self.explicit_succ()
+        if succ is None:
+            return None
+        try:
+            return crosscheck_relation(self.program, self.enc, succ, self._violation_props, max_states)
+        except CrossCheckError as e:
+            raise _disagree(f"the transition relation: {e}") from None
 
     # ---- public
     def prove(self, goal: Goal, lemmas: Sequence[Goal] = (), k: int = 1, bmc_depth: int = 0) -> PropertyProof:
@@ -575,7 +472,7 @@ class _Run:
             if self.budget.check(solver) == z3.unsat:
                 # no run has d steps: BMC has covered every reachable state of this scenario
                 return self.exhaustive(d - 1)
-            todo = list(self.q) if d <= base else [goal]
+            todo = list(self.q)  # the lemmas too, at every depth: a false lemma is named, not assumed
             for f in todo:
                 if f.name in self.false_lemmas:
                     continue
@@ -641,9 +538,45 @@ class _Run:
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)
 
 
+def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
+    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
+    goals = goals_of(program)
+    out: dict[str, list[Goal]] = {}
+    for i, text in enumerate(texts):
+        try:
+            name, formula = parse_found(program.layout.fields, text)
+        except FoundLemmaError as e:
+            raise ProveError(f"found[{i}]: {e}") from None
+        if name not in goals:
+            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
+        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
+    return out
+
+
+SCOPE_SCENARIO = "this scenario"
+SCOPE_CYCLIC = "cyclic scenario (unbounded repetitions)"
+SCOPE_ALL_SIZES = "all sizes"
+UP_TO_FAILING_CHECK = "runs up to the first failing check"
+
+
+def set_scopes(program: Program, proofs: Sequence[PropertyProof]) -> None:
+    """Say what each PROVED covers. The relation has no successor after a failing check, so
+    unless every check group is PROVED too, a PROVED invariant covers the runs up to the
+    first failing check."""
+    base = SCOPE_CYCLIC if any(th.cyclic for th in program.threads) else SCOPE_SCENARIO
+    props = {c.prop for a in program.actions for c in a.checks}
+    proved = {p.property for p in proofs if p.status == PROVED}
+    caveat = any(CHECK_PREFIX + prop not in proved for prop in props)
+    for p in proofs:
+        if p.status == PROVED:
+            p.scope = f"{base}; {UP_TO_FAILING_CHECK}" if caveat else base
+
+
 def prove_program(program: Program, property_names: Sequence[str] | None = None, lemmas: Sequence[str] = (),
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
-                  explicit_replay: bool = True, auto_lemmas: bool = True) -> ProveResult:
+                  explicit_replay: bool = True, auto_lemmas: bool = True,
+                  crosscheck_states: int = DEFAULT_MAX_STATES, engine: str = "induction",
+                  found: Sequence[str] = ()) -> ProveResult:
     """Prove the named goals (default: every ``always`` property) of ``program``.
 
     ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
@@ -651,19 +584,42 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
     time per goal; running out gives UNKNOWN, never PROVED. With
     ``auto_lemmas``, the derived ``auto:lock-ownership`` invariant is proved
     first and, when PROVED, assumed in every other proof (sound: it holds in
-    every reachable state).
+    every reachable state). Before any PROVED is returned, the Z3 relation is
+    cross-checked against the compiled successor function on the reachable
+    states (every one up to ``crosscheck_states``, then a sample; 0 turns the
+    check off); a disagreement raises ``DisagreementError``.
     """
     t0 = time.monotonic()
     prover = Prover(program, timeout_s, explicit_replay)
     if property_names:
         goals = _resolve(program, property_names, prover.goals, "property")
     else:
-        goals = [g for g in prover.goals.values() if g.kind == "always"]
+        goals = default_goals(prover.goals)
     lem = _resolve(program, lemmas, prover.goals, "lemma")
     own = prover.goals.get(AUTO_OWNERSHIP)
     if auto_lemmas and own is not None:
         pre = prover.prove(own, (), 1, 0)
         if pre.status == PROVED:
             prover.assumed.append(own)
-    out = [prover.prove(g, lem, k, bmc_depth) for g in goals]
-    return ProveResult(program.name, out, time.monotonic() - t0)
+    saved_lemmas = found_lemmas(program, found)
+    out: list[PropertyProof] = []
+    new_found: list[str] = []
+    for g in goals:
+        if g.kind == "graph":
+            out.append(prove_lock_graph(prover, g, lem, k, bmc_depth))
+        elif engine == "spacer":
+            proof, text = prove_with_spacer(prover, g, lem, k, bmc_depth)
+            out.append(proof)
+            if text is not None:
+                new_found.append(text)
+        else:
+            out.append(prover.prove(g, [*lem, *saved_lemmas.get(g.name, [])], k, bmc_depth))
+    set_scopes(program, out)
+    checked = None
+    if crosscheck_states > 0 and any(p.status == PROVED for p in out):
+        checked = prover.crosscheck(crosscheck_states)
+    res = ProveResult(program.name, out, time.monotonic() - t0)
+    res.found = new_found
+    if checked is not None:
+        res.crosscheck = checked.text()
+    return res

@@ -50,6 +50,7 @@ class PropertyProof:
     trace: list[int] | None = None  # VIOLATED: action ids from the initial state
     seconds: float = 0.0
     description: str = ""
+    scope: str = ""  # PROVED: "this scenario", "cyclic scenario (unbounded repetitions)" or "all sizes" (+ caveat)
 
 
 @dataclass
@@ -57,6 +58,8 @@ class ProveResult:
     design: str
     properties: list[PropertyProof]
     seconds: float = 0.0
+    crosscheck: str = ""  # what the relation was cross-checked on before PROVED was reported
+    found: list[str] = field(default_factory=list)  # --engine spacer: re-checked invariants, as saved text
 
     def exit_code(self) -> int:
         statuses = {p.status for p in self.properties}

@@ -49,7 +49,8 @@ class Encoding:
     """The Z3 encoding of one Program; expressions are translated on demand and cached per step."""
 
     program: Program
-    _cache: dict[tuple[int, str], z3.ExprRef] = dc_field(default_factory=dict)
+    # keyed by id(expr): the entry keeps the Expr alive, so its id cannot be reused by another one
+    _cache: dict[tuple[int, str], tuple[Expr, z3.ExprRef]] = dc_field(default_factory=dict)
 
     @property
     def fields(self) -> list[Field]:
@@ -64,9 +65,9 @@ class Encoding:
         key = (id(e), vs.step)
         hit = self._cache.get(key)
         if hit is None:
-            hit = to_z3(e, vs.vars)
+            hit = (e, to_z3(e, vs.vars))
             self._cache[key] = hit
-        return hit
+        return hit[1]
 
     def holds(self, e: Expr, vs: StateVars) -> z3.BoolRef:
         return self.expr(e, vs)

@@ -31,7 +31,8 @@ THREAD_KEYS = ("name", "run", "cyclic")
 PROPERTY_KEYS = ("only", "skip", "always", "sometimes")
 USER_PROPERTY_KEYS = ("name", "expr", "description")
 # prove: block (``apcheck prove``, docs/prove.md): key -> Param type; k and bmc >= 0, timeout > 0
-PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number"}
+PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number",
+               "found": "strs"}  # found: Spacer invariants, SMT-LIB (apcheck prove --engine spacer --save-lemmas)
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
 _POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
 
