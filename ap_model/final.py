@@ -91,11 +91,17 @@ class FinalDesign(ApDesign):
         w.lock(t, w.VG, "vfio_device_group_open", index=m)
         b = Body()
         alive = w.mdev_alive(m)
-        w.get_kvm(b, vm, when=alive)
-        b.set(w.vkvm[m], vm, when=alive)
-        w.set_ret(b, t, If(alive, 0, w_e("ENODEV")))
-        w.step(t, "vfio_device_get_kvm_safe", "vfio core: kvm_get_kvm_safe(group->kvm)", body=b,
-               jumps=[(Not(alive), unlock_vg)])
+        # kvm_vfio_release (from kvm_destroy_vm, before the struct kvm is freed) cleared group->kvm, and
+        # kvm_get_kvm_safe takes a reference only while the count is non-zero: no kvm -> vfio_ap's
+        # open_device returns -EINVAL (issue 8 #1)
+        has_kvm = w.kvm_alive(vm)
+        ok = And(alive, has_kvm)
+        w.get_kvm(b, vm, when=ok)
+        b.set(w.vkvm[m], vm, when=ok)
+        w.set_ret(b, t, If(alive, If(has_kvm, 0, w_e("EINVAL")), w_e("ENODEV")))
+        w.step(t, "vfio_device_get_kvm_safe", "vfio core: group->kvm && kvm_get_kvm_safe(group->kvm); "
+                                              "vfio_ap_mdev_open_device: if (!vdev->kvm) return -EINVAL",
+               body=b, jumps=[(Not(ok), unlock_vg)])
         w.lock(t, w.HR, "vfio_ap_mdev_set_kvm", index=vm, kvm_index=vm)
         b = Body()
         b.set(w.hook[vm], m)
@@ -270,8 +276,11 @@ class FinalDesign(ApDesign):
             nxt = w.label(t, "reprobe_next") if n + 1 < len(qs) else w.end_label(t)
             d = w.drv[i, j].var
             res = w.reserved(None, i, j)
-            w.step(t, "__ap_revise_reserved", f"binding of {w.apqn(i, j)} vs apmask/aqmask",
-                   jumps=[(And(d == VFIO, res), to_zc), (And(d == ZCRYPT, Not(res)), to_vf)], goto=nxt)
+            w.lock(t, w.P, "__ap_revise_reserved")
+            w.unlock(t, "__ap_revise_reserved", (w.P, None, None),
+                     text=f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex); "
+                          "reprobe if devres != driver is default",
+                     jumps=[(And(d == VFIO, res), to_zc), (And(d == ZCRYPT, Not(res)), to_vf)], goto=nxt)
             t.label(to_zc)
             self.remove_queue(w, t, i, j)
             self.zcrypt_probe(w, t, i, j)
@@ -281,6 +290,14 @@ class FinalDesign(ApDesign):
             self.probe_queue(w, t, i, j)
             if n + 1 < len(qs):
                 t.label(nxt)
+
+    def device_probe_perms(self, w: World, t: ThreadBuilder, i: int, j: int, zc: str) -> None:
+        """ap_device_probe: devres (APQN reserved for the default drivers) read under ap_perms_mutex;
+        a reserved queue goes to zcrypt (label ``zc``), else on to vfio_ap's probe."""
+        w.lock(t, w.P, "ap_device_probe")
+        w.unlock(t, "ap_device_probe", (w.P, None, None),
+                 text=f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex)",
+                 jumps=[(w.reserved(None, i, j), zc)])
 
     def in_use_locks(self, w: World, t: ThreadBuilder, cond: Expr) -> None:
         w.lock(t, w.G, "vfio_ap_mdev_resource_in_use", when=cond)
@@ -370,9 +387,9 @@ class FinalDesign(ApDesign):
                  text="vfio_ap_mdev_cfg_add: record apm_add; matrix_dev->info = new QCI; unlock")
         for j in range(w.nD):
             zc, nxt = w.label(t, "zc_probe"), w.label(t, "next_q")
-            w.step(t, "ap_scan_bus", f"device_register({w.apqn(x, j)}) -> ap_device_probe",
-                   jumps=[(Or(w.drv[x, j].var != NODRV, Not(w.info_aqm.var.has(j))), nxt),
-                          (w.reserved(None, x, j), zc)])
+            w.step(t, "ap_scan_bus", f"device_register({w.apqn(x, j)})",
+                   jumps=[(Or(w.drv[x, j].var != NODRV, Not(w.info_aqm.var.has(j))), nxt)])
+            self.device_probe_perms(w, t, x, j, zc)
             self.probe_queue(w, t, x, j)
             t.goto(nxt)
             t.label(zc)

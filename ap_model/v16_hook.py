@@ -52,6 +52,7 @@ class V16HookDesign(FinalDesign):
         b = Body()
         w.use_mdev(b, m, "matrix_mdev (open_device)")
         w.lock(t, w.VG, "vfio_device_open", index=m, body=b)
+        w.notifier_open(t, m, vm, "vfio_device_open")
         w.lock(t, w.HR, "vfio_ap_mdev_set_kvm", index=vm, kvm_index=vm)
         b = Body()
         b.set(w.hook[vm], m)

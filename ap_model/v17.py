@@ -106,6 +106,7 @@ class V17Design(FinalDesign):
         b = Body()
         w.use_mdev(b, m, "matrix_mdev (open_device)")
         w.lock(t, w.VG, "vfio_device_open", index=m, body=b)
+        w.notifier_open(t, m, vm, "vfio_device_open")
         w.lock(t, w.G, "vfio_ap_mdev_set_kvm", mode="w")
         w.lock(t, w.KL, "vfio_ap_mdev_set_kvm", index=vm, kvm_index=vm)
         w.lock(t, w.M, "vfio_ap_mdev_set_kvm")

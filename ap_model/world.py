@@ -79,6 +79,8 @@ class Body:
     def __init__(self) -> None:
         self.upd: dict[Field, Expr] = {}
         self.checks: list[Check] = []
+        # (condition, kvm index): the step runs kvm_destroy_vm, which takes that kvm's kvm->lock
+        self.destroys: list[tuple[Expr, IntOrExpr]] = []
 
     def __getitem__(self, f: Field) -> Expr:
         return self.upd.get(f, f.var)
@@ -335,6 +337,11 @@ class World:
         wts = list(waits)
         g = [guard] if guard is not None else []
         me = t.index + 1
+        for last, v in b.destroys:  # kvm_destroy_vm takes kvm->lock: wait for it (self-held: recursive locking)
+            for inst, c in self._instances(self.KL, last, v):
+                stuck = And(c, inst.owner.var != 0)
+                g.append(Not(stuck))
+                wts.append(Wait(f"{inst.name} (in kvm_destroy_vm)", [inst.owner], stuck))
         for item in release:
             lk, cond, idx = item[0], item[1], item[2]
             rmode = item[3] if len(item) > 3 else "w"
@@ -456,12 +463,18 @@ class World:
         b.set_at(self.kvm.refs, v, lambda r: r + 1, when=c)  # type: ignore[arg-type]
 
     def put_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
-        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which frees the struct kvm."""
+        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which frees the struct kvm.
+
+        kvm_destroy_vm takes kvm->lock (and tears down the kvm-vfio device, which calls back into
+        vfio): the last put waits until that kvm->lock is free, and by a thread holding it never
+        returns (issue 8 #6): the step blocks, and the deadlock report names the recursive locking.
+        Nothing is freed while another thread still holds the lock inside the struct kvm."""
         c = when if when is not None else true()
         self.use_kvm(b, v, "kvm_put_kvm", when)
         rc = Select([b[f] for f in self.kvm.refs], v, 0)  # type: ignore[union-attr]
         b.check(And(c, rc == 0), "memory-safety", "kvm refcount underflow")
         last = And(c, rc == 1)
+        b.destroys.append((last, v))
         b.set_at(self.kvm.state, v, 2, when=last)  # FREED
         b.set_at(self.kvm.refs, v, lambda r: If(r > 0, r - 1, 0), when=c)  # type: ignore[arg-type]
 
@@ -546,6 +559,23 @@ class World:
         self.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
                   jumps=jumps)
         return lk.var
+
+    def notifier_open(self, t: ThreadBuilder, m: int, vm: int, function: str) -> str:
+        """Group-notifier era (<= v5.19) open: vfio_register_notifier(VFIO_GROUP_NOTIFY) replays
+        SET_KVM only if group->kvm is set; kvm_vfio_release cleared it before the VM went away, so
+        with the VM gone the open succeeds with no KVM (issue 8 #1). Emits the check and the no-KVM
+        tail (returns 0, unlocks the group); returns the label where the SET_KVM path continues."""
+        go, no_kvm = self.label(t, "set_kvm"), self.label(t, "open_no_kvm")
+        self.step(t, function, "vfio_register_notifier(SET_KVM): replayed if group->kvm",
+                  jumps=[(self.kvm_alive(vm), go)], goto=no_kvm)
+        t.label(no_kvm)
+        b = Body()
+        b.set(self.vopen[m], True)
+        self.set_ret(b, t, 0)
+        self.unlock(t, function, (self.VG, None, m), body=b, text="group->kvm == NULL: no SET_KVM; "
+                    "open returns 0; mutex_unlock(group_lock)", goto=self.end_label(t))
+        t.label(go)
+        return go
 
     def remove_mdev_body(self, b: Body, m: int) -> None:
         """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
