@@ -54,34 +54,53 @@ class V15Design(FinalDesign):
 
     # ------------------------------------------------------------ PQAP: unlocked module hook, kvm_busy wait
     def pqap(self, w: World, t: ThreadBuilder, v: int) -> None:
+        """priv.c handle_pqap (v5.3-v5.14) reads ``vcpu->kvm->arch.crypto.pqap_hook`` afresh for the
+        NULL test, ``->owner`` (try_module_get), ``->hook`` (the call) and ``module_put``; vfio_ap's
+        handle_pqap re-reads it under matrix_dev->lock with a NULL check, then waits for kvm_busy on
+        that mdev (issue 8 #5: a hook cleared in between is a NULL dereference in priv.c)."""
         fl = w.in_pqap_flag(t, v)
         hk = w.local(t, "hook", w.mslots)
-        out, relock, wait = w.label(t, "pqap_out"), w.label(t, "pqap_lock"), w.label(t, "pqap_wait")
+        hook = w.hook[v].var
+        out, unl, check, wait, put = (w.label(t, n) for n in
+                                      ("pqap_out", "pqap_unlock", "pqap_check", "pqap_wait", "pqap_put"))
         b = Body()
         b.set(fl, True)
-        b.set(hk, w.hook[v].var)
-        w.step(t, "handle_pqap", "priv.c: hook = kvm->arch.crypto.pqap_hook (no lock); try_module_get",
-               body=b, jumps=[(w.hook[v].var == -1, out)])
-        h = hk.var
+        w.step(t, "handle_pqap", "priv.c: if (vcpu->kvm->arch.crypto.pqap_hook)", body=b,
+               jumps=[(hook == -1, out)])
+        for what in ("->owner: try_module_get", "->hook(vcpu): call vfio_ap handle_pqap"):
+            b = Body()
+            w.use_mdev(b, hook, f"kvm->arch.crypto.pqap_hook{what.split(':')[0]}")
+            w.step(t, "handle_pqap", f"priv.c: vcpu->kvm->arch.crypto.pqap_hook{what}", body=b)
+        w.lock(t, w.M, "handle_pqap")
         b = Body()
-        w.hook_target_freed(b, h, when=h != -1)
-        t.label(relock)
-        w.lock(t, w.M, "handle_pqap", body=b)
+        b.set(hk, hook)
+        w.hook_target_freed(b, hook, when=hook != -1)
+        w.step(t, "handle_pqap", "vfio_ap: if (!pqap_hook) goto out_unlock; matrix_mdev = container_of(pqap_hook)",
+               body=b, jumps=[(hook == -1, unl)])
+        h = hk.var
+        t.label(check)
         b = Body()
         w.use_mdev(b, h, "matrix_mdev = container_of(pqap_hook)")
         busy = w.busy(h)
         w.hook_target_detached(b, v, h, when=Not(busy))
-        w.unlock(t, "handle_pqap", (w.M, Not(busy), None), body=b, jumps=[(busy, wait)], goto=out,
+        w.unlock(t, "handle_pqap", (w.M, Not(busy), None), body=b, jumps=[(busy, wait)], goto=put,
                  text="vfio_ap: if (matrix_mdev->kvm_busy) wait; if (!matrix_mdev->kvm) goto out; AQIC; unlock")
         t.label(wait)
-        w.unlock(t, "handle_pqap", (w.M, None, None), text="wait_event(kvm_busy == false): mutex_unlock")
+        w.unlock(t, "handle_pqap", (w.M, None, None), text="wait_event_cmd(!kvm_busy): mutex_unlock")
         w.wait_flag(t, "handle_pqap", h)
-        t.goto(relock)
+        w.lock(t, w.M, "handle_pqap")
+        t.goto(check)
+        t.label(unl)
+        w.unlock(t, "handle_pqap", (w.M, None, None), text="vfio_ap: out_unlock: mutex_unlock")
+        t.label(put)
+        b = Body()
+        w.use_mdev(b, hook, "kvm->arch.crypto.pqap_hook->owner")
+        w.step(t, "handle_pqap", "priv.c: module_put(vcpu->kvm->arch.crypto.pqap_hook->owner)", body=b)
         b = Body()
         b.set(fl, False)
         b.set(hk, -1)
         t.label(out)
-        w.step(t, "handle_pqap", "priv.c: module_put", body=b)
+        w.step(t, "handle_pqap", "priv.c: return", body=b)
 
     # ------------------------------------------------------------ masks: kvm->lock taken inside (<= v5.14)
     def set_masks_locked(self, w: World, t: ThreadBuilder, fn: str, kv: Expr | int, apm: Expr | None,
@@ -148,8 +167,10 @@ class V15Design(FinalDesign):
         b.set(w.closing[m], True)
         busy = w.busy(m)
         nokvm = And(Not(busy), w.mkvm[m].var == -1)
-        w.busy_set(b, t, m, True, when=And(Not(busy), w.mkvm[m].var != -1))
-        w.unlock(t, "vfio_ap_mdev_unset_kvm", (w.M, Not(nokvm), None), body=b,
+        detach = And(Not(busy), w.mkvm[m].var != -1)
+        w.busy_set(b, t, m, True, when=detach)
+        # busy: the wait path drops the lock (wait_event); no kvm: the release path does (issue 8 #4)
+        w.unlock(t, "vfio_ap_mdev_unset_kvm", (w.M, detach, None), body=b,
                  jumps=[(busy, wait), (nokvm, done)],
                  text="wait for !kvm_busy; if (kvm) { kvm_busy = true; mutex_unlock }")
         kv = lk.var

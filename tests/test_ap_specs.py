@@ -32,8 +32,9 @@ VIOLATED = {
     "final-config.yaml": set(),
     "v17-hook-registry.yaml": set(),
     "v17-ownership.yaml": set(),
-    "v15-hooks.yaml": {"memory-safety", "data-race", "hook-safe", "one-mdev-per-kvm"},
-    "v16-hooks.yaml": {"memory-safety", "data-race", "hook-safe", "one-mdev-per-kvm"},
+    # unlocked hook: priv.c re-reads the pointer -> NULL dereference there; the vCPU never reaches a bad mdev
+    "v15-hooks.yaml": {"memory-safety", "data-race", "one-mdev-per-kvm"},
+    "v16-hooks.yaml": {"memory-safety", "data-race", "one-mdev-per-kvm"},
     # the last kvm_put_kvm under kvm->lock: kvm_destroy_vm takes kvm->lock again (issue 8 #6)
     "v16-hook-lifecycle.yaml": {"deadlock", "lock-order"},
     "v17-lifecycle.yaml": {"deadlock", "lock-order"},
@@ -47,8 +48,8 @@ VIOLATED = {
     "final-apie.yaml": set(),
     "v16-hook-apie.yaml": set(),
     "v17-apie.yaml": set(),
-    "v15-apie.yaml": {"deadlock", "data-race"},
-    "v16-apie.yaml": {"deadlock", "data-race"},
+    "v15-apie.yaml": {"deadlock", "data-race", "memory-safety"},
+    "v16-apie.yaml": {"deadlock", "data-race", "memory-safety"},
     "v15-ownership.yaml": set(),
     "v16-ownership.yaml": set(),
 }

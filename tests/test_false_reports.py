@@ -143,3 +143,34 @@ threads:
     run: [{adapter_online: {apid: 4}}]
 """)
     assert status(res)["data-race"] == "HOLDS", [p.detail for p in res.properties]
+
+
+def test_4_v15_v16_close_while_kvm_busy_unlocks_once(tmp_path: Path) -> None:
+    """vfio_ap_mdev_release finding kvm_busy set drops matrix_dev->lock once, in wait_event."""
+    for design in ("v15", "v16"):
+        res, _ = run(tmp_path, f"""
+name: close-busy
+design: {design}
+constants: {{vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: admin
+    run: [{{assign_adapter: {{mdev: 0, apid: 4}}}}]
+  - name: qemu
+    run: [{{close_device: {{mdev: 0}}}}]
+""")
+        lo = next(p for p in res.properties if p.name == "lock-order")
+        assert lo.status == "HOLDS", (design, lo.detail)
+
+
+def test_5_unlocked_hook_fails_as_null_dereference_in_priv_c(tmp_path: Path) -> None:
+    """v15/v16 (unlocked per-mdev hook): priv.c re-reads kvm->arch.crypto.pqap_hook for ->owner, ->hook
+    and module_put; vfio_ap re-reads it under matrix_dev->lock with a NULL check. The failure of the
+    interleaving is a NULL dereference in priv.c, not a use after free in vfio_ap."""
+    for spec in ("v15-hooks.yaml", "v16-hooks.yaml"):
+        loaded = load_spec(str(Path(__file__).parent.parent / "specs" / spec), default_registry())
+        res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
+        ms = next(p for p in res.properties if p.name == "memory-safety")
+        assert ms.status == "VIOLATED"
+        assert ms.detail.startswith("NULL dereference of kvm->arch.crypto.pqap_hook->"), ms.detail
+        last = ms.trace.steps[-1]  # type: ignore[union-attr]
+        assert last.function == "handle_pqap" and "priv.c" in last.action, last
