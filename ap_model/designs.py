@@ -18,5 +18,8 @@ def all_designs() -> list[Design]:
         designs += [V15Design(), V16Design()]
     except ImportError:  # pragma: no cover - during development
         pass
-    designs += [V16HookDesign(), V17Design(), V17DataBeforePut(), FinalDesign()]
+    from .eras.linux_6_8 import FINAL, LINUX_6_8
+
+    designs += [V16HookDesign(), V17Design(), V17DataBeforePut(), FINAL, LINUX_6_8]
+    del FinalDesign
     return designs  # type: ignore[return-value]

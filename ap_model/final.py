@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
-from checker.lang.layout import bool_field, ref_field
 from checker.lang.program import ThreadBuilder
 
 from . import rules
@@ -37,16 +36,10 @@ class FinalDesign(ApDesign):
     summary = ("upstream vfio_ap v6.2+: guests_lock -> kvm->lock -> mdevs_lock, per-KVM pqap_hook_rwsem, "
                "shadow APCB filtering, in_use, vfio core kvm ref (vfio-ap-locking.rst; vfio_ap_ops.c 6.2/stable)")
     era = Era(dynamic=True, hook="rwsem", busy=False, matrix_lock="matrix_dev->mdevs_lock", guests_lock="mutex",
-              vfio_lock=True, vfio_kvm_ref=True, masks_take_kvm_lock=False)
+              vfio_lock=True, vfio_kvm_ref=True)
     supported: tuple[str, ...] = DYNAMIC_OPS
     reset_filtered = True  # f848cba767e5 (2023): APIDs filtered out of the shadow are reset
     assign_takes_perms = True  # assign_*_store take ap_perms_mutex first (6.x)
-
-    def declare(self, w: World) -> None:
-        w.pending = [w._var(bool_field(f"mdev{m}.apm_add_pending"), [w.M]) for m in w.mdevs]
-        if w.era.vfio_kvm_ref:
-            w.vkvm = [w._var(ref_field(f"mdev{m}.vfio_device.kvm", w.kslots, w.cfg.attached.get(m, -1)),
-                             [w.VG[m]] if w.VG else []) for m in w.mdevs]
 
     # ------------------------------------------------------------ lock helpers of the era
     def update_locks(self, w: World, t: ThreadBuilder, fn: str, mk: Expr | int, perms: bool = False) -> None:

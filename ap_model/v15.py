@@ -43,7 +43,7 @@ class V15Design(FinalDesign):
     summary = ("v15 dynamic-config series (Apr 2021) on 0cc00c8d4050: one matrix_dev->lock, kvm_busy, "
                "unlocked per-mdev pqap hook, set_masks under matrix_dev->lock (lockdep splat [S-v15])")
     era = Era(dynamic=True, hook="module", busy=True, matrix_lock="matrix_dev->lock", guests_lock="",
-              vfio_lock=False, vfio_kvm_ref=False, masks_take_kvm_lock=True)
+              vfio_lock=False, vfio_kvm_ref=False)
     supported = SERIES_OPS
     _reset_rows: tuple[Expr, Expr] | None = None
     commit_drops_lock = False  # v16: vfio_ap_mdev_commit_apcb drops matrix_dev->lock

@@ -39,7 +39,7 @@ class V16HookDesign(FinalDesign):
     summary = ("v5.15-v5.19: per-KVM kvm->arch.crypto.pqap_hook under pqap_hook_rwsem, kvm->lock -> "
                "matrix_dev->lock, pre-dynamic (1e753732bda6 + 86956e70761b; the design v17 01/15 replaces)")
     era = Era(dynamic=False, hook="rwsem", busy=False, matrix_lock="matrix_dev->lock", guests_lock="",
-              vfio_lock=True, vfio_kvm_ref=False, masks_take_kvm_lock=False)
+              vfio_lock=True, vfio_kvm_ref=False)
     supported = PRE_DYNAMIC_OPS
 
     def declare(self, w: World) -> None:

@@ -28,11 +28,10 @@ from __future__ import annotations
 from typing import Any
 
 from checker.lang.expr import And, Expr, If, Not, Or
-from checker.lang.layout import enum_field, int_field
 from checker.lang.program import ThreadBuilder
 
 from .final import DYNAMIC_OPS, FinalDesign, _attached, w_e
-from .world import HOOK_OWNERS, Body, Era, World
+from .world import Body, Era, World
 
 
 class V17Design(FinalDesign):
@@ -40,16 +39,10 @@ class V17Design(FinalDesign):
     summary = ("v17 series (Oct 2021): global pqap_hook under pqap_hook_lock registered at module load, "
                "kvm->arch.crypto.data, guests_lock rwsem (v17 01/15, 08/15, 09/15; Tony/Halil thread Jan 2022)")
     era = Era(dynamic=True, hook="global", busy=False, matrix_lock="matrix_dev->lock", guests_lock="rwsem",
-              vfio_lock=True, vfio_kvm_ref=False, masks_take_kvm_lock=False)
+              vfio_lock=True, vfio_kvm_ref=False)
     supported = DYNAMIC_OPS + ("vfio_ap_exit", "hook_register_other")
     reset_filtered = False
     assign_takes_perms = False
-
-    def declare(self, w: World) -> None:
-        super().declare(w)
-        loaded = w.cfg.module_loaded
-        w.hook_reg = w._var(enum_field("kvm_s390.pqap_hook", HOOK_OWNERS, "vfio_ap" if loaded else "NULL"), [w.GHL])
-        w.registrations = w._var(int_field("ghost.pqap_hook_registrations", 0, 3, int(loaded)))
 
     def add_properties(self, w: World) -> None:
         super().add_properties(w)
