@@ -3,7 +3,7 @@ assignment validation, shadow filtering with the guest update, hot unplug of an 
 
 from __future__ import annotations
 
-from checker.lang.expr import And, Expr, If, MaskConst, Not
+from checker.lang.expr import And, Expr, If, MaskConst, Not, Or
 from checker.lang.program import ThreadBuilder
 
 from .. import rules
@@ -84,3 +84,16 @@ def unplug_domain(w: World, b: Body, m: int, x: int, when: Expr | None = None, a
     if reset:
         w.reset_mdev_queues(b, m, rows=old_a, cols=MaskConst(w.nD, [x]), when=was)
     return was
+
+
+def attach(w: World, b: Body, m: int, vm: int, apm: Expr, aqm: Expr) -> Expr:
+    """vfio_ap_mdev_set_kvm's critical section: another mdev already has this kvm -> -EPERM (returned:
+    the condition); else kvm_get_kvm, matrix_mdev->kvm = kvm, kvm_arch_crypto_set_masks(apm, aqm), the
+    device is open."""
+    other = Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
+    ok = Not(other)
+    w.get_kvm(b, vm, when=ok)
+    b.set(w.mkvm[m], vm, when=ok)
+    w.set_masks(b, vm, apm, aqm, m, when=ok)
+    b.set(w.vopen[m], True, when=ok)
+    return other

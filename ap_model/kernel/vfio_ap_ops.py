@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import And, Expr, If, Not, Or, Select
+from checker.lang.expr import And, Expr, If, Not, Select
 
 from ..kfunc import K, kernel
 from ..world import Body, E
-from .bodies import assign_body, refresh, unplug_adapter, unplug_domain
+from .bodies import assign_body, attach, refresh, unplug_adapter, unplug_domain
 
 OPS = "drivers/s390/crypto/vfio_ap_ops.c"
 VFIO_GROUP = "drivers/vfio/group.c"
@@ -127,12 +127,7 @@ def vfio_ap_mdev_set_kvm(k: K, mdev: int, vm: int, failed: str) -> None:
     k.call("vfio_ap_mdev_set_kvm:publish_hook", mdev=m, vm=vm)
     k.call("get_update_locks_for_mdev", fn="get_update_locks_for_kvm", mk=vm)
     b = Body()
-    other = Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
-    ok = Not(other)
-    w.get_kvm(b, vm, when=ok)
-    b.set(w.mkvm[m], vm, when=ok)
-    w.set_masks(b, vm, b[w.sapm[m]], b[w.saqm[m]], m, when=ok)
-    b.set(w.vopen[m], True, when=ok)
+    other = attach(w, b, m, vm, b[w.sapm[m]], b[w.saqm[m]])
     k.ret(b, If(other, E["EPERM"], 0))
     k.unlock("vfio_ap_mdev_set_kvm", *k.call("release_update_locks_for_mdev", mk=vm), body=b,
              text="if another mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
