@@ -125,9 +125,11 @@ class K:
         """The label of "return from this operation"."""
         return self.w.end_label(self.t)
 
-    def ret(self, b: Body, value: int | Expr | str) -> None:
-        """The thread's return value (errno name, 0, or an errno expression)."""
-        self.w.set_ret(b, self.t, value)
+    def ret(self, b: Body, value: int | Expr | str, when: Expr | None = None) -> None:
+        """The thread's return value (errno name, 0, or an errno expression), if ``when`` holds."""
+        f = self.w.ret(self.t)
+        if f is not None:
+            b.set(f, E[value] if isinstance(value, str) else value, when=when)
 
     def local(self, name: str, slots: Sequence[str]) -> Any:
         return self.w.local(self.t, name, slots)

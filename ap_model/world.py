@@ -193,7 +193,7 @@ class World:
         # era-specific state: pending host-configuration additions (matrix_mdev->apm_add, since the
         # guests_lock series), the vfio core's own kvm reference (6.2+), v17's global hook registry
         if era.dynamic and era.guests_lock:
-            self.pending = [self._var(bool_field(f"mdev{m}.apm_add_pending"), [self.M]) for m in self.mdevs]
+            self.pending = [self._var(bool_field(f"mdev{m}.apm_add_pending"), [self.G]) for m in self.mdevs]
         if era.vfio_kvm_ref:
             self.vkvm = [self._var(ref_field(f"mdev{m}.vfio_device.kvm", kslots, cfg.attached.get(m, -1)),
                                    [self.VG[m]] if self.VG else []) for m in self.mdevs]
@@ -323,16 +323,17 @@ class World:
 
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
-             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = ()) -> int:
+             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "") -> int:
         """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
 
-        ``kvm_index``: the lock lives in that struct kvm (UAF check)."""
+        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
         name = family_name(lk, index)
         verb = "mutex_lock" if not is_rw(lk) else ("down_read" if mode == "r" else "down_write")
-        return self.step(t, function, f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)], jumps=jumps)
+        return self.step(t, function, text or f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)],
+                         jumps=jumps)
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
@@ -483,19 +484,21 @@ class World:
         t.label(go)
         return go
 
-    def remove_mdev_body(self, b: Body, m: int) -> None:
+    def remove_mdev_body(self, b: Body, m: int, when: Expr | None = None) -> None:
         """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
-        (and shadow), list_del and kfree(matrix_mdev). Shared by every era."""
-        self.use_mdev(b, m, "matrix_mdev (remove)")
-        self.reset_mdev_queues(b, m)
+        (and shadow), list_del and kfree(matrix_mdev). Shared by every era; ``when``: only if it holds."""
+        self.use_mdev(b, m, "matrix_mdev (remove)", when)
+        self.reset_mdev_queues(b, m, when=when)
         upd, chk = self.pb.free(self.mdev, m)
-        b.upd.update(upd)
-        b.checks.extend(chk)
-        for f, width in ((self.apm[m], self.nA), (self.aqm[m], self.nD)):
-            b.set(f, MaskConst(width))
+        for f, v in upd.items():
+            b.set(f, v, when=when)
+        for c in chk:
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
+        fields = [(self.apm[m], self.nA), (self.aqm[m], self.nD)]
         if self.era.dynamic:
-            for f, width in ((self.sapm[m], self.nA), (self.saqm[m], self.nD)):
-                b.set(f, MaskConst(width))
+            fields += [(self.sapm[m], self.nA), (self.saqm[m], self.nD)]
+        for f, width in fields:
+            b.set(f, MaskConst(width), when=when)
 
     def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
                           when: Expr | None = None) -> None:

@@ -39,6 +39,17 @@ def only_run(program: object) -> int:
     return s
 
 
+def executed(program: object) -> list[tuple[str, str]]:
+    """(function, text) of every step of a one-thread scenario's only run."""
+    model = ProgramModel(program)  # type: ignore[arg-type]
+    s, out = model.init_states()[0], []
+    while not model.is_done(s):
+        (aid, s), = model.successors(s)
+        act = program.actions[aid]  # type: ignore[attr-defined]
+        out.append((act.function, act.text))
+    return out
+
+
 def field(program: object, name: str, state: int) -> int:
     f = program.layout[name]  # type: ignore[attr-defined]
     return int(f.get(state))
@@ -174,3 +185,112 @@ def test_5_unlocked_hook_fails_as_null_dereference_in_priv_c(tmp_path: Path) -> 
         assert ms.detail.startswith("NULL dereference of kvm->arch.crypto.pqap_hook->"), ms.detail
         last = ms.trace.steps[-1]  # type: ignore[union-attr]
         assert last.function == "handle_pqap" and "priv.c" in last.action, last
+
+
+STANDBY_UNATTACHED = """
+name: standby
+design: {design}
+constants: {{vms: 1, mdevs: 2, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5", "mdev1: 4 x 5"],
+             attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: bus
+    run: [{{adapter_standby: {{apid: 4}}}}]
+"""
+
+
+def test_7_final_is_one_release(tmp_path: Path) -> None:
+    """final = 6.8: vfio_ap_mdev_cfg_remove locks matrix_mdev->kvm->lock with no NULL check (fixed only by
+    "Fix dereference matrix_mdev->kvm without checking for NULL", 2026), next to the -EPERM stale hook
+    (final-hooks); mainline has the NULL check."""
+    res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="final"))
+    ms = next(p for p in res.properties if p.name == "memory-safety")
+    assert ms.status == "VIOLATED"
+    assert ms.detail == "NULL dereference of matrix_mdev->kvm->lock", ms.detail
+    res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="mainline"))
+    assert status(res)["memory-safety"] == "HOLDS"
+
+
+def test_8_scan_complete_skips_mdevs_with_nothing_pending(tmp_path: Path) -> None:
+    """vfio_ap_on_scan_complete only visits mdevs with a pending apm_add/aqm_add/adm_add: an mdev without the
+    new adapter is not locked (and an unattached one is not dereferenced)."""
+    res, program = run(tmp_path, """
+name: online
+design: mainline
+constants: {vms: 1, mdevs: 2, adapters: [3, 4], domains: [5], config_apm: [3], matrix: ["mdev0: 3 x 5"],
+            attached: ["mdev0 -> kvm0"]}
+threads:
+  - name: bus
+    run: [{adapter_online: {apid: 4}}]
+""")
+    assert status(res)["memory-safety"] == "HOLDS"
+    scan = [text for fn, text in executed(program) if fn == "vfio_ap_on_scan_complete"]
+    # guests_lock taken and released; no mdev has adapter 4 pending: each is skipped, none is locked
+    assert len(scan) == 4 and scan[0] == "mutex_lock(matrix_dev->guests_lock)", scan
+    assert scan[1].startswith("mdev0: nothing added to it: continue;") and scan[2].startswith("mdev1: nothing"), scan
+    assert scan[3] == "unlock(matrix_dev->guests_lock)"
+
+
+def test_8_v15_unassign_trylocks(tmp_path: Path) -> None:
+    """v15's unassign_*_store take matrix_dev->lock with mutex_trylock (-EAGAIN when busy), like assign; v16's
+    unassign takes it with mutex_lock."""
+    for design, verb in (("v15", "mutex_trylock"), ("v16", "mutex_lock")):
+        _, program = run(tmp_path, f"""
+name: unassign
+design: {design}
+constants: {{vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: admin
+    run: [{{unassign_adapter: {{mdev: 0, apid: 3}}}}]
+""")
+        first = next(a for a in program.actions if a.function == "unassign_adapter_store")  # type: ignore[attr-defined]
+        assert first.text == f"{verb}(matrix_dev->lock)", (design, first.text)
+
+
+def test_8_perms_mutex_in_assign(tmp_path: Path) -> None:
+    """v15/v16 assign take ap_perms_mutex inside validation (matrix_dev->lock -> ap_perms_mutex); v17's
+    assign takes none; 6.x assign takes it first (ap_perms_mutex -> guests_lock)."""
+    spec = """
+name: assign
+design: {design}
+constants: {{vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: admin
+    run: [{{assign_adapter: {{mdev: 0, apid: 4}}}}]
+"""
+    for design in ("v15", "v16", "v17", "final"):
+        _, program = run(tmp_path, spec.format(design=design))
+        perms = [(a.function, a.text) for a in program.actions  # type: ignore[attr-defined]
+                 if any(q.lock.name == "ap_perms_mutex" for q in a.acquires)]
+        if design in ("v15", "v16"):
+            assert perms == [("ap_apqn_in_matrix_owned_by_def_drv", "mutex_lock(ap_perms_mutex)")], perms
+        elif design == "v17":
+            assert perms == [], perms
+        else:
+            assert perms == [("assign_adapter_store", "mutex_lock(ap_perms_mutex)")], perms
+
+
+def test_8_v17_module_exit_removes_mdevs(tmp_path: Path) -> None:
+    """v17 vfio_ap_exit: vfio_ap_mdev_unregister removes every mdev (after the last close); an open after
+    the unload finds no device (ENODEV), not a freed mdev."""
+    res, program = run(tmp_path, """
+name: exit
+design: v17
+constants: {vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}
+threads:
+  - name: admin
+    run: [{vfio_ap_exit: {}}, {open_device: {mdev: 0}}]
+""")
+    assert status(res)["memory-safety"] == "HOLDS"
+    end = only_run(program)
+    from ap_model.world import E
+
+    assert field(program, "mdev0.state", end) == 2  # freed by the module exit
+    assert field(program, "admin.ret", end) == E["ENODEV"]
+
+
+def test_8_use_message_names_the_access_once() -> None:
+    """A use-after-free message names the access once (it printed "X (X)")."""
+    loaded = load_spec(str(Path(__file__).parent.parent / "specs" / "final-hooks.yaml"), default_registry())
+    res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
+    ms = next(p for p in res.properties if p.name == "memory-safety")
+    assert ms.detail == "use after free of matrix_mdev = container_of(pqap_hook)", ms.detail

@@ -40,12 +40,14 @@ def vfio_device_open_notifier(k: K, mdev: int, vm: int) -> None:
 
 @kernel(VFIO_MAIN, name="vfio_device_open:entry")
 def open_entry(k: K, mdev: int, vm: int) -> None:
-    """Group lock; register the group notifier: SET_KVM is replayed only if group->kvm is set
-    (kvm_vfio_release clears it before the VM goes away)."""
+    """The device of a removed mdev (or of an unloaded module) cannot be opened: -ENODEV. Group lock;
+    register the group notifier: SET_KVM is replayed only if group->kvm is set (kvm_vfio_release clears it
+    before the VM goes away)."""
     w, m = k.w, mdev
+    alive = w.mdev_alive(m)
     b = Body()
-    w.use_mdev(b, m, "matrix_mdev (open_device)")
-    k.lock(w.VG, "vfio_device_open", index=m, body=b)
+    k.ret(b, E["ENODEV"], when=Not(alive))
+    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())])
     w.notifier_open(k.t, m, vm, "vfio_device_open")
 
 

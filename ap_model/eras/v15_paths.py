@@ -55,7 +55,7 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     w = k.w
     fn = f"assign_{kind}_store"
     end, busy_out = k.end(), k.label("assign_busy")
-    k.t.trylock(w.M, fn, fail=end)
+    again = _trylock(k, fn)
     busy = w.busy(m)
     k.lock(w.P, "ap_apqn_in_matrix_owned_by_def_drv", when=Not(busy), jumps=[(busy, busy_out)])
     b = Body()
@@ -70,17 +70,35 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     k.at(busy_out)
     b = Body()
     k.ret(b, "EBUSY")
-    k.unlock(fn, (w.M, None, None), body=b, text="kvm_busy: -EBUSY; unlock")
+    k.unlock(fn, (w.M, None, None), body=b, text="kvm_busy: -EBUSY; unlock", goto=end)
+    _eagain(k, fn, again)
 
 
-def _unassign(k: K, m: int, kind: str, x: int, resets: bool) -> None:
+def _trylock(k: K, fn: str) -> str:
+    """if (!mutex_trylock(&matrix_dev->lock)) return -EAGAIN; -- returns the failure label."""
+    again = k.label("trylock_failed")
+    k.t.trylock(k.w.M, fn, fail=again)
+    return again
+
+
+def _eagain(k: K, fn: str, again: str) -> None:
+    """The -EAGAIN return of a failed mutex_trylock (the last step the caller emits)."""
+    k.at(again)
+    b = Body()
+    k.ret(b, "EAGAIN")
+    k.step(fn, "mutex_trylock(matrix_dev->lock) failed: return -EAGAIN", body=b)
+
+
+def _unassign(k: K, m: int, kind: str, x: int, v16: bool) -> None:
     """matrix_dev->lock { kvm_busy -> -EBUSY; clear bit; unlink; filter; if the shadow changed and a guest is
-    attached: commit }. ``resets`` (v16): reset the unplugged queues (right away without a guest)."""
+    attached: commit }. v15 takes the lock with mutex_trylock (-EAGAIN); v16 with mutex_lock, and resets the
+    unplugged queues (right away without a guest)."""
     w = k.w
     fn = f"unassign_{kind}_store"
     end = k.end()
-    k.label("unassign_busy")
-    k.lock(w.M, fn)
+    again = "" if v16 else _trylock(k, fn)
+    if v16:
+        k.lock(w.M, fn)
     busy = w.busy(m)
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
@@ -91,16 +109,19 @@ def _unassign(k: K, m: int, kind: str, x: int, resets: bool) -> None:
     need = And(changed, w.mkvm[m].var != -1)
     gone_rows = MaskConst(w.nA, [x]) if kind == "adapter" else old_a
     gone_cols = old_q if kind == "adapter" else MaskConst(w.nD, [x])
-    if resets:
+    if v16:
         w.reset_mdev_queues(b, m, rows=gone_rows, cols=gone_cols, when=And(Not(busy), Not(need)))
     k.ret(b, If(busy, E["EBUSY"], 0))
     k.unlock(fn, (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
              text="if (kvm_busy) -EBUSY; clear bit; unlink; filter; if unchanged or no guest: unlock")
     reset = None
-    if resets:
+    if v16:
         reset = (MaskConst(w.nA, [x]), MaskConst(w.nD, list(range(w.nD)))) if kind == "adapter" else \
             (MaskConst(w.nA, list(range(w.nA))), MaskConst(w.nD, [x]))
     k.call("vfio_ap_mdev_commit_apcb", fn=fn, m=m, reset=reset)
+    if again:
+        k.goto(end)
+        _eagain(k, fn, again)
 
 
 @kernel(OPS, name="assign_adapter_store")

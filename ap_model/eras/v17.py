@@ -171,9 +171,18 @@ def vfio_ap_init_v17(k: K) -> None:
 
 @kernel(DRV)
 def vfio_ap_exit(k: K) -> None:
-    """rmmod (module refcount: no vfio device open): kvm_s390_pqap_hook_unregister under pqap_hook_lock."""
+    """rmmod (module refcount: no vfio device open): vfio_ap_mdev_unregister removes every mdev (the mdev
+    parent goes away), then kvm_s390_pqap_hook_unregister under pqap_hook_lock."""
     w = k.w
     k.step("vfio_ap_exit", "module refcount: no vfio device open", guard=And(*[Not(f.var) for f in w.vopen]))
+    k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
+    k.lock(w.M, "vfio_ap_mdev_remove")
+    b = Body()
+    for m in w.mdevs:
+        w.remove_mdev_body(b, m, when=w.mdev_alive(m))
+    k.unlock("vfio_ap_mdev_remove", (w.M, None, None), (w.G, None, None, "w"), body=b,
+             text="vfio_ap_mdev_unregister -> mdev_unregister_device: vfio_ap_mdev_remove of every mdev "
+                  "(reset queues; list_del; kfree)")
     k.lock(w.GHL, "kvm_s390_pqap_hook_unregister")
     b = Body()
     mine = w.hook_reg.var == 1

@@ -213,17 +213,30 @@ def adapter_removed(k: K, apid: int) -> None:
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:mdev")
 def cfg_remove_mdev(k: K, m: int, x: int) -> None:
-    """One iteration of vfio_ap_mdev_cfg_remove: lock the mdev's kvm->lock (if attached) and mdevs_lock;
-    unplug the removed adapter from the shadow and the guest (no reset: the queues are gone)."""
+    """One iteration of vfio_ap_mdev_cfg_remove over mdev_list: mutex_lock(&matrix_mdev->kvm->lock);
+    mdevs_lock; unplug the removed adapter from the shadow and the guest (no reset: the queues are gone).
+    Which mdevs are visited, and whether matrix_mdev->kvm is checked first, is the hunk ``:visit``."""
     w = k.w
     mk = w.mkvm[m].var
-    att = And(w.mdev_alive(m), mk != -1)
-    k.lock(w.KL, "vfio_ap_on_cfg_changed", when=att, index=mk, kvm_index=mk)
+    visit, text = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
+    nxt = k.label("cfg_remove_next")
+    b = Body()
+    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=visit)
+    k.lock(w.KL, "vfio_ap_on_cfg_changed", when=visit, index=mk, body=b, jumps=[(Not(visit), nxt)],
+           text=f"mdev{m}: {text}")
     k.lock(w.M, "vfio_ap_on_cfg_changed")
     b = Body()
-    unplug_adapter(w, b, m, x, when=w.mdev_alive(m), reset=False)
-    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.KL, att, mk), body=b,
+    unplug_adapter(w, b, m, x, reset=False)
+    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.KL, None, mk), body=b,
              text=f"vfio_ap_mdev_cfg_remove: unplug adapter {w.cfg.adapters[x]} from mdev{m}; unlock")
+    k.at(nxt)
+
+
+@kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
+def cfg_remove_visit(k: K, m: int) -> tuple[Expr, str]:
+    """6.x: every mdev on mdev_list, kvm->lock taken through matrix_mdev->kvm with no NULL check (a NULL
+    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, C text)."""
+    return k.w.mdev_alive(m), "mutex_lock(&matrix_mdev->kvm->lock)"
 
 
 @kernel(AP_BUS, name="ap_scan_bus:adapter_added")
@@ -232,15 +245,14 @@ def adapter_added(k: K, apid: int) -> None:
     info = new QCI), device_register + probe of its queues, then vfio_ap_on_scan_complete."""
     w, x = k.w, apid
     k.lock(w.G, "vfio_ap_on_cfg_changed")
-    k.lock(w.M, "vfio_ap_on_cfg_changed")
     b = Body()
-    for m in w.mdevs:
+    for m in w.mdevs:  # vfio_ap_mdev_cfg_add: apm_add = matrix.apm & added, under guests_lock only
         b.set(w.pending[m], And(w.mdev_alive(m), w.apm[m].var.has(x)))
     b.set(w.info_apm, w.info_apm.var.with_bit(x))
     for j in range(w.nD):  # assumption: a card entering the configuration comes up zeroized
         b.set(w.qdata[x, j], CLEAN)
-    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.G, None, None), body=b,
-             text="vfio_ap_mdev_cfg_add: record apm_add; matrix_dev->info = new QCI; unlock")
+    k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b,
+             text="vfio_ap_mdev_cfg_add: record apm_add per mdev; matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
         zc, nxt = k.label("zc_probe"), k.label("next_q")
         k.step("ap_scan_bus", f"device_register({w.apqn(x, j)})",
@@ -256,20 +268,45 @@ def adapter_added(k: K, apid: int) -> None:
 
 @kernel(OPS)
 def vfio_ap_on_scan_complete(k: K) -> None:
-    """guests_lock { per mdev: kvm->lock -> mdevs_lock { filter; update the guest; clear apm_add } }."""
+    """guests_lock { per mdev with a pending apm_add/aqm_add/adm_add (the others are skipped):
+    vfio_ap_mdev_hot_plug_cfg = kvm->lock -> mdevs_lock { filter; update the guest }; clear the adds }."""
     w = k.w
     k.lock(w.G, "vfio_ap_on_scan_complete")
     for m in w.mdevs:
-        mk = w.mkvm[m].var
-        pend = w.pending[m].var
-        k.lock(w.KL, "vfio_ap_on_scan_complete", when=And(pend, mk != -1), index=mk, kvm_index=mk)
-        k.lock(w.M, "vfio_ap_on_scan_complete")
-        b = Body()
-        k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=pend)
-        b.set(w.pending[m], False)
-        k.unlock("vfio_ap_on_scan_complete", (w.M, None, None), (w.KL, And(pend, mk != -1), mk), body=b,
-                 text=f"mdev{m}: filter matrix; update_guest_apcb; clear apm_add; unlock")
+        nxt = k.label("scan_complete_next")
+        k.call("vfio_ap_mdev_hot_plug_cfg", m=m, skip=nxt)
+        k.at(nxt)
     k.unlock("vfio_ap_on_scan_complete", (w.G, None, None))
+
+
+@kernel(OPS)
+def vfio_ap_mdev_hot_plug_cfg(k: K, m: int, skip: str) -> None:
+    """The mdev's kvm->lock (hunk ``:lock_kvm``); mdevs_lock { filter matrix and control domains; update the
+    guest; reset filtered APIDs }; the caller clears apm_add."""
+    w = k.w
+    mk = w.mkvm[m].var
+    locked = k.call("vfio_ap_mdev_hot_plug_cfg:lock_kvm", m=m, skip=skip)
+    k.lock(w.M, "vfio_ap_on_scan_complete")
+    b = Body()
+    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
+    b.set(w.pending[m], False)
+    k.unlock("vfio_ap_on_scan_complete", (w.M, None, None), (w.KL, locked, mk), body=b,
+             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add")
+
+
+@kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")
+def hot_plug_cfg_lock_kvm(k: K, m: int, skip: str) -> Expr:
+    """6.x: mutex_lock(&matrix_mdev->kvm->lock) with no NULL check (kernel-facts §5 C2). The caller's
+    "nothing added to this mdev: continue" (``skip``) is folded in (guests_lock is held). Returns the
+    condition under which kvm->lock is held."""
+    w = k.w
+    mk = w.mkvm[m].var
+    pend = w.pending[m].var
+    b = Body()
+    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=pend)
+    k.lock(w.KL, "vfio_ap_on_scan_complete", when=pend, index=mk, body=b, jumps=[(Not(pend), skip)],
+           text=f"mdev{m}: nothing added to it: continue; else mutex_lock(&matrix_mdev->kvm->lock)")
+    return pend
 
 
 # ---------------------------------------------------------------- module init

@@ -99,6 +99,7 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     k.at(unlock_vg)
     k.unlock("vfio_device_group_open", (w.VG, None, m), goto=end)
     k.at(failed)
+    k.call("vfio_ap_mdev_set_kvm:error", mdev=m, vm=vm)
     b = Body()
     w.put_kvm(b, vm)
     b.set(w.vkvm[m], -1)
@@ -133,6 +134,12 @@ def vfio_ap_mdev_set_kvm(k: K, mdev: int, vm: int, failed: str) -> None:
              text="if another mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                   "vfio_ap_mdev_update_guest_apcb; release_update_locks_for_kvm",
              jumps=[(other, failed)])
+
+
+@kernel(OPS, name="vfio_ap_mdev_set_kvm:error")
+def set_kvm_error(k: K, mdev: int, vm: int) -> None:
+    """The -EPERM path of 6.x leaves kvm->arch.crypto.pqap_hook naming this mdev (kernel-facts §5 C1): no
+    statement here; mainline's fix puts the old pointer back."""
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm:publish_hook")
@@ -203,7 +210,7 @@ def vfio_ap_mdev_probe(k: K, mdev: int) -> None:
     """echo UUID > create: kzalloc matrix_mdev; list_add(mdev_list) under the matrix lock (ENODEV while the
     module is not loaded: no mdev parent)."""
     w = k.w
-    if not w.cfg.module_loaded:  # the mdev parent exists only once vfio_ap_init succeeded
+    if not w.cfg.module_loaded or "vfio_ap_exit" in w.scenario_ops:  # the mdev parent exists while loaded
         ok, end = w.loaded.var, k.end()
         b = Body()
         k.ret(b, If(ok, 0, E["ENODEV"]))

@@ -197,7 +197,7 @@ def wait_clear(t: ThreadBuilder, function: str, holders: Sequence[Field], names:
 def use_checks(pb: ProgramBuilder, b: Block, pool: Pool, i: IntOrExpr, what: str, when: Expr | None = None) -> None:
     """Dereferencing ``pool[i]``: NULL and use after free (``what`` names the access in messages)."""
     for c in pb.use(pool, i, what):
-        b.check(c.bad if when is None else And(when, c.bad), c.prop, f"{c.message} ({what})")
+        b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
 
 
 def get_ref(pb: ProgramBuilder, b: Block, pool: Pool, i: IntOrExpr, what: str, when: Expr | None = None) -> None:
