@@ -1,9 +1,9 @@
 """Design ``mainline``: 6.8 with the vfio_ap follow-up fixes of 2026 (kernel-facts §5).
 
 - "s390/vfio-ap: Fix dereference matrix_mdev->kvm without checking for NULL" (b01818641bef in one stable
-  tree; kvms390 tree): vfio_ap_mdev_cfg_remove and vfio_ap_mdev_hot_plug_cfg skip an mdev without a guest
-  (``if (!matrix_mdev->kvm) continue;``, as v18 had) -- hunk ``vfio_ap_mdev_cfg_remove:visit`` and
-  function ``vfio_ap_mdev_hot_plug_cfg``.
+  tree; kvms390 tree): vfio_ap_mdev_cfg_remove and vfio_ap_mdev_hot_plug_cfg take kvm->lock only for an
+  mdev with a guest and still update its shadow (the diff was not read: this is the reading that adds no
+  new failure) -- hunks ``vfio_ap_mdev_cfg_remove:visit`` and ``vfio_ap_mdev_hot_plug_cfg:lock_kvm``.
 - "s390/vfio-ap: fix stale pqap_hook pointer on error in vfio_ap_mdev_set_kvm()" (bc833a7b1e7f in the
   kvms390 tree): the -EPERM path no longer leaves kvm->arch.crypto.pqap_hook naming this mdev. The diff was
   not read; modelled as: publish remembers the pointer it replaced, and the error path puts it back under
@@ -24,10 +24,12 @@ from .linux_6_8 import LINUX_6_8
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
-def cfg_remove_visit_checked(k: K, m: int) -> tuple[Expr, str]:
-    """if (!matrix_mdev->kvm) continue; mutex_lock(&matrix_mdev->kvm->lock)."""
-    return And(k.w.mdev_alive(m), k.w.mkvm[m].var != -1), "if (!matrix_mdev->kvm) continue; " \
-                                                           "mutex_lock(&matrix_mdev->kvm->lock)"
+def cfg_remove_visit_checked(k: K, m: int) -> tuple[Expr, Expr, str]:
+    """if (matrix_mdev->kvm) mutex_lock(&matrix_mdev->kvm->lock); the shadow is still updated (assumption:
+    the fix's diff was not read; skipping the mdev instead would leave a removed adapter in the shadow of
+    an mdev without a guest, which set_kvm would then hand to the next guest)."""
+    alive = k.w.mdev_alive(m)
+    return alive, And(alive, k.w.mkvm[m].var != -1), "if (matrix_mdev->kvm) mutex_lock(&matrix_mdev->kvm->lock)"
 
 
 @kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")

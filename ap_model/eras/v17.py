@@ -17,13 +17,14 @@ from typing import Any
 
 from checker.lang.expr import And, Expr, If, Not, Or
 
-from ..kernel.bodies import attach, refresh
+from ..kernel.bodies import attach
 from ..kernel.catalog import operations
 from ..kernel.kvm import PRIV
 from ..kernel.vfio_ap_ops import OPS, attached
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, World
 from .linux_5_15 import open_entry, vfio_device_close_5_15, vfio_device_open_notifier
+from .linux_6_2 import filter_matrix_no_reset
 from .linux_6_8 import LINUX_6_8
 
 DRV = "drivers/s390/crypto/vfio_ap_drv.c"
@@ -143,12 +144,6 @@ def unset_detach_v17(k: K, mdev: int, kv: Expr) -> None:
     k.step("vfio_ap_mdev_unset_kvm", "kvm->arch.crypto.data = NULL; matrix_mdev->kvm = NULL", body=b)
 
 
-@kernel(OPS, name="vfio_ap_mdev_filter_matrix")
-def filter_matrix_v17(k: K, b: Body, m: int, when: Expr | None = None) -> None:
-    """Filter -> shadow; if changed and attached: update the guest (no reset of filtered APIDs yet)."""
-    refresh(k.w, b, m, when=when, reset_filtered=False)
-
-
 @kernel(DRV, name="vfio_ap_init")
 def vfio_ap_init_v17(k: K) -> None:
     """modprobe: kvm_s390_pqap_hook_register(&vfio_ap's hook) under pqap_hook_lock (-EACCES if taken)."""
@@ -223,7 +218,7 @@ V17 = LINUX_6_8.derive(
             vfio_lock=True, vfio_kvm_ref=False),
     override=[get_locks_v17, release_locks_v17, in_use_lock_v17, in_use_unlock_v17, handle_pqap_v17,
               vfio_ap_handle_pqap_v17, vfio_device_open_notifier, set_kvm_v17, vfio_device_close_5_15,
-              unset_kvm_v17, filter_matrix_v17, vfio_ap_init_v17],
+              unset_kvm_v17, filter_matrix_no_reset, vfio_ap_init_v17],
     add=[open_entry, unset_detach_v17, vfio_ap_exit, kvm_s390_pqap_hook_register],
     operations=operations("vfio_ap_exit", "hook_register_other"),
     properties=[one_hook_registrant], doc="docs/designs/v17.md")

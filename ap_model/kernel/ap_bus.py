@@ -162,11 +162,19 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     k.call("get_update_locks_for_mdev", fn="get_update_locks_for_queue", mk=mk)
     b = Body()
     for m in w.mdevs:
-        unplug_adapter(w, b, m, i, when=And(own == m, b[w.sapm[m]].has(i), b[w.saqm[m]].has(j)))
+        k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i, when=And(own == m, b[w.sapm[m]].has(i),
+                                                                           b[w.saqm[m]].has(j)))
     w.reset_queue(b, i, j)
     b.set(w.drv[i, j], NODRV)
     k.unlock("vfio_ap_mdev_remove_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text="if in shadow: unplug APID + set masks + reset its queues; reset q (if configured); unlink; kfree(q)")
+
+
+@kernel(OPS, name="vfio_ap_mdev_remove_queue:unplug")
+def remove_queue_unplug(k: K, b: Body, m: int, i: int, when: Expr) -> None:
+    """The queue was in the shadow: clear its APID, update the guest, and reset every queue of that APID
+    (f009cfa46655, 2024: before it, only the removed queue was reset)."""
+    unplug_adapter(k.w, b, m, i, when=when)
 
 
 @kernel(OPS)
@@ -218,25 +226,26 @@ def cfg_remove_mdev(k: K, m: int, x: int) -> None:
     Which mdevs are visited, and whether matrix_mdev->kvm is checked first, is the hunk ``:visit``."""
     w = k.w
     mk = w.mkvm[m].var
-    visit, text = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
+    visit, lock_kvm, text = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
     nxt = k.label("cfg_remove_next")
     b = Body()
-    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=visit)
-    k.lock(w.KL, "vfio_ap_on_cfg_changed", when=visit, index=mk, body=b, jumps=[(Not(visit), nxt)],
+    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=lock_kvm)
+    k.lock(w.KL, "vfio_ap_on_cfg_changed", when=lock_kvm, index=mk, body=b, jumps=[(Not(visit), nxt)],
            text=f"mdev{m}: {text}")
     k.lock(w.M, "vfio_ap_on_cfg_changed")
     b = Body()
     unplug_adapter(w, b, m, x, reset=False)
-    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.KL, None, mk), body=b,
+    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.KL, lock_kvm, mk), body=b,
              text=f"vfio_ap_mdev_cfg_remove: unplug adapter {w.cfg.adapters[x]} from mdev{m}; unlock")
     k.at(nxt)
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
-def cfg_remove_visit(k: K, m: int) -> tuple[Expr, str]:
+def cfg_remove_visit(k: K, m: int) -> tuple[Expr, Expr, str]:
     """6.x: every mdev on mdev_list, kvm->lock taken through matrix_mdev->kvm with no NULL check (a NULL
-    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, C text)."""
-    return k.w.mdev_alive(m), "mutex_lock(&matrix_mdev->kvm->lock)"
+    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, kvm->lock taken, C text)."""
+    alive = k.w.mdev_alive(m)
+    return alive, alive, "mutex_lock(&matrix_mdev->kvm->lock)"
 
 
 @kernel(AP_BUS, name="ap_scan_bus:adapter_added")
