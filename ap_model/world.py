@@ -43,7 +43,7 @@ from checker.lang.block import (
     use_checks,
     wait_clear,
 )
-from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, Or, Select, lift
+from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
 from checker.lang.layout import Field, bool_field, enum_field, int_field, mask_field, ref_field
 from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
@@ -357,7 +357,17 @@ class World:
         b.set_at([fl.holder for fl in self.BUSY], m, value, when)
 
     def busy(self, m: IntOrExpr) -> Expr:
+        """matrix_mdev->kvm_busy of mdev ``m`` (false in an era without the flag)."""
+        if not self.BUSY:
+            return Const(False, BOOL)
         return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
+
+    def guest_masks(self, m: int) -> tuple[Expr, Expr]:
+        """What set_kvm hands to kvm_arch_crypto_set_masks: the shadow APCB where the era has one (dynamic
+        series), else the assigned matrix."""
+        if self.era.dynamic:
+            return self.sapm[m].var, self.saqm[m].var
+        return self.apm[m].var, self.aqm[m].var
 
     # ---------------------------------------------------------- objects
     def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:

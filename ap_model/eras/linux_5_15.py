@@ -14,6 +14,7 @@ from checker.lang.expr import And, Expr, If, MaskConst, Not, Or
 
 from .. import rules
 from ..kernel.bodies import attach
+from ..kernel.catalog import operations
 from ..kernel.vfio_ap_ops import OPS, VFIO_GROUP
 from ..kfunc import K, kernel
 from ..world import NODRV, VFIO, Body, E, Era
@@ -229,6 +230,20 @@ def aqmask_store_5_15(k: K, reserve: list[int], release: list[int]) -> None:
     mask_store_no_in_use(k, "aq", reserve, release)
 
 
+@kernel("virt/kvm/vfio.c", name="kvm_vfio_group_del")
+def kvm_vfio_group_del_5_15(k: K, vm: int, mdev: int) -> None:
+    """KVM_DEV_VFIO_GROUP_DEL: kvm_vfio_group_set_kvm(group, NULL) -> the group notifier's SET_KVM(NULL) ->
+    vfio_ap_mdev_unset_kvm (reads matrix_mdev->kvm unlocked); the device stays open. (The group's kvm is
+    ``vm``'s: an mdev attached to another VM is not touched.)"""
+    w = k.w
+    lk = k.local("kvm", w.kslots)
+    b = Body()
+    b.set(lk, w.mkvm[mdev].var)
+    k.step("kvm_vfio_group_set_kvm", f"SET_KVM(NULL) for mdev{mdev}: vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm",
+           body=b, jumps=[(w.mkvm[mdev].var != vm, k.end())])
+    k.call("vfio_ap_mdev_unset_kvm", mdev=mdev, kv=lk.var)
+
+
 LINUX_5_15 = LINUX_6_8.derive(
     "5.15",
     "v5.15-v5.19: per-KVM kvm->arch.crypto.pqap_hook under pqap_hook_rwsem, kvm->lock -> matrix_dev->lock, "
@@ -238,7 +253,8 @@ LINUX_5_15 = LINUX_6_8.derive(
     override=[vfio_device_open_notifier, set_kvm_5_15, vfio_device_close_5_15, unset_kvm_5_15,
               assign_adapter_5_15, assign_domain_5_15, unassign_adapter_5_15, unassign_domain_5_15,
               vfio_ap_queue_dev_remove, vfio_ap_queue_dev_probe, apmask_store_5_15, aqmask_store_5_15],
-    add=[open_entry],
+    add=[open_entry, kvm_vfio_group_del_5_15],
+    operations=operations("kvm_vfio_group_del"),
     drop_operations=("adapter_standby", "adapter_online"),
     commits=("1e753732bda6", "86956e70761b"), doc="docs/designs/5.15.md")
 

@@ -74,6 +74,10 @@ CATALOG: dict[str, OperationSig] = {
     "vfio_ap_exit": OperationSig("vfio_ap_exit", "rmmod vfio_ap (vfio_ap_exit)"),
     "hook_register_other": OperationSig("hook_register_other",
                                         "a second driver calls kvm_s390_pqap_hook_register (v17)"),
+    "kvm_vfio_group_del": OperationSig("kvm_vfio_group_del",
+                                       "QEMU removes the mdev's vfio group from the VM's kvm-vfio device "
+                                       "(KVM_DEV_VFIO_GROUP_DEL): the group notifier's SET_KVM(NULL) (<= v5.19)",
+                                       {"vm": Param("int", "VM index", 0), "mdev": Param("int", "mdev index", 0)}),
     "set_apie": OperationSig("set_apie", "KVM_SET_DEVICE_ATTR KVM_S390_VM_CRYPTO_ENABLE_APIE / DISABLE_APIE "
                                          "(kvm_s390_vm_set_crypto) while the guest runs",
                              {"vm": Param("int", "VM index", 0),
@@ -90,7 +94,7 @@ ENTRY = {
     "aqmask_store": "aqmask_store", "unbind_queue": "driver unbind",
     "adapter_standby": "ap_scan_bus (config off)", "adapter_online": "ap_scan_bus (config on)",
     "vfio_ap_init": "module init", "vfio_ap_exit": "module exit", "hook_register_other": "other module init",
-    "set_apie": "KVM_SET_DEVICE_ATTR (KVM_S390_VM_CRYPTO)",
+    "set_apie": "KVM_SET_DEVICE_ATTR (KVM_S390_VM_CRYPTO)", "kvm_vfio_group_del": "KVM_DEV_VFIO_GROUP_DEL",
 }
 
 
@@ -105,7 +109,7 @@ FUNCTION = {
     "adapter_standby": "ap_scan_bus:adapter_removed", "adapter_online": "ap_scan_bus:adapter_added",
     "vfio_ap_init": "vfio_ap_init", "vfio_ap_exit": "vfio_ap_exit",
     "hook_register_other": "kvm_s390_pqap_hook_register",
-    "set_apie": "kvm_s390_vm_set_crypto",
+    "set_apie": "kvm_s390_vm_set_crypto", "kvm_vfio_group_del": "kvm_vfio_group_del",
 }
 
 
