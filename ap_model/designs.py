@@ -1,4 +1,4 @@
-"""Registry of the vfio_ap designs (``apcheck designs``): one module per design era."""
+"""Registry of the vfio_ap designs (``apcheck designs``): one module per release or series in ap_model/eras/."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ from checker.lang.design import Design
 
 
 def all_designs() -> list[Design]:
-    from .final import FinalDesign
-    from .v16_hook import V16HookDesign
-    from .v17 import V17Design
-    from .v17_data_before_put import V17DataBeforePut
+    from .eras.linux_5_11 import LINUX_5_10, LINUX_5_11
+    from .eras.linux_5_12 import LINUX_5_12
+    from .eras.linux_5_15 import LINUX_5_15, V16_HOOK
+    from .eras.linux_5_15_pre import LINUX_5_15_PRE
+    from .eras.linux_6_2 import LINUX_6_2
+    from .eras.linux_6_8 import FINAL, LINUX_6_8
+    from .eras.mainline import MAINLINE
+    from .eras.v15 import V15, V16
+    from .eras.v17 import V17, V17_DATA_BEFORE_PUT
 
-    designs: list[object] = []
-    try:
-        from .v15 import V15Design, V16Design
-
-        designs += [V15Design(), V16Design()]
-    except ImportError:  # pragma: no cover - during development
-        pass
-    designs += [V16HookDesign(), V17Design(), V17DataBeforePut(), FinalDesign()]
+    designs: list[object] = [LINUX_5_10, LINUX_5_11, LINUX_5_12, LINUX_5_15_PRE, LINUX_5_15, V16_HOOK, V15, V16,
+                             V17, V17_DATA_BEFORE_PUT, LINUX_6_2, LINUX_6_8, FINAL, MAINLINE]
     return designs  # type: ignore[return-value]

@@ -163,13 +163,15 @@ def _at(program: Program, a: Action | tuple[int, list[int]]) -> Expr:
 
 
 def _lock_steps_before(program: Program, a: Action) -> list[int]:
-    """The pcs of the lock-only steps (they write nothing but lock state) right before ``a``'s step."""
+    """The pcs of the lock-only steps (they take or drop locks and write nothing else) right before ``a``'s
+    step (e.g. ap_device_probe's ap_perms_mutex section and the update locks before a queue probe)."""
     owners = {f for lk in program.locks for f in _lock_fields(lk)}
     pcs: list[int] = []
     p = a.label - 1
     while p >= 0:
         acts = program.by_label[a.thread][p]
-        if not all(x.acquires and set(x.updates) <= owners | {program.threads[a.thread].pc} for x in acts):
+        if not all((x.acquires or x.releases) and set(x.updates) <= owners | {program.threads[a.thread].pc}
+                   for x in acts):
             break
         pcs.insert(0, p)
         p -= 1

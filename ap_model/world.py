@@ -30,9 +30,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from checker.lang.block import (
+    Block,
+    Use,
+    emit,
+    eq,
+    family_name,
+    get_ref,
+    is_rw,
+    put_ref,
+    true,
+    use_checks,
+    wait_clear,
+)
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
 from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
-from checker.lang.program import Acquire, Check, Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
+from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
 from .config import Cfg, parse_cfg
@@ -48,17 +61,6 @@ E = {n: i for i, n in enumerate(ERRNO)}
 HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
 
 
-def true() -> Expr:
-    return Const(True, BOOL)
-
-
-def eq(x: IntOrExpr, k: int) -> Expr:
-    """x == k for an int or an INT expression (constant-folded for ints)."""
-    if isinstance(x, int):
-        return Const(x == k, BOOL)
-    return x == k
-
-
 @dataclass(frozen=True)
 class Era:
     """The design choices that shape the state and the locks."""
@@ -70,40 +72,15 @@ class Era:
     guests_lock: str  # "" | "rwsem" (v17) | "mutex" (final)
     vfio_lock: bool  # vfio core holds a group/dev_set lock around open/close (v5.15+)
     vfio_kvm_ref: bool  # vfio core holds its own kvm reference while open (v6.2+)
-    masks_take_kvm_lock: bool  # kvm_arch_crypto_set/clear_masks lock kvm->lock themselves (<= v5.14)
 
 
-class Body:
-    """A block of C statements run as one atomic step; reads see earlier writes."""
-
-    def __init__(self) -> None:
-        self.upd: dict[Field, Expr] = {}
-        self.checks: list[Check] = []
-
-    def __getitem__(self, f: Field) -> Expr:
-        return self.upd.get(f, f.var)
-
-    def set(self, f: Field, value: IntOrExpr | bool | Expr, when: Expr | None = None) -> None:
-        v = lift(value, f.sort) if not isinstance(value, Expr) else value
-        self.upd[f] = v if when is None else If(when, v, self[f])
-
-    def set_at(self, fields: Sequence[Field], idx: IntOrExpr, value: Any, when: Expr | None = None) -> None:
-        """fields[idx] = value (idx chosen by state); ``value`` may be a function of the old value."""
-        for k, f in enumerate(fields):
-            cond = eq(idx, k) if when is None else And(when, eq(idx, k))
-            if isinstance(cond, Const) and not cond.value:
-                continue
-            new = value(self[f]) if callable(value) else value
-            self.set(f, new, when=cond)
-
-    def check(self, bad: Expr, prop: str, message: str) -> None:
-        self.checks.append(Check(bad, prop, message))
+Body = Block  # the engine's atomic block of C statements
 
 
 class World:
     """State, locks and helpers of one scenario for one era."""
 
-    # declared by designs that have them (v17's global hook registry)
+    # v17's global hook registry (era.hook == "global")
     hook_reg: Field
     registrations: Field
 
@@ -213,6 +190,19 @@ class World:
         self._labels: dict[str, int] = {}
         self.pending_end: dict[str, str] = {}
         self.ops_used: set[str] = set()
+        self.scenario_ops: set[str] = set()  # operations the spec's threads run
+        # era-specific state: pending host-configuration additions (matrix_mdev->apm_add, since the
+        # guests_lock series), the vfio core's own kvm reference (6.2+), v17's global hook registry
+        if era.dynamic and era.guests_lock:
+            self.pending = [self._var(bool_field(f"mdev{m}.apm_add_pending"), [self.G]) for m in self.mdevs]
+        if era.vfio_kvm_ref:
+            self.vkvm = [self._var(ref_field(f"mdev{m}.vfio_device.kvm", kslots, cfg.attached.get(m, -1)),
+                                   [self.VG[m]] if self.VG else []) for m in self.mdevs]
+        if era.hook == "global":
+            loaded = cfg.module_loaded
+            self.hook_reg = self._var(enum_field("kvm_s390.pqap_hook", HOOK_OWNERS, "vfio_ap" if loaded else "NULL"),
+                                      [self.GHL])
+            self.registrations = self._var(int_field("ghost.pqap_hook_registrations", 0, 3, int(loaded)))
 
     # ------------------------------------------------------------ declarations
     def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
@@ -326,87 +316,33 @@ class World:
              release: Sequence[tuple[Any, ...]] = (),
              acquire: Sequence[tuple[Any, Expr | None, IntOrExpr | None, str]] = (),
              waits: Sequence[Wait] = (), branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
-        """One atomic step: ``body`` plus lock releases/acquisitions.
+        """One atomic step: ``body`` plus lock releases/acquisitions; ``branches``: what a trace shows of it.
 
         ``release``/``acquire`` items are (lock or list of lock instances, condition, index[, mode]);
         a list with an index names the instance chosen by state (``kvm->lock`` of ``mdev->kvm``).
         """
-        b = body or Body()
-        upd = dict(b.upd)
-        checks = list(b.checks)
-        rels: list[tuple[Any, Expr]] = []
-        acqs: list[Acquire] = []
-        wts = list(waits)
-        g = [guard] if guard is not None else []
-        me = t.index + 1
-        for item in release:
-            lk, cond, idx = item[0], item[1], item[2]
-            rmode = item[3] if len(item) > 3 else "w"
-            for inst, c in self._instances(lk, cond, idx):
-                if isinstance(inst, RwSem):
-                    rf = inst.reader(t.index)
-                    if rmode == "r":
-                        upd[rf] = If(c, 0, rf.var)
-                        checks.append(Check(And(c, rf.var == 0), "lock-order",
-                                            f"bad unlock balance: up_read({inst.name})"))
-                    else:
-                        upd[inst.writer] = If(c, 0, inst.writer.var)
-                        checks.append(Check(And(c, inst.writer.var != me), "lock-order",
-                                            f"bad unlock balance: up_write({inst.name})"))
-                else:
-                    upd[inst.owner] = If(c, 0, inst.owner.var)
-                    checks.append(Check(And(c, inst.owner.var != me), "lock-order",
-                                        f"bad unlock balance: mutex_unlock({inst.name}) by a thread not holding it"))
-                rels.append((inst, c))
-        for lk, cond, idx, mode in acquire:
-            for inst, c in self._instances(lk, cond, idx):
-                if isinstance(inst, RwSem):
-                    if mode == "r":
-                        rf = inst.reader(t.index)
-                        g.append(Or(Not(c), And(inst.writer.var == 0, Not(t.prog_writer_waiting(inst)))))
-                        upd[rf] = If(c, 1, rf.var)
-                    else:
-                        g.append(Or(Not(c), And(inst.writer.var == 0, inst.no_readers())))
-                        upd[inst.writer] = If(c, me, inst.writer.var)
-                    wts.append(Wait(inst.name, [inst.writer], c))
-                else:
-                    g.append(Or(Not(c), inst.owner.var == 0))
-                    upd[inst.owner] = If(c, me, inst.owner.var)
-                    wts.append(Wait(inst.name, [inst.owner], c))
-                acqs.append(Acquire(inst, mode, c))
-        return t.step(function, text, guard=And(*g) if g else None, updates=upd, checks=checks,
-                      jumps=list(jumps), goto=goto, acquires=acqs, releases=rels, waits=wts, branches=branches)
-
-    def _instances(self, lk: Any, cond: Expr | None, idx: IntOrExpr | None) -> list[tuple[Any, Expr]]:
-        c = cond if cond is not None else true()
-        if isinstance(lk, (list, tuple)):
-            if idx is None:
-                raise ValueError("a lock family needs an index")
-            out = []
-            for k, inst in enumerate(lk):
-                ck = And(c, eq(idx, k))
-                if not (isinstance(ck, Const) and not ck.value):
-                    out.append((inst, ck))
-            return out
-        return [(lk, c)]
+        rel = [Use(it[0], it[1], it[2], it[3] if len(it) > 3 else "w") for it in release]
+        acq = [Use(lk, cond, idx, mode) for lk, cond, idx, mode in acquire]
+        return emit(t, function, text, body, guard, jumps, goto, rel, acq, waits, branches)
 
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
-             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = ()) -> int:
+             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "") -> int:
         """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
 
-        ``kvm_index``: the lock lives in that struct kvm (UAF check)."""
+        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
-        name = _family_name(lk, index)
-        verb = "mutex_lock" if not _is_rw(lk) else ("down_read" if mode == "r" else "down_write")
-        return self.step(t, function, f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)], jumps=jumps)
+        name = family_name(lk, index)
+        verb = "mutex_lock" if not is_rw(lk) else ("down_read" if mode == "r" else "down_write")
+        return self.step(t, function, text or f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)],
+                         jumps=jumps)
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
                goto: str | None = None, branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
-        names = ", ".join(_family_name(it[0], it[2]) for it in items)
+        names = ", ".join(family_name(it[0], it[2]) for it in items)
         return self.step(t, function, text or f"unlock({names})", body=body, release=items, jumps=jumps, goto=goto,
                          branches=branches)
 
@@ -416,15 +352,8 @@ class World:
 
     def wait_flag(self, t: ThreadBuilder, function: str, idx: IntOrExpr, when: Expr | None = None) -> int:
         """wait_event(matrix_dev->wait_for_kvm, !matrix_mdev->kvm_busy) for the mdev ``idx``."""
-        c = when if when is not None else true()
-        g, wts = [], []
-        for k, fl in enumerate(self.BUSY):
-            ck = And(c, eq(idx, k))
-            if isinstance(ck, Const) and not ck.value:
-                continue
-            g.append(Or(Not(ck), fl.holder.var == 0))
-            wts.append(Wait(fl.name, [fl.holder], ck))
-        return t.step(function, "wait_event(!matrix_mdev->kvm_busy)", guard=And(*g), waits=wts)
+        return wait_clear(t, function, [fl.holder for fl in self.BUSY], [fl.name for fl in self.BUSY], idx, when,
+                          "wait_event(!matrix_mdev->kvm_busy)")
 
     def busy_set(self, b: Body, t: ThreadBuilder, m: IntOrExpr, on: bool, when: Expr | None = None) -> None:
         self.busy_set_fields(b, m, t.index + 1 if on else 0, when)
@@ -433,16 +362,24 @@ class World:
         b.set_at([fl.holder for fl in self.BUSY], m, value, when)
 
     def busy(self, m: IntOrExpr) -> Expr:
+        """matrix_mdev->kvm_busy of mdev ``m`` (false in an era without the flag)."""
+        if not self.BUSY:
+            return Const(False, BOOL)
         return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
+
+    def guest_masks(self, m: int) -> tuple[Expr, Expr]:
+        """What set_kvm hands to kvm_arch_crypto_set_masks: the shadow APCB where the era has one (dynamic
+        series), else the assigned matrix."""
+        if self.era.dynamic:
+            return self.sapm[m].var, self.saqm[m].var
+        return self.apm[m].var, self.aqm[m].var
 
     # ---------------------------------------------------------- objects
     def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:
-        for c in self.pb.use(self.kvm, v, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
+        use_checks(self.pb, b, self.kvm, v, what, when)
 
     def use_mdev(self, b: Body, m: IntOrExpr, what: str, when: Expr | None = None) -> None:
-        for c in self.pb.use(self.mdev, m, what):
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
+        use_checks(self.pb, b, self.mdev, m, what, when)
 
     def kvm_alive(self, v: IntOrExpr) -> Expr:
         return self.kvm.alive(v)
@@ -455,20 +392,13 @@ class World:
 
     def get_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
         """kvm_get_kvm."""
-        c = when if when is not None else true()
-        self.use_kvm(b, v, "kvm_get_kvm", when)
-        b.check(And(c, self.kvm_refs(v) >= self.kvm.refs[0].hi), "range", "kvm refcount above the model bound")  # type: ignore[index]
-        b.set_at(self.kvm.refs, v, lambda r: r + 1, when=c)  # type: ignore[arg-type]
+        get_ref(self.pb, b, self.kvm, v, "kvm_get_kvm", when)
 
     def put_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
-        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which frees the struct kvm."""
-        c = when if when is not None else true()
-        self.use_kvm(b, v, "kvm_put_kvm", when)
-        rc = Select([b[f] for f in self.kvm.refs], v, 0)  # type: ignore[union-attr]
-        b.check(And(c, rc == 0), "memory-safety", "kvm refcount underflow")
-        last = And(c, rc == 1)
-        b.set_at(self.kvm.state, v, 2, when=last)  # FREED
-        b.set_at(self.kvm.refs, v, lambda r: If(r > 0, r - 1, 0), when=c)  # type: ignore[arg-type]
+        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which takes kvm->lock (and tears down the
+        kvm-vfio device, which calls back into vfio) before freeing the struct kvm: the last put waits for
+        that kvm->lock, and by a thread holding it never returns (issue 8 #6)."""
+        put_ref(self.pb, b, self.kvm, v, "kvm_put_kvm", when, destroy_lock=self.KL, destructor="kvm_destroy_vm")
 
     # ---------------------------------------------------------- AP domain
     def bound(self, i: int, j: int, b: Body | None = None) -> Expr:
@@ -552,19 +482,38 @@ class World:
                   jumps=jumps)
         return lk.var
 
-    def remove_mdev_body(self, b: Body, m: int) -> None:
+    def notifier_open(self, t: ThreadBuilder, m: int, vm: int, function: str) -> str:
+        """Group-notifier era (<= v5.19) open: vfio_register_notifier(VFIO_GROUP_NOTIFY) replays
+        SET_KVM only if group->kvm is set; kvm_vfio_release cleared it before the VM went away, so
+        with the VM gone the open succeeds with no KVM (issue 8 #1). Emits the check and the no-KVM
+        tail (returns 0, unlocks the group); returns the label where the SET_KVM path continues."""
+        go, no_kvm = self.label(t, "set_kvm"), self.label(t, "open_no_kvm")
+        self.step(t, function, "vfio_register_notifier(SET_KVM): replayed if group->kvm",
+                  jumps=[(self.kvm_alive(vm), go)], goto=no_kvm)
+        t.label(no_kvm)
+        b = Body()
+        b.set(self.vopen[m], True)
+        self.set_ret(b, t, 0)
+        self.unlock(t, function, (self.VG, None, m), body=b, text="group->kvm == NULL: no SET_KVM; "
+                    "open returns 0; mutex_unlock(group_lock)", goto=self.end_label(t))
+        t.label(go)
+        return go
+
+    def remove_mdev_body(self, b: Body, m: int, when: Expr | None = None) -> None:
         """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
-        (and shadow), list_del and kfree(matrix_mdev). Shared by every era."""
-        self.use_mdev(b, m, "matrix_mdev (remove)")
-        self.reset_mdev_queues(b, m)
+        (and shadow), list_del and kfree(matrix_mdev). Shared by every era; ``when``: only if it holds."""
+        self.use_mdev(b, m, "matrix_mdev (remove)", when)
+        self.reset_mdev_queues(b, m, when=when)
         upd, chk = self.pb.free(self.mdev, m)
-        b.upd.update(upd)
-        b.checks.extend(chk)
-        for f, width in ((self.apm[m], self.nA), (self.aqm[m], self.nD)):
-            b.set(f, MaskConst(width))
+        for f, v in upd.items():
+            b.set(f, v, when=when)
+        for c in chk:
+            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
+        fields = [(self.apm[m], self.nA), (self.aqm[m], self.nD)]
         if self.era.dynamic:
-            for f, width in ((self.sapm[m], self.nA), (self.saqm[m], self.nD)):
-                b.set(f, MaskConst(width))
+            fields += [(self.sapm[m], self.nA), (self.saqm[m], self.nD)]
+        for f, width in fields:
+            b.set(f, MaskConst(width), when=when)
 
     def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
                           when: Expr | None = None) -> None:
@@ -606,19 +555,6 @@ def _bits(idx: Any) -> int:
     for i in idx:
         v |= 1 << i
     return v
-
-
-def _is_rw(lk: Any) -> bool:
-    inst = lk[0] if isinstance(lk, (list, tuple)) else lk
-    return isinstance(inst, RwSem)
-
-
-def _family_name(lk: Any, idx: Any = None) -> str:
-    if isinstance(lk, (list, tuple)):
-        if isinstance(idx, int):
-            return str(lk[idx].name)
-        return str(lk[0].cls) if lk else "?"
-    return str(lk.name)
 
 
 __all__ = ["World", "Era", "Cfg", "Body", "parse_cfg", "eq", "true", "VFIO", "ZCRYPT", "NODRV", "CLEAN", "HOST",

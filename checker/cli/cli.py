@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from checker.report.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXTENSIONS = ("checker.cli.compare_cli", "checker.cli.prove_cli")
+EXTENSIONS = ("checker.cli.compare_cli", "checker.cli.prove_cli", "checker.cli.history_cli")
 
 
 def _version() -> str:

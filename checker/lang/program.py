@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from checker.lang.expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
+from checker.lang.expr import BOOL, And, Const, Expr, If, Ite, Not, Or, Select, Var, lift, variables
 from checker.lang.layout import Field, Layout, bool_field, enum_field, int_field, ref_field
 
 
@@ -181,6 +181,24 @@ class Action:
             return self.text
         shown = [seg for cond, seg in self.branches if cond is None or holds(cond)]
         return "; ".join(shown) or self.text
+
+    def footprint(self) -> tuple[frozenset[Field], frozenset[Field]]:
+        """(fields read, fields possibly written). ``f := If(c, v, f)`` (a write through a
+        state-chosen index, or a conditional write) keeps ``f`` where it does not write it: that
+        is no read of ``f`` (issue 8 #2: unset_kvm does not read the other VMs' pqap_hook)."""
+        reads: set[object] = set(variables(self.guard))
+        for f, e in self.updates.items():
+            reads |= _update_reads(f, e)
+        return (frozenset(x for x in reads if isinstance(x, Field)), frozenset(self.updates))
+
+
+def _update_reads(f: Field, e: Expr) -> set[object]:
+    """Fields read by the update ``f := e``, not counting ``f`` kept unchanged in a branch."""
+    if isinstance(e, Var) and e.field is f:
+        return set()
+    if isinstance(e, Ite):
+        return variables(e.c) | _update_reads(f, e.a) | _update_reads(f, e.b)
+    return variables(e)
 
 
 @dataclass(eq=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from checker.lang.expr import variables
 from checker.lang.layout import Field
 from checker.lang.model import StateCheck
 from checker.lang.program import ALIVE, Action, Program, RwSem
@@ -171,11 +170,9 @@ class ProgramModel:
         shared = set(self.program.shared)
         reads, writes = [], []
         for a in self.program.actions:
-            r: set[object] = set(variables(a.guard))
-            for e in a.updates.values():
-                r |= variables(e)
-            reads.append(frozenset(f for f in r if isinstance(f, Field) and f in shared))
-            writes.append(frozenset(f for f in a.updates if f in shared))
+            r, w = a.footprint()
+            reads.append(r & shared)
+            writes.append(w & shared)
         return reads, writes
 
     def race(self, state: int, out: list[tuple[int, int]]) -> str | None:

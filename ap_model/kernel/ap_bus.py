@@ -1,0 +1,338 @@
+"""AP bus side (drivers/s390/crypto/ap_bus.c, vfio_ap_drv.c, vfio_ap_ops.c queue callbacks), written once:
+apmask/aqmask stores with the in_use callback, reprobe, queue probe/remove, manual unbind, host
+configuration changes (on_cfg_changed / on_scan_complete), module init.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
+
+from .. import rules
+from ..kfunc import K, kernel
+from ..world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, Body, E
+from .bodies import unplug_adapter
+
+AP_BUS = "drivers/s390/crypto/ap_bus.c"
+OPS = "drivers/s390/crypto/vfio_ap_ops.c"
+DRV = "drivers/s390/crypto/vfio_ap_drv.c"
+BASE_BUS = "drivers/base/bus.c"
+
+
+# ---------------------------------------------------------------- apmask / aqmask
+
+
+def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None:
+    """P { newly reserved bits -> every driver's in_use (vfio_ap: guests_lock -> mdevs_lock); commit };
+    then the reprobe outside P."""
+    w = k.w
+    fn = f"{kind}mask_store"
+    k.lock(w.P, fn)
+    mine = w.apmask if kind == "ap" else w.aqmask
+    width = w.nA if kind == "ap" else w.nD
+    rmask, cmask = MaskConst(width, reserve), MaskConst(width, release)
+    newly = rules.newly_reserved(mine.var, mine.var | rmask)
+    k.call("vfio_ap_mdev_resource_in_use:lock", cond=newly.nonempty())
+    b = Body()
+    apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
+    aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
+    if kind == "ap":
+        busy = rules.in_use(newly, w.aqmask.var, apms, aqms)
+    else:
+        busy = rules.in_use(w.apmask.var, newly, apms, aqms)
+    new, _err = rules.mask_store(mine.var, (mine.var | rmask) & ~cmask, busy)
+    b.set(mine, new)
+    k.ret(b, If(busy, E["EBUSY"], 0))
+    verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
+    k.unlock(f"{kind}mask_commit", *k.call("vfio_ap_mdev_resource_in_use:unlock", cond=newly.nonempty()), body=b,
+             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind[1]}m; unlock")
+    ids = sorted(set(reserve) | set(release))
+    qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
+    k.call("ap_bus_revise_bindings", qs=qs)
+
+
+@kernel(AP_BUS)
+def apmask_store(k: K, reserve: list[int], release: list[int]) -> None:
+    """Write /sys/bus/ap/apmask."""
+    _mask_store(k, "ap", reserve, release)
+
+
+@kernel(AP_BUS)
+def aqmask_store(k: K, reserve: list[int], release: list[int]) -> None:
+    """Write /sys/bus/ap/aqmask."""
+    _mask_store(k, "aq", reserve, release)
+
+
+@kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
+def in_use_lock(k: K, cond: Expr) -> None:
+    """vfio_ap_mdev_resource_in_use (ap_perms_mutex held by the caller): guests_lock -> mdevs_lock."""
+    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond)
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond)
+
+
+@kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
+def in_use_unlock(k: K, cond: Expr) -> list[tuple[Any, ...]]:
+    """The in_use unlocks and the caller's mutex_unlock(ap_perms_mutex), in one step with the commit."""
+    return [(k.w.M, cond, None), (k.w.G, cond, None), (k.w.P, None, None)]
+
+
+@kernel(AP_BUS)
+def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
+    """__ap_revise_reserved per queue of ``qs``: devres read under ap_perms_mutex; device_reprobe when the
+    binding no longer matches (vfio_ap remove + zcrypt probe, or zcrypt remove + vfio_ap probe)."""
+    w = k.w
+    for n, (i, j) in enumerate(qs):
+        to_zc, to_vf = k.label("to_zcrypt"), k.label("to_vfio_ap")
+        nxt = k.label("reprobe_next") if n + 1 < len(qs) else k.end()
+        d = w.drv[i, j].var
+        res = w.reserved(None, i, j)
+        k.lock(w.P, "__ap_revise_reserved")
+        k.unlock("__ap_revise_reserved", (w.P, None, None),
+                 text=f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex); "
+                      "reprobe if devres != driver is default",
+                 jumps=[(And(d == VFIO, res), to_zc), (And(d == ZCRYPT, Not(res)), to_vf)], goto=nxt)
+        k.at(to_zc)
+        k.call("vfio_ap_mdev_remove_queue", i=i, j=j)
+        k.call("zcrypt_queue_probe", i=i, j=j)
+        k.goto(nxt)
+        k.at(to_vf)
+        k.call("zcrypt_queue_remove", i=i, j=j)
+        k.call("vfio_ap_mdev_probe_queue", i=i, j=j)
+        if n + 1 < len(qs):
+            k.at(nxt)
+
+
+@kernel(AP_BUS)
+def ap_device_probe(k: K, i: int, j: int, zc: str) -> None:
+    """devres (APQN reserved for the default drivers) read under ap_perms_mutex; a reserved queue goes to
+    zcrypt (label ``zc``), else on to vfio_ap's probe."""
+    w = k.w
+    k.lock(w.P, "ap_device_probe")
+    k.unlock("ap_device_probe", (w.P, None, None),
+             text=f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex)",
+             jumps=[(w.reserved(None, i, j), zc)])
+
+
+@kernel("drivers/s390/crypto/zcrypt_cex4.c")
+def zcrypt_queue_probe(k: K, i: int, j: int) -> None:
+    """zcrypt_cex4_queue_probe: bound to zcrypt (host use)."""
+    b = Body()
+    b.set(k.w.drv[i, j], ZCRYPT)
+    d = k.w.qdata[i, j]
+    b.set(d, HOST, when=b[d] == CLEAN)
+    k.step("ap_device_probe", "zcrypt_cex4_queue_probe: bound to zcrypt (host use)", body=b)
+
+
+@kernel(AP_BUS)
+def zcrypt_queue_remove(k: K, i: int, j: int) -> None:
+    """ap_queue_remove: zcrypt unbinds; ap_zapq (if configured)."""
+    b = Body()
+    k.w.reset_queue(b, i, j)
+    b.set(k.w.drv[i, j], NODRV)
+    k.step("ap_queue_remove", "zcrypt unbinds: ap_zapq (if configured)", body=b)
+
+
+@kernel(BASE_BUS)
+def unbind_store(k: K, apid: int, apqi: int) -> None:
+    """echo APQN > /sys/bus/ap/drivers/vfio_ap/unbind: device_release_driver -> vfio_ap_mdev_remove_queue."""
+    w = k.w
+    end = k.end()
+    k.step("unbind_store", f"device_release_driver({w.apqn(apid, apqi)})",
+           jumps=[(w.drv[apid, apqi].var != VFIO, end)])
+    k.call("vfio_ap_mdev_remove_queue", i=apid, j=apqi)
+
+
+# ---------------------------------------------------------------- vfio_ap queue callbacks
+
+
+def queue_owner(k: K, i: int, j: int) -> tuple[Expr, Expr]:
+    """The mdev whose matrix holds the APQN, and its kvm (for get_update_locks_by_apqn / _for_queue)."""
+    own = k.w.owner_mdev(i, j)
+    return own, Select([f.var for f in k.w.mkvm], own, -1)
+
+
+@kernel(OPS)
+def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
+    """Driver remove (unbind, reprobe, device unregister) under get_update_locks_for_queue: if the queue is
+    in the shadow, unplug its APID, update the guest, reset that APID's queues (f009cfa46655); reset the
+    queue if still configured (b9bd10c43456); unlink; kfree(q)."""
+    w = k.w
+    own, mk = queue_owner(k, i, j)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_for_queue", mk=mk)
+    b = Body()
+    for m in w.mdevs:
+        k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i, when=And(own == m, b[w.sapm[m]].has(i),
+                                                                           b[w.saqm[m]].has(j)))
+    w.reset_queue(b, i, j)
+    b.set(w.drv[i, j], NODRV)
+    k.unlock("vfio_ap_mdev_remove_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
+             text="if in shadow: unplug APID + set masks + reset its queues; reset q (if configured); unlink; kfree(q)")
+
+
+@kernel(OPS, name="vfio_ap_mdev_remove_queue:unplug")
+def remove_queue_unplug(k: K, b: Body, m: int, i: int, when: Expr) -> None:
+    """The queue was in the shadow: clear its APID, update the guest, and reset every queue of that APID
+    (f009cfa46655, 2024: before it, only the removed queue was reset)."""
+    unplug_adapter(k.w, b, m, i, when=when)
+
+
+@kernel(OPS)
+def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
+    """get_update_locks_by_apqn; alloc q; link it to the mdev; unless a host-config addition is pending
+    (deferred to on_scan_complete, 774d10196e64): filter + update the guest."""
+    w = k.w
+    own, mk = queue_owner(k, i, j)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
+    b = Body()
+    b.set(w.drv[i, j], VFIO)
+    for m in w.mdevs:
+        k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
+    k.unlock("vfio_ap_mdev_probe_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
+             text="alloc q; link to mdev; unless a config add is pending: filter + update_guest_apcb; unlock")
+
+
+# ---------------------------------------------------------------- host configuration changes
+
+
+@kernel(AP_BUS, name="ap_scan_bus:adapter_removed")
+def adapter_removed(k: K, apid: int) -> None:
+    """AP bus scan finds the adapter gone from QCI: vfio_ap_on_cfg_changed (guests_lock { cfg_remove per
+    mdev: kvm->lock -> mdevs_lock, unplug from the shadow and the guest; info = new QCI }), then
+    device_unregister of each of its queues (driver remove)."""
+    w, x = k.w, apid
+    k.lock(w.G, "vfio_ap_on_cfg_changed")
+    for m in w.mdevs:
+        k.call("vfio_ap_mdev_cfg_remove:mdev", m=m, x=x)
+    b = Body()
+    b.set(w.info_apm, w.info_apm.var.without_bit(x))
+    k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b, text="matrix_dev->info = new QCI; unlock")
+    for j in range(w.nD):
+        zc, nxt = k.label("zc_remove"), k.label("next_q")
+        d = w.drv[x, j].var
+        k.step("ap_scan_bus", f"device_unregister({w.apqn(x, j)})", jumps=[(d == ZCRYPT, zc), (d != VFIO, nxt)])
+        k.call("vfio_ap_mdev_remove_queue", i=x, j=j)
+        k.goto(nxt)
+        k.at(zc)
+        k.call("zcrypt_queue_remove", i=x, j=j)
+        k.at(nxt)
+    k.step("ap_scan_bus", "scan done")
+
+
+@kernel(OPS, name="vfio_ap_mdev_cfg_remove:mdev")
+def cfg_remove_mdev(k: K, m: int, x: int) -> None:
+    """One iteration of vfio_ap_mdev_cfg_remove over mdev_list: mutex_lock(&matrix_mdev->kvm->lock);
+    mdevs_lock; unplug the removed adapter from the shadow and the guest (no reset: the queues are gone).
+    Which mdevs are visited, and whether matrix_mdev->kvm is checked first, is the hunk ``:visit``."""
+    w = k.w
+    mk = w.mkvm[m].var
+    visit, lock_kvm, text = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
+    nxt = k.label("cfg_remove_next")
+    b = Body()
+    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=lock_kvm)
+    k.lock(w.KL, "vfio_ap_on_cfg_changed", when=lock_kvm, index=mk, body=b, jumps=[(Not(visit), nxt)],
+           text=f"mdev{m}: {text}")
+    k.lock(w.M, "vfio_ap_on_cfg_changed")
+    b = Body()
+    unplug_adapter(w, b, m, x, reset=False)
+    k.unlock("vfio_ap_on_cfg_changed", (w.M, None, None), (w.KL, lock_kvm, mk), body=b,
+             text=f"vfio_ap_mdev_cfg_remove: unplug adapter {w.cfg.adapters[x]} from mdev{m}; unlock")
+    k.at(nxt)
+
+
+@kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
+def cfg_remove_visit(k: K, m: int) -> tuple[Expr, Expr, str]:
+    """6.x: every mdev on mdev_list, kvm->lock taken through matrix_mdev->kvm with no NULL check (a NULL
+    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, kvm->lock taken, C text)."""
+    alive = k.w.mdev_alive(m)
+    return alive, alive, "mutex_lock(&matrix_mdev->kvm->lock)"
+
+
+@kernel(AP_BUS, name="ap_scan_bus:adapter_added")
+def adapter_added(k: K, apid: int) -> None:
+    """AP bus scan finds a new adapter in QCI: vfio_ap_on_cfg_changed (cfg_add records apm_add per mdev;
+    info = new QCI), device_register + probe of its queues, then vfio_ap_on_scan_complete."""
+    w, x = k.w, apid
+    k.lock(w.G, "vfio_ap_on_cfg_changed")
+    b = Body()
+    for m in w.mdevs:  # vfio_ap_mdev_cfg_add: apm_add = matrix.apm & added, under guests_lock only
+        b.set(w.pending[m], And(w.mdev_alive(m), w.apm[m].var.has(x)))
+    b.set(w.info_apm, w.info_apm.var.with_bit(x))
+    for j in range(w.nD):  # assumption: a card entering the configuration comes up zeroized
+        b.set(w.qdata[x, j], CLEAN)
+    k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b,
+             text="vfio_ap_mdev_cfg_add: record apm_add per mdev; matrix_dev->info = new QCI; unlock")
+    for j in range(w.nD):
+        zc, nxt = k.label("zc_probe"), k.label("next_q")
+        k.step("ap_scan_bus", f"device_register({w.apqn(x, j)})",
+               jumps=[(Or(w.drv[x, j].var != NODRV, Not(w.info_aqm.var.has(j))), nxt)])
+        k.call("ap_device_probe", i=x, j=j, zc=zc)
+        k.call("vfio_ap_mdev_probe_queue", i=x, j=j)
+        k.goto(nxt)
+        k.at(zc)
+        k.call("zcrypt_queue_probe", i=x, j=j)
+        k.at(nxt)
+    k.call("vfio_ap_on_scan_complete")
+
+
+@kernel(OPS)
+def vfio_ap_on_scan_complete(k: K) -> None:
+    """guests_lock { per mdev with a pending apm_add/aqm_add/adm_add (the others are skipped):
+    vfio_ap_mdev_hot_plug_cfg = kvm->lock -> mdevs_lock { filter; update the guest }; clear the adds }."""
+    w = k.w
+    k.lock(w.G, "vfio_ap_on_scan_complete")
+    for m in w.mdevs:
+        nxt = k.label("scan_complete_next")
+        k.call("vfio_ap_mdev_hot_plug_cfg", m=m, skip=nxt)
+        k.at(nxt)
+    k.unlock("vfio_ap_on_scan_complete", (w.G, None, None))
+
+
+@kernel(OPS)
+def vfio_ap_mdev_hot_plug_cfg(k: K, m: int, skip: str) -> None:
+    """The mdev's kvm->lock (hunk ``:lock_kvm``); mdevs_lock { filter matrix and control domains; update the
+    guest; reset filtered APIDs }; the caller clears apm_add."""
+    w = k.w
+    mk = w.mkvm[m].var
+    locked = k.call("vfio_ap_mdev_hot_plug_cfg:lock_kvm", m=m, skip=skip)
+    k.lock(w.M, "vfio_ap_on_scan_complete")
+    b = Body()
+    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
+    b.set(w.pending[m], False)
+    k.unlock("vfio_ap_on_scan_complete", (w.M, None, None), (w.KL, locked, mk), body=b,
+             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add")
+
+
+@kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")
+def hot_plug_cfg_lock_kvm(k: K, m: int, skip: str) -> Expr:
+    """6.x: mutex_lock(&matrix_mdev->kvm->lock) with no NULL check (kernel-facts §5 C2). The caller's
+    "nothing added to this mdev: continue" (``skip``) is folded in (guests_lock is held). Returns the
+    condition under which kvm->lock is held."""
+    w = k.w
+    mk = w.mkvm[m].var
+    pend = w.pending[m].var
+    b = Body()
+    w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=pend)
+    k.lock(w.KL, "vfio_ap_on_scan_complete", when=pend, index=mk, body=b, jumps=[(Not(pend), skip)],
+           text=f"mdev{m}: nothing added to it: continue; else mutex_lock(&matrix_mdev->kvm->lock)")
+    return pend
+
+
+# ---------------------------------------------------------------- module init
+
+
+@kernel(DRV)
+def vfio_ap_init(k: K) -> None:
+    """modprobe vfio_ap: without AP instructions -ENODEV and nothing is registered ([S-v10]); else
+    vfio_ap_matrix_dev_create, ap_driver_register, vfio_ap_mdev_register (mdev parent). No PQAP hook is
+    registered at load (per-KVM hook, set in set_kvm)."""
+    w = k.w
+    b = Body()
+    if not w.cfg.ap_instructions:
+        k.ret(b, "ENODEV")
+        k.step("vfio_ap_init", "!ap_instructions_available(): -ENODEV (nothing registered)", body=b)
+        return
+    b.set(w.loaded, True)
+    k.ret(b, 0)
+    k.step("vfio_ap_init", "vfio_ap_matrix_dev_create; ap_driver_register; vfio_ap_mdev_register (mdev parent)",
+           body=b)

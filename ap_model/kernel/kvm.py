@@ -1,0 +1,110 @@
+"""KVM-side kernel functions (virt/kvm/kvm_main.c, arch/s390/kvm/{kvm-s390.c,priv.c}), written once.
+
+``handle_pqap`` here is priv.c's intercept handler of v5.15+ (per-KVM hook under
+``kvm->arch.crypto.pqap_hook_rwsem``); older and v17 designs override it.
+"""
+
+from __future__ import annotations
+
+from checker.lang.expr import If, Not
+
+from ..kfunc import K, kernel
+from ..world import Body, E
+
+KVM_MAIN = "virt/kvm/kvm_main.c"
+KVM_S390 = "arch/s390/kvm/kvm-s390.c"
+PRIV = "arch/s390/kvm/priv.c"
+
+
+@kernel(KVM_MAIN)
+def kvm_vcpu_ioctl(k: K, vm: int, vcpu: int) -> None:
+    """KVM_RUN under vcpu->mutex; the guest's PQAP(AQIC) is intercepted: priv.c handle_pqap first checks
+    ``vcpu->arch.sie_block->eca & ECA_APIE`` (every era since v5.3) and returns -EOPNOTSUPP to QEMU when
+    APIE is off. The ECA read is folded into the vcpu->mutex step: nothing between that step and the
+    hook's first step touches kvm->lock or ECA, so the interleavings are the same."""
+    w = k.w
+    b = Body()
+    w.use_kvm(b, vm, "vcpu->kvm")
+    apie = w.eca_apie[vm][vcpu].var
+    ret_lab = None
+    if vm not in w.cfg.apie_off and w.cfg.ap_instructions and "set_apie" not in w.scenario_ops:
+        k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
+    else:
+        ret_lab = k.label("kvm_run_return")
+        k.ret(b, If(apie, 0, E["EOPNOTSUPP"]))
+        k.step("kvm_vcpu_ioctl", "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap: "
+                                 "if (!(sie_block->eca & ECA_APIE)) return -EOPNOTSUPP",
+               body=b, acquire=[(w.VM[vm][vcpu], None, None, "w")], jumps=[(Not(apie), ret_lab)])
+    k.call("handle_pqap", v=vm)
+    if ret_lab is not None:
+        k.at(ret_lab)
+    k.unlock("kvm_vcpu_ioctl", (w.VM[vm][vcpu], None, None), text="KVM_RUN returns to QEMU: mutex_unlock(vcpu->mutex)")
+
+
+@kernel(PRIV)
+def handle_pqap(k: K, v: int) -> None:
+    """priv.c (v5.15+): ``down_read(pqap_hook_rwsem)``; if a hook is set call it (vfio_ap's handle_pqap);
+    ``up_read``. The NULL test of the hook is folded into the callee's first step."""
+    w = k.w
+    fl = w.in_pqap_flag(k.t, v)
+    b = Body()
+    b.set(fl, True)
+    k.lock(w.HR, "handle_pqap", index=v, mode="r", body=b, kvm_index=v)
+    out = k.label("pqap_out")
+    k.call("vfio_ap_ops.handle_pqap", v=v, skip=out)
+    b = Body()
+    b.set(fl, False)
+    k.at(out)
+    k.unlock("handle_pqap", (w.HR, None, v, "r"), body=b, text="priv.c: up_read(pqap_hook_rwsem)")
+
+
+@kernel(KVM_S390)
+def kvm_s390_vm_set_crypto(k: K, vm: int, on: bool) -> None:
+    """KVM_S390_VM_CRYPTO_ENABLE_APIE / DISABLE_APIE under kvm->lock: ``kvm->arch.crypto.apie = on`` then
+    kvm_s390_vcpu_crypto_reset_all: kvm_s390_vcpu_block_all (kicks each vCPU out of SIE, takes no
+    vcpu->mutex), kvm_s390_vcpu_crypto_setup rewrites each vCPU's ECA_APIE, KVM_REQ_VSIE_RESTART,
+    kvm_s390_vcpu_unblock_all. ENABLE_APIE fails with -EOPNOTSUPP without AP instructions. One step under
+    kvm->lock."""
+    w = k.w
+    k.lock(w.KL, "kvm_s390_vm_set_crypto", index=vm, kvm_index=vm)
+    b = Body()
+    if on and not w.cfg.ap_instructions:
+        k.ret(b, "EOPNOTSUPP")
+        k.unlock("kvm_s390_vm_set_crypto", (w.KL, None, vm), body=b,
+                 text="ENABLE_APIE: !ap_instructions_available(): -EOPNOTSUPP; mutex_unlock(kvm->lock)")
+        return
+    b.set(w.apie[vm], on)
+    for c in range(w.cfg.vcpus):
+        b.set(w.eca_apie[vm][c], on)
+    k.ret(b, 0)
+    k.unlock("kvm_s390_vcpu_crypto_reset_all", (w.KL, None, vm), body=b,
+             text=f"kvm->arch.crypto.apie = {int(on)}; kvm_s390_vcpu_block_all; kvm_s390_vcpu_crypto_setup "
+                  "(ECA_APIE) per vCPU; VSIE restart; kvm_s390_vcpu_unblock_all; mutex_unlock(kvm->lock)")
+
+
+@kernel(KVM_S390)
+def kvm_s390_handle_pv(k: K, vm: int) -> None:
+    """KVM_S390_PV_COMMAND under kvm->lock: kvm_s390_cpus_to_pv takes each vCPU's vcpu->mutex (KL -> VM)."""
+    w = k.w
+    k.lock(w.KL, "kvm_s390_handle_pv", index=vm, kvm_index=vm)
+    for c in range(w.cfg.vcpus):
+        k.lock(w.VM[vm][c], "kvm_s390_cpus_to_pv")
+        k.unlock("kvm_s390_cpus_to_pv", (w.VM[vm][c], None, None),
+                 text="kvm_s390_pv_create_cpu; mutex_unlock(vcpu->mutex)")
+    k.unlock("kvm_s390_handle_pv", (w.KL, None, vm))
+
+
+@kernel(KVM_MAIN)
+def kvm_vm_release(k: K, vm: int) -> None:
+    """close(vm fd): kvm_put_kvm."""
+    b = Body()
+    k.w.put_kvm(b, vm)
+    k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b)
+
+
+@kernel(KVM_MAIN)
+def kvm_vcpu_release(k: K, vm: int, vcpu: int) -> None:
+    """close(vcpu fd): kvm_put_kvm."""
+    b = Body()
+    k.w.put_kvm(b, vm)
+    k.step("kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b)

@@ -1,0 +1,307 @@
+"""vfio_ap kernel functions of the upstream design (drivers/s390/crypto/vfio_ap_ops.c, v6.x), written once:
+mdev lifecycle, open/close (with the vfio core around them), the PQAP hook, the sysfs attributes.
+
+Lock order ``ap_perms_mutex -> guests_lock -> kvm->lock -> mdevs_lock`` (vfio-ap-locking.rst); the PQAP
+hook is per KVM under ``kvm->arch.crypto.pqap_hook_rwsem``; the vfio core holds its own kvm reference from
+open to close (2b48f52f2bff, 6.2) and group_lock around open_device/close_device. kernel-facts §2(e).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checker.lang.expr import And, Expr, If, Not, Select
+
+from ..kfunc import K, kernel
+from ..world import Body, E
+from .bodies import assign_body, attach, refresh, unplug_adapter, unplug_domain
+
+OPS = "drivers/s390/crypto/vfio_ap_ops.c"
+VFIO_GROUP = "drivers/vfio/group.c"
+
+
+def attached(mk: Expr | int) -> Expr | None:
+    """Condition of ``if (matrix_mdev->kvm) mutex_lock(&kvm->lock)``; None for a known VM."""
+    return None if isinstance(mk, int) else mk != -1
+
+
+# ---------------------------------------------------------------- update locks
+
+
+@kernel(OPS)
+def get_update_locks_for_mdev(k: K, fn: str, mk: Expr | int, perms: bool = False) -> None:
+    """get_update_locks_for_mdev / _by_apqn / _for_queue / _for_kvm: [ap_perms_mutex] -> guests_lock ->
+    [the kvm->lock of matrix_mdev->kvm, if attached] -> mdevs_lock (``fn`` names the caller)."""
+    w = k.w
+    if perms:
+        k.lock(w.P, fn)
+    k.lock(w.G, fn)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk)
+    k.lock(w.M, fn)
+
+
+@kernel(OPS)
+def release_update_locks_for_mdev(k: K, mk: Expr | int, perms: bool = False) -> list[tuple[Any, ...]]:
+    """The releases of the matching get_update_locks_* (one unlock step carries them)."""
+    w = k.w
+    rel: list[tuple[Any, ...]] = [(w.M, None, None), (w.KL, attached(mk), mk), (w.G, None, None)]
+    if perms:
+        rel.append((w.P, None, None))
+    return rel
+
+
+# ---------------------------------------------------------------- PQAP hook
+
+
+@kernel(OPS, name="vfio_ap_ops.handle_pqap")
+def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
+    """vfio_ap's handle_pqap (called by priv.c with the hook's rwsem read-held; ``skip``: priv.c found
+    no hook): mdevs_lock; matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC."""
+    w = k.w
+    hook = w.hook[v].var
+    b = Body()
+    w.hook_target_freed(b, hook, when=hook != -1)
+    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b)
+    b = Body()
+    w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
+    w.hook_target_detached(b, v, hook, when=hook != -1)
+    k.unlock("handle_pqap", (w.M, hook != -1, None), body=b,
+             text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock")
+
+
+# ---------------------------------------------------------------- open / close
+
+
+@kernel(VFIO_GROUP)
+def vfio_device_open(k: K, mdev: int, vm: int) -> None:
+    """vfio_device_group_open (group_lock held): the vfio core takes its own kvm reference
+    (kvm_get_kvm_safe), vfio_ap_mdev_open_device -> vfio_ap_mdev_set_kvm; on failure the core drops it."""
+    w, m, end = k.w, mdev, k.end()
+    if vm in w.cfg.no_crycb:
+        k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=mdev)
+        return
+    unlock_vg, failed = k.label("open_unlock"), k.label("open_failed")
+    k.lock(w.VG, "vfio_device_group_open", index=m)
+    b = Body()
+    alive = w.mdev_alive(m)
+    # kvm_vfio_release (from kvm_destroy_vm, before the struct kvm is freed) cleared group->kvm, and
+    # kvm_get_kvm_safe takes a reference only while the count is non-zero: no kvm -> vfio_ap's
+    # open_device returns -EINVAL (issue 8 #1)
+    has_kvm = w.kvm_alive(vm)
+    ok = And(alive, has_kvm)
+    w.get_kvm(b, vm, when=ok)
+    b.set(w.vkvm[m], vm, when=ok)
+    k.ret(b, If(alive, If(has_kvm, 0, E["EINVAL"]), E["ENODEV"]))
+    k.step("vfio_device_get_kvm_safe", "vfio core: group->kvm && kvm_get_kvm_safe(group->kvm); "
+                                       "vfio_ap_mdev_open_device: if (!vdev->kvm) return -EINVAL",
+           body=b, jumps=[(Not(ok), unlock_vg)])
+    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=failed)
+    k.at(unlock_vg)
+    k.unlock("vfio_device_group_open", (w.VG, None, m), goto=end)
+    k.at(failed)
+    k.call("vfio_ap_mdev_set_kvm:error", mdev=m, vm=vm)
+    b = Body()
+    w.put_kvm(b, vm)
+    b.set(w.vkvm[m], -1)
+    k.unlock("vfio_device_put_kvm", (w.VG, None, m), body=b,
+             text="open_device failed: vfio core kvm_put_kvm; mutex_unlock(group_lock)")
+
+
+@kernel(OPS, name="vfio_ap_mdev_set_kvm:no_crycb")
+def set_kvm_no_crycb(k: K, mdev: int) -> None:
+    """``if (kvm->arch.crypto.crycbd)`` is false: set_kvm sets nothing (no hook, no kvm, no masks) and
+    returns 0 in every modelled era (the v4.20 open callback failed instead, [S-v10])."""
+    w = k.w
+    b = Body()
+    w.use_mdev(b, mdev, "matrix_mdev (open_device)")
+    b.set(w.vopen[mdev], True)
+    k.ret(b, 0)
+    k.step("vfio_ap_mdev_set_kvm", "kvm->arch.crypto.crycbd == 0: nothing to set up", body=b)
+
+
+@kernel(OPS)
+def vfio_ap_mdev_set_kvm(k: K, mdev: int, vm: int, failed: str) -> None:
+    """Publish the hook under pqap_hook_rwsem (BEFORE the check: kernel-facts §5 C1), then under the update
+    locks: another mdev has this kvm -> -EPERM (jump to ``failed``); kvm_get_kvm; matrix_mdev->kvm = kvm;
+    vfio_ap_mdev_update_guest_apcb."""
+    w, m = k.w, mdev
+    k.call("vfio_ap_mdev_set_kvm:publish_hook", mdev=m, vm=vm)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_for_kvm", mk=vm)
+    b = Body()
+    other = attach(w, b, m, vm, b[w.sapm[m]], b[w.saqm[m]])
+    k.ret(b, If(other, E["EPERM"], 0))
+    k.unlock("vfio_ap_mdev_set_kvm", *k.call("release_update_locks_for_mdev", mk=vm), body=b,
+             text="if another mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
+                  "vfio_ap_mdev_update_guest_apcb; release_update_locks_for_kvm",
+             jumps=[(other, failed)])
+
+
+@kernel(OPS, name="vfio_ap_mdev_set_kvm:error")
+def set_kvm_error(k: K, mdev: int, vm: int) -> None:
+    """The -EPERM path of 6.x leaves kvm->arch.crypto.pqap_hook naming this mdev (kernel-facts §5 C1): no
+    statement here; mainline's fix puts the old pointer back."""
+
+
+@kernel(OPS, name="vfio_ap_mdev_set_kvm:publish_hook")
+def publish_hook(k: K, mdev: int, vm: int) -> None:
+    """down_write(pqap_hook_rwsem); kvm->arch.crypto.pqap_hook = &matrix_mdev->pqap_hook; up_write."""
+    w = k.w
+    k.lock(w.HR, "vfio_ap_mdev_set_kvm", index=vm, kvm_index=vm)
+    b = Body()
+    b.set(w.hook[vm], mdev)
+    k.unlock("vfio_ap_mdev_set_kvm", (w.HR, None, vm), body=b,
+             text="kvm->arch.crypto.pqap_hook = &matrix_mdev->pqap_hook; up_write")
+
+
+@kernel(VFIO_GROUP)
+def vfio_device_close(k: K, mdev: int) -> None:
+    """vfio_device_group_close (group_lock held): vfio_ap_mdev_close_device -> vfio_ap_mdev_unset_kvm,
+    then the vfio core drops its own kvm reference (may be the last: kvm_destroy_vm)."""
+    w, m, end = k.w, mdev, k.end()
+    not_open, vput = k.label("close_not_open"), k.label("close_vfio_put")
+    kv = w.close_device_entry(k.t, m, "vfio_device_group_close",
+                              [(Not(w.vopen[m].var), not_open), (w.mkvm[m].var == -1, vput)])
+    k.call("vfio_ap_mdev_unset_kvm", mdev=m, kv=kv)
+    k.at(vput)
+    b = Body()
+    vk = w.vkvm[m].var
+    w.put_kvm(b, vk, when=vk != -1)
+    b.set(w.vkvm[m], -1)
+    b.set(w.vopen[m], False)
+    b.set(w.closing[m], False)
+    b.set(k.local("kvm", w.kslots), -1)
+    k.unlock("vfio_device_put_kvm", (w.VG, None, m), body=b,
+             text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)", goto=end)
+    k.at(not_open)
+    b = Body()
+    b.set(w.closing[m], False)
+    k.unlock("vfio_device_group_close", (w.VG, None, m), body=b)
+
+
+@kernel(OPS)
+def vfio_ap_mdev_unset_kvm(k: K, mdev: int, kv: Expr) -> None:
+    """Hook = NULL under pqap_hook_rwsem; then under guests_lock, kvm->lock, mdevs_lock: clear masks, reset
+    the queues, kvm_put_kvm, matrix_mdev->kvm = NULL; kvm->lock is unlocked after the put."""
+    w, m = k.w, mdev
+    k.lock(w.HR, "vfio_ap_mdev_unset_kvm", index=kv, kvm_index=kv)
+    b = Body()
+    b.set_at(w.hook, kv, -1)
+    k.unlock("vfio_ap_mdev_unset_kvm", (w.HR, None, kv), body=b, text="kvm->arch.crypto.pqap_hook = NULL; up_write")
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_for_kvm", mk=kv)
+    b = Body()
+    w.clear_masks(b, kv)
+    w.reset_mdev_queues(b, m)
+    rc = Select([f.var for f in w.kvm.refs], kv, 0)  # type: ignore[union-attr]
+    b.check(rc == 1, "memory-safety",
+            "use after free: mutex_unlock(&kvm->lock) after the last kvm_put_kvm (kvm_destroy_vm freed kvm)")
+    w.put_kvm(b, kv)
+    b.set(w.mkvm[m], -1)
+    k.ret(b, 0)
+    k.unlock("vfio_ap_mdev_unset_kvm", *k.call("release_update_locks_for_mdev", mk=kv), body=b,
+             text="kvm_arch_crypto_clear_masks; vfio_ap_mdev_reset_queues; kvm_put_kvm; "
+                  "matrix_mdev->kvm = NULL; release_update_locks_for_kvm")
+
+
+# ---------------------------------------------------------------- mdev lifecycle
+
+
+@kernel(OPS)
+def vfio_ap_mdev_probe(k: K, mdev: int) -> None:
+    """echo UUID > create: kzalloc matrix_mdev; list_add(mdev_list) under the matrix lock (ENODEV while the
+    module is not loaded: no mdev parent)."""
+    w = k.w
+    if not w.cfg.module_loaded or "vfio_ap_exit" in w.scenario_ops:  # the mdev parent exists while loaded
+        ok, end = w.loaded.var, k.end()
+        b = Body()
+        k.ret(b, If(ok, 0, E["ENODEV"]))
+        k.lock(w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)])
+    else:
+        k.lock(w.M, "vfio_ap_mdev_probe")
+    b = Body()
+    b.merge(*w.pb.alloc(w.mdev, mdev))
+    k.ret(b, "0")
+    k.unlock("vfio_ap_mdev_probe", (w.M, None, None), body=b,
+             text="kzalloc matrix_mdev; list_add(mdev_list); mutex_unlock")
+
+
+@kernel(OPS)
+def vfio_ap_mdev_remove(k: K, mdev: int) -> None:
+    """vfio_unregister_group_dev waits until the device is closed; then guests_lock -> mdevs_lock: reset the
+    queues, unlink them, list_del, kfree(matrix_mdev)."""
+    w, m = k.w, mdev
+    k.step("vfio_unregister_group_dev", "wait until the vfio device is closed (request -> QEMU)",
+           guard=Not(w.vopen[m].var))
+    if w.G is not None:
+        k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
+    k.lock(w.M, "vfio_ap_mdev_remove")
+    b = Body()
+    w.remove_mdev_body(b, m)
+    k.ret(b, 0)
+    rel: list[tuple[Any, ...]] = [(w.M, None, None)]
+    if w.G is not None:
+        rel.append((w.G, None, None, "w"))
+    k.unlock("vfio_ap_mdev_remove", *rel, body=b,
+             text="reset queues; unlink queues; list_del; unlock; kfree(matrix_mdev)")
+
+
+# ---------------------------------------------------------------- sysfs attributes
+
+
+def _assign(k: K, m: int, kind: str, x: int) -> None:
+    w = k.w
+    fn = f"assign_{kind}_store"
+    mk = w.mkvm[m].var
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, perms=True)
+    b = Body()
+    ok = assign_body(w, b, k.t, m, kind, x)
+    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
+    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk, perms=True), body=b,
+             text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
+                  "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock")
+
+
+def _unassign(k: K, m: int, kind: str, x: int) -> None:
+    w = k.w
+    fn = f"unassign_{kind}_store"
+    mk = w.mkvm[m].var
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk)
+    b = Body()
+    w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
+    f = w.apm[m] if kind == "adapter" else w.aqm[m]
+    b.set(f, b[f].without_bit(x))
+    (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x)
+    k.ret(b, 0)
+    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
+             text=f"clear bit; vfio_ap_mdev_unlink_{kind}; hot unplug from shadow + guest; reset queues; unlock")
+
+
+@kernel(OPS)
+def assign_adapter_store(k: K, mdev: int, apid: int) -> None:
+    """ap_perms_mutex -> update locks; set bit; validate (EADDRNOTAVAIL/EADDRINUSE, revert); link; filter;
+    update the guest; reset filtered APIDs."""
+    _assign(k, mdev, "adapter", apid)
+
+
+@kernel(OPS)
+def assign_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """As assign_adapter_store, for a domain."""
+    _assign(k, mdev, "domain", apqi)
+
+
+@kernel(OPS)
+def unassign_adapter_store(k: K, mdev: int, apid: int) -> None:
+    """Update locks; clear bit; unlink; hot unplug from the shadow and the guest; reset the queues."""
+    _unassign(k, mdev, "adapter", apid)
+
+
+@kernel(OPS)
+def unassign_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """As unassign_adapter_store, for a domain."""
+    _unassign(k, mdev, "domain", apqi)
+
+
+@kernel(OPS)
+def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> None:
+    """vfio_ap_mdev_filter_matrix -> shadow; if changed and attached: vfio_ap_mdev_update_guest_apcb;
+    reset the queues of APIDs filtered out (f848cba767e5, 2024)."""
+    refresh(k.w, b, m, when=when, reset_filtered=True)

@@ -1,0 +1,296 @@
+"""Regression tests for the false or wrong reports of issue 8 (each failed on the tree before its fix).
+
+Each scenario is a spec the way a user writes it; the assertions name the verdict the kernel behaviour
+implies, and where useful the exact outcome (errno, trace shape)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checker.report.results import CheckResult
+from checker.search.progmodel import ProgramModel
+from checker.search.run import check_program
+from checker.spec.options import Options
+from checker.spec.registry import default_registry
+from checker.spec.spec import load_spec
+
+
+def run(tmp_path: Path, text: str) -> tuple[CheckResult, object]:
+    p = tmp_path / "spec.yaml"
+    p.write_text(text, encoding="utf-8")
+    loaded = load_spec(str(p), default_registry())
+    program = loaded.design.build(loaded.scenario)
+    return check_program(program, Options(quiet=True)), program
+
+
+def status(result: CheckResult) -> dict[str, str]:
+    return {p.name: p.status for p in result.properties}
+
+
+def only_run(program: object) -> int:
+    """The final state of a one-thread scenario (exactly one successor at every step)."""
+    model = ProgramModel(program)  # type: ignore[arg-type]
+    s = model.init_states()[0]
+    while not model.is_done(s):
+        out = model.successors(s)
+        assert len(out) == 1, out
+        assert out[0][1] >= 0, model.violation(-1 - out[0][1])
+        s = out[0][1]
+    return s
+
+
+def executed(program: object) -> list[tuple[str, str]]:
+    """(function, text) of every step of a one-thread scenario's only run."""
+    model = ProgramModel(program)  # type: ignore[arg-type]
+    s, out = model.init_states()[0], []
+    while not model.is_done(s):
+        (aid, s), = model.successors(s)
+        act = program.actions[aid]  # type: ignore[attr-defined]
+        out.append((act.function, act.text))
+    return out
+
+
+def field(program: object, name: str, state: int) -> int:
+    f = program.layout[name]  # type: ignore[attr-defined]
+    return int(f.get(state))
+
+
+def test_1_open_after_vm_gone_fails_einval(tmp_path: Path) -> None:
+    """kvm_get_kvm_safe takes no reference once the count hit zero; kvm_vfio_release already cleared
+    group->kvm, so vfio_device_open_file fails -EINVAL. No use after free."""
+    res, program = run(tmp_path, """
+name: open-after-vm-gone
+design: final
+constants: {vms: 1, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"]}
+threads:
+  - name: qemu
+    run: [{open_device: {mdev: 0}}, {close_vcpu_fd: {vm: 0}}, {close_vm_fd: {vm: 0}},
+          {close_device: {mdev: 0}}, {open_device: {mdev: 1, vm: 0}}]
+""")
+    assert status(res)["memory-safety"] == "HOLDS"
+    end = only_run(program)
+    from ap_model.world import E
+
+    assert field(program, "qemu.ret", end) == E["EINVAL"]
+    assert field(program, "mdev1.kvm", end) == -1
+
+
+TWO_VMS = """
+name: two-vms
+design: {design}
+constants: {{vms: 2, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"]}}
+threads:
+  - name: qemu0
+    run: [{{open_device: {{mdev: 0, vm: 0}}}}, {{close_device: {{mdev: 0}}}}]
+  - name: qemu1
+    run: [{{open_device: {{mdev: 1, vm: 1}}}}, {{close_device: {{mdev: 1}}}}]
+"""
+
+
+def test_2_write_through_state_chosen_index_is_no_read(tmp_path: Path) -> None:
+    """unset_kvm writes kvm->arch.crypto.pqap_hook of ITS kvm; that is no access to the other VM's."""
+    for design in ("final", "v16-hook"):
+        res, _ = run(tmp_path, TWO_VMS.format(design=design))
+        assert status(res)["data-race"] == "HOLDS", (design, [p.detail for p in res.properties])
+
+
+def test_2_footprint_of_an_indexed_write() -> None:
+    from checker.lang.layout import int_field
+    from checker.lang.program import ProgramBuilder
+
+    pb = ProgramBuilder("idx")
+    lk = pb.mutex("L")
+    cells = [int_field(f"cell{k}", 0, 3) for k in range(3)]
+    for c in cells:
+        pb.var(c, protected_by=[lk])
+    idx = int_field("idx", 0, 2, 1)
+    pb.var(idx)
+    t = pb.thread("t")
+    upd = pb._slot_update(cells, idx.var, 2)
+    t.step("f", "cell[idx] = 2", updates=upd)
+    prog = pb.build()
+    reads, writes = prog.actions[0].footprint()
+    assert reads == frozenset({idx})  # the index is read, the other cells are not
+    assert writes - {prog.threads[0].pc} == frozenset(cells)
+
+
+LAST_PUT = """
+name: last-put
+design: {design}
+constants: {{vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: qemu
+    run: [{{open_device: {{mdev: 0}}}}, {{close_vcpu_fd: {{vm: 0}}}}, {{close_vm_fd: {{vm: 0}}}},
+          {{close_device: {{mdev: 0}}}}]
+"""
+
+
+def test_6_last_put_under_kvm_lock_self_deadlocks(tmp_path: Path) -> None:
+    """v5.15 unset_kvm puts the kvm with kvm->lock held; if that is the last reference, kvm_destroy_vm
+    takes kvm->lock again: the thread never returns (before, a use after free at the unlock)."""
+    res, _ = run(tmp_path, LAST_PUT.format(design="v16-hook"))
+    st = status(res)
+    assert st["memory-safety"] == "HOLDS"
+    assert st["deadlock"] == "VIOLATED"
+    dl = next(p for p in res.properties if p.name == "deadlock")
+    assert "qemu waits for kvm0->lock (in kvm_destroy_vm) held by qemu (itself: recursive locking)" in dl.trace.waits  # type: ignore[union-attr]
+    # 6.2+: the vfio core holds its own reference until after close_device: never the last put there
+    res, _ = run(tmp_path, LAST_PUT.format(design="final"))
+    assert status(res)["deadlock"] == "HOLDS"
+
+
+def test_3_reprobe_and_probe_read_ap_perms_under_its_mutex(tmp_path: Path) -> None:
+    """__ap_revise_reserved and ap_device_probe test ap_perms.apm/aqm under ap_perms_mutex (ap_bus.c)."""
+    res, _ = run(tmp_path, """
+name: perms
+design: final
+constants: {vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], config_apm: [3]}
+threads:
+  - name: admin
+    run: [{apmask_store: {reserve: [4]}}]
+  - name: admin2
+    run: [{apmask_store: {release: [3]}}]
+  - name: bus
+    run: [{adapter_online: {apid: 4}}]
+""")
+    assert status(res)["data-race"] == "HOLDS", [p.detail for p in res.properties]
+
+
+def test_4_v15_v16_close_while_kvm_busy_unlocks_once(tmp_path: Path) -> None:
+    """vfio_ap_mdev_release finding kvm_busy set drops matrix_dev->lock once, in wait_event."""
+    for design in ("v15", "v16"):
+        res, _ = run(tmp_path, f"""
+name: close-busy
+design: {design}
+constants: {{vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: admin
+    run: [{{assign_adapter: {{mdev: 0, apid: 4}}}}]
+  - name: qemu
+    run: [{{close_device: {{mdev: 0}}}}]
+""")
+        lo = next(p for p in res.properties if p.name == "lock-order")
+        assert lo.status == "HOLDS", (design, lo.detail)
+
+
+def test_5_unlocked_hook_fails_as_null_dereference_in_priv_c(tmp_path: Path) -> None:
+    """v15/v16 (unlocked per-mdev hook): priv.c re-reads kvm->arch.crypto.pqap_hook for ->owner, ->hook
+    and module_put; vfio_ap re-reads it under matrix_dev->lock with a NULL check. The failure of the
+    interleaving is a NULL dereference in priv.c, not a use after free in vfio_ap."""
+    for spec in ("v15-hooks.yaml", "v16-hooks.yaml"):
+        loaded = load_spec(str(Path(__file__).parent.parent / "specs" / spec), default_registry())
+        res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
+        ms = next(p for p in res.properties if p.name == "memory-safety")
+        assert ms.status == "VIOLATED"
+        assert ms.detail.startswith("NULL dereference of kvm->arch.crypto.pqap_hook->"), ms.detail
+        last = ms.trace.steps[-1]  # type: ignore[union-attr]
+        assert last.function == "handle_pqap" and "priv.c" in last.action, last
+
+
+STANDBY_UNATTACHED = """
+name: standby
+design: {design}
+constants: {{vms: 1, mdevs: 2, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5", "mdev1: 4 x 5"],
+             attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: bus
+    run: [{{adapter_standby: {{apid: 4}}}}]
+"""
+
+
+def test_7_final_is_one_release(tmp_path: Path) -> None:
+    """final = 6.8: vfio_ap_mdev_cfg_remove locks matrix_mdev->kvm->lock with no NULL check (fixed only by
+    "Fix dereference matrix_mdev->kvm without checking for NULL", 2026), next to the -EPERM stale hook
+    (final-hooks); mainline has the NULL check."""
+    res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="final"))
+    ms = next(p for p in res.properties if p.name == "memory-safety")
+    assert ms.status == "VIOLATED"
+    assert ms.detail == "NULL dereference of matrix_mdev->kvm->lock", ms.detail
+    res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="mainline"))
+    assert status(res)["memory-safety"] == "HOLDS"
+
+
+def test_8_scan_complete_skips_mdevs_with_nothing_pending(tmp_path: Path) -> None:
+    """vfio_ap_on_scan_complete only visits mdevs with a pending apm_add/aqm_add/adm_add: an mdev without the
+    new adapter is not locked (and an unattached one is not dereferenced)."""
+    res, program = run(tmp_path, """
+name: online
+design: mainline
+constants: {vms: 1, mdevs: 2, adapters: [3, 4], domains: [5], config_apm: [3], matrix: ["mdev0: 3 x 5"],
+            attached: ["mdev0 -> kvm0"]}
+threads:
+  - name: bus
+    run: [{adapter_online: {apid: 4}}]
+""")
+    assert status(res)["memory-safety"] == "HOLDS"
+    scan = [text for fn, text in executed(program) if fn == "vfio_ap_on_scan_complete"]
+    # guests_lock taken and released; no mdev has adapter 4 pending: each is skipped, none is locked
+    assert len(scan) == 4 and scan[0] == "mutex_lock(matrix_dev->guests_lock)", scan
+    assert scan[1].startswith("mdev0: nothing added to it: continue;") and scan[2].startswith("mdev1: nothing"), scan
+    assert scan[3] == "unlock(matrix_dev->guests_lock)"
+
+
+def test_8_v15_unassign_trylocks(tmp_path: Path) -> None:
+    """v15's unassign_*_store take matrix_dev->lock with mutex_trylock (-EAGAIN when busy), like assign; v16's
+    unassign takes it with mutex_lock."""
+    for design, verb in (("v15", "mutex_trylock"), ("v16", "mutex_lock")):
+        _, program = run(tmp_path, f"""
+name: unassign
+design: {design}
+constants: {{vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: admin
+    run: [{{unassign_adapter: {{mdev: 0, apid: 3}}}}]
+""")
+        first = next(a for a in program.actions if a.function == "unassign_adapter_store")  # type: ignore[attr-defined]
+        assert first.text == f"{verb}(matrix_dev->lock)", (design, first.text)
+
+
+def test_8_perms_mutex_in_assign(tmp_path: Path) -> None:
+    """v15/v16 assign take ap_perms_mutex inside validation (matrix_dev->lock -> ap_perms_mutex); v17's
+    assign takes none; 6.x assign takes it first (ap_perms_mutex -> guests_lock)."""
+    spec = """
+name: assign
+design: {design}
+constants: {{vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: admin
+    run: [{{assign_adapter: {{mdev: 0, apid: 4}}}}]
+"""
+    for design in ("v15", "v16", "v17", "final"):
+        _, program = run(tmp_path, spec.format(design=design))
+        perms = [(a.function, a.text) for a in program.actions  # type: ignore[attr-defined]
+                 if any(q.lock.name == "ap_perms_mutex" for q in a.acquires)]
+        if design in ("v15", "v16"):
+            assert perms == [("ap_apqn_in_matrix_owned_by_def_drv", "mutex_lock(ap_perms_mutex)")], perms
+        elif design == "v17":
+            assert perms == [], perms
+        else:
+            assert perms == [("assign_adapter_store", "mutex_lock(ap_perms_mutex)")], perms
+
+
+def test_8_v17_module_exit_removes_mdevs(tmp_path: Path) -> None:
+    """v17 vfio_ap_exit: vfio_ap_mdev_unregister removes every mdev (after the last close); an open after
+    the unload finds no device (ENODEV), not a freed mdev."""
+    res, program = run(tmp_path, """
+name: exit
+design: v17
+constants: {vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}
+threads:
+  - name: admin
+    run: [{vfio_ap_exit: {}}, {open_device: {mdev: 0}}]
+""")
+    assert status(res)["memory-safety"] == "HOLDS"
+    end = only_run(program)
+    from ap_model.world import E
+
+    assert field(program, "mdev0.state", end) == 2  # freed by the module exit
+    assert field(program, "admin.ret", end) == E["ENODEV"]
+
+
+def test_8_use_message_names_the_access_once() -> None:
+    """A use-after-free message names the access once (it printed "X (X)")."""
+    loaded = load_spec(str(Path(__file__).parent.parent / "specs" / "final-hooks.yaml"), default_registry())
+    res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
+    ms = next(p for p in res.properties if p.name == "memory-safety")
+    assert ms.detail == "use after free of matrix_mdev = container_of(pqap_hook)", ms.detail
