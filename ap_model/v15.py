@@ -222,9 +222,17 @@ class V15Design(FinalDesign):
         ok = assign_body(w, b, t, m, kind, x)
         changed, _, _ = refresh(w, b, m, when=ok, apply=False, reset_filtered=False)
         need = And(changed, w.mkvm[m].var != -1)
+        ret = w.ret(t)
+        refused: list[tuple[Expr | None, str]] = [(Not(ok), "validate: -EADDRNOTAVAIL (reserved) or -EADDRINUSE")]
+        if ret is not None:  # the errno tells which check refused
+            refused = [(eq(b[ret], w_e("EADDRNOTAVAIL")), "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
+                       (eq(b[ret], w_e("EADDRINUSE")), "validate: APQN assigned to another mdev: -EADDRINUSE")]
         w.unlock(t, fn, (w.P, None, None), (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
                  text="validate (reserved: EADDRNOTAVAIL; sharing: EADDRINUSE); link; filter; "
-                      "if unchanged or no guest: unlock")
+                      "if unchanged or no guest: unlock",
+                 branches=[*refused, (ok, "set bit; link; vfio_ap_mdev_filter_matrix"),
+                           (Not(need), "mutex_unlock(ap_perms_mutex); mutex_unlock(matrix_dev->lock)"),
+                           (need, "mutex_unlock(ap_perms_mutex); shadow changed, guest running: commit")])
         self._reset_rows = None
         self._commit(w, t, fn, m, end)
         t.goto(end)
