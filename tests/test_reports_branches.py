@@ -65,3 +65,22 @@ def test_vfio_ap_open_shows_the_eperm_branch(tmp_path: Path, capsys: pytest.Capt
     assert shown == [
         ("q0", "kvm_get_kvm; matrix_mdev->kvm = kvm; vfio_ap_mdev_update_guest_apcb; release_update_locks_for_kvm"),
         ("q1", "another mdev has this kvm: -EPERM; release_update_locks_for_kvm")]
+
+
+def test_v15_assign_shows_which_check_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "assign.yaml"
+    spec.write_text("""\
+design: v15
+constants: {adapters: [3], domains: [5], mdevs: 2, matrix: ["mdev1: 3 x 5"]}
+threads:
+  - {name: a, run: [assign_domain: {mdev: 0, apqi: 5}, assign_adapter: {mdev: 0, apid: 3}]}
+properties:
+  only: [refused]
+  sometimes:
+    - {name: refused, expr: a.ret == EADDRINUSE}
+""", encoding="utf-8")
+    assert main(["check", str(spec), "--format", "json", "--quiet"]) == 0
+    steps = json.loads(capsys.readouterr().out)["properties"][0]["trace"]["steps"]
+    assert [s["action"] for s in steps if s["function"] == "assign_adapter_store"][-1] == (
+        "validate: APQN assigned to another mdev: -EADDRINUSE; "
+        "mutex_unlock(ap_perms_mutex); mutex_unlock(matrix_dev->lock)")

@@ -62,9 +62,17 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     ok = assign_body(w, b, k.t, m, kind, x)
     changed, _, _ = refresh(w, b, m, when=ok, apply=False, reset_filtered=False)
     need = And(changed, w.mkvm[m].var != -1)
+    ret = w.ret(k.t)
+    refused: list[tuple[Expr | None, str]] = [(Not(ok), "validate: -EADDRNOTAVAIL (reserved) or -EADDRINUSE")]
+    if ret is not None:  # the errno tells which check refused
+        refused = [(b[ret] == E["EADDRNOTAVAIL"], "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
+                   (b[ret] == E["EADDRINUSE"], "validate: APQN assigned to another mdev: -EADDRINUSE")]
     k.unlock(fn, (w.P, None, None), (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
              text="validate (reserved: EADDRNOTAVAIL; sharing: EADDRINUSE); link; filter; "
-                  "if unchanged or no guest: unlock")
+                  "if unchanged or no guest: unlock",
+             branches=[*refused, (ok, "set bit; link; vfio_ap_mdev_filter_matrix"),
+                       (Not(need), "mutex_unlock(ap_perms_mutex); mutex_unlock(matrix_dev->lock)"),
+                       (need, "mutex_unlock(ap_perms_mutex); shadow changed, guest running: commit")])
     k.call("vfio_ap_mdev_commit_apcb", fn=fn, m=m)
     k.goto(end)
     k.at(busy_out)

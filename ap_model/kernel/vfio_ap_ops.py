@@ -133,7 +133,10 @@ def vfio_ap_mdev_set_kvm(k: K, mdev: int, vm: int, failed: str) -> None:
     k.unlock("vfio_ap_mdev_set_kvm", *k.call("release_update_locks_for_mdev", mk=vm), body=b,
              text="if another mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                   "vfio_ap_mdev_update_guest_apcb; release_update_locks_for_kvm",
-             jumps=[(other, failed)])
+             jumps=[(other, failed)],
+             branches=[(other, "another mdev has this kvm: -EPERM"),
+                       (Not(other), "kvm_get_kvm; matrix_mdev->kvm = kvm; vfio_ap_mdev_update_guest_apcb"),
+                       (None, "release_update_locks_for_kvm")])
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm:error")
