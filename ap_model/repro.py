@@ -41,6 +41,10 @@ LOOK_FOR = {
                       "BUG: KASAN: use-after-free / slab-use-after-free in the function named below"),
     "data-race": ("CONFIG_KCSAN=y", "BUG: KCSAN: data-race in the functions named below"),
 }
+# s390's oops for an access through a NULL pointer (arch/s390/mm/fault.c); no debug option needed
+NULL_DEREF = ("CONFIG_PANIC_ON_OOPS unset (keep the machine up to read the oops)",
+              "Unable to handle kernel pointer dereference in virtual kernel address space, in the function "
+              "named below")
 OWNERSHIP = ("CONFIG_ZCRYPT=m, lszcrypt -V in the host and in the guest",
              "an APQN listed as online in both the host (zcrypt) and a guest, or in two guests")
 
@@ -239,6 +243,8 @@ def repro_script(design_name: str, scenario: Scenario, trace: Trace, prop: str, 
     started = sorted((c for c in calls if c.first_step), key=lambda c: c.first_step)
     apqns = " ".join(_apqn(a, d) for a in cfg.adapters for d in cfg.domains)
     need, look = LOOK_FOR.get(kind, OWNERSHIP)
+    if kind == "memory-safety" and trace.steps and "NULL dereference" in trace.steps[-1].note:
+        need, look = NULL_DEREF  # an oops, not a KASAN report
     out = [
         "#!/bin/bash",
         f"# apcheck repro: design {design_name}, spec {scenario.path or scenario.name}, property {prop} ({kind})",

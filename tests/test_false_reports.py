@@ -182,7 +182,7 @@ def test_5_unlocked_hook_fails_as_null_dereference_in_priv_c(tmp_path: Path) -> 
         res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
         ms = next(p for p in res.properties if p.name == "memory-safety")
         assert ms.status == "VIOLATED"
-        assert ms.detail.startswith("NULL dereference of kvm->arch.crypto.pqap_hook->"), ms.detail
+        assert ms.detail.startswith("NULL dereference of struct ap_matrix_mdev pointer: kvm->arch.crypto.pqap_hook->"), ms.detail
         last = ms.trace.steps[-1]  # type: ignore[union-attr]
         assert last.function == "handle_pqap" and "priv.c" in last.action, last
 
@@ -205,7 +205,7 @@ def test_7_final_is_one_release(tmp_path: Path) -> None:
     res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="final"))
     ms = next(p for p in res.properties if p.name == "memory-safety")
     assert ms.status == "VIOLATED"
-    assert ms.detail == "NULL dereference of matrix_mdev->kvm->lock", ms.detail
+    assert ms.detail == "NULL dereference of struct kvm pointer: matrix_mdev->kvm->lock", ms.detail
     res, _ = run(tmp_path, STANDBY_UNATTACHED.format(design="mainline"))
     assert status(res)["memory-safety"] == "HOLDS"
 
@@ -293,4 +293,6 @@ def test_8_use_message_names_the_access_once() -> None:
     loaded = load_spec(str(Path(__file__).parent.parent / "specs" / "final-hooks.yaml"), default_registry())
     res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
     ms = next(p for p in res.properties if p.name == "memory-safety")
-    assert ms.detail == "use after free of matrix_mdev = container_of(pqap_hook)", ms.detail
+    assert ms.detail == ("use after free of struct ap_matrix_mdev mdev1: matrix_mdev = container_of(pqap_hook), "
+                         "freed by vfio_ap_mdev_remove (qemu1, step 26)"), ms.detail
+    assert ms.detail.count("container_of(pqap_hook)") == 1

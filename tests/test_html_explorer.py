@@ -169,10 +169,10 @@ def test_verdict_table_and_every_step_of_the_deadlock(page: Browser) -> None:
     steps = page.evaluate("[...document.querySelectorAll('#trace-0 .lane tr[data-step]')].map(r => "
                           "[r.dataset.step, [...r.querySelectorAll('td[data-thread]')].filter(c => c.textContent)"
                           ".map(c => c.dataset.thread + ': ' + c.textContent)])")
-    assert [s[0] for s in steps] == ["1", "2", "3", "4", "5", "6"]
+    assert [s[0] for s in steps] == ["1", "2", "3", "4", "5", "6", "7", "8"]
     lanes = [s[1][0].split(": ")[0] for s in steps]
-    assert lanes == ["vcpu0", "vcpu0", "admin", "admin", "admin", "pv"]
-    assert "kvm_s390_handle_pv: mutex_lock(kvm0->lock)" in steps[5][1][0]
+    assert lanes == ["vcpu0", "vcpu0", "vcpu0", "vcpu0", "admin", "admin", "admin", "pv"]
+    assert "kvm_s390_handle_pv: mutex_lock(kvm0->lock)" in steps[7][1][0]
     assert "INFO: task" not in page.evaluate("document.querySelector('#trace-0 .final').textContent")
     assert "pv blocked in kvm_s390_cpus_to_pv: mutex_lock(&kvm0.vcpu0->mutex), held by vcpu0" in \
         page.evaluate("document.querySelector('#trace-0 .final').textContent")
@@ -188,34 +188,34 @@ def _changed(page: Browser) -> list[list[str]]:
 def test_stepping_moves_the_highlight_and_the_state(page: Browser) -> None:
     click = "document.querySelector('#trace-0 button[data-action=\"{}\"]').click()"
     page.evaluate(click.format("first"))
-    assert page.evaluate("document.querySelector('#trace-0 .position').textContent") == "step 0 / 6"
+    assert page.evaluate("document.querySelector('#trace-0 .position').textContent") == "step 0 / 8"
     assert _changed(page) == []
     for _ in range(2):
         page.evaluate(click.format("forward"))
     assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "2"
-    assert _changed(page) == [["ghost.vcpu0.in_handle_pqap", "true"], ["vcpu0.hook", "mdev0"]]
+    assert _changed(page) == [["ghost.vcpu0.in_handle_pqap", "true"]]
     held = "document.querySelector('#trace-0 .locks tr[data-thread=\"vcpu0\"]').children[1].textContent"
     assert page.evaluate(held) == "kvm0.vcpu0->mutex"
-    for _ in range(3):
+    for _ in range(5):
         page.evaluate(click.format("forward"))
-    assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "5"
+    assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "7"
     assert _changed(page) == [["mdev0.matrix.apm", "{3,4}"], ["mdev0.shadow_apcb.apm", "{3,4}"]]
     page.evaluate(click.format("back"))
-    assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "4"
-    # the full state, not just the change: step 2's field keeps its value at step 4
-    assert page.evaluate("document.querySelector('#trace-0 .state tr[data-field=\"vcpu0.hook\"]')"
-                         ".children[1].textContent") == "mdev0"
+    assert page.evaluate("document.querySelector('#trace-0 .lane tr.current').dataset.step") == "6"
+    # the full state, not just the change: step 2's field keeps its value at step 6
+    assert page.evaluate("document.querySelector('#trace-0 .state tr[data-field=\"ghost.vcpu0.in_handle_pqap\"]')"
+                         ".children[1].textContent") == "true"
     assert page.errors() == []
 
 
 def test_thread_filter_hides_a_lane(page: Browser) -> None:
     visible = "[...document.querySelectorAll('#trace-0 .lane tr[data-step]')].filter(r => " \
               "!r.classList.contains('hidden')).length"
-    assert page.evaluate(visible) == 6
+    assert page.evaluate(visible) == 8
     page.evaluate("document.querySelector('#trace-0 input[data-thread=\"admin\"]').click()")
-    assert page.evaluate(visible) == 3
+    assert page.evaluate(visible) == 5
     page.evaluate("document.querySelector('#trace-0 input[data-thread=\"admin\"]').click()")
-    assert page.evaluate(visible) == 6
+    assert page.evaluate(visible) == 8
 
 
 def test_html_is_one_self_contained_file() -> None:

@@ -91,13 +91,13 @@ def test_step_relation_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_failing_checks_must_fail_in_z3(monkeypatch: pytest.MonkeyPatch) -> None:
-    """v16-hook-lifecycle reaches one memory-safety failure; an encoding whose checks never fire
-    would prove check:memory-safety."""
-    _, program = loaded("v16-hook-lifecycle")
+    """c1-stale-hook-before (6.8) reaches a memory-safety failure (the stale hook's mdev used after
+    free); an encoding whose checks never fire would prove check:memory-safety."""
+    _, program = loaded("history/c1-stale-hook-before")
     c = compile_program(program)
     props = [v.prop for v in c.violations]
     ok = crosscheck_relation(program, Encoding(program), c.succ, props)
-    assert (ok.states, ok.transitions, ok.complete) == (280, 505, True)
+    assert (ok.states, ok.transitions, ok.complete) == (98, 166, True)
 
     def any_bad(self: Encoding, a: Action, vs: StateVars, props: Iterable[str] | None = None) -> z3.BoolRef:
         return z3.BoolVal(False)
@@ -108,14 +108,14 @@ def test_failing_checks_must_fail_in_z3(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_sampling_beyond_the_threshold_is_deterministic() -> None:
-    _, program = loaded("final-ownership")  # 1,400 reachable states
+    _, program = loaded("final-ownership")  # 1,688 reachable states
     succ = compile_program(program).succ
     init = program.layout.initial()
     states, complete, sampled = reachable_sample(succ, init, 100, 50, seed=0)
     assert not complete and sampled == 50 and len(states) == 150 and len(set(states)) == 150
     assert reachable_sample(succ, init, 100, 50, seed=0)[0] == states
     everything, complete, sampled = reachable_sample(succ, init, 5000, 50)
-    assert complete and sampled == 0 and len(everything) == 1400
+    assert complete and sampled == 0 and len(everything) == 1688
     assert set(states) <= set(everything)
     rep = crosscheck_relation(program, Encoding(program), succ, [], max_states=100, samples=50)
     assert rep.text().startswith("relation checked on 150 reachable states (") \

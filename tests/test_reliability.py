@@ -36,6 +36,17 @@ threads:
   - name: t
     run: [close_vm_fd, close_vcpu_fd, close_device]
 """
+# kernel-facts §5 C2 on 6.8: adapter 4 leaves the host configuration while mdev1 (no guest) has it assigned;
+# vfio_ap_mdev_cfg_remove locks matrix_mdev->kvm->lock through a NULL kvm at step 5. Fixed in mainline.
+C2_NULL_KVM = """\
+design: "6.8"
+constants: {vms: 1, mdevs: 2, adapters: [3, 4], domains: [5, 6], matrix: ["mdev0: 3,4 x 5", "mdev1: 4 x 6"],
+            attached: ["mdev0 -> kvm0"]}
+threads:
+  - name: bus
+    run: [{adapter_standby: {apid: 4}}]
+"""
+C2_DETAIL = "NULL dereference of struct kvm pointer: matrix_mdev->kvm->lock"
 
 
 def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -60,28 +71,28 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> str:
 @pytest.mark.parametrize("strategy", ["bfs", "dfs"])
 def test_violation_one_step_past_max_depth_is_found(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                                       strategy: str) -> None:
-    spec = write(tmp_path, V17_ONE_THREAD)
+    spec = write(tmp_path, C2_NULL_KVM)
     code, full = run_json(capsys, ["check", spec, "--strategy", strategy])
     assert code == EXIT_VIOLATION and len(next(p for p in full["properties"]
-                                               if p["name"] == "memory-safety")["trace"]["steps"]) == 9
-    code, cut = run_json(capsys, ["check", spec, "--strategy", strategy, "--max-depth", "8"])
+                                               if p["name"] == "memory-safety")["trace"]["steps"]) == 5
+    code, cut = run_json(capsys, ["check", spec, "--strategy", strategy, "--max-depth", "4"])
     assert code == EXIT_VIOLATION and status(cut, "memory-safety") == VIOLATED
     ms = next(p for p in cut["properties"] if p["name"] == "memory-safety")
-    assert ms["trace"]["length"] == 9 and ms["detail"].startswith("use after free of struct kvm kvm0")
-    assert cut["stats"]["max_depth"] == 8
+    assert ms["trace"]["length"] == 5 and ms["detail"] == C2_DETAIL
+    assert cut["stats"]["max_depth"] == 4
 
 
 def test_max_depth_in_the_spec_and_in_compare(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = write(tmp_path, V17_ONE_THREAD + "check:\n  max_depth: 8\n")
+    spec = write(tmp_path, C2_NULL_KVM + "check:\n  max_depth: 4\n")
     code, rep = run_json(capsys, ["check", spec])
     assert code == EXIT_VIOLATION and status(rep, "memory-safety") == VIOLATED
-    other = write(tmp_path, V17_ONE_THREAD.replace("v17", "final"), "final.yaml")
-    code = main(["compare", spec, other, "--max-depth", "8", "--format", "json"])
+    other = write(tmp_path, C2_NULL_KVM.replace('design: "6.8"', "design: mainline"), "mainline.yaml")
+    code = main(["compare", spec, other, "--max-depth", "4", "--format", "json"])
     data = json.loads(capsys.readouterr()[0])
     assert code == EXIT_INCONCLUSIVE  # a bounded search is never a complete comparison
     assert data["designs"][0]["result"] == VIOLATED
     ms = next(r for r in data["rows"] if r["property"] == "memory-safety")
-    assert ms["verdicts"]["v17"] == VIOLATED and ms["trace_lengths"]["v17"] == 9
+    assert ms["verdicts"]["6.8"] == VIOLATED and ms["trace_lengths"]["6.8"] == 5
 
 
 def test_lock_program_cut_by_max_depth_is_bounded(capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,31 +209,26 @@ def _phil3(tmp_path: Path, programs: dict[str, list[list[str]]] | None = None, w
 
 
 def test_replay_says_the_violation_still_happens(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = write(tmp_path, V17_ONE_THREAD)
+    spec = write(tmp_path, C2_NULL_KVM)
     report = _report(capsys, tmp_path, spec)
     code = main(["replay", spec, str(report), "--property", "memory-safety"])
     out = capsys.readouterr()[0]
     assert code == EXIT_VIOLATION
-    assert out.splitlines()[-1] == (
-        "memory-safety: the violation still happens (step 9 fires it again: use after free of "
-        "struct kvm kvm0: kvm->arch.crypto.data = NULL after kvm_put_kvm)")
+    assert out.splitlines()[-1] == f"memory-safety: the violation still happens (step 5 fires it again: {C2_DETAIL})"
 
 
 def test_replay_after_a_fix_no_longer_reproduces(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from ap_model.v17_data_before_put import V17DataBeforePut
+    from ap_model.eras.mainline import MAINLINE
     from checker.spec.registry import Registry
 
-    class FixedV17(V17DataBeforePut):  # the reviewer's fix, applied to design v17 itself
-        name = "v17"
-
-    spec = write(tmp_path, V17_ONE_THREAD)
+    spec = write(tmp_path, C2_NULL_KVM)
     report = _report(capsys, tmp_path, spec)
     fixed = Registry()
-    fixed.register(FixedV17)
+    fixed.register(MAINLINE.alias("6.8"))  # the reviewer's fix (the NULL check), applied to design 6.8 itself
     code = main(["replay", spec, str(report), "--property", "memory-safety"], registry=fixed)
     assert code == EXIT_OK
     assert capsys.readouterr()[0].splitlines()[-1] == (
-        "memory-safety: no longer reproduces (all 9 steps apply, and memory-safety holds in the state they reach)")
+        "memory-safety: no longer reproduces (all 5 steps apply, and memory-safety holds in the state they reach)")
 
 
 def test_replay_of_a_fixed_lock_program(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -269,9 +275,9 @@ def test_replay_refuses_a_trace_of_another_spec_or_design(capsys: pytest.Capture
     assert main(["replay", n5, str(report)]) == EXIT_USAGE
     assert capsys.readouterr()[1] == (f"{report}: error: trace of 'deadlock' does not apply to {n5}: the trace "
                                       f"was produced by spec {n4!r}, not {n5!r}\n")
-    spec = write(tmp_path, V17_ONE_THREAD)
-    other = write(tmp_path / "..", V17_ONE_THREAD.replace("design: v17", "design: v17-data-before-put"),
+    spec = write(tmp_path, C2_NULL_KVM)
+    other = write(tmp_path / "..", C2_NULL_KVM.replace('design: "6.8"', "design: mainline"),
                   Path(spec).name)  # same file name, another design
     report = _report(capsys, tmp_path, spec)
     assert main(["replay", other, str(report), "--property", "memory-safety"]) == EXIT_USAGE
-    assert "the trace was produced by design 'v17', not 'v17-data-before-put'" in capsys.readouterr()[1]
+    assert "the trace was produced by design '6.8', not 'mainline'" in capsys.readouterr()[1]

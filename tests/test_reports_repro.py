@@ -44,14 +44,26 @@ def test_v15_deadlock_script(tmp_path: Path) -> None:
 
 def test_lock_order_and_use_after_free_say_what_to_look_for(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    trace = report(tmp_path, "specs/v16-hook-lifecycle.yaml")
+    trace = report(tmp_path, "specs/history/c1-stale-hook-before.yaml")
     capsys.readouterr()
-    assert main(["repro", str(ROOT / "specs/v16-hook-lifecycle.yaml"), str(trace), "--property",
+    assert main(["repro", str(ROOT / "specs/history/c1-stale-hook-before.yaml"), str(trace), "--property",
                  "memory-safety"]) == 0
     out = capsys.readouterr().out
     assert "CONFIG_KASAN=y" in out and "BUG: KASAN: use-after-free" in out
-    assert "# the violating step: qemu in vfio_ap_mdev_unset_kvm: memory-safety: use after free of struct kvm " \
-           "kvm0" in out
+    assert "memory-safety: use after free of struct ap_matrix_mdev mdev1" in out
+
+
+def test_null_dereference_says_oops_not_kasan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = report(tmp_path, "specs/history/c2-null-kvm-before.yaml")
+    capsys.readouterr()
+    assert main(["repro", str(ROOT / "specs/history/c2-null-kvm-before.yaml"), str(trace), "--property",
+                 "memory-safety"]) == 0
+    out = capsys.readouterr().out
+    assert "KASAN" not in out
+    assert "# Unable to handle kernel pointer dereference in virtual kernel address space, in the function " \
+           "named below" in out
+    assert "# the violating step: bus in vfio_ap_on_cfg_changed: memory-safety: NULL dereference of struct kvm " \
+           "pointer: matrix_mdev->kvm->lock" in out
 
 
 def test_design_without_a_mapping_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,5 +51,5 @@ def test_cli_width_100_on_the_v15_report(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 100
     assert "...\n" not in out
-    assert "5  admin  (assign_adapter_store) assign_adapter_store: set bit; link; vfio_ap_mdev_filter_matrix;" in out
+    assert "7  admin  (assign_adapter_store) assign_adapter_store: set bit; link; vfio_ap_mdev_filter_matrix;" in out
     assert main(["check", str(ROOT / "specs/v15-lockdep.yaml"), "--width", "39"]) == 2
