@@ -44,6 +44,8 @@ def _stats(stats: Stats) -> dict[str, Any]:
         "collision_probability": stats.collision_probability,
         "states_per_second": round(stats.states_per_second, 1),
         "peak_memory_mb": round(stats.peak_memory_mb, 1),
+        "workers": stats.workers,
+        "backend": stats.backend,
     }
 
 

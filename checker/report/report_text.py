@@ -118,6 +118,8 @@ def render_stats(stats: Stats) -> str:
     ]
     if stats.peak_memory_mb > 0:
         rows.append(("peak memory", f"{stats.peak_memory_mb:.1f} MB"))
+    if stats.workers > 1:
+        rows.append(("workers", f"{stats.workers} ({stats.backend})"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     if not stats.complete:

@@ -73,6 +73,8 @@ class Stats:
     state_bits: int = 0
     collision_probability: float = 0.0
     peak_memory_mb: float = 0.0
+    workers: int = 1  # processes or Ray actors that ran the search (checker.search.parallel)
+    backend: str = "in-process"  # in-process | processes | ray
 
     @property
     def states_per_second(self) -> float:

@@ -19,8 +19,9 @@ from checker.report.results import (
     Trace,
     TraceStep,
 )
-from checker.search.explore import Finding, Search, explore, path_to
+from checker.search.explore import Finding, Search, path_to
 from checker.search.lockorder import collect_edges, cycles_report, scenario
+from checker.search.parallel import run_search
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import evaluate, state_values
 from checker.spec.options import Options
@@ -111,14 +112,14 @@ def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) ->
 
 def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "") -> CheckResult:
     model = ProgramModel(program, options.properties, options.skip)
-    search = explore(model, options)
+    search, workers, backend = run_search(model, options)
     bits = model.state_bits
     n = search.states
     stats = Stats(states=n, transitions=search.transitions, deadlock_states=search.deadlock_states,
                   max_depth=search.max_depth, seconds=search.seconds, complete=search.complete,
                   limit=search.limit, strategy=options.strategy, store=search.store, state_bits=bits,
                   collision_probability=(n * n / 2.0**65) if search.store == "fingerprint" else 0.0,
-                  peak_memory_mb=search.peak_mb)
+                  peak_memory_mb=search.peak_mb, workers=workers, backend=backend)
     edges = collect_edges(program, model.comp)
     dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
     class_order = list(dict.fromkeys(lk.cls for lk in program.locks))

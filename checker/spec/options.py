@@ -23,6 +23,8 @@ class Options:
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
     skip: tuple[str, ...] = ()
+    workers: int | None = None  # partitioned BFS over this many processes; None: every core (os.cpu_count())
+    ray: str | None = None  # run the partitioned BFS on Ray: a cluster address, or "" to start a local instance
 
     def with_overrides(self, **kw: Any) -> Options:
         """Apply non-None overrides (CLI flags)."""
@@ -41,4 +43,5 @@ OPTION_TYPES: dict[str, str] = {
     "walks": "int",
     "walk_depth": "int",
     "exact": "bool",
+    "workers": "int",
 }

@@ -29,7 +29,7 @@ PROPERTY_KEYS = ("only", "skip")
 # prove: block (``apcheck prove``, docs/prove.md): key -> Param type; k and bmc >= 0, timeout > 0
 PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number"}
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
-_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
+_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth", "workers"}
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL, MAP, SEQ = (_T + s for s in ("str", "int", "float", "bool", "null", "map", "seq"))

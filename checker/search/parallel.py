@@ -1,0 +1,247 @@
+"""Partitioned level-synchronous breadth-first search on every core (``--workers N``) or on Ray.
+
+Each of W partitions owns the states whose fingerprint falls in it
+(``parallel_part``). Per BFS level every partition expands its frontier and
+sends each successor to its owner; owners deduplicate; the coordinator waits
+for every partition before the next level, so depths are exact. Order keys
+(see ``parallel_part``) make counts, verdicts, findings, parents and so
+traces identical to the single-process BFS.
+
+Small searches stay in this process: the search runs as one "solo"
+partition, in the single-process BFS's order, until a level's frontier
+reaches ``FAN_OUT_FRONTIER`` states; only then are workers started and the
+prefix's visited keys and frontier dealt out to them. A spec whose every
+level stays below the threshold never starts a worker. Workers are forked
+processes (``parallel_procs``) or Ray actors (``ray_backend``).
+
+Limits: ``timeout`` and ``max-memory`` (each worker's share) are checked by
+the workers inside a level, ``max-states`` at the end of each level once the
+search has fanned out (so it may overshoot by up to one level), ``max-depth``
+exactly; any of them stops every worker and the search is BOUNDED.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from array import array
+from collections.abc import Callable
+from typing import Protocol
+
+from checker.lang.model import Model
+from checker.search.explore import Finding, Search, _peak_mb, explore
+from checker.search.parallel_part import PREFIX_PID, REF_BITS, Candidate, Event, LevelReport, Partition
+from checker.spec.options import Options
+
+# Fan out once one level holds this many states. Measured on the 2-core machine (README, "Every core
+# and beyond one machine"): starting two forked workers and dealing out the prefix costs tens of
+# milliseconds, and a level below this width is expanded in one process in well under that.
+FAN_OUT_FRONTIER = 4096
+
+
+class Backend(Protocol):
+    """W partitions somewhere else (processes, Ray actors), driven level by level."""
+
+    parts: int
+
+    def level(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[LevelReport]:
+        ...
+
+    def lookup(self, pid: int, idx: int) -> tuple[int, int]: ...
+
+    def lock_order(self) -> list[tuple[bytes, set[tuple[int, int, int]]]]: ...
+
+    def peak_mb(self) -> float: ...
+
+    def close(self) -> None: ...
+
+
+BackendFactory = Callable[[Partition], Backend]
+
+
+def resolve_workers(opts: Options) -> int:
+    """``--workers`` / ``check: workers:``; by default every core."""
+    return opts.workers if opts.workers is not None else (os.cpu_count() or 1)
+
+
+def wants_partitions(opts: Options) -> bool:
+    """Breadth-first with more than one worker, or on Ray: the partitioned search."""
+    return opts.strategy == "bfs" and (opts.ray is not None or resolve_workers(opts) > 1)
+
+
+def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
+    """The search ``opts`` asks for, with how many workers ran it and where."""
+    if not wants_partitions(opts):
+        return explore(model, opts), 1, "in-process"
+    if opts.ray is not None:
+        from checker.search.ray_backend import ray_factory
+
+        return partitioned_bfs(model, opts, ray_factory(model, opts), "ray", FAN_OUT_FRONTIER)
+    from checker.search.parallel_procs import process_factory
+
+    return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER)
+
+
+class _Merge:
+    """The coordinator's view: totals, the smallest candidate per property, deadlock info."""
+
+    def __init__(self) -> None:
+        self.states = 0
+        self.transitions = 0
+        self.deadlocks = 0
+        self.candidates: dict[str, Candidate] = {}
+        self.deadlock_info: list[tuple[Event, object]] = []
+        self.limit = ""
+        self.pending = 0
+        self.unseen = False
+        self.mb = 0.0
+
+    def add(self, reports: list[LevelReport]) -> int:
+        """Fold one level's reports in; returns the next frontier's size."""
+        new = 0
+        self.mb = 0.0
+        for r in reports:
+            new += r.new_states
+            self.transitions += r.transitions
+            self.deadlocks += r.deadlocks
+            self.deadlock_info.extend(r.deadlock_info)
+            self.pending += r.pending
+            self.unseen = self.unseen or r.unseen
+            self.limit = self.limit or r.limit
+            self.mb += r.mb
+            for prop, c in r.candidates.items():
+                old = self.candidates.get(prop)
+                if old is None or c.event < old.event:
+                    self.candidates[prop] = c
+        self.states += new
+        return new
+
+    def found(self) -> frozenset[str]:
+        return frozenset(self.candidates)
+
+
+class _Progress:
+    def __init__(self, opts: Options, t0: float) -> None:
+        self.opts, self.t0, self.last = opts, t0, t0
+
+    def level(self, m: _Merge, depth: int, frontier: int, workers: int) -> None:
+        now = time.perf_counter()
+        if self.opts.quiet or now < self.last + self.opts.progress_seconds:
+            return
+        self.last = now
+        rate = m.states / max(now - self.t0, 1e-9)
+        print(f"apcheck: {m.states:,} states, {m.transitions:,} transitions, depth {depth}, "
+              f"frontier {frontier:,}, {rate:,.0f} states/s, {workers} worker(s)", file=sys.stderr, flush=True)
+
+
+def partitioned_bfs(model: Model, opts: Options, factory: BackendFactory, backend_name: str,
+                    fan_out: int) -> tuple[Search, int, str]:
+    """The search; returns it with the number of workers that ran and the backend that ran them
+    ("in-process" when the search never fanned out)."""
+    t0 = time.perf_counter()
+    deadline = time.time() + opts.timeout if opts.timeout else None
+    max_depth = opts.max_depth if opts.max_depth is not None else 1 << 62
+    prefix = Partition(model, opts, PREFIX_PID, 1)
+    prefix.seed_initial()
+    m = _Merge()
+    m.add([prefix.take_report()])
+    m.states = prefix.store_size()
+    backend: Backend | None = None
+    level = depth = 0
+    frontier = prefix.frontier_size()
+    progress = _Progress(opts, t0)
+    try:
+        while frontier:
+            further = level < max_depth
+            if backend is None and further and frontier >= fan_out:
+                backend = factory(prefix)
+            depth = level
+            if backend is None:
+                frontier = m.add([prefix.expand_solo(level, m.found(), further, deadline)])
+            else:
+                frontier = m.add(backend.level(level, m.found(), further, deadline))
+            level += 1
+            progress.level(m, depth, frontier, 1 if backend is None else backend.parts)
+            if not further:  # the states at the bound were checked, not expanded
+                m.limit = m.limit or ("max-depth" if m.unseen else "")
+                frontier = 0
+            if m.limit or not frontier:
+                break
+            if backend is None:  # the solo partition checks its limits state by state
+                continue
+            if opts.max_states is not None and m.states >= opts.max_states:
+                m.limit = "max-states"
+            elif deadline is not None and time.time() > deadline:
+                m.limit = "timeout"
+            elif opts.max_memory_mb is not None and m.mb > opts.max_memory_mb:
+                m.limit = "memory"
+            if m.limit:
+                break
+        if m.limit:
+            m.pending += frontier
+        search = _search(model, opts, prefix, backend, m, depth, t0)
+    except MemoryError:  # out of memory in this process: stop cleanly, keep the counts
+        m.limit = "memory"
+        search = _search(model, opts, prefix, backend, m, depth, t0)
+    finally:
+        if backend is not None:
+            backend.close()
+    if backend is None:
+        return search, 1, "in-process"
+    return search, backend.parts, backend_name
+
+
+def _path(prefix: Partition, backend: Backend | None, ref: int) -> list[int]:
+    """Actions from the initial state to the state stored at ``ref``, walking parents across partitions."""
+    acts: list[int] = []
+    mask = (1 << REF_BITS) - 1
+    while True:
+        pid, idx = ref >> REF_BITS, ref & mask
+        if pid == PREFIX_PID:
+            ref, a = prefix.lookup(idx)
+        else:
+            assert backend is not None
+            ref, a = backend.lookup(pid, idx)
+        if ref < 0:
+            break
+        acts.append(a)
+    acts.reverse()
+    return acts
+
+
+def _search(model: Model, opts: Options, prefix: Partition, backend: Backend | None, m: _Merge, depth: int,
+            t0: float) -> Search:
+    """A Search as run.py reads it: the parent arrays hold just the paths to the findings."""
+    search = Search(array("i"), array("I"), store="exact" if prefix.keyf is None else "fingerprint")
+    for prop, c in sorted(m.candidates.items(), key=lambda pc: pc[1].event):  # the order one worker records
+        search.parent.append(-1)
+        search.via.append(0)
+        for a in _path(prefix, backend, c.ref):
+            search.parent.append(len(search.parent) - 1)
+            search.via.append(a)
+        search.findings[prop] = Finding(len(search.parent) - 1, c.state, c.action, c.code, c.message)
+    search.deadlock_info = [info for _, info in sorted(m.deadlock_info, key=lambda ei: ei[0])]
+    search.states, search.transitions, search.deadlock_states = m.states, m.transitions, m.deadlocks
+    search.max_depth = depth
+    search.limit = m.limit
+    search.complete = not m.limit and not m.pending
+    peak = _peak_mb()
+    if backend is not None:
+        _merge_lock_order(model, backend.lock_order())
+        peak += backend.peak_mb()
+    search.peak_mb = peak
+    search.seconds = time.perf_counter() - t0
+    return search
+
+
+def _merge_lock_order(model: Model, parts: list[tuple[bytes, set[tuple[int, int, int]]]]) -> None:
+    """Fired flags and run-time lock-order edges from every worker, into this process's compiled model."""
+    comp = getattr(model, "comp", None)
+    if comp is None:
+        return
+    for fired, dynamic in parts:
+        for i, f in enumerate(fired):
+            if f:
+                comp.fired[i] = 1
+        comp.dynamic_edges.update(dynamic)
