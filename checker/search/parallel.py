@@ -27,6 +27,7 @@ import sys
 import time
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from checker.lang.model import Model
@@ -40,12 +41,26 @@ from checker.spec.options import Options
 FAN_OUT_FRONTIER = 4096
 
 
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int
+    max_states: int | None
+    max_mb: int | None
+    deadline: float | None  # time.time() seconds: comparable across processes and machines
+
+
+Progress = Callable[[int, int], None]  # (depth just completed, next frontier size)
+LevelStep = Callable[[int, frozenset[str], bool, float | None], list[LevelReport]]
+
+
 class Backend(Protocol):
-    """W partitions somewhere else (processes, Ray actors), driven level by level."""
+    """W partitions somewhere else (processes, Ray actors)."""
 
     parts: int
 
-    def level(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[LevelReport]:
+    def run(self, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress) -> tuple[int, int]:
+        """Search from ``level`` (``frontier`` states) to the end or a limit, folding reports into ``m``;
+        returns (deepest level expanded, frontier left)."""
         ...
 
     def lookup(self, pid: int, idx: int) -> tuple[int, int]: ...
@@ -83,7 +98,7 @@ def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
     return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER)
 
 
-class _Merge:
+class Merge:
     """The coordinator's view: totals, the smallest candidate per property, deadlock info."""
 
     def __init__(self) -> None:
@@ -125,7 +140,7 @@ class _Progress:
     def __init__(self, opts: Options, t0: float) -> None:
         self.opts, self.t0, self.last = opts, t0, t0
 
-    def level(self, m: _Merge, depth: int, frontier: int, workers: int) -> None:
+    def level(self, m: Merge, depth: int, frontier: int, workers: int) -> None:
         now = time.perf_counter()
         if self.opts.quiet or now < self.last + self.opts.progress_seconds:
             return
@@ -135,49 +150,64 @@ class _Progress:
               f"frontier {frontier:,}, {rate:,.0f} states/s, {workers} worker(s)", file=sys.stderr, flush=True)
 
 
+def drive(step: LevelStep, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress, *,
+          whole_levels: bool, stop_at: int | None = None) -> tuple[int, int, int]:
+    """Run levels with ``step`` until the frontier is empty, a limit, or (``stop_at``) the frontier
+    reaches that size; returns (deepest level expanded, next level, frontier left).
+
+    ``whole_levels``: the max-states, timeout and memory checks happen here between levels (the
+    partitions' own checks cover timeout and memory inside a level)."""
+    depth = max(level - 1, 0)
+    while frontier:
+        further = level < limits.max_depth
+        if stop_at is not None and further and frontier >= stop_at:
+            break
+        depth = level
+        frontier = m.add(step(level, m.found(), further, limits.deadline))
+        level += 1
+        progress(depth, frontier)
+        if not further:  # the states at the bound were checked, not expanded
+            m.limit = m.limit or ("max-depth" if m.unseen else "")
+            frontier = 0
+        if m.limit or not frontier:
+            break
+        if not whole_levels:
+            continue
+        if limits.max_states is not None and m.states >= limits.max_states:
+            m.limit = "max-states"
+        elif limits.deadline is not None and time.time() > limits.deadline:
+            m.limit = "timeout"
+        elif limits.max_mb is not None and m.mb > limits.max_mb:
+            m.limit = "memory"
+        if m.limit:
+            break
+    return depth, level, frontier
+
+
 def partitioned_bfs(model: Model, opts: Options, factory: BackendFactory, backend_name: str,
                     fan_out: int) -> tuple[Search, int, str]:
     """The search; returns it with the number of workers that ran and the backend that ran them
     ("in-process" when the search never fanned out)."""
     t0 = time.perf_counter()
-    deadline = time.time() + opts.timeout if opts.timeout else None
-    max_depth = opts.max_depth if opts.max_depth is not None else 1 << 62
+    limits = Limits(opts.max_depth if opts.max_depth is not None else 1 << 62, opts.max_states,
+                    opts.max_memory_mb, time.time() + opts.timeout if opts.timeout else None)
     prefix = Partition(model, opts, PREFIX_PID, 1)
     prefix.seed_initial()
-    m = _Merge()
+    m = Merge()
     m.add([prefix.take_report()])
     m.states = prefix.store_size()
     backend: Backend | None = None
-    level = depth = 0
-    frontier = prefix.frontier_size()
-    progress = _Progress(opts, t0)
+    show = _Progress(opts, t0)
+    depth = 0
     try:
-        while frontier:
-            further = level < max_depth
-            if backend is None and further and frontier >= fan_out:
-                backend = factory(prefix)
-            depth = level
-            if backend is None:
-                frontier = m.add([prefix.expand_solo(level, m.found(), further, deadline)])
-            else:
-                frontier = m.add(backend.level(level, m.found(), further, deadline))
-            level += 1
-            progress.level(m, depth, frontier, 1 if backend is None else backend.parts)
-            if not further:  # the states at the bound were checked, not expanded
-                m.limit = m.limit or ("max-depth" if m.unseen else "")
-                frontier = 0
-            if m.limit or not frontier:
-                break
-            if backend is None:  # the solo partition checks its limits state by state
-                continue
-            if opts.max_states is not None and m.states >= opts.max_states:
-                m.limit = "max-states"
-            elif deadline is not None and time.time() > deadline:
-                m.limit = "timeout"
-            elif opts.max_memory_mb is not None and m.mb > opts.max_memory_mb:
-                m.limit = "memory"
-            if m.limit:
-                break
+        # in this process, in the single-process BFS's order, until a level is wide enough
+        depth, level, frontier = drive(lambda *args: [prefix.expand_solo(*args)], 0, prefix.frontier_size(), m,
+                                       limits, lambda d, f: show.level(m, d, f, 1), whole_levels=False,
+                                       stop_at=fan_out)
+        if frontier and not m.limit:
+            backend = factory(prefix)
+            parts = backend.parts
+            depth, frontier = backend.run(level, frontier, m, limits, lambda d, f: show.level(m, d, f, parts))
         if m.limit:
             m.pending += frontier
         search = _search(model, opts, prefix, backend, m, depth, t0)
@@ -210,7 +240,7 @@ def _path(prefix: Partition, backend: Backend | None, ref: int) -> list[int]:
     return acts
 
 
-def _search(model: Model, opts: Options, prefix: Partition, backend: Backend | None, m: _Merge, depth: int,
+def _search(model: Model, opts: Options, prefix: Partition, backend: Backend | None, m: Merge, depth: int,
             t0: float) -> Search:
     """A Search as run.py reads it: the parent arrays hold just the paths to the findings."""
     search = Search(array("i"), array("I"), store="exact" if prefix.keyf is None else "fingerprint")

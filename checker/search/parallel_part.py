@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import xxhash
@@ -109,6 +109,7 @@ class Partition:
         self.fkeys: list[int] = []
         self.frefs: list[int] = []
         self.recent: set[int] = set()
+        self.found_props: set[str] = set()  # properties this partition found in its completed levels
         # (check, reports when its predicate is): invariants fail on False, witnesses show on True
         self.state_preds = [(c, False) for c in model.invariants()] + [(c, True) for c in model.witnesses()]
         self.terms = list(model.terminal_checks())
@@ -212,26 +213,36 @@ class Partition:
 
     def take_report(self) -> LevelReport:
         rep, self.report = self.report, LevelReport()
+        self.found_props.update(rep.candidates)
         rep.key_bits = max((k.bit_length() for k in self.fkeys[-1:]), default=0)
         rep.mb = _current_mb()
         return rep
 
-    # ---- one level, solo: the single-process BFS order, no boxes
-    def expand_solo(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> LevelReport:
-        succ, keyf, seen = self.model.successors, self.keyf, self.seen
-        special = bool(self.state_checks)
-        pending_checks = self._pending(found)
-        nxt: list[int] = []
-        nrefs: list[int] = []
-        rep = self.report
-        cap = self.max_states
-        transitions = 0
+    def _expansions(self, level: int, found: frozenset[str],
+                    deadline: float | None) -> Iterator[tuple[int, int, int, list[tuple[int, int]]]]:
+        """(state, order key, reference, successors) for each frontier state in order-key order, after
+        the checks of the state itself; ends early, leaving the rest pending, at a timeout or memory limit."""
+        succ, rep, special = self.model.successors, self.report, bool(self.state_checks)
         for i, s in enumerate(self.frontier):
             fk, me = self.fkeys[i], self.frefs[i]
             out = succ(s)
-            transitions += len(out)
+            rep.transitions += len(out)
             if special or not out:
                 self._expanded((level, fk, -1), s, me, out, found)
+            yield s, fk, me, out
+            if i & 0xFFF == 0 and i:
+                rep.limit = self._over(i, deadline)
+                if rep.limit:
+                    rep.pending = len(self.frontier) - i - 1
+                    return
+
+    # ---- one level, solo: the single-process BFS order, no boxes
+    def expand_solo(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> LevelReport:
+        keyf, seen, rep, cap = self.keyf, self.seen, self.report, self.max_states
+        pending_checks = self._pending(found)
+        nxt: list[int] = []
+        nrefs: list[int] = []
+        for i, (s, fk, me, out) in enumerate(self._expansions(level, found, deadline)):
             if not further:
                 if not rep.unseen and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
                     rep.unseen = True
@@ -252,33 +263,20 @@ class Partition:
                 nrefs.append(ref)
                 if pending_checks:
                     self._discovered(n, ref, (level, fk, j), pending_checks)
-            if i & 0xFFF == 0 and i:
-                rep.limit = self._over(i, deadline)
-                if rep.limit:
-                    rep.pending = len(self.frontier) - i - 1
-                    break
-        rep.transitions += transitions
         rep.new_states = len(nxt)
         self.frontier, self.fkeys, self.frefs = nxt, list(range(len(nxt))), nrefs
         return self.take_report()
 
     # ---- one level, partitioned: expand into boxes, then absorb what the owners received
     def expand(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[Box]:
-        succ, keyf, seen, parts = self.model.successors, self.keyf, self.seen, self.parts
+        keyf, seen, parts = self.keyf, self.seen, self.parts
         pid, width, nbytes, h = self.pid, self.width, (self.model.state_bits + 7) // 8, xxhash.xxh3_64_intdigest
-        special = bool(self.state_checks)
         boxes: list[dict[int, tuple[int, ...]]] = [{} for _ in range(parts)]
         recent = self.recent  # sent to their owners last level: seen there now
         rep = self.report
-        transitions = 0
         # frontier states come in order-key order and successors in list order, so the first
         # offer of a state within this partition is its smallest: no comparison needed here
-        for i, s in enumerate(self.frontier):
-            fk, me = self.fkeys[i], self.frefs[i]
-            out = succ(s)
-            transitions += len(out)
-            if special or not out:
-                self._expanded((level, fk, -1), s, me, out, found)
+        for s, fk, me, out in self._expansions(level, found, deadline):
             for j, (a, n) in enumerate(out):
                 if n < 0:
                     if further:
@@ -297,12 +295,8 @@ class Partition:
                 box = boxes[dest]
                 if k not in box:  # the key leads; a fingerprint store also sends the state (last)
                     box[k] = (n, fk * width + j, me, a) if keyf is None else (k, fk * width + j, me, a, n)
-            if i & 0xFFF == 0 and i:
-                rep.limit = self._over(i, deadline)
-                if rep.limit:
-                    rep.pending = len(self.frontier) - i - 1
-                    break
-        rep.transitions += transitions
+        if not rep.limit and deadline is not None and time.time() > deadline:
+            rep.limit = "timeout"
         self.frontier, self.fkeys, self.frefs = [], [], []
         self.recent = set().union(*(b for d, b in enumerate(boxes) if d != pid))
         return [list(b.values()) for b in boxes]

@@ -4,9 +4,16 @@ Fork, not spawn: the compiled successor function is generated code and not
 picklable, so each worker inherits it (and the in-process prefix) from the
 coordinator. Workers exchange successor boxes directly: one inbox queue per
 worker (a ``multiprocessing.Queue`` sends from a feeder thread, so two
-workers sending to each other never block). The coordinator talks to each
-worker over a pipe: one command per level, one report back. Workers ignore
-SIGINT; an interrupted coordinator stops them.
+workers sending to each other never block).
+
+Workers run the levels on their own: every box carries a small header (the
+frontier the sender expanded, its store size, its limit, the properties it
+found in earlier levels), so after each exchange every worker holds the same
+facts and takes the same decision (go on, stop at a limit, finished) without
+a round trip through the coordinator; under load every wake-up costs
+milliseconds. The coordinator folds in the level reports the workers stream
+to it, and afterwards asks for parents (traces) and lock-order flags.
+Workers ignore SIGINT; an interrupted coordinator stops them.
 """
 
 from __future__ import annotations
@@ -20,15 +27,63 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from checker.search.explore import _peak_mb
-from checker.search.parallel import Backend, BackendFactory
+from checker.search.parallel import Backend, BackendFactory, Limits, Merge, Progress
 from checker.search.parallel_part import Box, LevelReport, Partition
+
+Header = tuple[int, int, str, frozenset[str]]  # (frontier expanded, states stored before, limit, found)
+Message = tuple[int, int, Header, Box]  # (level, sender, header, box)
 
 
 class WorkerError(RuntimeError):
     """A worker process failed or died; the search cannot go on."""
 
 
-def _serve(prefix: Partition, pid: int, parts: int, conn: Connection, inboxes: list[Queue[Box]]) -> None:
+def _exchange(part: Partition, inboxes: list[Queue[Message]], level: int, mine: Header, boxes: list[Box],
+              early: list[Message]) -> tuple[list[Header], list[Box]]:
+    """Send each peer its box; collect this level's box from every peer (a peer may be one level ahead)."""
+    pid = part.pid
+    for dest, box in enumerate(boxes):
+        if dest != pid:
+            inboxes[dest].put((level, pid, mine, box))
+    got = [m for m in early if m[0] == level]
+    early[:] = [m for m in early if m[0] != level]
+    while len(got) < part.parts - 1:
+        msg = inboxes[pid].get()
+        (got if msg[0] == level else early).append(msg)
+    return [mine] + [m[2] for m in got], [boxes[pid]] + [m[3] for m in got]
+
+
+def _levels(part: Partition, conn: Connection, inboxes: list[Queue[Message]], level: int, found: frozenset[str],
+            limits: Limits, states_before: int) -> None:
+    """One worker's level loop; every worker takes the same decisions from the same headers."""
+    early: list[Message] = []
+    known = set(found)
+    while True:
+        further = level < limits.max_depth
+        size, stored, props = part.frontier_size(), part.store_size(), frozenset(part.found_props)
+        boxes = part.expand(level, frozenset(known), further, limits.deadline)
+        headers, got = _exchange(part, inboxes, level, (size, stored, part.report.limit, props), boxes, early)
+        if not any(h[0] for h in headers):  # nobody had a frontier: the search is over
+            break
+        limit = min((h[2] for h in headers if h[2]), default="")
+        total = states_before + sum(h[1] for h in headers)
+        if not limit and further and limits.max_states is not None and total >= limits.max_states:
+            # the one-worker search would not have expanded this level: drop it, as pending
+            part.report = LevelReport(limit="max-states", pending=size)
+            conn.send(("stopped", level, part.take_report()))
+            break
+        rep = part.absorb(level, frozenset(known), got, probe=not further)
+        rep.limit = limit
+        conn.send(("level", level, rep))
+        for h in headers:
+            known |= h[3]
+        if limit or not further:
+            break
+        level += 1
+    conn.send(("done", level))
+
+
+def _serve(prefix: Partition, pid: int, parts: int, conn: Connection, inboxes: list[Queue[Message]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         part = Partition(prefix.model, prefix.opts, pid, parts)
@@ -37,14 +92,8 @@ def _serve(prefix: Partition, pid: int, parts: int, conn: Connection, inboxes: l
         while True:
             cmd = conn.recv()
             op = cmd[0]
-            if op == "level":
-                _, level, found, further, deadline = cmd
-                boxes = part.expand(level, found, further, deadline)
-                for dest, box in enumerate(boxes):
-                    if dest != pid:
-                        inboxes[dest].put(box)
-                got = [boxes[pid]] + [inboxes[pid].get() for _ in range(parts - 1)]
-                conn.send(part.absorb(level, found, got, probe=not further))
+            if op == "run":
+                _levels(part, conn, inboxes, *cmd[1:])
             elif op == "lookup":
                 conn.send(part.lookup(cmd[1]))
             elif op == "lock-order":
@@ -65,7 +114,7 @@ class ProcessBackend:
     def __init__(self, prefix: Partition, parts: int) -> None:
         ctx = mp.get_context("fork")
         self.parts = parts
-        self.inboxes: list[Queue[Box]] = [ctx.Queue() for _ in range(parts)]
+        self.inboxes: list[Queue[Message]] = [ctx.Queue() for _ in range(parts)]
         self.conns: list[Connection] = []
         self.procs: list[BaseProcess] = []
         for pid in range(parts):
@@ -97,8 +146,37 @@ class ProcessBackend:
             c.send(cmd)
         return [self._recv(pid) for pid in range(self.parts)]
 
-    def level(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[LevelReport]:
-        return self._all(("level", level, found, further, deadline))
+    def run(self, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress) -> tuple[int, int]:
+        """Start the workers' level loop; fold in their reports a whole level at a time, as they come."""
+        for c in self.conns:
+            c.send(("run", level, m.found(), limits, m.states))
+        levels: dict[tuple[str, int], list[LevelReport]] = {}
+        running = set(range(self.parts))
+        depth, left = level, frontier
+        while running:
+            ready = wait([self.conns[p] for p in running] + [self.procs[p].sentinel for p in running])
+            for pid in sorted(running):
+                if self.conns[pid] not in ready and self.procs[pid].sentinel not in ready:
+                    continue
+                msg = self._recv(pid)
+                if msg[0] == "done":
+                    running.discard(pid)
+                    continue
+                kind, lvl, rep = msg
+                got = levels.setdefault((kind, lvl), [])
+                got.append(rep)
+                if len(got) < self.parts:
+                    continue
+                del levels[(kind, lvl)]
+                new = m.add(got)
+                if kind == "stopped":  # dropped unexpanded: its frontier is left
+                    continue
+                depth, left = lvl, new
+                progress(depth, new)
+                if lvl >= limits.max_depth:  # the states at the bound were checked, not expanded
+                    m.limit = m.limit or ("max-depth" if m.unseen else "")
+                    left = 0
+        return depth, left
 
     def lookup(self, pid: int, idx: int) -> tuple[int, int]:
         self.conns[pid].send(("lookup", idx))

@@ -23,7 +23,7 @@ from typing import Any
 
 from checker.lang.model import Model
 from checker.search.explore import _peak_mb
-from checker.search.parallel import Backend, BackendFactory
+from checker.search.parallel import Backend, BackendFactory, Limits, Merge, Progress, drive
 from checker.search.parallel_part import Box, LevelReport, Partition, Seed
 from checker.spec.errors import SpecError
 from checker.spec.options import Options
@@ -69,6 +69,10 @@ class RayBackend:
         self.ray, self.parts, self.started = ray, parts, started
         actor = ray.remote(PartitionActor)
         self.actors = [actor.remote(program, opts, pid, parts, prefix.share(pid, parts)) for pid in range(parts)]
+
+    def run(self, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress) -> tuple[int, int]:
+        depth, _, left = drive(self.level, level, frontier, m, limits, progress, whole_levels=True)
+        return depth, left
 
     def level(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[LevelReport]:
         w = self.parts
