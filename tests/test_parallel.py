@@ -146,3 +146,14 @@ def test_spec_check_workers(tmp_path: Any, capsys: pytest.CaptureFixture[str], f
     assert main(["check", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml:" in err and "error: check.workers: expected a positive int, got 0" in err
+
+
+@pytest.mark.parametrize(("min_cost", "backend"), [(1.0, "in-process"), (0.0, "processes")])
+def test_default_workers_fan_out_only_for_costly_models(min_cost: float, backend: str, fan_out_now: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default worker count (every core) a model too cheap per transition stays in one process."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(parallel, "FAN_OUT_MIN_COST", min_cost)
+    r = run("examples/phil_N6.yaml")
+    assert r.stats.backend == backend
+    assert comparable(r) == comparable(run("examples/phil_N6.yaml", workers=1))

@@ -9,9 +9,10 @@ traces identical to the single-process BFS.
 
 Small searches stay in this process: the search runs as one "solo"
 partition, in the single-process BFS's order, until a level's frontier
-reaches ``FAN_OUT_FRONTIER`` states; only then are workers started and the
-prefix's visited keys and frontier dealt out to them. A spec whose every
-level stays below the threshold never starts a worker. Workers are forked
+reaches ``FAN_OUT_FRONTIER`` states (and, with the default worker count,
+until the model proves costly enough per transition: ``FAN_OUT_MIN_COST``);
+only then are workers started and the prefix's visited keys and frontier
+dealt out to them. A search that never meets both stays in one process. Workers are forked
 processes (``parallel_procs``) or Ray actors (``ray_backend``).
 
 Limits: ``timeout`` and ``max-memory`` (each worker's share) are checked by
@@ -36,9 +37,14 @@ from checker.search.parallel_part import PREFIX_PID, REF_BITS, Candidate, Event,
 from checker.spec.options import Options
 
 # Fan out once one level holds this many states. Measured on the 2-core machine (README, "Every core
-# and beyond one machine"): starting two forked workers and dealing out the prefix costs tens of
-# milliseconds, and a level below this width is expanded in one process in well under that.
+# and beyond one machine"): starting two forked workers and dealing out the prefix costs 20-80 ms, and
+# a level below this width is expanded in one process in about that time or less.
 FAN_OUT_FRONTIER = 4096
+# With the default worker count, fan out only if one transition costs at least this much CPU time in
+# the prefix: partitioning adds about 1 us of CPU per transition (owner hash, box, transfer, merge),
+# which a cheap model (the lock programs: 0.3-0.5 us) never earns back; a vfio_ap spec (2-6 us) does.
+# An explicit --workers N or --ray always fans out.
+FAN_OUT_MIN_COST = 2e-6
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,9 @@ def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
         return partitioned_bfs(model, opts, ray_factory(model, opts), "ray", FAN_OUT_FRONTIER)
     from checker.search.parallel_procs import process_factory
 
-    return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER)
+    min_cost = FAN_OUT_MIN_COST if opts.workers is None else None
+    return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER,
+                           min_cost)
 
 
 class Merge:
@@ -151,16 +159,16 @@ class _Progress:
 
 
 def drive(step: LevelStep, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress, *,
-          whole_levels: bool, stop_at: int | None = None) -> tuple[int, int, int]:
-    """Run levels with ``step`` until the frontier is empty, a limit, or (``stop_at``) the frontier
-    reaches that size; returns (deepest level expanded, next level, frontier left).
+          whole_levels: bool, stop_at: Callable[[int], bool] | None = None) -> tuple[int, int, int]:
+    """Run levels with ``step`` until the frontier is empty, a limit, or ``stop_at(frontier)``;
+    returns (deepest level expanded, next level, frontier left).
 
     ``whole_levels``: the max-states, timeout and memory checks happen here between levels (the
     partitions' own checks cover timeout and memory inside a level)."""
     depth = max(level - 1, 0)
     while frontier:
         further = level < limits.max_depth
-        if stop_at is not None and further and frontier >= stop_at:
+        if stop_at is not None and further and stop_at(frontier):
             break
         depth = level
         frontier = m.add(step(level, m.found(), further, limits.deadline))
@@ -184,8 +192,29 @@ def drive(step: LevelStep, level: int, frontier: int, m: Merge, limits: Limits, 
     return depth, level, frontier
 
 
+class _Solo:
+    """The in-process prefix's levels, and the decision to fan out: a wide enough level, and
+    (``min_cost``) enough CPU time per transition so far."""
+
+    def __init__(self, prefix: Partition, width: int, min_cost: float | None) -> None:
+        self.prefix, self.width, self.min_cost = prefix, width, min_cost
+        self.cpu, self.transitions = 0.0, 0
+
+    def step(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[LevelReport]:
+        t = time.process_time()
+        rep = self.prefix.expand_solo(level, found, further, deadline)
+        self.cpu += time.process_time() - t
+        self.transitions += rep.transitions
+        return [rep]
+
+    def fan_out(self, frontier: int) -> bool:
+        if frontier < self.width:
+            return False
+        return self.min_cost is None or (self.transitions > 0 and self.cpu >= self.min_cost * self.transitions)
+
+
 def partitioned_bfs(model: Model, opts: Options, factory: BackendFactory, backend_name: str,
-                    fan_out: int) -> tuple[Search, int, str]:
+                    fan_out: int, min_cost: float | None = None) -> tuple[Search, int, str]:
     """The search; returns it with the number of workers that ran and the backend that ran them
     ("in-process" when the search never fanned out)."""
     t0 = time.perf_counter()
@@ -201,9 +230,10 @@ def partitioned_bfs(model: Model, opts: Options, factory: BackendFactory, backen
     depth = 0
     try:
         # in this process, in the single-process BFS's order, until a level is wide enough
-        depth, level, frontier = drive(lambda *args: [prefix.expand_solo(*args)], 0, prefix.frontier_size(), m,
-                                       limits, lambda d, f: show.level(m, d, f, 1), whole_levels=False,
-                                       stop_at=fan_out)
+        solo = _Solo(prefix, fan_out, min_cost)
+        depth, level, frontier = drive(solo.step, 0, prefix.frontier_size(), m, limits,
+                                       lambda d, f: show.level(m, d, f, 1), whole_levels=False,
+                                       stop_at=solo.fan_out)
         if frontier and not m.limit:
             backend = factory(prefix)
             parts = backend.parts
