@@ -157,3 +157,11 @@ def test_default_workers_fan_out_only_for_costly_models(min_cost: float, backend
     r = run("examples/phil_N6.yaml")
     assert r.stats.backend == backend
     assert comparable(r) == comparable(run("examples/phil_N6.yaml", workers=1))
+
+
+def test_workers_with_dfs_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["check", os.path.join(ROOT, "specs/v15-lockdep.yaml"), "--strategy", "dfs", "--workers", "2"])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --workers: the partitioned search is breadth-first; --strategy dfs runs in one process "
+        "(use --workers 1)")

@@ -34,6 +34,7 @@ from typing import Protocol
 from checker.lang.model import Model
 from checker.search.explore import Finding, Search, _peak_mb, explore
 from checker.search.parallel_part import PREFIX_PID, REF_BITS, Candidate, Event, LevelReport, Partition
+from checker.spec.errors import SpecError
 from checker.spec.options import Options
 
 # Fan out once one level holds this many states. Measured on the 2-core machine (README, "Every core
@@ -93,6 +94,10 @@ def wants_partitions(opts: Options) -> bool:
 
 def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
     """The search ``opts`` asks for, with how many workers ran it and where."""
+    if opts.strategy != "bfs" and (opts.ray is not None or (opts.workers or 1) > 1):
+        flag = "--ray" if opts.ray is not None else "--workers"
+        raise SpecError("", flag, f"the partitioned search is breadth-first; --strategy {opts.strategy} "
+                                  "runs in one process (use --workers 1)")
     if not wants_partitions(opts):
         return explore(model, opts), 1, "in-process"
     if opts.ray is not None:

@@ -109,6 +109,7 @@ class Partition:
         self.fkeys: list[int] = []
         self.frefs: list[int] = []
         self.recent: set[int] = set()
+        self.expanded = 0  # states this partition expanded (when to look at the clock)
         self.found_props: set[str] = set()  # properties this partition found in its completed levels
         # (check, reports when its predicate is): invariants fail on False, witnesses show on True
         self.state_preds = [(c, False) for c in model.invariants()] + [(c, True) for c in model.witnesses()]
@@ -230,11 +231,12 @@ class Partition:
             if special or not out:
                 self._expanded((level, fk, -1), s, me, out, found)
             yield s, fk, me, out
-            if i & 0xFFF == 0 and i:
-                rep.limit = self._over(i, deadline)
+            if self.expanded & 0xFFF == 0:  # every 4096 states of this partition, the first included
+                rep.limit = self._over(self.expanded, deadline)
                 if rep.limit:
                     rep.pending = len(self.frontier) - i - 1
                     return
+            self.expanded += 1
 
     # ---- one level, solo: the single-process BFS order, no boxes
     def expand_solo(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> LevelReport:

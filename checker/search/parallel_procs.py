@@ -114,6 +114,7 @@ class ProcessBackend:
     def __init__(self, prefix: Partition, parts: int) -> None:
         ctx = mp.get_context("fork")
         self.parts = parts
+        self.busy = False  # inside run(): workers are not listening for commands
         self.inboxes: list[Queue[Message]] = [ctx.Queue() for _ in range(parts)]
         self.conns: list[Connection] = []
         self.procs: list[BaseProcess] = []
@@ -148,6 +149,7 @@ class ProcessBackend:
 
     def run(self, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress) -> tuple[int, int]:
         """Start the workers' level loop; fold in their reports a whole level at a time, as they come."""
+        self.busy = True
         for c in self.conns:
             c.send(("run", level, m.found(), limits, m.states))
         levels: dict[tuple[str, int], list[LevelReport]] = {}
@@ -176,6 +178,7 @@ class ProcessBackend:
                 if lvl >= limits.max_depth:  # the states at the bound were checked, not expanded
                     m.limit = m.limit or ("max-depth" if m.unseen else "")
                     left = 0
+        self.busy = False
         return depth, left
 
     def lookup(self, pid: int, idx: int) -> tuple[int, int]:
@@ -190,8 +193,11 @@ class ProcessBackend:
         return float(sum(self._all(("peak",))))
 
     def close(self) -> None:
+        """Stop the workers; at once if they are still inside a level (an interrupt, a failed worker)."""
         for c, p in zip(self.conns, self.procs):
-            if p.is_alive():
+            if self.busy:
+                p.terminate()
+            elif p.is_alive():
                 try:
                     c.send(("stop",))
                 except OSError:
