@@ -33,7 +33,7 @@ from typing import Protocol
 
 from checker.lang.model import Model
 from checker.search.explore import Finding, Search, _peak_mb, explore
-from checker.search.parallel_part import PREFIX_PID, REF_BITS, Candidate, Event, LevelReport, Partition
+from checker.search.parallel_part import PREFIX_PID, REF_BITS, Candidate, Event, LevelReport, Partition, Reducer
 from checker.spec.errors import SpecError
 from checker.spec.options import Options
 
@@ -92,8 +92,9 @@ def wants_partitions(opts: Options) -> bool:
     return opts.strategy == "bfs" and (opts.ray is not None or resolve_workers(opts) > 1)
 
 
-def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
-    """The search ``opts`` asks for, with how many workers ran it and where."""
+def run_search(model: Model, opts: Options, reducer: Reducer | None = None) -> tuple[Search, int, str]:
+    """The search ``opts`` asks for, with how many workers ran it and where. ``reducer``: the
+    reductions (``parallel_part.Reducer``) for the partitioned search; None: none."""
     if opts.strategy != "bfs" and (opts.ray is not None or (opts.workers or 1) > 1):
         flag = "--ray" if opts.ray is not None else "--workers"
         raise SpecError("", flag, f"the partitioned search is breadth-first; --strategy {opts.strategy} "
@@ -103,12 +104,12 @@ def run_search(model: Model, opts: Options) -> tuple[Search, int, str]:
     if opts.ray is not None:
         from checker.search.ray_backend import ray_factory
 
-        return partitioned_bfs(model, opts, ray_factory(model, opts), "ray", FAN_OUT_FRONTIER)
+        return partitioned_bfs(model, opts, ray_factory(model, opts), "ray", FAN_OUT_FRONTIER, reducer=reducer)
     from checker.search.parallel_procs import process_factory
 
     min_cost = FAN_OUT_MIN_COST if opts.workers is None else None
     return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER,
-                           min_cost)
+                           min_cost, reducer)
 
 
 class Merge:
@@ -219,13 +220,14 @@ class _Solo:
 
 
 def partitioned_bfs(model: Model, opts: Options, factory: BackendFactory, backend_name: str,
-                    fan_out: int, min_cost: float | None = None) -> tuple[Search, int, str]:
+                    fan_out: int, min_cost: float | None = None,
+                    reducer: Reducer | None = None) -> tuple[Search, int, str]:
     """The search; returns it with the number of workers that ran and the backend that ran them
     ("in-process" when the search never fanned out)."""
     t0 = time.perf_counter()
     limits = Limits(opts.max_depth if opts.max_depth is not None else 1 << 62, opts.max_states,
                     opts.max_memory_mb, time.time() + opts.timeout if opts.timeout else None)
-    prefix = Partition(model, opts, PREFIX_PID, 1)
+    prefix = Partition(model, opts, PREFIX_PID, 1, reducer)
     prefix.seed_initial()
     m = Merge()
     m.add([prefix.take_report()])
@@ -278,7 +280,7 @@ def _path(prefix: Partition, backend: Backend | None, ref: int) -> list[int]:
 def _search(model: Model, opts: Options, prefix: Partition, backend: Backend | None, m: Merge, depth: int,
             t0: float) -> Search:
     """A Search as run.py reads it: the parent arrays hold just the paths to the findings."""
-    search = Search(array("i"), array("I"), store="exact" if prefix.keyf is None else "fingerprint")
+    search = Search(array("i"), array("I"), store="fingerprint" if prefix.fingerprints else "exact")
     for prop, c in sorted(m.candidates.items(), key=lambda pc: pc[1].event):  # the order one worker records
         search.parent.append(-1)
         search.via.append(0)

@@ -1,8 +1,9 @@
 """One partition of the partitioned breadth-first search (``checker.search.parallel``).
 
-A partition owns the states whose owner (``owner_of``) is its id: it keeps
+A partition owns the states whose owner (``key_owner``) is its id: it keeps
 their keys (the visited store's key: the state itself up to 128 bits, else
-xxh3_64), their parent references and the action that reached them. Per BFS
+xxh3_64; of the canonical state under symmetry), their parent references and
+the action that reached them. States themselves stay concrete. Per BFS
 level it expands its frontier into one box of successors per owner
 (``expand``), and takes in the boxes addressed to it (``absorb``).
 
@@ -27,6 +28,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import xxhash
 
@@ -41,18 +43,17 @@ Event = tuple[int, int, int]  # (level of the expanded state, its order key, suc
 Box = list[tuple[int, ...]]
 
 
-def owner_function(bits: int, exact: bool, parts: int) -> Callable[[int], int]:
-    """State -> owning partition: its xxh3_64 fingerprint mod ``parts`` (never ``hash()``).
+class Reducer(Protocol):
+    """The reductions' interface (checker/search/reduce/): both are functions of the state alone, so
+    a partitioned search reduces exactly as one process does."""
 
-    Fingerprint stores reuse the store key; exact keys (the state itself) are
-    hashed too: their low bits are a program counter and would skew partitions."""
-    keyf = key_function(bits, exact)
-    if keyf is not None:
-        fp = keyf
-        return lambda s: fp(s) % parts
-    nbytes = (bits + 7) // 8
-    h = xxhash.xxh3_64_intdigest
-    return lambda s: h(s.to_bytes(nbytes, "little")) % parts
+    def select(self, state: int, succs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """The successors to explore (partial-order reduction: an ample subset of ``succs``)."""
+        ...
+
+    def canonical(self, state: int) -> int:
+        """The representative of the state's symmetry class (the identity when symmetry is off)."""
+        ...
 
 
 @dataclass
@@ -94,12 +95,16 @@ class Seed:
 
 
 class Partition:
-    def __init__(self, model: Model, opts: Options, pid: int, parts: int) -> None:
-        self.model, self.opts, self.pid, self.parts = model, opts, pid, parts
-        self.solo = parts == 1
-        self.exact = opts.exact
-        self.keyf = key_function(model.state_bits, opts.exact)
-        self.owner = owner_function(model.state_bits, opts.exact, parts)
+    def __init__(self, model: Model, opts: Options, pid: int, parts: int, reducer: Reducer | None = None) -> None:
+        self.model, self.opts, self.pid, self.parts, self.reducer = model, opts, pid, parts, reducer
+        fingerprint = key_function(model.state_bits, opts.exact)
+        self.fingerprints = fingerprint is not None  # else keys are (canonical) states
+        self.nbytes = (model.state_bits + 7) // 8
+        # the store key of a state; None: the state itself (an exact store without symmetry)
+        self.key: Callable[[int], int] | None = fingerprint
+        if reducer is not None:
+            canon = reducer.canonical
+            self.key = canon if fingerprint is None else (lambda s: fingerprint(canon(s)))
         self.width = max(1, getattr(model, "action_count", 1 << 16))  # the order key's radix A
         self.base = pid << REF_BITS
         self.seen: set[int] = set()
@@ -124,7 +129,7 @@ class Partition:
         """The distinct initial states, with the single-process BFS's events (-1, i, 0)."""
         checks = self._pending(frozenset())
         for s in self.model.init_states():
-            k = s if self.keyf is None else self.keyf(s)
+            k = s if self.key is None else self.key(s)
             if k in self.seen:
                 continue
             self.seen.add(k)
@@ -137,14 +142,16 @@ class Partition:
     def seed_from(self, seed: Seed) -> None:
         self.seen, self.frontier, self.fkeys, self.frefs = seed.seen, seed.frontier, seed.fkeys, seed.frefs
 
+    def key_owner(self, k: int, parts: int) -> int:
+        """The partition owning a store key: a fingerprint mod ``parts``; a state key is hashed first
+        (xxh3_64, never ``hash()``): its low bits are a program counter and would skew partitions."""
+        return k % parts if self.fingerprints else xxhash.xxh3_64_intdigest(k.to_bytes(self.nbytes, "little")) % parts
+
     def share(self, pid: int, parts: int) -> Seed:
         """Partition ``pid``'s share (of ``parts``) of this solo partition's store and frontier."""
-        own = owner_function(self.model.state_bits, self.exact, parts)
-        if self.keyf is None:
-            seen = {k for k in self.seen if own(k) == pid}
-        else:  # a fingerprint store's key is the fingerprint: its owner is the key mod parts
-            seen = {k for k in self.seen if k % parts == pid}
-        pick = [i for i, s in enumerate(self.frontier) if own(s) == pid]
+        key = self.key
+        seen = {k for k in self.seen if self.key_owner(k, parts) == pid}
+        pick = [i for i, s in enumerate(self.frontier) if self.key_owner(s if key is None else key(s), parts) == pid]
         return Seed(seen, [self.frontier[i] for i in pick], [self.fkeys[i] for i in pick],
                     [self.frefs[i] for i in pick])
 
@@ -224,9 +231,10 @@ class Partition:
         """(state, order key, reference, successors) for each frontier state in order-key order, after
         the checks of the state itself; ends early, leaving the rest pending, at a timeout or memory limit."""
         succ, rep, special = self.model.successors, self.report, bool(self.state_checks)
+        select = self.reducer.select if self.reducer is not None else None
         for i, s in enumerate(self.frontier):
             fk, me = self.fkeys[i], self.frefs[i]
-            out = succ(s)
+            out = succ(s) if select is None else select(s, succ(s))
             rep.transitions += len(out)
             if special or not out:
                 self._expanded((level, fk, -1), s, me, out, found)
@@ -240,13 +248,13 @@ class Partition:
 
     # ---- one level, solo: the single-process BFS order, no boxes
     def expand_solo(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> LevelReport:
-        keyf, seen, rep, cap = self.keyf, self.seen, self.report, self.max_states
+        key, seen, rep, cap = self.key, self.seen, self.report, self.max_states
         pending_checks = self._pending(found)
         nxt: list[int] = []
         nrefs: list[int] = []
         for i, (s, fk, me, out) in enumerate(self._expansions(level, found, deadline)):
             if not further:
-                if not rep.unseen and any(n >= 0 and (n if keyf is None else keyf(n)) not in seen for _, n in out):
+                if not rep.unseen and any(n >= 0 and (n if key is None else key(n)) not in seen for _, n in out):
                     rep.unseen = True
                 continue
             if cap is not None and len(self.parent) >= cap:
@@ -256,7 +264,7 @@ class Partition:
                 if n < 0:
                     self._violation((level, fk, j), s, me, a, -1 - n)
                     continue
-                k = n if keyf is None else keyf(n)
+                k = n if key is None else key(n)
                 if k in seen:
                     continue
                 seen.add(k)
@@ -271,8 +279,8 @@ class Partition:
 
     # ---- one level, partitioned: expand into boxes, then absorb what the owners received
     def expand(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[Box]:
-        keyf, seen, parts = self.keyf, self.seen, self.parts
-        pid, width, nbytes, h = self.pid, self.width, (self.model.state_bits + 7) // 8, xxhash.xxh3_64_intdigest
+        key, fps, seen, parts = self.key, self.fingerprints, self.seen, self.parts
+        pid, width, nbytes, h = self.pid, self.width, self.nbytes, xxhash.xxh3_64_intdigest
         boxes: list[dict[int, tuple[int, ...]]] = [{} for _ in range(parts)]
         recent = self.recent  # sent to their owners last level: seen there now
         rep = self.report
@@ -284,19 +292,19 @@ class Partition:
                     if further:
                         self._violation((level, fk, j), s, me, a, -1 - n)
                     continue
-                if keyf is None:  # inline owner_function: this loop is the hot path
+                if key is None:  # key_owner inlined: this loop is the hot path
                     k, dest = n, h(n.to_bytes(nbytes, "little")) % parts
                 else:
-                    k = keyf(n)
-                    dest = k % parts
+                    k = key(n)
+                    dest = k % parts if fps else h(k.to_bytes(nbytes, "little")) % parts
                 if dest == pid:
                     if k in seen:
                         continue
                 elif k in recent:
                     continue
                 box = boxes[dest]
-                if k not in box:  # the key leads; a fingerprint store also sends the state (last)
-                    box[k] = (n, fk * width + j, me, a) if keyf is None else (k, fk * width + j, me, a, n)
+                if k not in box:  # the key leads; the state follows (last) when it is not its own key
+                    box[k] = (n, fk * width + j, me, a) if key is None else (k, fk * width + j, me, a, n)
         if not rep.limit and deadline is not None and time.time() > deadline:
             rep.limit = "timeout"
         self.frontier, self.fkeys, self.frefs = [], [], []
@@ -305,7 +313,7 @@ class Partition:
 
     def absorb(self, level: int, found: frozenset[str], boxes: list[Box], probe: bool) -> LevelReport:
         """Take in the successors owners were sent; keep each new state's smallest order key."""
-        keyf, seen, width = self.keyf, self.seen, self.width
+        key, seen, width = self.key, self.seen, self.width
         rep = self.report
         if probe:  # max-depth: is any successor of the last level new?
             rep.unseen = any(t[0] not in seen for box in boxes for t in box)
@@ -323,7 +331,7 @@ class Partition:
         pending_checks = self._pending(found)
         for k, t in new:
             ok, pref, a = t[1], t[2], t[3]
-            n = k if keyf is None else t[4]
+            n = k if key is None else t[4]
             seen.add(k)
             ref = self.base | self._store(pref, a)
             self.frontier.append(n)

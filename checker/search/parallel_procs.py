@@ -86,7 +86,7 @@ def _levels(part: Partition, conn: Connection, inboxes: list[Queue[Message]], le
 def _serve(prefix: Partition, pid: int, parts: int, conn: Connection, inboxes: list[Queue[Message]]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        part = Partition(prefix.model, prefix.opts, pid, parts)
+        part = Partition(prefix.model, prefix.opts, pid, parts, prefix.reducer)
         part.seed_from(prefix.share(pid, parts))
         prefix.seen, prefix.frontier = set(), []  # this process's copy of the prefix store is not needed
         while True:

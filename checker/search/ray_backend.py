@@ -24,7 +24,7 @@ from typing import Any
 from checker.lang.model import Model
 from checker.search.explore import _peak_mb
 from checker.search.parallel import Backend, BackendFactory, Limits, Merge, Progress, drive
-from checker.search.parallel_part import Box, LevelReport, Partition, Seed
+from checker.search.parallel_part import Box, LevelReport, Partition, Reducer, Seed
 from checker.spec.errors import SpecError
 from checker.spec.options import Options
 
@@ -39,11 +39,11 @@ def import_ray() -> Any:
 class PartitionActor:
     """One partition inside a Ray actor (wrapped with ``ray.remote`` at run time: ray stays optional)."""
 
-    def __init__(self, program: Any, opts: Options, pid: int, parts: int, seed: Seed) -> None:
+    def __init__(self, program: Any, opts: Options, pid: int, parts: int, seed: Seed, reducer: Reducer | None) -> None:
         from checker.search.progmodel import ProgramModel
 
         model = ProgramModel(program, opts.properties, opts.skip)
-        self.part = Partition(model, opts, pid, parts)
+        self.part = Partition(model, opts, pid, parts, reducer)  # the reducer must pickle to reach the actor
         self.part.seed_from(seed)
 
     def expand(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> tuple[Box, ...]:
@@ -68,7 +68,8 @@ class RayBackend:
     def __init__(self, ray: Any, prefix: Partition, program: Any, opts: Options, parts: int, started: bool) -> None:
         self.ray, self.parts, self.started = ray, parts, started
         actor = ray.remote(PartitionActor)
-        self.actors = [actor.remote(program, opts, pid, parts, prefix.share(pid, parts)) for pid in range(parts)]
+        self.actors = [actor.remote(program, opts, pid, parts, prefix.share(pid, parts), prefix.reducer)
+                       for pid in range(parts)]
 
     def run(self, level: int, frontier: int, m: Merge, limits: Limits, progress: Progress) -> tuple[int, int]:
         depth, _, left = drive(self.level, level, frontier, m, limits, progress, whole_levels=True)
