@@ -23,6 +23,7 @@ exactly; any of them stops every worker and the search is BOUNDED.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -88,8 +89,11 @@ def resolve_workers(opts: Options) -> int:
 
 
 def wants_partitions(opts: Options) -> bool:
-    """Breadth-first with more than one worker, or on Ray: the partitioned search."""
-    return opts.strategy == "bfs" and (opts.ray is not None or resolve_workers(opts) > 1)
+    """Breadth-first with more than one worker, or on Ray: the partitioned search. Worker processes
+    are forked; where fork does not exist (Windows) the search runs in one process."""
+    if opts.ray is not None:
+        return opts.strategy == "bfs"
+    return opts.strategy == "bfs" and resolve_workers(opts) > 1 and "fork" in mp.get_all_start_methods()
 
 
 def run_search(model: Model, opts: Options, reducer: Reducer | None = None) -> tuple[Search, int, str]:
