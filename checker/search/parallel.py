@@ -2,8 +2,9 @@
 
 Each of W partitions owns the states whose fingerprint falls in it
 (``parallel_part``). Per BFS level every partition expands its frontier and
-sends each successor to its owner; owners deduplicate; the coordinator waits
-for every partition before the next level, so depths are exact. Order keys
+sends each successor to its owner; owners deduplicate; no partition starts a
+level before every partition has finished the one before, so depths are
+exact. Order keys
 (see ``parallel_part``) make counts, verdicts, findings, parents and so
 traces identical to the single-process BFS.
 
@@ -12,8 +13,9 @@ partition, in the single-process BFS's order, until a level's frontier
 reaches ``FAN_OUT_FRONTIER`` states (and, with the default worker count,
 until the model proves costly enough per transition: ``FAN_OUT_MIN_COST``);
 only then are workers started and the prefix's visited keys and frontier
-dealt out to them. A search that never meets both stays in one process. Workers are forked
-processes (``parallel_procs``) or Ray actors (``ray_backend``).
+dealt out to them. A search that never meets both stays in one process.
+Workers are forked processes (``parallel_procs``) or Ray actors
+(``ray_backend``).
 
 Limits: ``timeout`` and ``max-memory`` (each worker's share) are checked by
 the workers inside a level, ``max-states`` at the end of each level once the
@@ -98,7 +100,8 @@ def wants_partitions(opts: Options) -> bool:
 
 def run_search(model: Model, opts: Options, reducer: Reducer | None = None) -> tuple[Search, int, str]:
     """The search ``opts`` asks for, with how many workers ran it and where. ``reducer``: the
-    reductions (``parallel_part.Reducer``) for the partitioned search; None: none."""
+    reductions (``parallel_part.Reducer``) for the partitioned search; None: none. (The
+    single-process ``explore`` must apply the same reducer for --workers 1 to agree.)"""
     if opts.strategy != "bfs" and (opts.ray is not None or (opts.workers or 1) > 1):
         flag = "--ray" if opts.ray is not None else "--workers"
         raise SpecError("", flag, f"the partitioned search is breadth-first; --strategy {opts.strategy} "
