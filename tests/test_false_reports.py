@@ -182,7 +182,8 @@ def test_5_unlocked_hook_fails_as_null_dereference_in_priv_c(tmp_path: Path) -> 
         res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
         ms = next(p for p in res.properties if p.name == "memory-safety")
         assert ms.status == "VIOLATED"
-        assert ms.detail.startswith("NULL dereference of struct ap_matrix_mdev pointer: kvm->arch.crypto.pqap_hook->"), ms.detail
+        assert ms.detail.startswith(
+            "NULL dereference of struct ap_matrix_mdev pointer: kvm->arch.crypto.pqap_hook->"), ms.detail
         last = ms.trace.steps[-1]  # type: ignore[union-attr]
         assert last.function == "handle_pqap" and "priv.c" in last.action, last
 

@@ -97,6 +97,7 @@ def test_json_key_order_at_every_level() -> None:
     assert list(d["stats"]) == [
         "states", "transitions", "deadlock_states", "max_depth", "seconds", "complete", "limit", "strategy",
         "store", "state_bits", "collision_probability", "states_per_second", "peak_memory_mb", "reductions",
+        "workers", "backend",
     ]
     prop = d["properties"][0]
     assert list(prop) == ["name", "kind", "status", "detail", "description", "source", "trace"]

@@ -50,6 +50,8 @@ def _stats(stats: Stats) -> dict[str, Any]:
         "states_per_second": round(stats.states_per_second, 1),
         "peak_memory_mb": round(stats.peak_memory_mb, 1),
         "reductions": stats.reductions,
+        "workers": stats.workers,
+        "backend": stats.backend,
     }
 
 

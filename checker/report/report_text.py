@@ -129,6 +129,8 @@ def render_stats(stats: Stats, max_width: int | None = None) -> str:
         rows.append(("peak memory", f"{stats.peak_memory_mb:.1f} MB"))
     if stats.reductions:
         rows.append(("reductions", reductions_line(stats.reductions)))
+    if stats.workers > 1:
+        rows.append(("workers", f"{stats.workers} ({stats.backend})"))
     width = max(len(k) for k, _ in rows)
     lines = []
     for k, v in rows:

@@ -83,6 +83,8 @@ class Stats:
     collision_probability: float = 0.0
     peak_memory_mb: float = 0.0
     reductions: dict[str, object] = field(default_factory=dict)  # checker.search.reduce describe()
+    workers: int = 1  # processes or Ray actors that ran the search (checker.search.parallel)
+    backend: str = "in-process"  # in-process | processes | ray
 
     @property
     def states_per_second(self) -> float:

@@ -23,9 +23,10 @@ from checker.report.results import (
     TraceStep,
 )
 from checker.search.checkpoint import identity
-from checker.search.explore import Finding, Search, explore, path_to
+from checker.search.explore import Finding, Search, path_to
 from checker.search.limits import StopRequest
 from checker.search.lockorder import collect_edges, cycles_report, scenario
+from checker.search.parallel import run_search
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import evaluate, state_values
 from checker.search.reduce.combined import build_reducer
@@ -133,7 +134,7 @@ def program_identity(program: Program, options: Options) -> str:
     parts += [f"{a.thread}|{a.label}|{a.function}|{a.operation}|{a.text}" for a in program.actions]
     parts += [f"{p.kind}:{p.name}" for p in program.properties]
     return identity("\n".join(parts), strategy=options.strategy, exact=options.exact, max_depth=options.max_depth,
-                    only=options.properties, skip=options.skip)
+                    only=options.properties, skip=options.skip, reduction=options.reduction)
 
 
 def check_program(program: Program, options: Options, spec_name: str = "", design_name: str = "",
@@ -142,15 +143,16 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     ``spec_path``: recorded in every trace, so ``replay`` can refuse a trace of another spec."""
     model = ProgramModel(program, options.properties, options.skip)
     reducer = build_reducer(model, options)
-    search = explore(model, options, stop, program_identity(program, options) if (
-        options.checkpoint or options.resume) else "", reducer if reducer.active() else None)
+    search, workers, backend = run_search(model, options, reducer if reducer.active() else None, stop,
+                                          program_identity(program, options) if (
+                                              options.checkpoint or options.resume) else "")
     bits = model.state_bits
     n = search.states
     stats = Stats(states=n, transitions=search.transitions, deadlock_states=search.deadlock_states,
                   max_depth=search.max_depth, seconds=search.seconds, complete=search.complete,
                   limit=search.limit, strategy=options.strategy, store=search.store, state_bits=bits,
                   collision_probability=(n * n / 2.0**65) if search.store == "fingerprint" else 0.0,
-                  peak_memory_mb=search.peak_mb, reductions=reducer.describe())
+                  peak_memory_mb=search.peak_mb, reductions=reducer.describe(), workers=workers, backend=backend)
     edges = collect_edges(program, model.comp)
     dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
     class_order = list(dict.fromkeys(lk.cls for lk in program.locks))

@@ -34,7 +34,7 @@ USER_PROPERTY_KEYS = ("name", "expr", "description")
 PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number",
                "found": "strs"}  # found: Spacer invariants, SMT-LIB (apcheck prove --engine spacer --save-lemmas)
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
-_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
+_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth", "workers"}
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL, MAP, SEQ = (_T + s for s in ("str", "int", "float", "bool", "null", "map", "seq"))

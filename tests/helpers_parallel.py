@@ -1,0 +1,24 @@
+"""Shared by the partitioned-search tests: run a spec, and its report minus what timing changes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from checker.cli.golden import ROOT, run_spec
+from checker.report.report_json import result_to_dict
+from checker.report.results import CheckResult
+
+TIMING = ("seconds", "states_per_second", "peak_memory_mb", "workers", "backend")
+
+
+def comparable(result: CheckResult) -> dict[str, Any]:
+    """The whole JSON report (counts, verdicts, traces, lock-order graph) without timings and placement."""
+    d = result_to_dict(result)
+    for k in TIMING:
+        d["stats"].pop(k)
+    return d
+
+
+def run(spec: str, **overrides: Any) -> CheckResult:
+    return run_spec(os.path.join(ROOT, spec), **overrides)
