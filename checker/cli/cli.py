@@ -151,8 +151,8 @@ def search_options(f: F) -> F:
         click.option("--quiet", is_flag=True, default=None, help="No progress; no summary line with --output."),
         click.option("--reduction", type=click.Choice(REDUCTIONS), default=None,
                      help="State-space reduction: none, por (partial-order), symmetry, all (default)."),
-        click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Processes for the partitioned BFS (default: every core; 1: one process)."),
+        click.option("--workers", type=click.IntRange(min=0), default=None,
+                     help="Processes for the partitioned BFS (default 1: one process; 0: one per core)."),
         click.option("--ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
                      help="Run the partitioned BFS on Ray actors: a cluster address, or none to start a local "
                           "instance (needs apcheck[ray]; put it after SPEC)."),

@@ -28,7 +28,7 @@ class Options:
     checkpoint: str | None = None  # save the search to this file periodically and when it stops short
     checkpoint_seconds: float = 60.0  # between two periodic checkpoints
     resume: str | None = None  # continue the search saved in this checkpoint
-    workers: int | None = None  # partitioned BFS over this many processes; None: every core (os.cpu_count())
+    workers: int | None = None  # partitioned BFS over this many processes; None: one; 0: every core
     ray: str | None = None  # run the partitioned BFS on Ray: a cluster address, or "" to start a local instance
 
     def with_overrides(self, **kw: Any) -> Options:

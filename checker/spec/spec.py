@@ -34,7 +34,7 @@ USER_PROPERTY_KEYS = ("name", "expr", "description")
 PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number",
                "found": "strs"}  # found: Spacer invariants, SMT-LIB (apcheck prove --engine spacer --save-lemmas)
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
-_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth", "workers"}
+_POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
 
 _T = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL, MAP, SEQ = (_T + s for s in ("str", "int", "float", "bool", "null", "map", "seq"))
@@ -516,6 +516,9 @@ class _Loader:
             if k in _POSITIVE and not 0 < v < math.inf:  # also refuses .nan and .inf
                 what = "a positive int" if typ == "int" else "a positive finite number"
                 self.err(m[k], f"check.{k}", f"expected {what}, got {v}")
+                continue
+            if k == "workers" and v < 0:  # 0: one per core
+                self.err(m[k], "check.workers", f"expected a non-negative int (0: one per core), got {v}")
                 continue
             out[k] = v
         return out
