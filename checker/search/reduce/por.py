@@ -5,7 +5,9 @@ enabled action of ``t`` (all its actions are at ``p``), chosen only when
 
 - C1 (persistence): every action at ``t``'s pc ``p`` (enabled or not) is
   independent (``footprint``) of every action any other thread ``u`` can still
-  take from its pc in ``s`` (its control-flow graph from there on);
+  take from its pc in ``s`` before ``t`` moves: its control-flow graph from
+  there on, cut before any unconditional mutex_lock of a mutex ``t`` holds in
+  ``s`` (only ``t`` can release it, and ``t`` does not move first);
 - C2 (visibility): no action at ``p`` writes a field read by a selected
   ``always`` or ``sometimes`` property;
 - C3 (static cycle proviso): no action at ``p`` takes a back edge of ``t``'s
@@ -60,22 +62,26 @@ from __future__ import annotations
 
 from checker.lang.expr import variables
 from checker.lang.layout import Field
-from checker.lang.program import Program
-from checker.search.reduce.footprint import ThreadGraph, thread_graph
+from checker.lang.program import Lock, Program
+from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thread_graph
+
+LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row
 
 
 class PartialOrder:
     """Ample-set selection for a Program; ``visible_props``: the selected properties (C2).
 
     ``compat[t][p]`` is None when ``t``'s steps at ``p`` can never form an ample set
-    (a back edge, a visible write, or dependent on some step every other thread
-    still has, even finished), else one bit mask per other thread ``u`` with bit ``q``
-    set when the steps at ``p`` are independent of everything ``u`` can still do
-    from pc ``q`` (C1)."""
+    (a back edge, a visible write, the done pc), else ``(row, lock_rows)``: ``row[u]``
+    has bit ``q`` set when the steps at ``p`` are independent of everything thread
+    ``u`` can still do from pc ``q`` (C1); each lock row is the same for the steps
+    ``u`` can take before it must take a mutex, usable in states where ``t`` holds
+    that mutex (``u`` cannot pass it before ``t`` moves)."""
 
     def __init__(self, program: Program, visible_props: list[str]) -> None:
         self.program = program
-        graphs: list[ThreadGraph] = [thread_graph(program, t) for t in range(len(program.threads))]
+        owned = owned_lock_fields(program)
+        graphs: list[ThreadGraph] = [thread_graph(program, t, owned) for t in range(len(program.threads))]
         vis = 0
         for prop in program.properties:
             if prop.name in visible_props:
@@ -85,47 +91,63 @@ class PartialOrder:
         self.visible = vis
         self.thread_of = [a.thread for a in program.actions]
         self._pcs = [(th.pc.offset, (1 << th.pc.bits) - 1, th.pc.lo) for th in program.threads]
-        n = len(program.threads)
-        self.compat: list[list[list[int] | None]] = []
+        mutexes = [lk for lk in program.locks if isinstance(lk, Lock)]
+        futures = [[g.future(q) for q in range(len(g.succ))] for g in graphs]
+        avoiding = {(u, lk.index): [g.future(q, lk.index) for q in range(len(g.succ))]
+                    for u, g in enumerate(graphs) for lk in mutexes if lk.index in g.blocks_on}
+
+        def row_of(w: int, r: int, t: int, futs: dict[int, list[tuple[int, int]]]) -> list[int]:
+            row = [0] * len(graphs)
+            for u in range(len(graphs)):
+                if u != t:
+                    for q, (ru, wu) in enumerate(futs[u]):
+                        if w & (ru | wu) == 0 and wu & r == 0:
+                            row[u] |= 1 << q
+            return row
+
+        self.compat: list[list[tuple[list[int], list[LockRow]] | None]] = []
         for t, g in enumerate(graphs):
-            rows: list[list[int] | None] = []
+            rows: list[tuple[list[int], list[LockRow]] | None] = []
             for p in range(len(g.succ)):
                 w, r = g.writes_at[p], g.reads_at[p]
-                row: list[int] | None = None
-                if p < len(program.by_label[t]) and not g.back[p] and not w & vis:
-                    row = [0] * n
-                    for u, gu in enumerate(graphs):
-                        if u == t:
-                            continue
-                        for q in range(len(gu.succ)):
-                            if w & (gu.reads_from[q] | gu.writes_from[q]) == 0 and gu.writes_from[q] & r == 0:
-                                row[u] |= 1 << q
-                        if not row[u]:
-                            row = None
-                            break
-                rows.append(row)
+                if p >= len(program.by_label[t]) or g.back[p] or w & vis:
+                    rows.append(None)
+                    continue
+                plain = dict(enumerate(futures))
+                row = row_of(w, r, t, plain)
+                lock_rows: list[LockRow] = []
+                for lk in mutexes:
+                    futs = {u: avoiding.get((u, lk.index), futures[u]) for u in range(len(graphs))}
+                    lrow = row_of(w, r, t, futs)
+                    if lrow != row:
+                        f = lk.owner
+                        lock_rows.append((f.offset, (1 << f.bits) - 1, t + 1 - f.lo, lrow))
+                rows.append((row, lock_rows))
             self.compat.append(rows)
-        self.useful = any(row is not None for rows in self.compat for row in rows)
+        self.useful = any(c is not None and all(u == t or c[0][u] or any(lr[3][u] for lr in c[1])
+                                                for u in range(len(graphs)))
+                          for t, cs in enumerate(self.compat) for c in cs)
         self.reduced_states = 0  # states where the ample set was smaller than the enabled set
 
-    def candidates(self, pcs: list[int]) -> list[int]:
-        """Threads whose steps at their pc satisfy C1-C3 in any state with these pcs."""
-        out = []
-        for t, p in enumerate(pcs):
-            row = self.compat[t][p]
-            if row is not None and all(row[u] >> q & 1 for u, q in enumerate(pcs) if u != t):
-                out.append(t)
-        return out
+    def _persistent(self, state: int, t: int, pcs: list[int]) -> bool:
+        c = self.compat[t][pcs[t]]
+        if c is None:
+            return False
+        row, lock_rows = c
+        for u, q in enumerate(pcs):
+            if u == t or row[u] >> q & 1:
+                continue
+            if not any((state >> off) & m == held and lrow[u] >> q & 1 for off, m, held, lrow in lock_rows):
+                return False
+        return True
 
     def select(self, state: int, succs: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if len(succs) < 2:
             return succs
         pcs = [((state >> off) & m) + lo for off, m, lo in self._pcs]
         thread_of = self.thread_of
-        compat = self.compat
-        for t, p in enumerate(pcs):
-            row = compat[t][p]
-            if row is None or not all(row[u] >> q & 1 for u, q in enumerate(pcs) if u != t):
+        for t in range(len(pcs)):
+            if not self._persistent(state, t, pcs):
                 continue
             sub = [x for x in succs if thread_of[x[0]] == t]
             if sub:
