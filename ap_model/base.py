@@ -13,7 +13,7 @@ from typing import Any
 
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
 from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, lift
-from checker.lang.program import Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.lang.program import Member, Program, ProgramBuilder, RwSem, ThreadBuilder
 
 from . import rules
 from .world import Body, E, Era, World, parse_cfg
@@ -140,6 +140,7 @@ class ApDesign:
                         getattr(self, "op_" + call.name)(w, t, **args)
             w.end_thread(t)
         self.add_properties(w)
+        self.declare_symmetry(w, scenario)
         # engine workaround: RwSem.held_by() creates a thread's reader bit lazily, also after the
         # layout is frozen (offset -1 -> "negative shift count"); create every reader bit now.
         for lk in pb.locks:
@@ -150,6 +151,20 @@ class ApDesign:
 
     def declare(self, w: World) -> None:
         """Design-specific state (e.g. the v17 global hook)."""
+
+    def declare_symmetry(self, w: World, scenario: Scenario) -> None:
+        """Symmetry reduction: a vCPU thread (only KVM_RUN, on one vCPU) may be permuted with another,
+        with its vcpu->mutex, ECA_APIE bit and ghost/errno fields; the engine keeps the pairs the
+        scenario makes interchangeable (checker.search.reduce.symmetry)."""
+        members = []
+        for ts in scenario.threads:
+            vc = {(c.args.get("vm", 0), c.args.get("vcpu", 0)) for c in ts.run if c.name == "kvm_run"}
+            if len(vc) == 1 and all(c.name == "kvm_run" for c in ts.run) and ts.name in w.in_pqap:
+                (v, c), = vc
+                extra = [w.errno[ts.name]] if ts.name in w.errno else []
+                members.append(Member([ts.name], [w.eca_apie[v][c], w.in_pqap[ts.name][1], *extra], [w.VM[v][c]]))
+        if len(members) > 1 and len({len(m.fields) for m in members}) == 1:
+            w.pb.permutable("vcpus", members)
 
     def add_properties(self, w: World) -> None:
         w.add_properties()

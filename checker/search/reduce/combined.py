@@ -46,7 +46,7 @@ class CombinedReducer:
             out["ample_states"] = self.por.reduced_states
         if self.symmetry is not None:
             out["symmetry_groups"] = self.symmetry.describe()
-        out["shortest_traces"] = not ran
+        out["shortest_traces"] = self.por is None  # symmetry keeps BFS distances: the initial state is fixed
         return out
 
 
@@ -75,7 +75,7 @@ def build_reducer(model: Any, options: Any) -> CombinedReducer:
     if want_sym:
         from checker.search.reduce.symmetry import symmetry_for
 
-        symmetry, why = symmetry_for(program)
+        symmetry, why = symmetry_for(program, [p.name for p in program.properties if model._selected(p.name)])
         if symmetry is None:
             skipped["symmetry"] = why
     return CombinedReducer(requested, por, symmetry, skipped, {})
