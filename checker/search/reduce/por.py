@@ -65,6 +65,7 @@ from checker.lang.layout import Field
 from checker.lang.program import Lock, Program
 from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thread_graph
 
+CACHE_ENTRIES = 1 << 16
 LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row
 
 
@@ -128,6 +129,25 @@ class PartialOrder:
                                                 for u in range(len(graphs)))
                           for t, cs in enumerate(self.compat) for c in cs)
         self.reduced_states = 0  # states where the ample set was smaller than the enabled set
+        # the candidates depend only on the pcs and the mutex owners: cache them under those bits
+        self._key_mask = 0
+        for th in program.threads:
+            self._key_mask |= th.pc.mask
+        for lk in mutexes:
+            self._key_mask |= lk.owner.mask
+        self._cache: dict[int, tuple[int, ...]] = {}
+
+    def candidates(self, state: int) -> tuple[int, ...]:
+        """Threads whose steps at their pc form a persistent, invisible, proviso-safe set in ``state``."""
+        key = state & self._key_mask
+        got = self._cache.get(key)
+        if got is None:
+            pcs = [((state >> off) & m) + lo for off, m, lo in self._pcs]
+            got = tuple(t for t in range(len(pcs)) if self._persistent(state, t, pcs))
+            if len(self._cache) >= CACHE_ENTRIES:  # bounded: many pc combinations (philosophers) would not fit
+                self._cache.clear()
+            self._cache[key] = got
+        return got
 
     def _persistent(self, state: int, t: int, pcs: list[int]) -> bool:
         c = self.compat[t][pcs[t]]
@@ -144,11 +164,8 @@ class PartialOrder:
     def select(self, state: int, succs: list[tuple[int, int]]) -> list[tuple[int, int]]:
         if len(succs) < 2:
             return succs
-        pcs = [((state >> off) & m) + lo for off, m, lo in self._pcs]
         thread_of = self.thread_of
-        for t in range(len(pcs)):
-            if not self._persistent(state, t, pcs):
-                continue
+        for t in self.candidates(state):
             sub = [x for x in succs if thread_of[x[0]] == t]
             if sub:
                 if len(sub) < len(succs):
