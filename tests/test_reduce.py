@@ -212,6 +212,13 @@ def test_selection_is_a_function_of_the_state() -> None:
     assert len(seen) == 82
 
 
+def test_max_depth_keeps_full_graph_distances() -> None:
+    program = two_step_and_setter()
+    r = check(program, reduction="all", max_depth=1)
+    assert r.stats.reductions["ran"] == [] and "--max-depth" in r.stats.reductions["skipped"]["partial-order"]
+    assert (r.stats.states, r.stats.states) == (check(program, max_depth=1).stats.states, 3)
+
+
 def test_none_and_random_run_no_reduction() -> None:
     program = two_step_and_setter()
     model = ProgramModel(program)

@@ -62,7 +62,10 @@ def build_reducer(model: Any, options: Any) -> CombinedReducer:
         want_por = want_sym = False
     por = None
     if want_por:
-        if len(program.threads) < 2:
+        if options.max_depth is not None:
+            skipped["partial-order"] = ("--max-depth bounds distances in the full graph; ample sets would "
+                                        "change which states lie within it")
+        elif len(program.threads) < 2:
             skipped["partial-order"] = "one thread: nothing interleaves"
         else:
             visible = [p.name for p in program.properties if model._selected(p.name)]

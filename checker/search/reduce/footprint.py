@@ -90,24 +90,31 @@ def _targets(e: Expr, npcs: int) -> set[int]:
     return set(range(npcs))
 
 
+Block = tuple[int, str, int, int]  # lock index, holder mode that blocks ("w" or "any"), residual reads, writes
+
+
 @dataclass
 class ThreadGraph:
-    """One thread's pcs: successors, back edges, footprints, and where it blocks on a mutex."""
+    """One thread's pcs: successors, back edges, footprints, and where it blocks on a lock."""
 
     succ: list[set[int]]  # pc -> next pcs (the done pc has none)
     back: list[bool]  # pc -> some action at pc takes a back edge
     reads_at: list[int]  # pc -> reads of the actions at pc
     writes_at: list[int]
-    blocks_on: list[int]  # pc -> index of the mutex its only step takes unconditionally (-1: none)
+    blocks: list[Block | None]  # pc -> the lock its blocking step takes unconditionally, if any
 
-    def future(self, q: int, avoid: int = -1) -> tuple[int, int]:
-        """(reads, writes) of every step the thread can take from pc ``q`` on, stopping before
-        a step that takes mutex ``avoid`` (it cannot pass it while another thread holds it)."""
+    def future(self, q: int, avoid: int = -1, held: str = "w") -> tuple[int, int]:
+        """(reads, writes) of every step the thread can take from pc ``q`` on, stopping at a
+        step that waits for lock ``avoid`` while another thread holds it in mode ``held``
+        (only the steps that still fire there, e.g. a writer queueing, are counted)."""
         r = w = 0
         seen, todo = {q}, [q]
         while todo:
             p = todo.pop()
-            if avoid >= 0 and self.blocks_on[p] == avoid:
+            b = self.blocks[p]
+            if avoid >= 0 and b is not None and b[0] == avoid and (b[1] == "any" or held == "w"):
+                r |= b[2]
+                w |= b[3]
                 continue
             r |= self.reads_at[p]
             w |= self.writes_at[p]
@@ -118,13 +125,24 @@ class ThreadGraph:
         return r, w
 
 
-def _blocking_mutex(acts: list[Action]) -> int:
-    """The lock index if the pc's only step is an unconditional, blocking mutex_lock of one lock."""
-    if len(acts) != 1 or len(acts[0].acquires) != 1:
-        return -1
-    acq = acts[0].acquires[0]
-    cond_true = isinstance(acq.cond, Const) and acq.cond.value is True
-    return acq.lock.index if isinstance(acq.lock, Lock) and cond_true and not acq.trylock else -1
+def _blocking(acts: list[Action], owned: set[Field]) -> Block | None:
+    """The pc's step waits, unconditionally, for one lock: mutex_lock (blocked by any holder),
+    down_read (by a writer), down_write (by any holder; its queueing step still fires)."""
+    main = acts[0]
+    if len(main.acquires) != 1:
+        return None
+    acq = main.acquires[0]
+    if not (isinstance(acq.cond, Const) and acq.cond.value is True) or acq.trylock:
+        return None
+    if isinstance(acq.lock, Lock):
+        return (acq.lock.index, "any", 0, 0) if len(acts) == 1 else None
+    if acq.mode == "r":
+        return (acq.lock.index, "w", 0, 0) if len(acts) == 1 else None
+    reads = writes = 0
+    for a in acts[1:]:  # rwsem_down_write_slowpath's queueing step
+        reads |= _mask(action_reads(a, owned))
+        writes |= _mask(set(action_writes(a)))
+    return acq.lock.index, "any", reads, writes
 
 
 def thread_graph(program: Program, t: int, owned: set[Field] | None = None) -> ThreadGraph:
@@ -133,9 +151,10 @@ def thread_graph(program: Program, t: int, owned: set[Field] | None = None) -> T
     per_pc = program.by_label[t]
     npcs = th.pc.hi - th.pc.lo + 1  # includes the done pc of a finite thread
     succ: list[set[int]] = [set() for _ in range(npcs)]
-    reads_at, writes_at, blocks_on = [0] * npcs, [0] * npcs, [-1] * npcs
+    reads_at, writes_at = [0] * npcs, [0] * npcs
+    blocks: list[Block | None] = [None] * npcs
     for p, acts in enumerate(per_pc):
-        blocks_on[p] = _blocking_mutex(acts)
+        blocks[p] = _blocking(acts, owned)
         for a in acts:
             succ[p] |= {q for q in _targets(a.target, npcs) if 0 <= q < npcs}
             reads_at[p] |= _mask(action_reads(a, owned))
@@ -159,7 +178,7 @@ def thread_graph(program: Program, t: int, owned: set[Field] | None = None) -> T
             elif state[q] == 0:
                 state[q] = 1
                 stack.append((q, sorted(succ[q])))
-    return ThreadGraph(succ, back, reads_at, writes_at, blocks_on)
+    return ThreadGraph(succ, back, reads_at, writes_at, blocks)
 
 
 __all__ = ["ThreadGraph", "action_reads", "action_writes", "owned_lock_fields", "thread_graph"]

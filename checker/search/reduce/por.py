@@ -6,8 +6,10 @@ enabled action of ``t`` (all its actions are at ``p``), chosen only when
 - C1 (persistence): every action at ``t``'s pc ``p`` (enabled or not) is
   independent (``footprint``) of every action any other thread ``u`` can still
   take from its pc in ``s`` before ``t`` moves: its control-flow graph from
-  there on, cut before any unconditional mutex_lock of a mutex ``t`` holds in
-  ``s`` (only ``t`` can release it, and ``t`` does not move first);
+  there on, cut at any unconditional wait for a lock ``t`` holds in ``s`` in a
+  mode that blocks it (mutex_lock; down_read behind a writer; down_write, of
+  which only the queueing step still fires): only ``t`` can release it, and
+  ``t`` does not move first;
 - C2 (visibility): no action at ``p`` writes a field read by a selected
   ``always`` or ``sometimes`` property;
 - C3 (static cycle proviso): no action at ``p`` takes a back edge of ``t``'s
@@ -60,13 +62,41 @@ unreduced one: results say so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from checker.lang.expr import variables
 from checker.lang.layout import Field
-from checker.lang.program import Lock, Program
+from checker.lang.program import AnyLock, Lock, Program
 from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thread_graph
 
 CACHE_ENTRIES = 1 << 16
 LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row
+
+
+def _holds(program: Program) -> list[tuple[AnyLock, str, Callable[[int], tuple[Field, int] | None]]]:
+    """(lock, mode, thread -> (field, value) meaning "the thread holds it in that mode")."""
+    out: list[tuple[AnyLock, str, Callable[[int], tuple[Field, int] | None]]] = []
+    for lk in program.locks:
+        if isinstance(lk, Lock):
+            out.append((lk, "w", _owner_is(lk.owner)))
+        else:
+            out.append((lk, "w", _owner_is(lk.writer)))
+            out.append((lk, "r", _reader_is(lk.readers)))
+    return out
+
+
+def _owner_is(f: Field) -> Callable[[int], tuple[Field, int] | None]:
+    def test(t: int) -> tuple[Field, int] | None:
+        return f, t + 1
+
+    return test
+
+
+def _reader_is(bits: dict[int, Field]) -> Callable[[int], tuple[Field, int] | None]:
+    def test(t: int) -> tuple[Field, int] | None:
+        return (bits[t], 1) if t in bits else None
+
+    return test
 
 
 class PartialOrder:
@@ -76,8 +106,8 @@ class PartialOrder:
     (a back edge, a visible write, the done pc), else ``(row, lock_rows)``: ``row[u]``
     has bit ``q`` set when the steps at ``p`` are independent of everything thread
     ``u`` can still do from pc ``q`` (C1); each lock row is the same for the steps
-    ``u`` can take before it must take a mutex, usable in states where ``t`` holds
-    that mutex (``u`` cannot pass it before ``t`` moves)."""
+    ``u`` can take before it must wait for a lock, usable in states where ``t`` holds
+    that lock in a mode that blocks that wait (``u`` cannot pass it before ``t`` moves)."""
 
     def __init__(self, program: Program, visible_props: list[str]) -> None:
         self.program = program
@@ -92,10 +122,11 @@ class PartialOrder:
         self.visible = vis
         self.thread_of = [a.thread for a in program.actions]
         self._pcs = [(th.pc.offset, (1 << th.pc.bits) - 1, th.pc.lo) for th in program.threads]
-        mutexes = [lk for lk in program.locks if isinstance(lk, Lock)]
         futures = [[g.future(q) for q in range(len(g.succ))] for g in graphs]
-        avoiding = {(u, lk.index): [g.future(q, lk.index) for q in range(len(g.succ))]
-                    for u, g in enumerate(graphs) for lk in mutexes if lk.index in g.blocks_on}
+        holds = _holds(program)
+        avoiding = {(u, lk.index, mode): [g.future(q, lk.index, mode) for q in range(len(g.succ))]
+                    for u, g in enumerate(graphs) for lk, mode, _ in holds
+                    if any(b is not None and b[0] == lk.index for b in g.blocks)}
 
         def row_of(w: int, r: int, t: int, futs: dict[int, list[tuple[int, int]]]) -> list[int]:
             row = [0] * len(graphs)
@@ -117,12 +148,15 @@ class PartialOrder:
                 plain = dict(enumerate(futures))
                 row = row_of(w, r, t, plain)
                 lock_rows: list[LockRow] = []
-                for lk in mutexes:
-                    futs = {u: avoiding.get((u, lk.index), futures[u]) for u in range(len(graphs))}
+                for lk, mode, holder in holds:
+                    test = holder(t)
+                    if test is None:
+                        continue
+                    futs = {u: avoiding.get((u, lk.index, mode), futures[u]) for u in range(len(graphs))}
                     lrow = row_of(w, r, t, futs)
                     if lrow != row:
-                        f = lk.owner
-                        lock_rows.append((f.offset, (1 << f.bits) - 1, t + 1 - f.lo, lrow))
+                        f, value = test
+                        lock_rows.append((f.offset, (1 << f.bits) - 1, value - f.lo, lrow))
                 rows.append((row, lock_rows))
             self.compat.append(rows)
         self.useful = any(c is not None and all(u == t or c[0][u] or any(lr[3][u] for lr in c[1])
@@ -133,8 +167,11 @@ class PartialOrder:
         self._key_mask = 0
         for th in program.threads:
             self._key_mask |= th.pc.mask
-        for lk in mutexes:
-            self._key_mask |= lk.owner.mask
+        for _, _, holder in holds:
+            for t in range(len(graphs)):
+                test = holder(t)
+                if test is not None:
+                    self._key_mask |= test[0].mask
         self._cache: dict[int, tuple[int, ...]] = {}
 
     def candidates(self, state: int) -> tuple[int, ...]:
