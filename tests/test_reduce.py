@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from checker.cli.golden import ROOT, run_spec
-from checker.lang.expr import And, Not
+from checker.lang.expr import BOOL, And, Const, Not
 from checker.lang.layout import bool_field, int_field
-from checker.lang.program import Member, Program, ProgramBuilder
+from checker.lang.program import Check, Member, Program, ProgramBuilder
 from checker.report.results import HOLDS, NOT_WITNESSED, VIOLATED, WITNESSED, CheckResult
 from checker.search import reduce as reduce_pkg
 from checker.search.explore import explore
@@ -382,3 +382,20 @@ def test_spec_check_reduction_is_validated(tmp_path: Any, capsys: pytest.Capture
     assert main(["check", "--quiet", str(p)]) == 2
     assert capsys.readouterr().err == (
         f"{p}:21:20: error: check.reduction: expected one of none|por|symmetry|all, got 'fast'\n")
+
+
+def test_an_ample_set_firing_a_violation_does_not_hide_other_findings() -> None:
+    """A step that fires a check has no successor; choosing it alone would end the search there
+    and lose what the other threads reach (here an invariant violation)."""
+    pb = ProgramBuilder("boom")
+    fx, fy = bool_field("x"), bool_field("y")
+    pb.var(fx)
+    y = pb.var(fy)
+    pb.thread("a").step("boom", "x = 1, then a NULL dereference", updates={fx: True},
+                        checks=[Check(Const(True, BOOL), "memory-safety", "boom")])
+    pb.thread("b").step("set_y", "y = 1", updates={fy: True})
+    pb.always("y-clear", Not(y), "y is never set")
+    program = pb.build()
+    full, red = check(program), check(program, reduction="all")
+    assert prop(full, "y-clear").status == prop(red, "y-clear").status == VIOLATED
+    assert prop(red, "memory-safety").status == VIOLATED

@@ -15,7 +15,9 @@ enabled action of ``t`` (all its actions are at ``p``), chosen only when
 - C3 (static cycle proviso): no action at ``p`` takes a back edge of ``t``'s
   control-flow graph.
 
-Otherwise ``s`` is fully expanded. Every condition reads only the pcs in ``s``
+Otherwise, or when one of ``t``'s enabled steps fires a violation (it has no
+successor state, so expanding it alone would end every path there), ``s`` is
+fully expanded. Every condition reads only the pcs in ``s``
 and the enabled list, so the selection is a function of the state: BFS, DFS
 and partitioned searches reduce identically.
 
@@ -205,7 +207,7 @@ class PartialOrder:
         for t in self.candidates(state):
             sub = [x for x in succs if thread_of[x[0]] == t]
             if sub:
-                if len(sub) < len(succs):
+                if len(sub) < len(succs) and all(n >= 0 for _, n in sub):
                     self.reduced_states += 1
                     return sub
                 return succs
