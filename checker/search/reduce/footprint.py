@@ -145,6 +145,22 @@ def _blocking(acts: list[Action], owned: set[Field]) -> Block | None:
     return acq.lock.index, "any", reads, writes
 
 
+def _held_set_reads(program: Program, t: int, owned: set[Field]) -> int:
+    """Fields behind thread ``t``'s held set (the lock-order edge of an acquisition) that another
+    thread's step could change: owner fields some non-lock step writes, and ``t``'s reader bits
+    when another thread writes them. Empty for programs built from the builder's lock steps."""
+    m = 0
+    for lk in program.locks:
+        if isinstance(lk, Lock):
+            m |= 0 if lk.owner in owned else lk.owner.mask
+            continue
+        m |= 0 if lk.writer in owned else lk.writer.mask
+        bit = lk.readers.get(t)
+        if bit is not None and any(a.thread != t and bit in a.updates for a in program.actions):
+            m |= bit.mask
+    return m
+
+
 def thread_graph(program: Program, t: int, owned: set[Field] | None = None) -> ThreadGraph:
     owned = owned_lock_fields(program) if owned is None else owned
     th = program.threads[t]
@@ -153,11 +169,12 @@ def thread_graph(program: Program, t: int, owned: set[Field] | None = None) -> T
     succ: list[set[int]] = [set() for _ in range(npcs)]
     reads_at, writes_at = [0] * npcs, [0] * npcs
     blocks: list[Block | None] = [None] * npcs
+    held_reads = _held_set_reads(program, t, owned)
     for p, acts in enumerate(per_pc):
         blocks[p] = _blocking(acts, owned)
         for a in acts:
             succ[p] |= {q for q in _targets(a.target, npcs) if 0 <= q < npcs}
-            reads_at[p] |= _mask(action_reads(a, owned))
+            reads_at[p] |= _mask(action_reads(a, owned)) | (held_reads if a.acquires else 0)
             writes_at[p] |= _mask(set(action_writes(a)))
     back = [False] * npcs
     state = [0] * npcs  # 0 unvisited, 1 on the stack, 2 done

@@ -46,7 +46,9 @@ fully expanded state), so ``w`` is eventually used up. Therefore:
 - lock-order graph: an edge is (acquiring action, its thread's held set,
   which acquisitions fire), recorded for every enabled action of every
   explored state. Held sets change only by the thread's own steps (another
-  thread's unlock of a lock it does not hold is a violation, not a state), so
+  thread's unlock of a lock it does not hold is a violation, not a state; an
+  owner field written by any other kind of step is counted in the acquiring
+  step's footprint, ``footprint._held_set_reads``), so
   the acquiring action is enabled at ``c(s)`` (or at ``r``, if ``t``'s) with the
   same held set and conditions: every edge of the full graph is recorded.
 - data-race: a race is two enabled, conflicting actions of different threads,
