@@ -143,7 +143,7 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
         first = _first_locked_classes(program, path_to(search, search.findings["deadlock"].index))
         cycles = [_rotate(c, first) if c.reachable else c for c in cycles]
     canon = reducer.canonical if reducer.symmetry is not None else None
-    props = _verdicts(program, model, search, cycles, options, canon)
+    props = _verdicts(program, model, search, cycles, options, canon, reducer.por is None)
     classes = class_order
     result = _overall(props, search.complete)
     return CheckResult(spec_name or program.name, design_name or program.name, result, stats, props,
@@ -196,7 +196,8 @@ def _selected(name: str, options: Options) -> bool:
 
 
 def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: list[LockCycle],
-              options: Options, canon: Callable[[int], int] | None = None) -> list[PropertyResult]:
+              options: Options, canon: Callable[[int], int] | None = None,
+              shortest: bool = True) -> list[PropertyResult]:
     unviolated = HOLDS if search.complete else BOUNDED
     out: list[PropertyResult] = []
     found = search.findings
@@ -213,7 +214,8 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             assert pr.trace is not None
             pr.trace.waits = model.wait_lines(found[name].state)
             pr.trace.final = "deadlock: no thread can move"
-            pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); shortest trace shown)"
+            shown = "shortest trace shown" if shortest else "a trace, maybe not the shortest"
+            pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); {shown})"
         elif name == "lock-order" and (cycles or name in found):
             pr.status = VIOLATED
             if cycles:
