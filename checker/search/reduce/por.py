@@ -73,8 +73,8 @@ from checker.lang.layout import Field
 from checker.lang.program import AnyLock, Lock, Program
 from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thread_graph
 
-CACHE_ENTRIES = 1 << 16
 LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row
+Constraint = tuple[int, int, int, int, list[tuple[int, int, int, int]]]
 
 
 def _holds(program: Program) -> list[tuple[AnyLock, str, Callable[[int], tuple[Field, int] | None]]]:
@@ -167,38 +167,34 @@ class PartialOrder:
                                                 for u in range(len(graphs)))
                           for t, cs in enumerate(self.compat) for c in cs)
         self.reduced_states = 0  # states where the ample set was smaller than the enabled set
-        # the candidates depend only on the pcs and the mutex owners: cache them under those bits
-        self._key_mask = 0
-        for th in program.threads:
-            self._key_mask |= th.pc.mask
-        for _, _, holder in holds:
-            for t in range(len(graphs)):
-                test = holder(t)
-                if test is not None:
-                    self._key_mask |= test[0].mask
-        self._cache: dict[int, tuple[int, ...]] = {}
+        # per (t, p): only the threads that constrain it, as (pc offset, mask, lo, pc bits, lock alternatives)
+        self._checks: list[list[list[Constraint] | None]] = []
+        for t, rows in enumerate(self.compat):
+            per_pc: list[list[Constraint] | None] = []
+            for c in rows:
+                if c is None:
+                    per_pc.append(None)
+                    continue
+                row, lock_rows = c
+                cons: list[Constraint] = []
+                for u, th in enumerate(program.threads):
+                    full = (1 << (th.pc.hi - th.pc.lo + 1)) - 1
+                    if u == t or row[u] == full:
+                        continue
+                    alts = [(off, m, held, lrow[u]) for off, m, held, lrow in lock_rows if lrow[u] != row[u]]
+                    cons.append((th.pc.offset, (1 << th.pc.bits) - 1, th.pc.lo, row[u], alts))
+                per_pc.append(cons)
+            self._checks.append(per_pc)
 
-    def candidates(self, state: int) -> tuple[int, ...]:
-        """Threads whose steps at their pc form a persistent, invisible, proviso-safe set in ``state``."""
-        key = state & self._key_mask
-        got = self._cache.get(key)
-        if got is None:
-            pcs = [((state >> off) & m) + lo for off, m, lo in self._pcs]
-            got = tuple(t for t in range(len(pcs)) if self._persistent(state, t, pcs))
-            if len(self._cache) >= CACHE_ENTRIES:  # bounded: many pc combinations (philosophers) would not fit
-                self._cache.clear()
-            self._cache[key] = got
-        return got
-
-    def _persistent(self, state: int, t: int, pcs: list[int]) -> bool:
-        c = self.compat[t][pcs[t]]
-        if c is None:
+    def persistent(self, state: int, t: int) -> bool:
+        """``t``'s steps at its pc form a persistent, invisible, proviso-safe set in ``state``."""
+        off, m, lo = self._pcs[t]
+        cons = self._checks[t][((state >> off) & m) + lo]
+        if cons is None:
             return False
-        row, lock_rows = c
-        for u, q in enumerate(pcs):
-            if u == t or row[u] >> q & 1:
-                continue
-            if not any((state >> off) & m == held and lrow[u] >> q & 1 for off, m, held, lrow in lock_rows):
+        for uoff, um, ulo, bits, alts in cons:
+            q = ((state >> uoff) & um) + ulo
+            if not (bits >> q & 1 or any((state >> o) & mm == held and lb >> q & 1 for o, mm, held, lb in alts)):
                 return False
         return True
 
@@ -206,13 +202,19 @@ class PartialOrder:
         if len(succs) < 2:
             return succs
         thread_of = self.thread_of
-        for t in self.candidates(state):
+        tried = -1
+        for a, _ in succs:  # threads with an enabled step, in thread order (succs is in action order)
+            t = thread_of[a]
+            if t == tried:
+                continue
+            tried = t
+            if not self.persistent(state, t):
+                continue
             sub = [x for x in succs if thread_of[x[0]] == t]
-            if sub:
-                if len(sub) < len(succs) and all(n >= 0 for _, n in sub):
-                    self.reduced_states += 1
-                    return sub
-                return succs
+            if len(sub) < len(succs) and all(n >= 0 for _, n in sub):
+                self.reduced_states += 1
+                return sub
+            return succs
         return succs
 
 
