@@ -399,3 +399,11 @@ def test_an_ample_set_firing_a_violation_does_not_hide_other_findings() -> None:
     full, red = check(program), check(program, reduction="all")
     assert prop(full, "y-clear").status == prop(red, "y-clear").status == VIOLATED
     assert prop(red, "memory-safety").status == VIOLATED
+
+
+def test_depth_first_search_reaches_the_same_reduced_graph() -> None:
+    """The ample sets do not depend on the search order: BFS and DFS count the same states."""
+    path = os.path.join(ROOT, "specs", "v17-hotplug.yaml")
+    bfs, dfs = run_spec(path), run_spec(path, strategy="dfs")
+    assert bfs.stats.states == dfs.stats.states == 76
+    assert _verdicts(bfs) == _verdicts(dfs) == _verdicts(run_spec(path, reduction="none"))

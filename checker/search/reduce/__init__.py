@@ -56,7 +56,7 @@ class NoReduction:
         return state
 
     def describe(self) -> dict[str, object]:
-        return {"requested": "none", "ran": [], "unreduced": {}}
+        return {"requested": "none", "ran": [], "skipped": {}, "unreduced": {}, "shortest_traces": True}
 
 
 
