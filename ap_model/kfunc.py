@@ -39,7 +39,7 @@ from typing import Any
 
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError, ScenarioErrorCollector
 from checker.lang.expr import Expr
-from checker.lang.program import ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.lang.program import Member, ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
 from checker.report.results import Trace
 
 from .world import Body, E, Era, World, parse_cfg
@@ -226,6 +226,7 @@ class KernelDesign:
         w.add_properties()
         for add in self.properties:
             add(w)
+        declare_symmetry(w, scenario)
         # RwSem.held_by() creates a thread's reader bit lazily: create every reader bit before freezing
         for lk in pb.locks:
             if isinstance(lk, RwSem):
@@ -239,6 +240,21 @@ class KernelDesign:
         from .repro import repro_script
 
         return repro_script(self.name, scenario, trace, prop, kind, {n: op.entry for n, op in self.catalog.items()})
+
+
+def declare_symmetry(w: World, scenario: Scenario) -> None:
+    """Symmetry reduction: a vCPU thread (only KVM_RUN, on one vCPU) may be permuted with another,
+    with its vcpu->mutex, ECA_APIE bit and ghost/errno fields; the engine keeps only the pairs the
+    built program makes interchangeable (checker.search.reduce.symmetry)."""
+    members = []
+    for ts in scenario.threads:
+        vc = {(c.args.get("vm", 0), c.args.get("vcpu", 0)) for c in ts.run if c.name == "kvm_run"}
+        if len(vc) == 1 and all(c.name == "kvm_run" for c in ts.run) and ts.name in w.in_pqap:
+            (v, c), = vc
+            extra = [w.errno[ts.name]] if ts.name in w.errno else []
+            members.append(Member([ts.name], [w.eca_apie[v][c], w.in_pqap[ts.name][1], *extra], [w.VM[v][c]]))
+    if len(members) > 1 and len({len(m.fields) for m in members}) == 1:
+        w.pb.permutable("vcpus", members)
 
 
 def check_args(w: World, sig: OperationSig, args: dict[str, Any], key: str) -> dict[str, Any]:

@@ -433,12 +433,12 @@ def test_runs_are_identical_across_processes_and_hash_seeds() -> None:
 def test_wide_model_uses_fingerprints_and_exact_on_request() -> None:
     program = wide_model()
     assert program.layout.total_bits > 128
-    fp = check_program(program, Options(quiet=True))
+    fp = check_program(program, Options(quiet=True, reduction="none"))
     assert fp.stats.store == "fingerprint" and fp.stats.state_bits == program.layout.total_bits
     assert (fp.stats.states, fp.stats.transitions, fp.stats.deadlock_states) == (19, 22, 1)
     assert fp.stats.collision_probability == pytest.approx(19 * 19 / 2.0**65)
     assert 0 < fp.stats.collision_probability < 1e-15
-    ex = check_program(program, Options(quiet=True, exact=True))
+    ex = check_program(program, Options(quiet=True, exact=True, reduction="none"))
     assert ex.stats.store == "exact" and ex.stats.collision_probability == 0.0
     assert summary(ex)["properties"] == summary(fp)["properties"]
     assert summary(ex)["stats"][:6] == summary(fp)["stats"][:6]

@@ -212,6 +212,26 @@ class Thread:
 
 
 @dataclass
+class Member:
+    """One instance of a permutable group: its threads, fields and locks, each list in the same
+    order for every member of the group (slot k of one member plays slot k's role in another)."""
+
+    threads: list[str]
+    fields: list[Field] = dc_field(default_factory=list)
+    locks: list[AnyLock] = dc_field(default_factory=list)
+
+
+@dataclass
+class Permutable:
+    """A design's declaration that these members may be permuted together (symmetry reduction).
+    The engine (checker.search.reduce.symmetry) keeps the members the scenario makes
+    interchangeable and checks that the program is unchanged by swapping them."""
+
+    name: str
+    members: list[Member]
+
+
+@dataclass
 class Property:
     name: str
     kind: str  # always | sometimes
@@ -242,6 +262,7 @@ class ProgramBuilder:
         self._names: set[str] = set()
         self._owner_fields: list[Field] = []
         self._derived: list[Callable[[Program], None]] = []
+        self.permutables: list[Permutable] = []
 
     # ---- declarations
     def _claim(self, name: str, what: str) -> None:
@@ -307,6 +328,13 @@ class ProgramBuilder:
         tb = ThreadBuilder(self, name, len(self.threads), cyclic)
         self.threads.append(tb)
         return tb
+
+    def permutable(self, name: str, members: Sequence[Member]) -> None:
+        """Declare instances that may be permuted together (threads, their fields and locks)."""
+        shapes = {(len(m.threads), len(m.fields), len(m.locks)) for m in members}
+        if len(shapes) > 1:
+            raise ModelError(f"permutable {name!r}: members differ in shape {sorted(shapes)}")
+        self.permutables.append(Permutable(name, list(members)))
 
     def always(self, name: str, expr: Expr, description: str, source: str = "") -> None:
         self._prop(name, "always", expr, description, source)
@@ -605,6 +633,7 @@ class Program:
     properties: list[Property]
     shared: dict[Field, tuple[AnyLock, ...]]
     by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
+    permutables: list[Permutable] = dc_field(default_factory=list)  # symmetry declarations
 
     def add_property(self, name: str, kind: str, expr: Expr, description: str, source: str = "") -> None:
         """Add a derived property (see ProgramBuilder.derive); same rules as always/sometimes."""
@@ -616,7 +645,7 @@ class Program:
 
 
 __all__ = [
-    "Acquire", "Action", "Check", "Lock", "ModelError", "Pool", "Program", "ProgramBuilder",
+    "Acquire", "Action", "Check", "Lock", "Member", "ModelError", "Permutable", "Pool", "Program", "ProgramBuilder",
     "Property", "RwSem", "Thread", "ThreadBuilder", "Wait", "WaitFlag", "bool_field", "enum_field",
     "int_field", "ref_field", "ALIVE", "FREED", "UNBORN",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from checker.lang.design import Design, Scenario
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
@@ -30,6 +32,7 @@ from checker.search.parallel import run_search
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import evaluate, state_values
 from checker.search.reduce.combined import build_reducer
+from checker.search.reduce.symmetry import concretize
 from checker.spec.options import Options
 
 BUILTIN_TEXT = {
@@ -119,8 +122,19 @@ def _step(program: Program, index: int, aid: int, before: int, after: int, note:
                      _held(program, act.thread, after), changes, note, th.labels[act.label])
 
 
-def _trace(program: Program, model: ProgramModel, search: Search, f: Finding) -> Trace:
+def _trace(program: Program, model: ProgramModel, search: Search, f: Finding,
+           canon: Callable[[int], int] | None = None) -> Trace:
     acts = path_to(search, f.index)
+    if canon is not None:  # symmetry: the search stored canonical states; replay a concrete run
+        prop_of = lambda n: model.violation(-1 - n)[0]  # noqa: E731
+        concrete = concretize(model.successors, canon, model.init_states()[0], acts, f.action, prop_of)
+        tr = replay_trace(program, concrete, model)
+        last = model.init_states()[0]
+        for aid in concrete[:len(acts)]:
+            last = next(n for a, n in model.successors(last) if a == aid)
+        if canon(last) != f.state:
+            raise ReplayError("concrete replay left the recorded symmetry class (please report)")
+        return tr
     tr = replay_trace(program, acts, model, expect_state=f.state)
     if f.action >= 0:
         tr = replay_trace(program, acts + [f.action], model)
@@ -160,7 +174,8 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
     if "deadlock" in search.findings:
         first = _first_locked_classes(program, path_to(search, search.findings["deadlock"].index))
         cycles = [_rotate(c, first) if c.reachable else c for c in cycles]
-    props = _verdicts(program, model, search, cycles, options)
+    canon = reducer.canonical if reducer.symmetry is not None else None
+    props = _verdicts(program, model, search, cycles, options, canon, reducer.por is None)
     classes = class_order
     result = _overall(props, search.complete)
     for pr in props:
@@ -216,13 +231,14 @@ def _selected(name: str, options: Options) -> bool:
 
 
 def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: list[LockCycle],
-              options: Options) -> list[PropertyResult]:
+              options: Options, canon: Callable[[int], int] | None = None,
+              shortest: bool = True) -> list[PropertyResult]:
     unviolated = HOLDS if search.complete else BOUNDED
     out: list[PropertyResult] = []
     found = search.findings
 
     def trace_of(name: str) -> Trace | None:
-        return _trace(program, model, search, found[name]) if name in found else None
+        return _trace(program, model, search, found[name], canon) if name in found else None
 
     for name in BUILTIN_PROPERTIES:
         if not _selected(name, options):
@@ -234,7 +250,8 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
             pr.trace.waits = model.wait_lines(found[name].state)
             pr.trace.blocked = model.blocked(found[name].state)
             pr.trace.final = "deadlock: no thread can move"
-            pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); shortest trace shown)"
+            shown = "shortest trace shown" if shortest else "a trace, maybe not the shortest"
+            pr.detail = f"reachable deadlock ({search.deadlock_states} deadlock state(s); {shown})"
         elif name == "lock-order" and (cycles or name in found):
             pr.status = VIOLATED
             if cycles:

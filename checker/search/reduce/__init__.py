@@ -11,6 +11,20 @@ The explorers, sequential or partitioned, see one object, a ``Reducer``:
 Both ``select`` and ``canonical`` are functions of the state alone, never of
 the visited store or of the search order, so a partitioned or parallel search
 visits exactly the states a sequential one does and reports identical counts.
+
+How an explorer uses it (``explore.bfs`` does exactly this):
+
+1. ``succs = model.successors(s)``; the per-state checks (deadlock when empty,
+   data races, leak checks) see this full list;
+2. ``succs = reducer.select(s, succs)``; record the violations (``n < 0``) in it
+   and count its transitions;
+3. for each successor ``n >= 0``: ``n = reducer.canonical(n)`` before the
+   visited lookup (hash-partition on the canonical state). Initial states are
+   their own canonical forms (symmetry checks it).
+
+Traces from a symmetric search are made concrete in ``checker.search.run``
+(``symmetry.concretize``). ``describe()["ample_states"]`` counts what one
+process selected; a partitioned search sums its workers'.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ class NoReduction:
         return state
 
     def describe(self) -> dict[str, object]:
-        return {"requested": "none", "ran": [], "unreduced": {}}
+        return {"requested": "none", "ran": [], "skipped": {}, "unreduced": {}, "shortest_traces": True}
 
 
 

@@ -46,7 +46,7 @@ class CombinedReducer:
             out["ample_states"] = self.por.reduced_states
         if self.symmetry is not None:
             out["symmetry_groups"] = self.symmetry.describe()
-        out["shortest_traces"] = not ran
+        out["shortest_traces"] = self.por is None  # symmetry keeps BFS distances: the initial state is fixed
         return out
 
 
@@ -62,7 +62,10 @@ def build_reducer(model: Any, options: Any) -> CombinedReducer:
         want_por = want_sym = False
     por = None
     if want_por:
-        if len(program.threads) < 2:
+        if options.max_depth is not None:
+            skipped["partial-order"] = ("--max-depth bounds distances in the full graph; ample sets would "
+                                        "change which states lie within it")
+        elif len(program.threads) < 2:
             skipped["partial-order"] = "one thread: nothing interleaves"
         else:
             visible = [p.name for p in program.properties if model._selected(p.name)]
@@ -75,7 +78,7 @@ def build_reducer(model: Any, options: Any) -> CombinedReducer:
     if want_sym:
         from checker.search.reduce.symmetry import symmetry_for
 
-        symmetry, why = symmetry_for(program)
+        symmetry, why = symmetry_for(program, [p.name for p in program.properties if model._selected(p.name)])
         if symmetry is None:
             skipped["symmetry"] = why
     return CombinedReducer(requested, por, symmetry, skipped, {})
