@@ -292,7 +292,7 @@ threads:
 def test_8_use_message_names_the_access_once() -> None:
     """A use-after-free message names the access once (it printed "X (X)")."""
     loaded = load_spec(str(Path(__file__).parent.parent / "specs" / "final-hooks.yaml"), default_registry())
-    res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True))
+    res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True, reduction="none"))
     ms = next(p for p in res.properties if p.name == "memory-safety")
     assert ms.detail == ("use after free of struct ap_matrix_mdev mdev1: matrix_mdev = container_of(pqap_hook), "
                          "freed by vfio_ap_mdev_remove (qemu1, step 26)"), ms.detail
