@@ -28,7 +28,7 @@ from checker.lang.design import ScenarioError
 from checker.lang.program import ModelError
 from checker.report.results import BUILTIN_PROPERTIES, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
-from checker.spec.options import STRATEGIES, Options
+from checker.spec.options import CORES, STRATEGIES, Options
 from checker.spec.registry import Registry, default_registry
 from checker.spec.spec import (
     LoadedSpec,
@@ -134,6 +134,8 @@ def search_options(f: F) -> F:
         click.option("--seed", type=int, default=None, help="Random simulation seed."),
         click.option("--walks", type=click.IntRange(min=1), default=None, help="Random simulation: walks."),
         click.option("--exact/--no-exact", default=None, help="Store whole states, not 64-bit fingerprints."),
+        click.option("--core", type=click.Choice(CORES), default=None,
+                     help="Successor core: auto (default), python, native (C compiled at run time)."),
         click.option("--only", multiple=True, metavar="NAME", help="Report only these properties (repeatable)."),
         click.option("--skip", multiple=True, metavar="NAME", help="Do not report these properties (repeatable)."),
         click.option("--quiet", is_flag=True, default=None, help="No progress; no summary line with --output."),

@@ -360,6 +360,12 @@ def path_to(search: Search, index: int) -> list[int]:
 
 
 def explore(model: Model, opts: Options) -> Search:
+    if opts.core != "python":  # the C core (checker.search.native): a native BFS, or C successors
+        from checker.search.native.driver import explore_native
+
+        native = explore_native(model, opts, bfs)
+        if native is not None:
+            return native
     if opts.strategy == "dfs":
         return dfs(model, opts)
     if opts.strategy == "random":

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 STRATEGIES = ("bfs", "dfs", "random")
+CORES = ("auto", "python", "native")  # checker.search.native.driver
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Options:
     walks: int = 1000  # random simulation: number of walks
     walk_depth: int = 200  # random simulation: steps per walk
     exact: bool = False  # store whole states even when they are wider than 128 bits
+    core: str = "auto"  # successor core: auto | python | native (checker.search.native.driver)
     quiet: bool = False
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
@@ -41,4 +43,5 @@ OPTION_TYPES: dict[str, str] = {
     "walks": "int",
     "walk_depth": "int",
     "exact": "bool",
+    "core": "one of: auto|python|native",
 }

@@ -1,0 +1,213 @@
+"""Which core runs a search, and the Python side of the native breadth-first loop.
+
+``--core python`` runs the generated Python successor function; ``--core
+native`` compiles the Program to C (``cgen`` + ``build``) and, for a BFS with
+no reduction, runs the whole loop in C (``native_bfs``); for other strategies
+or with a reduction the explorer keeps its Python loop and calls the C
+``succ`` (a drop-in: same action ids, violation codes, fired flags and
+dynamic lock-order records). Results are identical either way; the C store
+keeps whole states, so it never has fingerprint collisions (``store`` reads
+``exact``).
+
+``--core auto`` (the default), decided by measurement (benchmarks/README.md,
+"Choosing the core"): compiling a vfio_ap spec's core takes 0.4-1.5 s of
+``cc -O2`` (once per machine: the module is cached on disk, keyed by a hash of
+its source), a cached core loads in about a millisecond, and the native loop
+explores 1-5 M states/s against the Python core's 30-300 k. So:
+
+- a cached core is used at once (no small spec gets slower);
+- otherwise the Python core runs first, for at most ``AUTO_PYTHON_SECONDS``;
+  most specs finish within it and never invoke the compiler; a search still
+  running then is large, so it is restarted on the compiled core (the restart
+  costs at most that much time; the native search redoes it in a fraction of
+  it). Counts, traces and findings do not depend on which core answered.
+- with no compiler, or a failed compile, the Python core runs, with one note on
+  stderr (``--core native`` says the same and falls back too: never an error).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import replace
+from types import ModuleType
+
+from checker.lang.model import Model
+from checker.search.explore import Search, _arrays, _current_mb, _finish, _Progress, _Recorder
+from checker.search.native.build import BuildError, build, cached_path
+from checker.search.native.cgen import CSource, Unsupported, generate
+from checker.search.progmodel import ProgramModel
+from checker.spec.options import Options
+
+AUTO_PYTHON_SECONDS = 1.0
+LIMITS = {0: "", 1: "timeout", 2: "memory", 3: "max-depth", 4: "max-states"}
+EV_EXPANDED, EV_RACE, EV_VIOLATION, EV_NEW_STATE = 0, 1, 2, 3
+
+_warned: set[str] = set()
+
+
+def note(msg: str) -> None:
+    """One line on stderr, once per process and message."""
+    if msg not in _warned:
+        _warned.add(msg)
+        print(f"apcheck: note: {msg}", file=sys.stderr, flush=True)
+
+
+class NativeCore:
+    """A Program's compiled core, bound to one ProgramModel's fired flags and lock-order records."""
+
+    def __init__(self, model: ProgramModel, source: CSource, module: ModuleType, compile_seconds: float,
+                 cached: bool) -> None:
+        self.model, self.source, self.module = model, source, module
+        self.compile_seconds, self.cached = compile_seconds, cached
+        self.inv_names = [c.name for c in model.invariants()]
+        self.wit_names = [c.name for c in model.witnesses()]
+        self.bind()
+
+    def bind(self) -> None:
+        """Point the module at this model's ``fired``/``dynamic_edges`` (one model per module at a time)."""
+        self.module.init(self.model.comp.fired, self.model.comp.dynamic_edges.add)
+
+    @property
+    def succ(self) -> Callable[[int], list[tuple[int, int]]]:
+        fn: Callable[[int], list[tuple[int, int]]] = self.module.succ
+        return fn
+
+
+def _source(model: ProgramModel) -> CSource:
+    program = model.program
+    exprs = {p.name: p.expr for p in program.properties}
+    src = generate(program, [exprs[c.name] for c in model.invariants()],
+                   [exprs[c.name] for c in model.witnesses()], model._reads, model._writes)
+    if [(v.aid, v.prop, v.message) for v in src.violations] != \
+            [(v.aid, v.prop, v.message) for v in model.comp.violations]:
+        raise Unsupported("violation codes differ from the Python core (please report)")
+    return src
+
+
+def native_core(model: ProgramModel, compile_ok: bool = True) -> NativeCore | None:
+    """The model's native core (compiled if needed and ``compile_ok``), or None with a note why not."""
+    try:
+        src = _source(model)
+    except Unsupported as e:
+        note(f"native core unavailable for this model ({e}); using the Python core")
+        return None
+    if not compile_ok and cached_path(src.text) is None:
+        return None
+    try:
+        built = build(src.text)
+    except BuildError as e:
+        note(f"native core unavailable ({e}); using the Python core")
+        return None
+    return NativeCore(model, src, built.module, built.compile_seconds, built.cached)
+
+
+def use_native_successors(model: Model, opts: Options) -> NativeCore | None:
+    """Swap ``model.successors`` for the C drop-in (reductions, DFS, random walks, workers)."""
+    core = getattr(opts, "core", "auto")
+    if core == "python" or not isinstance(model, ProgramModel):
+        return None
+    nc = native_core(model, compile_ok=core == "native")
+    if nc is not None:
+        model.successors = nc.succ
+    return nc
+
+
+def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Options], Search]) -> Search | None:
+    """The search under ``opts.core``; None: let the caller's Python explorer run."""
+    core = getattr(opts, "core", "auto")
+    if core == "python" or not isinstance(model, ProgramModel):
+        return None
+    if opts.strategy != "bfs" or getattr(opts, "reduction", "none") not in ("none", None):
+        use_native_successors(model, opts)
+        return None
+    if core == "native":
+        nc = native_core(model)
+        return None if nc is None else native_bfs(nc, opts)
+    nc = native_core(model, compile_ok=False)
+    if nc is not None:
+        return native_bfs(nc, opts)
+    # auto, nothing cached: the Python core first; a search still running after the cap is large
+    t0 = time.perf_counter()
+    cap = AUTO_PYTHON_SECONDS if opts.timeout is None else min(AUTO_PYTHON_SECONDS, opts.timeout)
+    first = python_bfs(model, replace(opts, timeout=cap))
+    if first.complete or first.limit != "timeout" or (opts.timeout is not None and cap >= opts.timeout):
+        return first
+    nc = native_core(model)
+    if nc is None:  # no compiler: the Python core, from the start, without the cap
+        _reset(model)
+        return python_bfs(model, opts)
+    _reset(model)
+    left = None if opts.timeout is None else max(opts.timeout - (time.perf_counter() - t0), 1e-3)
+    return native_bfs(nc, replace(opts, timeout=left))
+
+
+def _reset(model: ProgramModel) -> None:
+    """Forget the fired flags and lock-order records of an abandoned search."""
+    fired = model.comp.fired
+    fired[:] = bytes(len(fired))
+    model.comp.dynamic_edges.clear()
+
+
+def native_bfs(nc: NativeCore, opts: Options) -> Search:
+    """``explore.bfs`` with the loop in C: same counts, same order, same findings."""
+    t0 = time.perf_counter()
+    model = nc.model
+    nc.bind()
+    parent, via = _arrays(model)
+    search = Search(parent, via, store="exact")
+    rec = _Recorder(model, search)
+    seen: set[int] = set()
+    inits: list[int] = []
+    for s in model.init_states():
+        if s not in seen:
+            seen.add(s)
+            inits.append(s)
+            rec.new_state(len(inits) - 1, s)
+    inv_on = bytes(any(c.name == n for c in rec.invs) for n in nc.inv_names)
+    wit_on = bytes(any(c.name == n for c in rec.wits) for n in nc.wit_names)
+    findings = search.findings
+    succ = model.comp.succ
+
+    def ev(kind: int, idx: int, s: int, a: int, code: int) -> int:
+        if kind == EV_EXPANDED:
+            rec.expanded(idx, s, [])
+            return int(any(c.name not in findings for c in rec.terms))
+        if kind == EV_RACE:
+            rec.expanded(idx, s, succ(s))
+            return int(any(p not in findings for p, _ in rec.state_checks))
+        if kind == EV_VIOLATION:
+            rec.violation(idx, s, a, code)
+        else:
+            rec.new_state(idx, s)
+        return 0
+
+    deadline = t0 + opts.timeout if opts.timeout else None
+    max_mb = opts.max_memory_mb
+    prog = _Progress(opts)
+
+    def tick(cur: int, states: int, transitions: int, depth: int, frontier: int) -> int:
+        if deadline is not None and time.perf_counter() > deadline:
+            return 1
+        if max_mb is not None and cur & 0xFFFF == 0 and _current_mb() > max_mb:
+            return 2
+        prog.maybe(states, transitions, depth, frontier)
+        return 0
+
+    max_states = -1 if opts.max_states is None else (opts.max_states or 1 << 62)
+    max_depth = opts.max_depth if opts.max_depth is not None else 1 << 62
+    race_on = int(bool(rec.state_checks))
+    terms_on = int(bool(rec.terms))
+    _, pending, transitions, depth, limit, pbytes, vbytes = nc.module.bfs(
+        inits, max_states, max_depth, via.itemsize, ev, tick, inv_on, wit_on, race_on, terms_on)
+    search.parent = array("i")
+    search.parent.frombytes(pbytes)
+    del pbytes
+    search.via = array(via.typecode)
+    search.via.frombytes(vbytes)
+    del vbytes
+    search.transitions = transitions
+    search.max_depth = depth
+    return _finish(search, t0, LIMITS[limit], pending)
