@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from types import ModuleType
 
-CFLAGS = ("-O2", "-shared", "-fPIC", "-std=gnu11", "-w")
+CFLAGS = ("-O1", "-shared", "-fPIC", "-std=gnu11", "-w")
 COMPILE_TIMEOUT = 300.0
 
 

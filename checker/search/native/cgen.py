@@ -54,26 +54,73 @@ def field_raw(f: Field, st: str = "s") -> str:
     return f"((int64_t)({core} & {_u64(m)}))"
 
 
-def expr_c(e: Expr, names: Mapping[int, str] | None = None, st: str = "s") -> str:
-    """C (int64_t) computing ``e``; mirrors ``pycompile.expr_src``."""
+class Temps:
+    """Subexpressions of one C block hoisted into locals, so the text stays linear in the expression DAG.
+
+    The trees share subtrees (Select chains, held-lock tests); printed as trees they grow to
+    megabytes that ``cc`` needs tens of seconds for. Every expression is pure and total (shifts by
+    a state-dependent amount are range-guarded inside one node), so computing a subexpression
+    once, before the statement that uses it, cannot change a result.
+    """
+
+    def __init__(self, parent: Temps | None = None) -> None:
+        self.parent = parent
+        self.counter: list[int] = parent.counter if parent is not None else [0]
+        self.by_text: dict[str, str] = {}
+        self.by_id: dict[int, tuple[Expr, str]] = {}  # holds the Expr: its id is not reused meanwhile
+        self.lines: list[str] = []
+
+    def find(self, key: int | str) -> str | None:
+        t: Temps | None = self
+        while t is not None:
+            if isinstance(key, int):
+                if key in t.by_id:
+                    return t.by_id[key][1]
+            elif key in t.by_text:
+                return t.by_text[key]
+            t = t.parent
+        return None
+
+    def bind(self, e: Expr, text: str) -> str:
+        name = self.find(text)
+        if name is None:
+            name = f"t{self.counter[0]}"
+            self.counter[0] += 1
+            self.by_text[text] = name
+            self.lines.append(f"const int64_t {name} = {text};")
+        self.by_id[id(e)] = (e, name)
+        return name
+
+
+def expr_c(e: Expr, names: Mapping[int, str] | None = None, temps: Temps | None = None) -> str:
+    """C (int64_t) computing ``e``; mirrors ``pycompile.expr_src``. With ``temps``, every composite
+    subexpression becomes a local of that block."""
     if names and id(e) in names:
         return names[id(e)]
     if isinstance(e, Const):
-        v = int(e.value)
-        return f"INT64_C({v})"
+        return f"INT64_C({int(e.value)})"
+    if temps is not None:
+        hit = temps.find(id(e))
+        if hit is not None:
+            return hit
+    text = _node_c(e, names, temps)
+    return temps.bind(e, text) if temps is not None else text
+
+
+def _node_c(e: Expr, names: Mapping[int, str] | None, temps: Temps | None) -> str:
     if isinstance(e, Var):
         f: Field = e.field  # type: ignore[assignment]
-        raw = field_raw(f, st)
+        raw = field_raw(f)
         return f"({raw} + INT64_C({f.lo}))" if f.lo else raw
     if isinstance(e, Un):
-        a = expr_c(e.a, names, st)
+        a = expr_c(e.a, names, temps)
         if e.op == "not":
             return f"(!{a})"
         if e.op == "~":
             return f"({a} ^ INT64_C({(1 << e.sort.width) - 1}))"
         raise Unsupported(f"unary {e.op}")
     if isinstance(e, Bin):
-        a, b = expr_c(e.a, names, st), expr_c(e.b, names, st)
+        a, b = expr_c(e.a, names, temps), expr_c(e.b, names, temps)
         if e.op in ("==", "!=", "<", "<=", ">", ">=", "+", "-", "&", "|", "^"):
             return f"({a} {e.op} {b})"
         w = e.a.sort.width
@@ -93,9 +140,9 @@ def expr_c(e: Expr, names: Mapping[int, str] | None = None, st: str = "s") -> st
         raise Unsupported(f"binary {e.op}")
     if isinstance(e, Nary):
         joiner = " && " if e.op == "and" else " || "
-        return "(" + joiner.join(expr_c(x, names, st) for x in e.args) + ")"
+        return "(" + joiner.join(expr_c(x, names, temps) for x in e.args) + ")"
     if isinstance(e, Ite):
-        return f"({expr_c(e.c, names, st)} ? {expr_c(e.a, names, st)} : {expr_c(e.b, names, st)})"
+        return f"({expr_c(e.c, names, temps)} ? {expr_c(e.a, names, temps)} : {expr_c(e.b, names, temps)})"
     raise Unsupported(f"expression {type(e).__name__}")
 
 
@@ -111,13 +158,13 @@ def _pattern_c(mask: int, value: int, nw: int, negate: bool = False) -> str:
     return f"!({cond})" if negate else f"({cond})"
 
 
-def _held_words(program: Program, t: int, nh: int) -> list[str]:
+def _held_words(program: Program, t: int, nh: int, temps: Temps) -> list[str]:
     """Run-time held set of thread ``t``, heldsets' encoding, as ``nh`` uint64 word expressions."""
     parts: list[list[str]] = [[] for _ in range(nh)]
 
     def put(bit: int, cond: Expr) -> None:
         k, o = divmod(bit, 64)
-        parts[k].append(f"(({expr_c(cond)}) ? {_u64(1 << o)} : 0)")
+        parts[k].append(f"({expr_c(cond, None, temps)} ? {_u64(1 << o)} : 0)")
 
     for lk in program.locks:
         put(2 * lk.index, lk.held_by(t, "w") if isinstance(lk, RwSem) else lk.held_by(t))
@@ -128,14 +175,23 @@ def _held_words(program: Program, t: int, nh: int) -> list[str]:
 
 def _action_c(a: Action, program: Program, vio: list[Violation], held: frozenset[int] | None,
               nw: int, nh: int) -> list[str]:
+    """``{ guard temps; if (guard) { updates; lock-order record; checks or the next state } }``"""
+    gt = Temps()
     pat = eq_pattern(a.guard)
-    cond = _pattern_c(pat[0], pat[1], nw) if pat is not None else expr_c(a.guard)
+    cond = _pattern_c(pat[0], pat[1], nw) if pat is not None else expr_c(a.guard, None, gt)
+    bt = Temps(gt)
     body: list[str] = []
+
+    def stmt(line: str) -> None:
+        body.extend(bt.lines)
+        bt.lines.clear()
+        body.append(line)
+
     names: dict[int, str] = {}
     keep, const_bits, computed = split_updates(a, program.layout.total_bits)
     per_word: list[list[str]] = [[] for _ in range(nw)]
     for name, f, e in computed:
-        body.append(f"int64_t {name} = {expr_c(e)};")
+        stmt(f"const int64_t {name} = {expr_c(e, None, bt)};")
         names[id(e)] = name
         stored = f"((uint64_t)({name} - INT64_C({f.lo})))" if f.lo else f"((uint64_t){name})"
         w, o = divmod(f.offset, 64)
@@ -146,41 +202,48 @@ def _action_c(a: Action, program: Program, vio: list[Violation], held: frozenset
         if len(a.acquires) > 64:
             raise Unsupported("more than 64 acquisitions in one step")
         if static_acquire(a, held):
-            body.append(f"FIRED({a.aid});")
+            stmt(f"FIRED({a.aid});")
         else:
-            hw = _held_words(program, a.thread, nh)
-            acq = " | ".join(f"(({expr_c(x.cond)}) ? {_u64(1 << i)} : 0)" for i, x in enumerate(a.acquires))
-            body.append(f"{{ uint64_t h[HW] = {{{', '.join(hw)}}}; EDGE({a.aid}, h, {acq}); }}")
+            hw = _held_words(program, a.thread, nh, bt)
+            acq = " | ".join(f"({expr_c(x.cond, None, bt)} ? {_u64(1 << i)} : 0)" for i, x in enumerate(a.acquires))
+            stmt(f"{{ uint64_t h[HW] = {{{', '.join(hw)}}}; EDGE({a.aid}, h, {acq}); }}")
     nxt = [f"(s[{k}] & {_u64(kp)})" + (f" | {_u64(c)}" if c else "") + "".join(f" | {p}" for p in per_word[k])
            for k, (kp, c) in enumerate(zip(words_of(keep, nw), words_of(const_bits, nw)))]
     emit = f"{{ uint64_t *n = NEXT(); {' '.join(f'n[{k}] = {x};' for k, x in enumerate(nxt))} PUSH({a.aid}); }}"
-    first = True
+    chain: list[str] = []
     for c in a.checks:
         code = len(vio)
         vio.append(Violation(a.aid, c.prop, c.message))
         pbad = neq_pattern(c.bad)
-        bad = _pattern_c(pbad[0], pbad[1], nw, negate=True) if pbad is not None else expr_c(c.bad, names)
-        body.append(f"{'if' if first else 'else if'} ({bad}) PUSHV({a.aid}, {code});")
-        first = False
-    body.append(emit if first else f"else {emit}")
-    return [f"if ({cond}) {{"] + ["    " + x for x in body] + ["}"]
+        bad = _pattern_c(pbad[0], pbad[1], nw, negate=True) if pbad is not None else expr_c(c.bad, names, bt)
+        chain.append(f"{'else if' if chain else 'if'} ({bad}) PUSHV({a.aid}, {code});")
+    body.extend(bt.lines)  # the checks' temps, before the if/else chain
+    body.extend(chain)
+    body.append(f"else {emit}" if chain else emit)
+    inner = [f"if ({cond}) {{", *("    " + x for x in body), "}"]
+    return ["{", *("    " + x for x in gt.lines + inner), "}"]
 
 
 def successor_c(program: Program, nw: int, nh: int) -> tuple[list[str], list[Violation]]:
-    """The body of ``succ_c``: per thread a switch on its pc."""
+    """``succ_c`` and one function per thread (a switch on its pc): small functions keep ``cc -O2`` fast."""
     vio: list[Violation] = []
     held = static_held(program)
     lines: list[str] = []
     for th, per_label in zip(program.threads, program.by_label):
-        lines.append(f"switch ({expr_c(th.pc.var)}) {{")
+        lines.append(f"static __attribute__((noinline)) void succ_t{th.index}(const uint64_t *s, succ_out *o) {{")
+        lines.append(f"    switch ({expr_c(th.pc.var)}) {{")
         for pc, acts in enumerate(per_label):
             if not acts:
                 continue
-            lines.append(f"case {pc}: {{")
+            lines.append(f"    case {pc}: {{")
             for a in acts:
-                lines.extend("    " + x for x in _action_c(a, program, vio, held[th.index][pc], nw, nh))
-            lines.append("    break; }")
-        lines.append("default: break; }")
+                lines.extend("        " + x for x in _action_c(a, program, vio, held[th.index][pc], nw, nh))
+            lines.append("        break; }")
+        lines += ["    default: break; }", "}"]
+    lines.append("static int succ_c(const uint64_t *s, succ_out *o) {")
+    lines.append("    o->n = 0;")
+    lines += [f"    succ_t{th.index}(s, o);" for th in program.threads]
+    lines += ["    return o->n;", "}"]
     return lines, vio
 
 
@@ -189,7 +252,9 @@ def _pred_fn(name: str, exprs: Sequence[Expr]) -> list[str]:
     for k, e in enumerate(exprs):
         if e.sort != BOOL:
             raise Unsupported("a predicate must be boolean")
-        out.append(f"    case {k}: return ({expr_c(e)}) != 0;")
+        temps = Temps()
+        text = expr_c(e, None, temps)
+        out.append(f"    case {k}: {{ {' '.join(temps.lines)} return ({text}) != 0; }}")
     out += ["    default: return 0;", "    }", "}"]
     return out
 
@@ -248,11 +313,7 @@ def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[E
         "}",
         *_pred_fn("inv_pred", invariants),
         *_pred_fn("wit_pred", witnesses),
-        "static int succ_c(const uint64_t *s, succ_out *o) {",
-        "    o->n = 0;",
-        *("    " + x for x in body),
-        "    return o->n;",
-        "}",
+        *body,
         TAIL,
     ]
     return CSource("\n".join(lines) + "\n", nw, vio)

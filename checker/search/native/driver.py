@@ -10,17 +10,20 @@ keeps whole states, so it never has fingerprint collisions (``store`` reads
 ``exact``).
 
 ``--core auto`` (the default), decided by measurement (benchmarks/README.md,
-"Choosing the core"): compiling a vfio_ap spec's core takes 0.4-1.5 s of
-``cc -O2`` (once per machine: the module is cached on disk, keyed by a hash of
-its source), a cached core loads in about a millisecond, and the native loop
-explores 1-5 M states/s against the Python core's 30-300 k. So:
+"Choosing the core"): compiling a core with ``cc -O1`` takes 0.2-1.2 s of CPU
+(phil_N14 0.22 s, final-lockdep 0.25 s, v16-ownership 0.67 s, the six-thread
+scale spec 1.15 s; ``-O2`` doubles that and explores no faster), once per machine:
+the module is cached on disk, keyed by a hash of its source, and a cached core
+loads in about a millisecond. The native loop explores 2.7-3.6 M states per CPU
+second on the vfio_ap scale specs and phil_N12, the Python core 30-300 k. So:
 
 - a cached core is used at once (no small spec gets slower);
-- otherwise the Python core runs first, for at most ``AUTO_PYTHON_SECONDS``;
+- otherwise the Python core runs first, for at most ``AUTO_PYTHON_SECONDS`` (1 s):
   most specs finish within it and never invoke the compiler; a search still
-  running then is large, so it is restarted on the compiled core (the restart
-  costs at most that much time; the native search redoes it in a fraction of
-  it). Counts, traces and findings do not depend on which core answered.
+  running then is large, so it restarts on the compiled core. A search that
+  needs between 1 s and 1 s + compile time on the Python core ends up to one
+  compile time later than it would have; every longer one ends much sooner.
+  Counts, traces and findings do not depend on which core answered.
 - with no compiler, or a failed compile, the Python core runs, with one note on
   stderr (``--core native`` says the same and falls back too: never an error).
 """
