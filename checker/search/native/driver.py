@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import sys
 import time
-from array import array
 from collections.abc import Callable
 from dataclasses import replace
 from types import ModuleType
@@ -203,14 +202,9 @@ def native_bfs(nc: NativeCore, opts: Options) -> Search:
     max_depth = opts.max_depth if opts.max_depth is not None else 1 << 62
     race_on = int(bool(rec.state_checks))
     terms_on = int(bool(rec.terms))
-    _, pending, transitions, depth, limit, pbytes, vbytes = nc.module.bfs(
-        inits, max_states, max_depth, via.itemsize, ev, tick, inv_on, wit_on, race_on, terms_on)
-    search.parent = array("i")
-    search.parent.frombytes(pbytes)
-    del pbytes
-    search.via = array(via.typecode)
-    search.via.frombytes(vbytes)
-    del vbytes
+    assert parent.itemsize == 4 and via.itemsize in (1, 2, 4)
+    _, pending, transitions, depth, limit = nc.module.bfs(
+        inits, max_states, max_depth, via.itemsize, ev, tick, inv_on, wit_on, race_on, terms_on, parent, via)
     search.transitions = transitions
     search.max_depth = depth
     return _finish(search, t0, LIMITS[limit], pending)

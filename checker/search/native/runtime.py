@@ -206,10 +206,16 @@ static PyObject *py_succ(PyObject *self, PyObject *arg) {
 
 /* ------------------------------------------------------------ the breadth-first loop */
 
+#if NACT <= 0xFFFF
+typedef uint16_t via_t;
+#else
+typedef uint32_t via_t;
+#endif
+
 typedef struct {
     uint64_t *states;  /* count * W words, in discovery order: also the BFS queue */
     int32_t *parent;
-    uint32_t *via;
+    via_t *via;
     size_t count, cap;
     uint64_t *tab;     /* (hash tag << 32) | (index + 1); 0 = empty */
     size_t tmask, tcount;
@@ -227,7 +233,7 @@ static int store_grow(store_t *st) {
     int32_t *np = realloc(st->parent, ncap * 4);
     if (np == NULL) return -1;
     st->parent = np;
-    uint32_t *nv = realloc(st->via, ncap * 4);
+    via_t *nv = realloc(st->via, ncap * sizeof(via_t));
     if (nv == NULL) return -1;
     st->via = nv;
     st->cap = ncap;
@@ -301,13 +307,17 @@ static long call_ev(PyObject *ev, int kind, size_t idx, const uint64_t *s, int a
 }
 
 static PyObject *py_bfs(PyObject *self, PyObject *args) {
-    PyObject *inits, *ev, *tick;
+    PyObject *inits, *ev, *tick, *parent_arr, *via_arr;
     long long max_states, max_depth;
     int via_size, race_on, terms_on;
     Py_buffer inv_b, wit_b;
-    if (!PyArg_ParseTuple(args, "OLLiOOy*y*ii", &inits, &max_states, &max_depth, &via_size, &ev, &tick,
-                          &inv_b, &wit_b, &race_on, &terms_on))
+    if (!PyArg_ParseTuple(args, "OLLiOOy*y*iiOO", &inits, &max_states, &max_depth, &via_size, &ev, &tick,
+                          &inv_b, &wit_b, &race_on, &terms_on, &parent_arr, &via_arr))
         return NULL;
+    if (via_size < 1 || (size_t)via_size > sizeof(via_t)) {
+        PyErr_SetString(PyExc_ValueError, "bfs: via item size does not fit the action count");
+        return NULL;
+    }
     uint8_t inv_on[NINV + 1], wit_on[NWIT + 1], vio_seen[NVIO];
     memset(inv_on, 0, sizeof inv_on); memset(wit_on, 0, sizeof wit_on); memset(vio_seen, 0, sizeof vio_seen);
     memcpy(inv_on, inv_b.buf, inv_b.len < NINV ? (size_t)inv_b.len : NINV);
@@ -372,7 +382,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             if (r == 0) continue;
             if (r < 0) { limit = LIM_MEMORY; goto done; }
             st.parent[st.count - 1] = (int32_t)cur;
-            st.via[st.count - 1] = (uint32_t)o->aid[i];
+            st.via[st.count - 1] = (via_t)o->aid[i];
             if (check_new) {
                 const uint64_t *n = o->nxt[i];
                 int hit = 0;
@@ -397,21 +407,27 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
 done:
     free(o);
     o = NULL;
+    /* hand parent/via to the caller's arrays (one copy each), the store's big parts freed first */
+    free(st.tab); st.tab = NULL;
+    free(st.states); st.states = NULL;
     {
-        PyObject *parent = PyBytes_FromStringAndSize((const char *)st.parent, (Py_ssize_t)st.count * 4);
-        PyObject *via = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)st.count * via_size);
-        if (parent == NULL || via == NULL) { Py_XDECREF(parent); Py_XDECREF(via); store_free(&st); return NULL; }
-        char *vb = PyBytes_AS_STRING(via);
-        for (size_t i = 0; i < st.count; i++) {
-            uint32_t a = st.via[i];
-            if (via_size == 1) ((uint8_t *)vb)[i] = (uint8_t)a;
-            else if (via_size == 2) memcpy(vb + 2 * i, &(uint16_t){(uint16_t)a}, 2);
-            else memcpy(vb + 4 * i, &a, 4);
-        }
         size_t count = st.count;
+        for (size_t i = 0; i < count; i++) {  /* narrow in place to the caller's via item size */
+            uint32_t a = st.via[i];
+            if (via_size == 1) ((uint8_t *)st.via)[i] = (uint8_t)a;
+            else if (via_size == 2) ((uint16_t *)st.via)[i] = (uint16_t)a;
+        }
+        PyObject *pv = PyMemoryView_FromMemory((char *)st.parent, (Py_ssize_t)count * 4, PyBUF_READ);
+        PyObject *r1 = pv ? PyObject_CallMethod(parent_arr, "frombytes", "O", pv) : NULL;
+        Py_XDECREF(pv);
+        PyObject *vv = r1 ? PyMemoryView_FromMemory((char *)st.via, (Py_ssize_t)count * via_size, PyBUF_READ) : NULL;
+        PyObject *r2 = vv ? PyObject_CallMethod(via_arr, "frombytes", "O", vv) : NULL;
+        Py_XDECREF(vv);
+        Py_XDECREF(r1);
         store_free(&st);
-        return Py_BuildValue("(nnKLiNN)", (Py_ssize_t)count, (Py_ssize_t)(count - head), transitions, depth,
-                             limit, parent, via);
+        if (r2 == NULL) return NULL;
+        Py_DECREF(r2);
+        return Py_BuildValue("(nnKLi)", (Py_ssize_t)count, (Py_ssize_t)(count - head), transitions, depth, limit);
     }
 fail:
     free(o);
@@ -424,7 +440,8 @@ static PyMethodDef methods[] = {
     {"init", py_init, METH_VARARGS, "init(fired: bytearray, edge_add): where fired flags and lock-order records go"},
     {"succ", py_succ, METH_O, "succ(state) -> [(action, next state or -1-violation)]"},
     {"bfs", py_bfs, METH_VARARGS, "bfs(inits, max_states, max_depth, via_size, ev, tick, inv_on, wit_on, race_on, "
-                                  "terms_on) -> (states, pending, transitions, depth, limit, parent, via)"},
+                                  "terms_on, parent, via)\n"
+                                  "-> (states, pending, transitions, depth, limit); extends parent and via"},
     {NULL, NULL, 0, NULL},
 };
 
