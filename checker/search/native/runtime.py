@@ -271,12 +271,22 @@ static inline long long store_find(const store_t *st, const uint64_t *s, uint64_
     }
 }
 
-/* 1: added (index count - 1), 0: already there, -1: out of memory */
-static int store_add(store_t *st, const uint64_t *s) {
+/* Most successors are already stored: the table slot and then the stored state are two cache
+   misses each. Hashing every successor first and prefetching both lets the misses overlap. */
+static inline void store_prefetch_slot(const store_t *st, uint64_t h) {
+    __builtin_prefetch(&st->tab[(size_t)h & st->tmask]);
+}
+
+static inline void store_prefetch_state(const store_t *st, uint64_t h) {
+    uint64_t e = st->tab[(size_t)h & st->tmask];
+    if (e != 0 && (e >> 32) == (h >> 32)) __builtin_prefetch(st->states + ((size_t)(e & 0xFFFFFFFFu) - 1) * W);
+}
+
+/* 1: added (index count - 1), 0: already there, -1: out of memory; h = hash_words(s, W) */
+static int store_add_h(store_t *st, const uint64_t *s, uint64_t h) {
     if (st->count >= 0x7FFFFFFF) return -1;
     if (st->tab == NULL || 10 * (st->tcount + 1) > 7 * (st->tmask + 1))
         if (table_grow(st) < 0) return -1;
-    uint64_t h = hash_words(s, W);
     size_t slot;
     if (store_find(st, s, h, &slot) >= 0) return 0;
     if (st->count == st->cap && store_grow(st) < 0) return -1;
@@ -285,6 +295,10 @@ static int store_add(store_t *st, const uint64_t *s) {
     st->tcount++;
     st->count++;
     return 1;
+}
+
+static int store_add(store_t *st, const uint64_t *s) {
+    return store_add_h(st, s, hash_words(s, W));
 }
 
 static int store_has(const store_t *st, const uint64_t *s) {
@@ -370,6 +384,11 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             continue;
         }
         if (max_states >= 0 && (long long)st.count >= max_states) { limit = LIM_STATES; break; }
+        uint64_t hs[NACT];
+        for (int i = 0; i < o->n; i++)
+            if (o->vio[i] < 0) { hs[i] = hash_words(o->nxt[i], W); store_prefetch_slot(&st, hs[i]); }
+        for (int i = 0; i < o->n; i++)
+            if (o->vio[i] < 0) store_prefetch_state(&st, hs[i]);
         for (int i = 0; i < o->n; i++) {
             if (o->vio[i] >= 0) {
                 if (!vio_seen[o->vio[i]]) {
@@ -378,7 +397,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
                 }
                 continue;
             }
-            int r = store_add(&st, o->nxt[i]);
+            int r = store_add_h(&st, o->nxt[i], hs[i]);
             if (r == 0) continue;
             if (r < 0) { limit = LIM_MEMORY; goto done; }
             st.parent[st.count - 1] = (int32_t)cur;
