@@ -108,7 +108,7 @@ def test_drop_in_successors_are_identical() -> None:
     program = build_program(loaded.design, loaded.scenario)
     py, nat = ProgramModel(program), ProgramModel(program)
     nc = native_core(nat)
-    assert nc is not None and nc.source.words == 3  # 159 bits: three words
+    assert nc is not None and nc.words == 3  # 159 bits: three words
     seen = {program.layout.initial()}
     todo = list(seen)
     while todo:

@@ -61,9 +61,7 @@ def cache_dir() -> str:
 
 
 def _key(source: str, cc: list[str]) -> str:
-    abi = sysconfig.get_config_var("EXT_SUFFIX") or ""
-    h = hashlib.sha256("\0".join([source, " ".join(cc), " ".join(CFLAGS), abi, sys.version]).encode())
-    return h.hexdigest()[:24]
+    return hashlib.sha256((source + "\0" + toolchain()).encode()).hexdigest()[:24]
 
 
 def _load(name: str, path: str) -> ModuleType:
@@ -76,14 +74,46 @@ def _load(name: str, path: str) -> ModuleType:
     return mod
 
 
-def cached_path(source: str) -> str | None:
-    """The cached module for ``source`` if one exists (no compiler needed)."""
-    cc = compiler()
-    if cc is None:
+def _index_file(key: str) -> str:
+    return os.path.join(cache_dir(), f"index-{key}.txt")
+
+
+def load_indexed(key: str) -> ModuleType | None:
+    """The module recorded for a model key (``driver.model_key``), without generating its source."""
+    try:
+        with open(_index_file(key), encoding="utf-8") as fh:
+            name = fh.read().strip()
+    except OSError:
         return None
-    name = "apcheck_" + _key(source, cc)
+    if name in sys.modules:
+        return sys.modules[name]
     path = os.path.join(cache_dir(), name + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
-    return path if os.path.exists(path) else None
+    if not name.startswith("apcheck_") or not os.path.exists(path):
+        return None
+    try:
+        mod = _load(name, path)
+    except ImportError:
+        return None
+    sys.modules[name] = mod
+    return mod
+
+
+def write_index(key: str, built: Built) -> None:
+    """Record which module serves a model key (written atomically; a failure only costs speed)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=cache_dir(), prefix=".index-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(built.module.__name__ + "\n")
+        os.replace(tmp, _index_file(key))
+    except OSError:
+        pass
+
+
+def toolchain() -> str:
+    """What, besides the source, decides the compiled module: compiler, flags, Python ABI."""
+    cc = compiler()
+    abi = sysconfig.get_config_var("EXT_SUFFIX") or ""
+    return "\0".join([" ".join(cc or []), " ".join(CFLAGS), abi, sys.version])
 
 
 def build(source: str) -> Built:

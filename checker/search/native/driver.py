@@ -17,7 +17,9 @@ the module is cached on disk, keyed by a hash of its source, and a cached core
 loads in about a millisecond. The native loop explores 2.7-3.6 M states per CPU
 second on the vfio_ap scale specs and phil_N12, the Python core 30-300 k. So:
 
-- a cached core is used at once (no small spec gets slower);
+- a cached core is used at once. It is found by ``model_key``, a hash of what the
+  Python core already built (0.1-0.7 ms; generating the C to hash it would cost
+  4-13 ms, as much as a small spec's whole search), so no small spec gets slower;
 - otherwise the Python core runs first, for at most ``AUTO_PYTHON_SECONDS`` (1 s):
   most specs finish within it and never invoke the compiler; a search still
   running then is large, so it restarts on the compiled core. A search that
@@ -30,6 +32,7 @@ second on the vfio_ap scale specs and phil_N12, the Python core 30-300 k. So:
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable
@@ -37,10 +40,12 @@ from dataclasses import replace
 from types import ModuleType
 
 from checker.lang.model import Model
+from checker.lang.program import Property
 from checker.search.explore import Search, _arrays, _current_mb, _finish, _Progress, _Recorder
-from checker.search.native.build import BuildError, build, cached_path
+from checker.search.native.build import BuildError, build, load_indexed, toolchain, write_index
 from checker.search.native.cgen import CSource, Unsupported, generate
 from checker.search.progmodel import ProgramModel
+from checker.search.pycompile import expr_src
 from checker.spec.options import Options
 
 AUTO_PYTHON_SECONDS = 1.0
@@ -60,12 +65,12 @@ def note(msg: str) -> None:
 class NativeCore:
     """A Program's compiled core, bound to one ProgramModel's fired flags and lock-order records."""
 
-    def __init__(self, model: ProgramModel, source: CSource, module: ModuleType, compile_seconds: float,
-                 cached: bool) -> None:
-        self.model, self.source, self.module = model, source, module
+    def __init__(self, model: ProgramModel, module: ModuleType, compile_seconds: float, cached: bool) -> None:
+        self.model, self.module = model, module
+        self.words: int = module.words
         self.compile_seconds, self.cached = compile_seconds, cached
-        self.inv_names = [c.name for c in model.invariants()]
-        self.wit_names = [c.name for c in model.witnesses()]
+        self.inv_names = [p.name for p in _properties(model, "always")]
+        self.wit_names = [p.name for p in _properties(model, "sometimes")]
         self.bind()
 
     def bind(self) -> None:
@@ -78,32 +83,80 @@ class NativeCore:
         return fn
 
 
+def _properties(model: ProgramModel, kind: str) -> list[Property]:
+    """The selected ``always`` invariants or ``sometimes`` witnesses, in ProgramModel's order."""
+    return [p for p in model.program.properties if p.kind == kind and model._selected(p.name)]
+
+
 def _source(model: ProgramModel) -> CSource:
-    program = model.program
-    exprs = {p.name: p.expr for p in program.properties}
-    src = generate(program, [exprs[c.name] for c in model.invariants()],
-                   [exprs[c.name] for c in model.witnesses()], model._reads, model._writes)
+    src = generate(model.program, [p.expr for p in _properties(model, "always")],
+                   [p.expr for p in _properties(model, "sometimes")], model._reads, model._writes)
     if [(v.aid, v.prop, v.message) for v in src.violations] != \
             [(v.aid, v.prop, v.message) for v in model.comp.violations]:
         raise Unsupported("violation codes differ from the Python core (please report)")
     return src
 
 
+_GENERATOR = ""
+
+
+def _generator_version() -> str:
+    """A hash of the code that turns a model into C: a change to it invalidates every model key."""
+    global _GENERATOR
+    if not _GENERATOR:
+        from checker.search import codegen, pycompile
+        from checker.search.native import cgen, runtime
+
+        h = hashlib.sha256()
+        for mod in (cgen, runtime, codegen, pycompile):
+            with open(mod.__file__ or "", "rb") as fh:
+                h.update(fh.read())
+        _GENERATOR = h.hexdigest()
+    return _GENERATOR
+
+
+def model_key(model: ProgramModel) -> str:
+    """A cheap key for the model's core, from what is already built (the Python successor source,
+    the predicates' sources, the layout, footprints and threads), so a cached core is found
+    without generating C: the lookup costs a hash, not a C generation, for every small spec."""
+    program = model.program
+    h = hashlib.sha256()
+    for part in (
+        _generator_version(), toolchain(), model.comp.source,
+        *(f"{p.kind} {expr_src(p.expr)}" for p in (*_properties(model, "always"), *_properties(model, "sometimes"))),
+        repr([(f.offset, f.bits, f.lo) for f in program.layout.fields]),
+        repr([f.offset for f in program.shared]),
+        repr([sorted(f.offset for f in r) for r in model._reads]),
+        repr([sorted(f.offset for f in w) for w in model._writes]),
+        repr([(a.thread, a.aid) for a in program.actions]),
+        repr([(th.pc.offset, th.done, th.cyclic) for th in program.threads]),
+        repr(len(program.locks)),
+    ):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
 def native_core(model: ProgramModel, compile_ok: bool = True) -> NativeCore | None:
     """The model's native core (compiled if needed and ``compile_ok``), or None with a note why not."""
+    key = model_key(model)
+    module = load_indexed(key)
+    if module is not None:
+        return NativeCore(model, module, 0.0, True)
+    if not compile_ok:
+        return None
     try:
         src = _source(model)
     except Unsupported as e:
         note(f"native core unavailable for this model ({e}); using the Python core")
-        return None
-    if not compile_ok and cached_path(src.text) is None:
         return None
     try:
         built = build(src.text)
     except BuildError as e:
         note(f"native core unavailable ({e}); using the Python core")
         return None
-    return NativeCore(model, src, built.module, built.compile_seconds, built.cached)
+    write_index(key, built)
+    return NativeCore(model, built.module, built.compile_seconds, built.cached)
 
 
 def use_native_successors(model: Model, opts: Options) -> NativeCore | None:
