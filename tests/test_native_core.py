@@ -140,3 +140,32 @@ def test_no_compiler_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch, c
     err = capsys.readouterr().err
     assert err.count("apcheck: note: native core unavailable") == 1
     assert "no C compiler found" in err
+
+
+def test_wide_model_native_and_unsupported_field_falls_back(capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 134-bit model (130 constant pad bits) runs natively, exact store, same counts as the Python
+    core's fingerprints; a field wider than 62 bits is not compiled: Python core, one note."""
+    from helpers_models import wide_model
+
+    from checker.lang.layout import mask_field
+    from checker.lang.program import ProgramBuilder
+    from checker.search.native import driver
+    from checker.search.run import check_program
+    from checker.spec.options import Options
+
+    py = check_program(wide_model(), Options(quiet=True, core="python"))
+    nat = check_program(wide_model(), Options(quiet=True, core="native"))
+    assert (py.stats.store, nat.stats.store) == ("fingerprint", "exact")
+    assert digest(nat) == digest(py)
+    monkeypatch.setattr(driver, "_warned", set())
+    pb = ProgramBuilder("wide-mask")
+    pb.var(mask_field("m", 64))
+    a = pb.mutex("A")
+    tb = pb.thread("T")
+    tb.lock(a, "T_lock")
+    tb.unlock(a, "T_unlock")
+    r = check_program(pb.build(), Options(quiet=True, core="native"))
+    assert (r.stats.states, r.stats.store) == (3, "exact")
+    assert capsys.readouterr().err == ("apcheck: note: native core unavailable for this model "
+                                       "(field m is 64 bits wide); using the Python core\n")
