@@ -169,3 +169,25 @@ def test_wide_model_native_and_unsupported_field_falls_back(capsys: pytest.Captu
     assert (r.stats.states, r.stats.store) == (3, "exact")
     assert capsys.readouterr().err == ("apcheck: note: native core unavailable for this model "
                                        "(field m is 64 bits wide); using the Python core\n")
+
+
+def test_auto_core_restarts_large_searches_natively_then_uses_the_cache(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Any) -> None:
+    """``auto``: nothing cached, a search still running after the Python core's allowance restarts on
+    the compiled core (exact store: 159-bit v17 states); the next run finds the core in the cache at
+    once; a search that ends within the allowance never compiles."""
+    from checker.search.native import driver
+
+    monkeypatch.setenv("APCHECK_CACHE_DIR", str(tmp_path))
+    path = os.path.join(ROOT, "specs", "v17.yaml")
+    py = run_spec(path, core="python")
+    assert py.stats.store == "fingerprint"
+    monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e9)
+    small = run_spec(path)  # ends within the allowance: Python core, no compile
+    assert small.stats.store == "fingerprint" and not list(tmp_path.iterdir())
+    monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e-9)
+    restarted = run_spec(path)
+    assert restarted.stats.store == "exact" and digest(restarted) == digest(py)
+    monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e9)
+    cached = run_spec(path)
+    assert cached.stats.store == "exact" and digest(cached) == digest(py)
