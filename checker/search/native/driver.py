@@ -27,7 +27,8 @@ second on the vfio_ap scale specs and phil_N12, the Python core 30-300 k. So:
   compile time later than it would have; every longer one ends much sooner.
   Counts, traces and findings do not depend on which core answered.
 - with no compiler, or a failed compile, the Python core runs, with one note on
-  stderr (``--core native`` says the same and falls back too: never an error).
+  stderr where the native core would have run (``auto``: a search past the
+  allowance; ``--core native``: always); never an error.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from types import ModuleType
 from checker.lang.model import Model
 from checker.lang.program import Property
 from checker.search.explore import Search, _arrays, _current_mb, _finish, _Progress, _Recorder
-from checker.search.native.build import BuildError, build, load_indexed, toolchain, write_index
+from checker.search.native.build import BuildError, build, compiler, load_indexed, toolchain, write_index
 from checker.search.native.cgen import CSource, Unsupported, generate
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import expr_src
@@ -184,6 +185,12 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
     nc = native_core(model, compile_ok=False)
     if nc is not None:
         return native_bfs(nc, opts)
+    if compiler() is None:  # say so only where the native core would have run
+        res = python_bfs(model, opts)
+        if res.seconds > AUTO_PYTHON_SECONDS:
+            note("no C compiler found (set CC, or install cc/gcc): this search ran on the Python core; "
+                 "the native core explores it many times faster")
+        return res
     # auto, nothing cached: the Python core first; a search still running after the cap is large
     t0 = time.perf_counter()
     cap = AUTO_PYTHON_SECONDS if opts.timeout is None else min(AUTO_PYTHON_SECONDS, opts.timeout)
@@ -196,7 +203,9 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
         return python_bfs(model, opts)
     _reset(model)
     left = None if opts.timeout is None else max(opts.timeout - (time.perf_counter() - t0), 1e-3)
-    return native_bfs(nc, replace(opts, timeout=left))
+    search = native_bfs(nc, replace(opts, timeout=left))
+    search.seconds = time.perf_counter() - t0  # the abandoned Python start and the compile count too
+    return search
 
 
 def _reset(model: ProgramModel) -> None:
