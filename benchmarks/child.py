@@ -1,15 +1,18 @@
 """One measured tool run in its own interpreter; prints one JSON line on stdout.
 
-    python3 benchmarks/child.py TOOL MODE REPO_ROOT REF_BFS_PY [MODEL_JSON]
+    python3 benchmarks/child.py TOOL MODE REPO_ROOT REF_BFS_PY [MODEL] [KEY=VALUE ...]
 
-TOOL is ``apcheck`` (``checker.run.check_program`` with ``Options(quiet=True)``)
-or ``ref`` (``ref_bfs.check`` of shared/benchmarks). MODE ``run`` loads the model,
-runs the tool and reports {states, transitions, deadlocks, shortest, seconds,
-search_seconds, peak_kb, ...}
-(``peak_kb``: VmHWM, see ``_peak_kb``); MODE ``baseline`` only imports the same modules
-and reports the idle interpreter's peak RSS, which ``run.py`` subtracts to get
-bytes per stored state. Only the standard library is imported before the tool's
-own modules, so both modes carry the same fixed cost.
+TOOL is ``apcheck`` (the default core, ``auto``), ``apcheck-python`` or
+``apcheck-native`` (``checker.search.run.check_program`` with ``Options(quiet=True,
+core=...)``), or ``ref`` (``ref_bfs.check`` of shared/benchmarks). MODEL is a lock
+program (``.json``) or, for apcheck, a spec (``.yaml``: the scale suite); KEY=VALUE
+pairs are Options overrides (``max_states=200000``, ``timeout=60``). MODE ``run``
+loads the model, runs the tool and reports {states, transitions, deadlocks, shortest,
+seconds, search_seconds, build_seconds, peak_kb, ...} (``peak_kb``: VmHWM, see
+``_peak_kb``; ``build_seconds``: compiling the native core, part of ``seconds``);
+MODE ``baseline`` only imports the same modules and reports the idle interpreter's
+peak RSS, which ``run.py`` subtracts to get bytes per stored state. Only the standard
+library is imported before the tool's own modules, so both modes carry the same fixed cost.
 
 ``seconds`` is load + compile + search + analysis (everything the tool does for
 the model after its imports), wall clock; ``cpu_seconds`` is the same span in CPU
@@ -65,17 +68,47 @@ def _import_ref(ref_path: str) -> object:
     return mod
 
 
-def _run_apcheck(model_path: str) -> dict[str, object]:
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for p in pairs:
+        k, _, v = p.partition("=")
+        out[k] = float(v) if k == "timeout" else int(v) if v.lstrip("-").isdigit() else v
+    return out
+
+
+def _run_apcheck(core: str, model_path: str, pairs: list[str]) -> dict[str, object]:
+    from dataclasses import fields
+
     from checker.lang.lockprog import load_lock_program
     from checker.report.results import VIOLATED
-    from checker.search.run import check_program
+    from checker.search.run import build_program, check_program
     from checker.spec.options import Options
+    from checker.spec.registry import default_registry
+    from checker.spec.spec import load_spec
 
     if model_path == "":
         return {}
     t0, c0 = time.perf_counter(), time.process_time()
-    program = load_lock_program(model_path)
-    res = check_program(program, Options(quiet=True))
+    opts = Options(quiet=True, core=core)
+    if model_path.endswith(".json"):
+        program = load_lock_program(model_path)
+    else:
+        loaded = load_spec(model_path, default_registry())
+        program = build_program(loaded.design, loaded.scenario)
+        opts = opts.with_overrides(**loaded.check_options).with_overrides(
+            properties=loaded.only or None, skip=loaded.skip or None)
+    extra = _overrides(pairs)
+    if "reduction" in {f.name for f in fields(Options)}:
+        extra.setdefault("reduction", "none")  # the unreduced search: what the cores are compared on
+    opts = opts.with_overrides(**extra)
+    build_seconds = 0.0
+    if core == "native":
+        from checker.search.native.driver import native_core
+        from checker.search.progmodel import ProgramModel
+
+        nc = native_core(ProgramModel(program, opts.properties, opts.skip))
+        build_seconds = nc.compile_seconds if nc is not None else 0.0
+    res = check_program(program, opts)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     st = res.stats
     shortest = None
@@ -90,11 +123,14 @@ def _run_apcheck(model_path: str) -> dict[str, object]:
         "seconds": dt,
         "cpu_seconds": cpu,
         "search_seconds": st.seconds,
+        "build_seconds": build_seconds,
         "complete": st.complete,
+        "limit": st.limit,
         "store": st.store,
         "state_bits": st.state_bits,
         "result": res.result,
         "lock_cycles": len(res.cycles),
+        "lock_edges": len(res.lock_edges),
     }
 
 
@@ -120,18 +156,24 @@ def _run_ref(ref_path: str, model_path: str) -> dict[str, object]:
     }
 
 
+APCHECK_TOOLS = {"apcheck": "auto", "apcheck-python": "python", "apcheck-native": "native"}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) not in (4, 5) or argv[0] not in ("apcheck", "ref") or argv[1] not in ("run", "baseline"):
+    if len(argv) < 4 or (argv[0] not in APCHECK_TOOLS and argv[0] != "ref") or argv[1] not in ("run", "baseline"):
         print(__doc__, file=sys.stderr)
         return 2
     tool, mode, repo, ref_path = argv[:4]
-    model_path = argv[4] if mode == "run" and len(argv) == 5 else ""
+    model_path = argv[4] if mode == "run" and len(argv) >= 5 else ""
     if mode == "run" and not model_path:
-        print("child: run needs MODEL_JSON", file=sys.stderr)
+        print("child: run needs MODEL", file=sys.stderr)
         return 2
     sys.path.insert(0, repo)
     start_kb = _peak_kb()
-    out = _run_apcheck(model_path) if tool == "apcheck" else _run_ref(ref_path, model_path)
+    if tool == "ref":
+        out = _run_ref(ref_path, model_path)
+    else:
+        out = _run_apcheck(APCHECK_TOOLS[tool], model_path, argv[5:])
     out.update(
         {
             "tool": tool,

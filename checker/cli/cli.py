@@ -36,7 +36,7 @@ from checker.report.results import (
     EXIT_VIOLATION,
 )
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
-from checker.spec.options import REDUCTIONS, STRATEGIES, Options
+from checker.spec.options import CORES, REDUCTIONS, STRATEGIES, Options
 from checker.spec.registry import Registry, default_registry
 from checker.spec.spec import (
     LoadedSpec,
@@ -146,6 +146,8 @@ def search_options(f: F) -> F:
         click.option("--seed", type=int, default=None, help="Random simulation seed."),
         click.option("--walks", type=click.IntRange(min=1), default=None, help="Random simulation: walks."),
         click.option("--exact/--no-exact", default=None, help="Store whole states, not 64-bit fingerprints."),
+        click.option("--core", type=click.Choice(CORES), default=None,
+                     help="Successor core: auto (default), python, native (C compiled at run time)."),
         click.option("--only", multiple=True, metavar="NAME", help="Report only these properties (repeatable)."),
         click.option("--skip", multiple=True, metavar="NAME", help="Do not report these properties (repeatable)."),
         click.option("--quiet", is_flag=True, default=None, help="No progress; no summary line with --output."),

@@ -37,7 +37,7 @@ class Compiled:
     env: dict[str, Any] = field(default_factory=dict)
 
 
-def _eq_pattern(e: Expr) -> tuple[int, int] | None:
+def eq_pattern(e: Expr) -> tuple[int, int] | None:
     """(mask, value) if ``e`` is a conjunction of field == constant tests."""
     terms = e.args if isinstance(e, Nary) and e.op == "and" else (e,)
     m = v = 0
@@ -64,7 +64,7 @@ def _eq_pattern(e: Expr) -> tuple[int, int] | None:
     return m, v
 
 
-def _neq_pattern(e: Expr) -> tuple[int, int] | None:
+def neq_pattern(e: Expr) -> tuple[int, int] | None:
     """(mask, value) if ``e`` is ``not (s & mask == value)``: a disjunction of field != constant."""
     terms = e.args if isinstance(e, Nary) and e.op == "or" else (e,)
     conj = []
@@ -73,7 +73,7 @@ def _neq_pattern(e: Expr) -> tuple[int, int] | None:
             conj.append(Bin("==", t.a, t.b, BOOL))
         else:
             return None
-    return _eq_pattern(Nary("and", tuple(conj)) if len(conj) > 1 else conj[0])
+    return eq_pattern(Nary("and", tuple(conj)) if len(conj) > 1 else conj[0])
 
 
 def _held_mask_src(program: Program, t: int) -> str:
@@ -87,9 +87,23 @@ def _held_mask_src(program: Program, t: int) -> str:
     return " | ".join(parts) if parts else "0"
 
 
+def split_updates(a: Action, total_bits: int) -> tuple[int, int, list[tuple[str, Field, Expr]]]:
+    """(bits kept from s, constant bits or'ed in, [(local name, field, expr)] computed at run time)."""
+    keep = (1 << total_bits) - 1
+    const_bits = 0
+    computed: list[tuple[str, Field, Expr]] = []
+    for k, (f, e) in enumerate(a.updates.items()):
+        keep &= ~f.mask
+        if isinstance(e, Const):
+            const_bits |= (int(e.value) - f.lo) << f.offset
+        else:
+            computed.append((f"v{k}", f, e))
+    return keep, const_bits, computed
+
+
 def _action_lines(a: Action, program: Program, vio: list[Violation], held: frozenset[int] | None) -> list[str]:
     lines: list[str] = []
-    pat = _eq_pattern(a.guard)
+    pat = eq_pattern(a.guard)
     if pat is not None:
         gm, gv = pat
         cond = "True" if gm == 0 else f"s & {gm} == {gv}"
@@ -98,19 +112,13 @@ def _action_lines(a: Action, program: Program, vio: list[Violation], held: froze
     lines.append(f"if {cond}:")
     body: list[str] = []
     names: dict[int, str] = {}
-    keep = (1 << program.layout.total_bits) - 1
-    const_bits = 0
+    keep, const_bits, computed = split_updates(a, program.layout.total_bits)
     parts: list[str] = []
-    for k, (f, e) in enumerate(a.updates.items()):
-        keep &= ~f.mask
-        if isinstance(e, Const):
-            const_bits |= (int(e.value) - f.lo) << f.offset
-        else:
-            name = f"v{k}"
-            body.append(f"{name} = {expr_src(e)}")
-            names[id(e)] = name
-            stored = f"({name} - {f.lo})" if f.lo else name
-            parts.append(f"({stored} << {f.offset})" if f.offset else stored)
+    for name, f, e in computed:
+        body.append(f"{name} = {expr_src(e)}")
+        names[id(e)] = name
+        stored = f"({name} - {f.lo})" if f.lo else name
+        parts.append(f"({stored} << {f.offset})" if f.offset else stored)
     # lock-order bookkeeping
     if a.acquires:
         if static_acquire(a, held):
@@ -123,7 +131,7 @@ def _action_lines(a: Action, program: Program, vio: list[Violation], held: froze
     for c in a.checks:
         code = len(vio)
         vio.append(Violation(a.aid, c.prop, c.message))
-        pat_bad = _neq_pattern(c.bad)
+        pat_bad = neq_pattern(c.bad)
         bad = f"s & {pat_bad[0]} != {pat_bad[1]}" if pat_bad is not None else expr_src(c.bad, names)
         body.append(f"{'if' if first else 'elif'} {bad}:")
         body.append(f"    app(({a.aid}, {-1 - code}))")

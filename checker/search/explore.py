@@ -472,6 +472,13 @@ def explore(model: Model, opts: Options, stop: StopRequest | None = None, identi
             reducer: Reducer | None = None) -> Search:
     """``stop``: polled, ends the search early (signals); ``identity``: what a checkpoint must match;
     ``reducer`` (checker.search.reduce) selects ample sets and canonical states."""
+    if opts.core != "python":  # the C core (checker.search.native): a native BFS, or C successors
+        from checker.search.native.driver import explore_native
+
+        native = explore_native(model, opts, lambda m, o: bfs(m, o, stop, identity, reducer),
+                                reduced=reducer is not None, stop=stop)
+        if native is not None:
+            return native
     if opts.strategy == "dfs":
         return dfs(model, opts, stop, identity, reducer)
     if opts.strategy == "random":

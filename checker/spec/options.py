@@ -7,6 +7,7 @@ from typing import Any
 
 STRATEGIES = ("bfs", "dfs", "random")
 REDUCTIONS = ("none", "por", "symmetry", "all")  # all: every reduction sound for the selected properties
+CORES = ("auto", "python", "native")  # checker.search.native.driver
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Options:
     walk_depth: int = 200  # random simulation: steps per walk
     exact: bool = False  # store whole states even when they are wider than 128 bits
     reduction: str = "all"  # none | por (partial-order) | symmetry | all (checker.search.reduce)
+    core: str = "auto"  # successor core: auto | python | native (checker.search.native.driver)
     quiet: bool = False
     progress_seconds: float = 3.0
     properties: tuple[str, ...] = ()  # empty = all
@@ -50,4 +52,5 @@ OPTION_TYPES: dict[str, str] = {
     "exact": "bool",
     "reduction": "one of: none|por|symmetry|all",
     "workers": "int",
+    "core": "one of: auto|python|native",
 }
