@@ -55,8 +55,8 @@ def digest(r: CheckResult) -> dict[str, Any]:
                                   for s in SPECS + EXAMPLES if s not in BIG])
 def test_native_core_matches_python_core(spec: str) -> None:
     path = os.path.join(ROOT, spec)
-    py = run_spec(path, core="python")
-    nat = run_spec(path, core="native")
+    py = run_spec(path, core="python", reduction="none")
+    nat = run_spec(path, core="native", reduction="none")
     assert nat.stats.store == "exact"
     assert digest(nat) == digest(py)
 
@@ -67,8 +67,8 @@ def test_native_core_matches_python_core(spec: str) -> None:
                                    {"timeout": 1e-9}, {"max_memory_mb": 1}])
 def test_limits_stop_at_the_same_place(limit: dict[str, Any]) -> None:
     path = os.path.join(ROOT, "specs", "final-mixed.yaml")
-    py = run_spec(path, core="python", **limit)
-    nat = run_spec(path, core="native", **limit)
+    py = run_spec(path, core="python", reduction="none", **limit)
+    nat = run_spec(path, core="native", reduction="none", **limit)
     assert py.stats.limit in ("max-states", "max-depth", "timeout", "memory") and not py.stats.complete
     assert digest(nat) == digest(py)
 
@@ -91,7 +91,7 @@ def test_cli_core_flag_and_spec_option(capsys: pytest.CaptureFixture[str], tmp_p
     spec.write_text(text + "check:\n  core: natve\n")
     assert main(["check", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert err.endswith("bad.yaml:6:9: error: check.core: expected one of auto|python|native, got 'natve' "
+    assert err.endswith("bad.yaml:7:9: error: check.core: expected one of auto|python|native, got 'natve' "
                         "(did you mean 'native'?)\n")
 
 
@@ -132,9 +132,9 @@ def test_no_compiler_falls_back_with_one_note(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setenv("CC", "/nonexistent/cc")
     monkeypatch.setattr(driver, "_warned", set())
     path = os.path.join(ROOT, "examples", "phil_N5.yaml")
-    nat = run_spec(path, core="native")
-    again = run_spec(path, core="native")
-    py = run_spec(path, core="python")
+    nat = run_spec(path, core="native", reduction="none")
+    again = run_spec(path, core="native", reduction="none")
+    py = run_spec(path, core="python", reduction="none")
     assert digest(nat) == digest(py) == digest(again)
     assert nat.stats.store == "exact"  # 25 bits: the Python store is exact too
     err = capsys.readouterr().err
@@ -154,8 +154,8 @@ def test_wide_model_native_and_unsupported_field_falls_back(capsys: pytest.Captu
     from checker.search.run import check_program
     from checker.spec.options import Options
 
-    py = check_program(wide_model(), Options(quiet=True, core="python"))
-    nat = check_program(wide_model(), Options(quiet=True, core="native"))
+    py = check_program(wide_model(), Options(quiet=True, core="python", reduction="none"))
+    nat = check_program(wide_model(), Options(quiet=True, core="native", reduction="none"))
     assert (py.stats.store, nat.stats.store) == ("fingerprint", "exact")
     assert digest(nat) == digest(py)
     monkeypatch.setattr(driver, "_warned", set())
@@ -165,7 +165,7 @@ def test_wide_model_native_and_unsupported_field_falls_back(capsys: pytest.Captu
     tb = pb.thread("T")
     tb.lock(a, "T_lock")
     tb.unlock(a, "T_unlock")
-    r = check_program(pb.build(), Options(quiet=True, core="native"))
+    r = check_program(pb.build(), Options(quiet=True, core="native", reduction="none"))
     assert (r.stats.states, r.stats.store) == (3, "exact")
     assert capsys.readouterr().err == ("apcheck: note: native core unavailable for this model "
                                        "(field m is 64 bits wide); using the Python core\n")
@@ -180,14 +180,14 @@ def test_auto_core_restarts_large_searches_natively_then_uses_the_cache(monkeypa
 
     monkeypatch.setenv("APCHECK_CACHE_DIR", str(tmp_path))
     path = os.path.join(ROOT, "specs", "v17.yaml")
-    py = run_spec(path, core="python")
+    py = run_spec(path, core="python", reduction="none")
     assert py.stats.store == "fingerprint"
     monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e9)
-    small = run_spec(path)  # ends within the allowance: Python core, no compile
+    small = run_spec(path, reduction="none")  # ends within the allowance: Python core, no compile
     assert small.stats.store == "fingerprint" and not list(tmp_path.iterdir())
     monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e-9)
-    restarted = run_spec(path)
+    restarted = run_spec(path, reduction="none")
     assert restarted.stats.store == "exact" and digest(restarted) == digest(py)
     monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e9)
-    cached = run_spec(path)
+    cached = run_spec(path, reduction="none")
     assert cached.stats.store == "exact" and digest(cached) == digest(py)

@@ -359,7 +359,18 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
     long long depth = 0;
     unsigned long long transitions = 0;
     int check_new = n_inv_on + n_wit_on > 0;
-    while (head < st.count) {
+    {   /* explore.bfs polls its limits before the first expansion: a deadline already passed stops here */
+        PyObject *r = PyObject_CallFunction(tick, "nnKLn", (Py_ssize_t)0, (Py_ssize_t)st.count,
+                                            transitions, depth, (Py_ssize_t)st.count);
+        if (r == NULL) goto fail;
+        long v = PyLong_AsLong(r);
+        Py_DECREF(r);
+        if (v == -1 && PyErr_Occurred()) goto fail;
+        if (v) limit = (int)v;
+    }
+    while (limit == LIM_NONE && head < st.count) {
+        /* as explore.bfs: the bound is checked before a state is taken, so it is left unexpanded */
+        if (max_states >= 0 && (long long)st.count >= max_states) { limit = LIM_STATES; break; }
         size_t cur = head++;
         if (cur == level_end) { depth++; level_end = st.count; }
         uint64_t s[W];
@@ -383,7 +394,6 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
                     if (o->vio[i] < 0 && !store_has(&st, o->nxt[i])) { limit = LIM_DEPTH; break; }
             continue;
         }
-        if (max_states >= 0 && (long long)st.count >= max_states) { limit = LIM_STATES; break; }
         uint64_t hs[NACT];
         for (int i = 0; i < o->n; i++)
             if (o->vio[i] < 0) { hs[i] = hash_words(o->nxt[i], W); store_prefetch_slot(&st, hs[i]); }
