@@ -27,29 +27,37 @@ VIOLATED = {
     "v17.yaml": {"memory-safety"},
     "v17-data-before-put.yaml": {"memory-safety"},
     "final-hooks.yaml": {"memory-safety", "hook-safe"},
-    "v16-hook-ownership.yaml": {"no-host-guest-sharing", "reset-before-owner-change"},
-    "final-ownership.yaml": set(),
-    "final-config.yaml": set(),
+    "v16-hook-ownership.yaml": {"no-host-guest-sharing", "reset-before-owner-change", "data-race"},
+    # issue 9: every field two threads access is race-checked, declared or not. __ap_revise_reserved reads
+    # dev->driver without device_lock while an unbind writes it (the model has no device_lock)
+    "final-ownership.yaml": {"data-race"},
+    # lock discipline: matrix.apm is declared protected_by mdevs_lock only, get_update_locks_by_apqn reads
+    # it under guests_lock (writers hold both): the declaration in ap_model/world.py is narrower than the kernel
+    "final-config.yaml": {"lock-discipline"},
     "v17-hook-registry.yaml": set(),
-    "v17-ownership.yaml": set(),
-    "v15-hooks.yaml": {"memory-safety", "data-race", "hook-safe", "one-mdev-per-kvm"},
-    "v16-hooks.yaml": {"memory-safety", "data-race", "hook-safe", "one-mdev-per-kvm"},
+    "v17-ownership.yaml": {"data-race"},  # dev->driver, as in final-ownership
+    # handle_pqap reads kvm->arch.crypto.pqap_hook without matrix_dev->lock, set_kvm writes it under it
+    "v15-hooks.yaml": {"memory-safety", "data-race", "lock-discipline", "hook-safe", "one-mdev-per-kvm"},
+    "v16-hooks.yaml": {"memory-safety", "data-race", "lock-discipline", "hook-safe", "one-mdev-per-kvm"},
     "v16-hook-lifecycle.yaml": {"memory-safety"},
     "v17-lifecycle.yaml": {"memory-safety"},
     "final-lifecycle.yaml": set(),
     "v16-hook-lockdep.yaml": set(),
     "v17-lockdep.yaml": set(),
     "final-lockdep.yaml": set(),
-    "final-mixed.yaml": set(),
+    "final-mixed.yaml": {"lock-discipline"},  # matrix.apm under guests_lock, as in final-config
     # APIE toggled while the guest runs: no new lock edge (kvm->lock only); v15/v16 deadlock through the
     # open-coded kvm_busy (set_kvm/unset_kvm vs PQAP waiting for kvm_busy vs PV switch), as in v16-lockdep
-    "final-apie.yaml": set(),
-    "v16-hook-apie.yaml": set(),
-    "v17-apie.yaml": set(),
-    "v15-apie.yaml": {"deadlock", "data-race"},
-    "v16-apie.yaml": {"deadlock", "data-race"},
-    "v15-ownership.yaml": set(),
-    "v16-ownership.yaml": set(),
+    # data-race: the vCPU reads sie_block->eca.APIE while kvm_s390_vcpu_crypto_reset_all rewrites it (a word
+    # access world.py calls unsynchronized; it is not declared so, hence checked)
+    "final-apie.yaml": {"data-race"},
+    "v16-hook-apie.yaml": {"data-race"},
+    "v17-apie.yaml": {"data-race"},
+    "v15-apie.yaml": {"deadlock", "data-race", "lock-discipline"},
+    "v16-apie.yaml": {"deadlock", "data-race", "lock-discipline"},
+    "v15-ownership.yaml": {"data-race"},
+    # and kvm_arch_crypto_set_masks reads shadow_apcb under kvm->lock only, while remove_queue writes it
+    "v16-ownership.yaml": {"data-race", "lock-discipline"},
 }
 NOT_WITNESSED = {
     "v17.yaml": {"two-vms-in-pqap"},  # pqap_hook_lock serializes every PQAP intercept of every VM
