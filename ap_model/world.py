@@ -148,8 +148,10 @@ class World:
         mkvm_locks = [x for x in (self.G, M) if x is not None]
         for m in self.mdevs:
             a_idx, d_idx = cfg.matrix.get(m, ([], []))
-            self.apm.append(self._var(mask_field(f"mdev{m}.matrix.apm", nA, _bits(a_idx)), [M]))
-            self.aqm.append(self._var(mask_field(f"mdev{m}.matrix.aqm", nD, _bits(d_idx)), [M]))
+            # written under guests_lock and the matrix lock, read under either: the update-lock helpers
+            # (get_update_locks_by_apqn) read matrix.apm/aqm under guests_lock only (kernel-facts §5 C4)
+            self.apm.append(self._var(mask_field(f"mdev{m}.matrix.apm", nA, _bits(a_idx)), mkvm_locks))
+            self.aqm.append(self._var(mask_field(f"mdev{m}.matrix.aqm", nD, _bits(d_idx)), mkvm_locks))
             if era.dynamic:
                 sa, sq = self._initial_shadow(m)
                 self.sapm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.apm", nA, sa), [M]))
@@ -179,7 +181,9 @@ class World:
         # (APIE can only be on where the host has AP instructions)
         on0 = {v: v not in cfg.apie_off and cfg.ap_instructions for v in self.vms}
         self.apie = [self._var(bool_field(f"kvm{v}->arch.crypto.apie", on0[v]), [self.KL[v]]) for v in self.vms]
-        self.eca_apie = [[self._var(bool_field(f"kvm{v}.vcpu{c}->sie_block->eca.APIE", on0[v]))
+        self.eca_apie = [[self._var(bool_field(f"kvm{v}.vcpu{c}->sie_block->eca.APIE", on0[v]),
+                                    unsynchronized="a word of the SIE control block, rewritten by "
+                                    "kvm_s390_vcpu_crypto_setup with the vCPUs out of SIE; priv.c reads it once")
                           for c in range(cfg.vcpus)] for v in self.vms]
         # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
         self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))
@@ -205,11 +209,11 @@ class World:
             self.registrations = self._var(int_field("ghost.pqap_hook_registrations", 0, 3, int(loaded)))
 
     # ------------------------------------------------------------ declarations
-    def _var(self, f: Field, locks: Sequence[Any] = ()) -> Field:
+    def _var(self, f: Field, locks: Sequence[Any] = (), unsynchronized: str = "") -> Field:
         if f.kind == "mask":  # bit i of an APM is adapter cfg.adapters[i], of an AQM domain cfg.domains[i]
             f.meta[MASK_LABELS] = tuple(str(x) for x in (self.cfg.adapters if f.name.endswith("apm")
                                                           else self.cfg.domains))
-        self.pb.var(f, protected_by=[lk for lk in locks if lk is not None])
+        self.pb.var(f, protected_by=[lk for lk in locks if lk is not None], unsynchronized=unsynchronized)
         return f
 
     def _initially_in_guest(self, m: int, i: int, j: int) -> bool:

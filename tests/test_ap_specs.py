@@ -17,42 +17,45 @@ SPECS = sorted(glob.glob(os.path.join(ROOT, "specs", "*.yaml")))
 
 # spec file -> properties expected VIOLATED (everything else HOLDS or WITNESSED unless listed in NOT_WITNESSED)
 VIOLATED = {
-    "v15-lockdep.yaml": {"deadlock", "lock-order"},
-    "v16-lockdep.yaml": {"deadlock"},
-    "v15-hotplug.yaml": {"reset-before-owner-change"},
-    "v16-hotplug.yaml": {"no-two-guests", "reset-before-owner-change"},
-    "v17-hotplug.yaml": set(),
-    "final-hotplug.yaml": set(),
-    "v16.yaml": {"memory-safety", "hook-safe", "deadlock", "lock-order"},
-    "v17.yaml": {"memory-safety", "deadlock", "lock-order"},
-    "v17-data-before-put.yaml": {"memory-safety", "deadlock", "lock-order"},
-    "final-hooks.yaml": {"memory-safety", "hook-safe"},
-    "v16-hook-ownership.yaml": {"no-host-guest-sharing", "reset-before-owner-change"},
-    "final-ownership.yaml": set(),
+    "final-apie.yaml": set(),
     "final-config.yaml": set(),
-    "v17-hook-registry.yaml": set(),
-    "v17-ownership.yaml": set(),
-    # unlocked hook: priv.c re-reads the pointer -> NULL dereference there; the vCPU never reaches a bad mdev
-    "v15-hooks.yaml": {"memory-safety", "data-race", "one-mdev-per-kvm"},
-    "v16-hooks.yaml": {"memory-safety", "data-race", "one-mdev-per-kvm"},
+    "final-hooks.yaml": {"hook-safe", "memory-safety"},
+    "final-hotplug.yaml": set(),
+    "final-lifecycle.yaml": set(),
+    "final-lockdep.yaml": set(),
+    # final = 6.8: after close_device, vfio_ap_mdev_cfg_remove locks mdev0's NULL kvm->lock (§5 C2)
+    "final-mixed.yaml": {"memory-safety"},
+    # __ap_revise_reserved reads dev->driver without device_lock while an unbind clears it (ap_bus.c)
+    "final-ownership.yaml": {"data-race"},
+    # the open-coded kvm_busy deadlock (set/unset_kvm vs PQAP vs PV switch), as in v16-lockdep
+    "v15-apie.yaml": {"data-race", "deadlock", "lock-discipline", "memory-safety"},
+    # unlocked hook: priv.c re-reads the pointer (NULL dereference there), read without matrix_dev->lock
+    "v15-hooks.yaml": {"data-race", "lock-discipline", "memory-safety", "one-mdev-per-kvm"},
+    "v15-hotplug.yaml": {"reset-before-owner-change"},
+    "v15-lockdep.yaml": {"deadlock", "lock-order"},
+    # dev->driver, as in final-ownership
+    "v15-ownership.yaml": {"data-race"},
+    "v16-apie.yaml": {"data-race", "deadlock", "lock-discipline", "memory-safety"},
+    "v16-hook-apie.yaml": set(),
     # the last kvm_put_kvm under kvm->lock: kvm_destroy_vm takes kvm->lock again (issue 8 #6)
     "v16-hook-lifecycle.yaml": {"deadlock", "lock-order"},
-    "v17-lifecycle.yaml": {"deadlock", "lock-order"},
-    "final-lifecycle.yaml": set(),
     "v16-hook-lockdep.yaml": set(),
-    "v17-lockdep.yaml": set(),
-    "final-lockdep.yaml": set(),
-    # final = 6.8: after close_device, vfio_ap_mdev_cfg_remove locks mdev0's NULL kvm->lock (kernel-facts §5 C2)
-    "final-mixed.yaml": {"memory-safety"},
-    # APIE toggled while the guest runs: no new lock edge (kvm->lock only); v15/v16 deadlock through the
-    # open-coded kvm_busy (set_kvm/unset_kvm vs PQAP waiting for kvm_busy vs PV switch), as in v16-lockdep
-    "final-apie.yaml": set(),
-    "v16-hook-apie.yaml": set(),
+    "v16-hook-ownership.yaml": {"data-race", "no-host-guest-sharing", "reset-before-owner-change"},
+    "v16-hooks.yaml": {"data-race", "lock-discipline", "memory-safety", "one-mdev-per-kvm"},
+    "v16-hotplug.yaml": {"no-two-guests", "reset-before-owner-change"},
+    "v16-lockdep.yaml": {"deadlock"},
+    # and v16's commit_apcb reads shadow_apcb under kvm->lock with matrix_dev->lock dropped
+    "v16-ownership.yaml": {"data-race", "lock-discipline"},
+    "v16.yaml": {"deadlock", "hook-safe", "lock-order", "memory-safety"},
     "v17-apie.yaml": set(),
-    "v15-apie.yaml": {"deadlock", "data-race", "memory-safety"},
-    "v16-apie.yaml": {"deadlock", "data-race", "memory-safety"},
-    "v15-ownership.yaml": set(),
-    "v16-ownership.yaml": set(),
+    "v17-data-before-put.yaml": {"deadlock", "lock-order", "memory-safety"},
+    "v17-hook-registry.yaml": set(),
+    "v17-hotplug.yaml": set(),
+    "v17-lifecycle.yaml": {"deadlock", "lock-order"},
+    "v17-lockdep.yaml": set(),
+    # dev->driver, as in final-ownership
+    "v17-ownership.yaml": {"data-race"},
+    "v17.yaml": {"deadlock", "lock-order", "memory-safety"},
 }
 NOT_WITNESSED = {
     "v17.yaml": {"two-vms-in-pqap"},  # pqap_hook_lock serializes every PQAP intercept of every VM

@@ -45,7 +45,8 @@ from checker.report.results import (
 )
 
 CYCLE_ONLY = "possible (cycle only; no explored run deadlocked)"
-ALL_HOLD = {"deadlock": HOLDS, "lock-order": HOLDS, "memory-safety": HOLDS, "data-race": HOLDS}
+ALL_HOLD = {"deadlock": HOLDS, "lock-order": HOLDS, "memory-safety": HOLDS, "data-race": HOLDS,
+            "lock-discipline": HOLDS}
 
 
 def holds(result) -> bool:  # type: ignore[no-untyped-def]
@@ -610,7 +611,7 @@ def test_write_write_race_in_the_initial_state() -> None:
 def test_no_shared_fields_note() -> None:
     r = check(scripted("ab_ab"))
     assert prop(r, "data-race").status == NOT_APPLICABLE and r.exit_code() == EXIT_OK
-    assert prop(r, "data-race").detail == "no shared fields declared in this model: nothing to check"
+    assert prop(r, "data-race").detail == "no field is accessed by two threads: nothing to check"
     assert prop(r, "memory-safety").status == NOT_APPLICABLE
     assert prop(r, "memory-safety").detail == "the model has no objects (no pool, no freed lock): nothing to check"
 
@@ -707,7 +708,8 @@ def test_property_selection() -> None:
     r = check(scripted("ab_ba"), properties=("deadlock",))
     assert [p.name for p in r.properties] == ["deadlock"]
     r = check(scripted("ab_ba"), skip=("deadlock", "lock-order"))
-    assert statuses(r) == {"memory-safety": NOT_APPLICABLE, "data-race": NOT_APPLICABLE}
+    assert statuses(r) == {"memory-safety": NOT_APPLICABLE, "data-race": NOT_APPLICABLE,
+                           "lock-discipline": NOT_APPLICABLE}
     assert r.exit_code() == EXIT_OK
 
 

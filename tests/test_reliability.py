@@ -114,7 +114,7 @@ def test_nothing_to_check_is_not_applicable(capsys: pytest.CaptureFixture[str]) 
     dr = next(p for p in rep["properties"] if p["name"] == "data-race")
     assert (ms["status"], ms["detail"]) == (NOT_APPLICABLE, "the model has no objects (no pool, no freed lock): "
                                                             "nothing to check")
-    assert (dr["status"], dr["detail"]) == (NOT_APPLICABLE, "no shared fields declared in this model: "
+    assert (dr["status"], dr["detail"]) == (NOT_APPLICABLE, "no field is accessed by two threads: "
                                                             "nothing to check")
 
 

@@ -101,7 +101,8 @@ def finish(pb: ProgramBuilder) -> Program:
                 per_pc[-1].append(q)
         by_label.append(per_pc)
     return Program(pb.name, layout, threads, actions, list(pb.locks), list(pb.flags), list(pb.pools),
-                   list(pb.properties), dict(pb.shared), by_label, list(pb.permutables))
+                   list(pb.properties), dict(pb.shared), by_label, list(pb.permutables),
+                   dict(pb.unsynchronized))
 
 
 def _queue_alternatives(act: Action, aid: int, resolve: Callable[[Expr], Expr | None]) -> list[Action]:

@@ -259,6 +259,7 @@ class ProgramBuilder:
         self.threads: list[ThreadBuilder] = []
         self.properties: list[Property] = []
         self.shared: dict[Field, tuple[AnyLock, ...]] = {}
+        self.unsynchronized: dict[Field, str] = {}  # field -> why it needs no lock (not race-checked)
         self._names: set[str] = set()
         self._owner_fields: list[Field] = []
         self._derived: list[Callable[[Program], None]] = []
@@ -293,12 +294,18 @@ class ProgramBuilder:
         self.flags.append(wf)
         return wf
 
-    def var(self, f: Field, protected_by: Sequence[AnyLock] = ()) -> Expr:
-        """Add a state field; ``protected_by`` declares it shared (race-checked)."""
+    def var(self, f: Field, protected_by: Sequence[AnyLock] = (), unsynchronized: str = "") -> Expr:
+        """Add a state field. Every field two threads access is race-checked (checker/search/races.py);
+        ``protected_by`` also declares the locks an access must hold (lock discipline);
+        ``unsynchronized`` says why it needs none (atomic, READ_ONCE/WRITE_ONCE) and exempts it."""
         self._claim(f.name, "field")
         self.layout.add(f)
+        if protected_by and unsynchronized:
+            raise ModelError(f"field {f.name!r}: protected_by and unsynchronized exclude each other")
         if protected_by:
             self.shared[f] = tuple(protected_by)
+        if unsynchronized:
+            self.unsynchronized[f] = unsynchronized
         return f.var
 
     def field(self, name: str) -> Field:
@@ -634,6 +641,7 @@ class Program:
     shared: dict[Field, tuple[AnyLock, ...]]
     by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
     permutables: list[Permutable] = dc_field(default_factory=list)  # symmetry declarations
+    unsynchronized: dict[Field, str] = dc_field(default_factory=dict)  # exempt from race checks, with why
 
     def add_property(self, name: str, kind: str, expr: Expr, description: str, source: str = "") -> None:
         """Add a derived property (see ProgramBuilder.derive); same rules as always/sometimes."""

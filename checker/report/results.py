@@ -20,7 +20,7 @@ NOT_APPLICABLE = "N/A"  # nothing to check (no shared field, no object): never a
 # exit codes (DESIGN.md)
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
-BUILTIN_PROPERTIES = ("deadlock", "lock-order", "memory-safety", "data-race")
+BUILTIN_PROPERTIES = ("deadlock", "lock-order", "memory-safety", "data-race", "lock-discipline")
 
 
 @dataclass

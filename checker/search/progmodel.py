@@ -1,9 +1,8 @@
 """ProgramModel: a compiled Program seen through the Model protocol.
 
 Adds what the concurrent-program layer derives for free: termination vs
-deadlock, leak checks at the end of a bounded script, data races between
-threads poised on conflicting accesses to a shared field, and who waits for
-whom in a deadlock.
+deadlock, leak checks at the end of a bounded script, data races and lock
+discipline (``races.py``), and who waits for whom in a deadlock.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ from collections.abc import Callable, Sequence
 
 from checker.lang.layout import Field
 from checker.lang.model import StateCheck
-from checker.lang.program import ALIVE, Action, Program, RwSem
+from checker.lang.program import ALIVE, Program, RwSem
 from checker.report.lockdep import lockdep_name
 from checker.search.codegen import Compiled, compile_program
 from checker.search.pycompile import compile_predicate
+from checker.search.races import RaceChecker
 
 
 class ProgramModel:
@@ -28,7 +28,7 @@ class ProgramModel:
         self._has_cyclic = any(th.cyclic for th in program.threads)
         self._done_mask = sum(f.mask for f, _ in done_terms)
         self._done_val = sum((d - f.lo) << f.offset for f, d in done_terms if d >= 0)
-        self._reads, self._writes = self._footprints()
+        self.races = RaceChecker(program)
 
     def _selected(self, name: str) -> bool:
         return (not self._only or name in self._only) and name not in self._skip
@@ -70,9 +70,12 @@ class ProgramModel:
         return out
 
     def state_checks(self) -> list[tuple[str, Callable[[int, list[tuple[int, int]]], str | None]]]:
-        if not self.program.shared or not self._selected("data-race"):
-            return []
-        return [("data-race", self.race)]
+        out: list[tuple[str, Callable[[int, list[tuple[int, int]]], str | None]]] = []
+        if self.races.checked and self._selected("data-race"):
+            out.append(("data-race", self.races.race))
+        if self.races.protected and self._selected("lock-discipline"):
+            out.append(("lock-discipline", self.races.discipline))
+        return out
 
     def on_deadlock(self, state: int) -> frozenset[str]:
         """Lock classes on the wait-for cycle of a deadlock state (empty if none)."""
@@ -165,44 +168,6 @@ class ProgramModel:
                     call = f"mutex_lock({name})"
                 out.append((th.name, act.function, call, prog.threads[u].name))
         return out
-
-    def _footprints(self) -> tuple[list[frozenset[Field]], list[frozenset[Field]]]:
-        shared = set(self.program.shared)
-        reads, writes = [], []
-        for a in self.program.actions:
-            r, w = a.footprint()
-            reads.append(r & shared)
-            writes.append(w & shared)
-        return reads, writes
-
-    def race(self, state: int, out: list[tuple[int, int]]) -> str | None:
-        acts = self.program.actions
-        poised = [(a, n) for a, n in out if self._reads[a] or self._writes[a]]
-        for i, (a, na) in enumerate(poised):
-            for b, nb in poised[i + 1:]:
-                if acts[a].thread == acts[b].thread:
-                    continue
-                wa = self._written(a, state, na)
-                wb = self._written(b, state, nb)
-                clash = (wa & (self._reads[b] | wb)) | (wb & self._reads[a])
-                if clash:
-                    f = sorted(clash, key=lambda x: x.name)[0]
-                    return _race_message(acts[a], acts[b], f, self.program, f in wa, f in wb)
-        return None
-
-    def _written(self, a: int, state: int, nxt: int) -> frozenset[Field]:
-        w = self._writes[a]
-        if nxt < 0 or not w:
-            return w
-        return frozenset(f for f in w if f.get(state) != f.get(nxt))
-
-
-def _race_message(a: Action, b: Action, f: Field, program: Program, wa: bool, wb: bool) -> str:
-    tn = [t.name for t in program.threads]
-    kind_a = "writes" if wa else "reads"
-    kind_b = "writes" if wb else "reads"
-    return (f"{tn[a.thread]} ({a.function}) {kind_a} {f.name} while {tn[b.thread]} ({b.function}) "
-            f"{kind_b} it, with no common lock")
 
 
 def _none_alive(fields: list[Field]) -> Callable[[int], bool]:

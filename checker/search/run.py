@@ -39,7 +39,8 @@ BUILTIN_TEXT = {
     "deadlock": "no reachable state where some thread is unfinished and none can move",
     "lock-order": "lockdep: no cycle in the acquired-while-holding graph; balanced unlocks; no lock held at exit",
     "memory-safety": "no use after free, NULL dereference, double free, refcount underflow or leak",
-    "data-race": "shared fields accessed with their declared locks; no two threads poised on conflicting accesses",
+    "data-race": "no two threads poised on conflicting accesses to a field (one of them writing)",
+    "lock-discipline": "every access to a field declared protected_by holds one of its locks (Eraser's lockset rule)",
 }
 
 
@@ -276,8 +277,11 @@ def _verdicts(program: Program, model: ProgramModel, search: Search, cycles: lis
                 pr.detail = "leak: " + ", ".join(model.leaked(f.state)) + " still alive when every thread finished"
             else:
                 pr.detail = f.message + (freed_by(pr.trace, f.message) if name == "memory-safety" else "")
-        elif name == "data-race" and not program.shared:
-            pr.status, pr.detail = NOT_APPLICABLE, "no shared fields declared in this model: nothing to check"
+        elif name == "data-race" and not model.races.checked:
+            pr.status, pr.detail = NOT_APPLICABLE, "no field is accessed by two threads: nothing to check"
+        elif name == "lock-discipline" and not model.races.protected:
+            pr.status, pr.detail = NOT_APPLICABLE, ("no field with declared locks is accessed by two threads: "
+                                                    "nothing to check")
         elif name == "memory-safety" and not _has_objects(program):
             pr.status, pr.detail = NOT_APPLICABLE, "the model has no objects (no pool, no freed lock): nothing to check"
         out.append(pr)

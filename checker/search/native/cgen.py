@@ -260,12 +260,13 @@ def _pred_fn(name: str, exprs: Sequence[Expr]) -> list[str]:
 
 
 def _race_tables(program: Program, nw: int, reads: Sequence[frozenset[Field]],
-                 writes: Sequence[frozenset[Field]]) -> list[str]:
-    """Per action: shared fields read / written (ProgramModel's footprints, as bitsets), its thread;
-    per shared field: its word masks."""
-    shared = list(program.shared)
+                 writes: Sequence[frozenset[Field]], sites: Sequence[bool]) -> list[str]:
+    """Per action: race-checked fields read / written (the race checker's footprints, as bitsets), its
+    thread, whether it has lock-discipline sites; per checked field: its word masks. The C side only
+    filters: a state it flags is handed to the Python checks (checker.search.races)."""
+    shared = sorted(set().union(*reads, *writes), key=lambda f: f.offset)
     if len(shared) > 64:
-        raise Unsupported("more than 64 shared fields")
+        raise Unsupported("more than 64 race-checked fields")
     index = {f: i for i, f in enumerate(shared)}
     rd = [sum(1 << index[f] for f in r) for r in reads]
     wr = [sum(1 << index[f] for f in w) for w in writes]
@@ -280,12 +281,14 @@ def _race_tables(program: Program, nw: int, reads: Sequence[frozenset[Field]],
         f"static const uint64_t ACT_RD[{na}] = {{{', '.join(_u64(x) for x in rd) or '0'}}};",
         f"static const uint64_t ACT_WR[{na}] = {{{', '.join(_u64(x) for x in wr) or '0'}}};",
         f"static const int32_t ACT_THREAD[{na}] = {{{', '.join(map(str, thr)) or '0'}}};",
+        f"static const uint8_t ACT_SITES[{na}] = {{{', '.join(str(int(x)) for x in sites) or '0'}}};",
         f"static const uint64_t SHARED_MASK[{max(1, len(shared))}][W] = {{{', '.join(masks) or '{0}'}}};",
     ]
 
 
 def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[Expr],
-             reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]]) -> CSource:
+             reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]],
+             sites: Sequence[bool] = ()) -> CSource:
     """The module source for ``program``: succ_c, inv_pred/wit_pred, is_done, race tables, runtime."""
     for f in program.layout.fields:
         if f.bits > MAX_FIELD_BITS:
@@ -307,7 +310,7 @@ def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[E
         f"#define NWIT {len(witnesses)}",
         f"#define NBYTES {(program.layout.total_bits + 7) // 8 or 1}",
         HEAD,
-        *_race_tables(program, nw, reads, writes),
+        *_race_tables(program, nw, reads, writes, list(sites) or [False] * len(program.actions)),
         "static int is_done(const uint64_t *s) {",
         "    return 0;" if has_cyclic else f"    return {_pattern_c(done_mask, done_val, nw)};",
         "}",

@@ -94,7 +94,8 @@ def _properties(model: ProgramModel, kind: str) -> list[Property]:
 
 def _source(model: ProgramModel) -> CSource:
     src = generate(model.program, [p.expr for p in _properties(model, "always")],
-                   [p.expr for p in _properties(model, "sometimes")], model._reads, model._writes)
+                   [p.expr for p in _properties(model, "sometimes")], model.races.reads, model.races.writes,
+                   [bool(s) for s in model.races.sites])
     if [(v.aid, v.prop, v.message) for v in src.violations] != \
             [(v.aid, v.prop, v.message) for v in model.comp.violations]:
         raise Unsupported("violation codes differ from the Python core (please report)")
@@ -130,8 +131,9 @@ def model_key(model: ProgramModel) -> str:
         *(f"{p.kind} {expr_src(p.expr)}" for p in (*_properties(model, "always"), *_properties(model, "sometimes"))),
         repr([(f.offset, f.bits, f.lo) for f in program.layout.fields]),
         repr([f.offset for f in program.shared]),
-        repr([sorted(f.offset for f in r) for r in model._reads]),
-        repr([sorted(f.offset for f in w) for w in model._writes]),
+        repr([sorted(f.offset for f in r) for r in model.races.reads]),
+        repr([sorted(f.offset for f in w) for w in model.races.writes]),
+        repr([bool(s) for s in model.races.sites]),
         repr([(a.thread, a.aid) for a in program.actions]),
         repr([(th.pc.offset, th.done, th.cyclic) for th in program.threads]),
         repr(len(program.locks)),

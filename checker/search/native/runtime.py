@@ -134,7 +134,8 @@ static void edge_record(int aid, const uint64_t *h, uint64_t acq) {
     Py_XDECREF(r);
 }
 
-/* ------------------------------------------------------------ data races (mirrors ProgramModel.race) */
+/* ------------------------------------------------------------ data races: a filter for checker.search.races
+   (a state it passes goes to the Python checks: conflicting accesses and lock discipline) */
 
 static uint64_t written(const uint64_t *s, const succ_out *o, int i) {
     uint64_t w = ACT_WR[o->aid[i]];
@@ -150,6 +151,8 @@ static uint64_t written(const uint64_t *s, const succ_out *o, int i) {
 
 static int has_race(const uint64_t *s, const succ_out *o) {
     int poised[NACT], np = 0;
+    for (int i = 0; i < o->n; i++)
+        if (ACT_SITES[o->aid[i]]) return 1;  /* an access whose declared locks may not be held */
     for (int i = 0; i < o->n; i++)
         if (ACT_RD[o->aid[i]] | ACT_WR[o->aid[i]]) poised[np++] = i;
     for (int x = 0; x < np; x++) {
@@ -378,7 +381,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
         succ_c(s, o);
         if (g_err) { g_err = 0; goto fail; }
         transitions += (unsigned long long)o->n;
-        if (race_on && o->n > 1 && has_race(s, o)) {
+        if (race_on && o->n > 0 && has_race(s, o)) {
             long r = call_ev(ev, EV_RACE, cur, s, -1, -1);
             if (r < 0) goto fail;
             race_on = (int)r;
