@@ -1,4 +1,4 @@
-"""``apcheck history``: every fix of specs/history.yaml is VIOLATED on the design before it and HOLDS after it."""
+"""``apcheck history``: every fix of specs/history/manifest.yml is VIOLATED on the design before it and HOLDS after it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from checker.cli.cli import main
 from checker.cli.history_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
-MANIFEST = str(ROOT / "specs" / "history" / "history.yaml")
+MANIFEST = str(ROOT / "specs" / "history" / "manifest.yml")
 
 # fix id -> (design before, trace length before, design after)
 EXPECTED = {
