@@ -300,6 +300,38 @@ def unassign_domain_store(k: K, mdev: int, apqi: int) -> None:
     _unassign(k, mdev, "domain", apqi)
 
 
+def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
+    """Update locks; set/clear the adm bit (no reservation or sharing check for control domains);
+    vfio_ap_mdev_filter_cdoms (assign) or clear the shadow bit (unassign); if the shadow changed and a guest
+    is attached: vfio_ap_mdev_update_guest_apcb."""
+    w = k.w
+    fn = f"{'' if assign else 'un'}assign_control_domain_store"
+    mk = w.mkvm[m].var
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk)
+    b = Body()
+    w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
+    f = w.adm[m]
+    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x))
+    changed = w.filter_cdoms(b, m)
+    w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
+    k.ret(b, 0)
+    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
+             text=f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config; if changed: "
+                  "update_guest_apcb; unlock")
+
+
+@kernel(OPS)
+def assign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """Assign a control domain (hot plugged into a running guest)."""
+    _control_domain(k, mdev, apqi, True)
+
+
+@kernel(OPS)
+def unassign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """Unassign a control domain (hot unplugged from a running guest)."""
+    _control_domain(k, mdev, apqi, False)
+
+
 @kernel(OPS)
 def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> None:
     """vfio_ap_mdev_filter_matrix -> shadow; if changed and attached: vfio_ap_mdev_update_guest_apcb;
