@@ -35,7 +35,9 @@ def vfio_device_open_notifier(k: K, mdev: int, vm: int) -> None:
         k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=mdev)
         return
     k.call("vfio_device_open:entry", mdev=m, vm=vm)
-    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed="")
+    unlock = k.label("open_unlock")
+    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=unlock)  # -EPERM: continue at the unlock
+    k.at(unlock)
     k.unlock("vfio_device_open", (w.VG, None, m))
 
 

@@ -247,15 +247,28 @@ def vfio_ap_mdev_remove(k: K, mdev: int) -> None:
 # ---------------------------------------------------------------- sysfs attributes
 
 
+@kernel(OPS, name="assign_store:lock")
+def assign_store_lock(k: K, fn: str, mk: Expr | int) -> None:
+    """The locks of assign_adapter_store / assign_domain_store (v6.0+, "[PATCH v19 15/20]"):
+    ap_perms_mutex first, then the update locks (the AP bus reservation helpers no longer lock it)."""
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, perms=True)
+
+
+@kernel(OPS, name="assign_store:unlock")
+def assign_store_unlock(k: K, mk: Expr | int) -> list[tuple[Any, ...]]:
+    """The matching releases (one step)."""
+    return k.call("release_update_locks_for_mdev", mk=mk, perms=True)  # type: ignore[no-any-return]
+
+
 def _assign(k: K, m: int, kind: str, x: int) -> None:
     w = k.w
     fn = f"assign_{kind}_store"
     mk = w.mkvm[m].var
-    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, perms=True)
+    k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
     k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
-    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk, perms=True), body=b,
+    k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                   "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock")
 
