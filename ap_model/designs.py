@@ -15,7 +15,8 @@ def all_designs() -> list[Design]:
     from .eras.mainline import MAINLINE
     from .eras.v15 import V15, V16
     from .eras.v17 import V17, V17_DATA_BEFORE_PUT
+    from .eras.v18 import V18
 
     designs: list[object] = [LINUX_5_10, LINUX_5_11, LINUX_5_12, LINUX_5_15_PRE, LINUX_5_15, V16_HOOK, V15, V16,
-                             V17, V17_DATA_BEFORE_PUT, LINUX_6_2, LINUX_6_8, FINAL, MAINLINE]
+                             V17, V17_DATA_BEFORE_PUT, V18, LINUX_6_2, LINUX_6_8, FINAL, MAINLINE]
     return designs  # type: ignore[return-value]

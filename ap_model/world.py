@@ -143,6 +143,8 @@ class World:
             self.qdata[i, j] = self._var(enum_field(f"{name}.data", owners, data))
         # ---------------- matrix_mdevs
         self.apm, self.aqm, self.sapm, self.saqm, self.mkvm, self.vopen, self.closing = [], [], [], [], [], [], []
+        self.adm: list[Field] = []
+        self.sadm: list[Field] = []
         self.pending: list[Field] = []
         self.vkvm: list[Field] = []
         mkvm_locks = [x for x in (self.G, M) if x is not None]
@@ -156,17 +158,23 @@ class World:
                 sa, sq = self._initial_shadow(m)
                 self.sapm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.apm", nA, sa), [M]))
                 self.saqm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.aqm", nD, sq), [M]))
+            # control domains (matrix.adm; shadow_apcb.adm in the dynamic eras): none assigned at start
+            self.adm.append(self._var(mask_field(f"mdev{m}.matrix.adm", nD, 0), [M]))
+            if era.dynamic:
+                self.sadm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.adm", nD, 0), [M]))
             self.mkvm.append(self._var(ref_field(f"mdev{m}.kvm", kslots, cfg.attached.get(m, -1)), mkvm_locks))
             # vfio core's open count: vfio core internals, not race-checked
             self.vopen.append(self._var(bool_field(f"mdev{m}.vfio_device.open", m in cfg.attached)))
             self.closing.append(self._var(bool_field(f"ghost.mdev{m}.closing")))
         # ---------------- KVM side
         self.capm, self.caqm, self.csrc, self.hook, self.data = [], [], [], [], []
+        self.cadm: list[Field] = []
         for v in self.vms:
             m_att = [m for m, vv in cfg.attached.items() if vv == v]
             ca, cq = self._initial_crycb(m_att[0]) if m_att else (0, 0)
             self.capm.append(self._var(mask_field(f"kvm{v}.crycb.apm", nA, ca), [self.KL[v]]))
             self.caqm.append(self._var(mask_field(f"kvm{v}.crycb.aqm", nD, cq), [self.KL[v]]))
+            self.cadm.append(self._var(mask_field(f"kvm{v}.crycb.adm", nD, 0), [self.KL[v]]))
             self.csrc.append(self._var(ref_field(f"ghost.kvm{v}.crycb_from", mslots, m_att[0] if m_att else -1)))
             if era.hook in ("module", "rwsem"):
                 locks = [self.HR[v]] if era.hook == "rwsem" else [M]
@@ -371,6 +379,14 @@ class World:
             return Const(False, BOOL)
         return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
 
+    def filter_cdoms(self, b: Body, m: int) -> Expr:
+        """vfio_ap_mdev_filter_cdoms: shadow.adm = matrix.adm & host adm (the model's host configuration has
+        one set of domains, ``matrix_dev->info.aqm``, for usage and control). Returns "changed"."""
+        new = b[self.adm[m]] & b[self.info_aqm]
+        changed = Not(new == b[self.sadm[m]])
+        b.set(self.sadm[m], new)
+        return changed
+
     def guest_masks(self, m: int) -> tuple[Expr, Expr]:
         """What set_kvm hands to kvm_arch_crypto_set_masks: the shadow APCB where the era has one (dynamic
         series), else the assigned matrix."""
@@ -455,6 +471,9 @@ class World:
         self.use_kvm(b, v, "kvm_arch_crypto_set_masks", when)
         b.set_at(self.capm, v, apm, when=c)
         b.set_at(self.caqm, v, aqm, when=c)
+        # the control domains go with the source mdev's masks (its shadow adm, or its matrix adm pre-dynamic)
+        adms = [b[f] for f in (self.sadm if self.era.dynamic else self.adm)]
+        b.set_at(self.cadm, v, Select(adms, src, MaskConst(self.nD)) if adms else MaskConst(self.nD), when=c)
         b.set_at(self.csrc, v, lift(src, INT) if isinstance(src, int) else src, when=c)
         for i, j in self.queues:
             d = self.qdata[i, j]
@@ -513,9 +532,9 @@ class World:
             b.set(f, v, when=when)
         for c in chk:
             b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
-        fields = [(self.apm[m], self.nA), (self.aqm[m], self.nD)]
+        fields = [(self.apm[m], self.nA), (self.aqm[m], self.nD), (self.adm[m], self.nD)]
         if self.era.dynamic:
-            fields += [(self.sapm[m], self.nA), (self.saqm[m], self.nD)]
+            fields += [(self.sapm[m], self.nA), (self.saqm[m], self.nD), (self.sadm[m], self.nD)]
         for f, width in fields:
             b.set(f, MaskConst(width), when=when)
 

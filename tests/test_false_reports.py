@@ -302,3 +302,31 @@ def test_8_use_message_names_the_access_once() -> None:
     assert ms.detail == ("use after free of struct ap_matrix_mdev mdev1: matrix_mdev = container_of(pqap_hook), "
                          "freed by vfio_ap_mdev_remove (qemu1, step 26)"), ms.detail
     assert ms.detail.count("container_of(pqap_hook)") == 1
+
+
+CDOM = """
+name: cdom
+design: "{design}"
+constants: {{vms: 1, mdevs: 1, domains: [5, 6], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: admin
+    run: [{{assign_control_domain: {{mdev: 0, apqi: 6}}}}]
+"""
+
+
+def test_control_domains_reach_the_guest(tmp_path: Path) -> None:
+    """Control domains (adm): 6.x hot plugs an assigned control domain into the running guest's CRYCB (no
+    reservation or sharing check); pre-dynamic 5.15 refuses while a guest is attached (-EBUSY)."""
+    from ap_model.world import E
+
+    res, program = run(tmp_path, CDOM.format(design="6.8"))
+    assert res.result == "HOLDS", [p.detail for p in res.properties]
+    end = only_run(program)
+    assert field(program, "mdev0.matrix.adm", end) == 0b10  # domain 6 = bit 1
+    assert field(program, "mdev0.shadow_apcb.adm", end) == 0b10
+    assert field(program, "kvm0.crycb.adm", end) == 0b10
+    assert field(program, "admin.ret", end) == 0
+    _, program = run(tmp_path, CDOM.format(design="5.15"))
+    end = only_run(program)
+    assert field(program, "mdev0.matrix.adm", end) == 0
+    assert field(program, "admin.ret", end) == E["EBUSY"]

@@ -35,7 +35,9 @@ def vfio_device_open_notifier(k: K, mdev: int, vm: int) -> None:
         k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=mdev)
         return
     k.call("vfio_device_open:entry", mdev=m, vm=vm)
-    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed="")
+    unlock = k.label("open_unlock")
+    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=unlock)  # -EPERM: continue at the unlock
+    k.at(unlock)
     k.unlock("vfio_device_open", (w.VG, None, m))
 
 
@@ -154,6 +156,32 @@ def unassign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
     k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; clear bit; unlock")
 
 
+def control_domain_pre_dynamic(k: K, m: int, x: int, assign: bool) -> None:
+    """matrix_dev->lock { if (matrix_mdev->kvm) -EBUSY; set/clear the adm bit } (no guest update)."""
+    w = k.w
+    fn = f"{'' if assign else 'un'}assign_control_domain_store"
+    k.lock(w.M, fn)
+    b = Body()
+    w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
+    refused = Or(w.mkvm[m].var != -1, w.busy(m))
+    f = w.adm[m]
+    b.set(f, f.var.with_bit(x) if assign else f.var.without_bit(x), when=Not(refused))
+    k.ret(b, If(refused, E["EBUSY"], 0))
+    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; set/clear adm bit; unlock")
+
+
+@kernel(OPS, name="assign_control_domain_store")
+def assign_cdom_5_15(k: K, mdev: int, apqi: int) -> None:
+    """Pre-dynamic assign_control_domain_store."""
+    control_domain_pre_dynamic(k, mdev, apqi, True)
+
+
+@kernel(OPS, name="unassign_control_domain_store")
+def unassign_cdom_5_15(k: K, mdev: int, apqi: int) -> None:
+    """Pre-dynamic unassign_control_domain_store."""
+    control_domain_pre_dynamic(k, mdev, apqi, False)
+
+
 @kernel(OPS, name="assign_adapter_store")
 def assign_adapter_5_15(k: K, mdev: int, apid: int) -> None:
     """Pre-dynamic assign_adapter_store."""
@@ -252,7 +280,8 @@ LINUX_5_15 = LINUX_6_8.derive(
             vfio_lock=True, vfio_kvm_ref=False),
     override=[vfio_device_open_notifier, set_kvm_5_15, vfio_device_close_5_15, unset_kvm_5_15,
               assign_adapter_5_15, assign_domain_5_15, unassign_adapter_5_15, unassign_domain_5_15,
-              vfio_ap_queue_dev_remove, vfio_ap_queue_dev_probe, apmask_store_5_15, aqmask_store_5_15],
+              vfio_ap_queue_dev_remove, vfio_ap_queue_dev_probe, apmask_store_5_15, aqmask_store_5_15,
+              assign_cdom_5_15, unassign_cdom_5_15],
     add=[open_entry, kvm_vfio_group_del_5_15],
     operations=operations("kvm_vfio_group_del"),
     drop_operations=("adapter_standby", "adapter_online"),

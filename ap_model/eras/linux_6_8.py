@@ -16,7 +16,7 @@ from ..world import Era
 DYNAMIC_OPS = ("kvm_run", "pv_switch", "close_vm_fd", "close_vcpu_fd", "open_device", "close_device",
                "mdev_create", "mdev_remove", "assign_adapter", "unassign_adapter", "assign_domain",
                "unassign_domain", "apmask_store", "aqmask_store", "unbind_queue", "adapter_standby",
-               "adapter_online", "set_apie", "vfio_ap_init")
+               "adapter_online", "set_apie", "vfio_ap_init", "assign_control_domain", "unassign_control_domain")
 
 ERA = Era(dynamic=True, hook="rwsem", busy=False, matrix_lock="matrix_dev->mdevs_lock", guests_lock="mutex",
           vfio_lock=True, vfio_kvm_ref=True)

@@ -119,7 +119,7 @@ V15 = LINUX_6_8.derive(
     add=[kvm_arch_crypto_set_masks, commit_v15, hook_set_under_lock, hook_unset_under_lock, no_unset_clear_hook,
          kvm_vfio_group_del_a2],
     operations=operations("kvm_vfio_group_del"),
-    drop_operations=("adapter_standby", "adapter_online"),
+    drop_operations=("adapter_standby", "adapter_online", "assign_control_domain", "unassign_control_domain"),
     commits=("0cc00c8d4050",), doc="docs/designs/v15.md")
 
 V16 = V15.derive(

@@ -58,6 +58,10 @@ CATALOG: dict[str, OperationSig] = {
                                   {"mdev": _MDEV, "apqi": _APQI}),
     "unassign_domain": OperationSig("unassign_domain", "echo APQI > unassign_domain",
                                     {"mdev": _MDEV, "apqi": _APQI}),
+    "assign_control_domain": OperationSig("assign_control_domain", "echo APQI > assign_control_domain",
+                                          {"mdev": _MDEV, "apqi": _APQI}),
+    "unassign_control_domain": OperationSig("unassign_control_domain", "echo APQI > unassign_control_domain",
+                                            {"mdev": _MDEV, "apqi": _APQI}),
     "apmask_store": OperationSig("apmask_store", "write /sys/bus/ap/apmask (+reserve / -release), then reprobe",
                                  {"reserve": Param("ints", "APIDs set (given to zcrypt)", []),
                                   "release": Param("ints", "APIDs cleared (given to vfio_ap)", [])}),
@@ -95,6 +99,7 @@ ENTRY = {
     "adapter_standby": "ap_scan_bus (config off)", "adapter_online": "ap_scan_bus (config on)",
     "vfio_ap_init": "module init", "vfio_ap_exit": "module exit", "hook_register_other": "other module init",
     "set_apie": "KVM_SET_DEVICE_ATTR (KVM_S390_VM_CRYPTO)", "kvm_vfio_group_del": "KVM_DEV_VFIO_GROUP_DEL",
+    "assign_control_domain": "assign_control_domain_store", "unassign_control_domain": "unassign_control_domain_store",
 }
 
 
@@ -110,6 +115,8 @@ FUNCTION = {
     "vfio_ap_init": "vfio_ap_init", "vfio_ap_exit": "vfio_ap_exit",
     "hook_register_other": "kvm_s390_pqap_hook_register",
     "set_apie": "kvm_s390_vm_set_crypto", "kvm_vfio_group_del": "kvm_vfio_group_del",
+    "assign_control_domain": "assign_control_domain_store",
+    "unassign_control_domain": "unassign_control_domain_store",
 }
 
 

@@ -250,15 +250,28 @@ def vfio_ap_mdev_remove(k: K, mdev: int) -> None:
 # ---------------------------------------------------------------- sysfs attributes
 
 
+@kernel(OPS, name="assign_store:lock")
+def assign_store_lock(k: K, fn: str, mk: Expr | int) -> None:
+    """The locks of assign_adapter_store / assign_domain_store (v6.0+, "[PATCH v19 15/20]"):
+    ap_perms_mutex first, then the update locks (the AP bus reservation helpers no longer lock it)."""
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, perms=True)
+
+
+@kernel(OPS, name="assign_store:unlock")
+def assign_store_unlock(k: K, mk: Expr | int) -> list[tuple[Any, ...]]:
+    """The matching releases (one step)."""
+    return k.call("release_update_locks_for_mdev", mk=mk, perms=True)  # type: ignore[no-any-return]
+
+
 def _assign(k: K, m: int, kind: str, x: int) -> None:
     w = k.w
     fn = f"assign_{kind}_store"
     mk = w.mkvm[m].var
-    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, perms=True)
+    k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
     k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
-    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk, perms=True), body=b,
+    k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                   "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock")
 
@@ -301,6 +314,38 @@ def unassign_adapter_store(k: K, mdev: int, apid: int) -> None:
 def unassign_domain_store(k: K, mdev: int, apqi: int) -> None:
     """As unassign_adapter_store, for a domain."""
     _unassign(k, mdev, "domain", apqi)
+
+
+def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
+    """Update locks; set/clear the adm bit (no reservation or sharing check for control domains);
+    vfio_ap_mdev_filter_cdoms (assign) or clear the shadow bit (unassign); if the shadow changed and a guest
+    is attached: vfio_ap_mdev_update_guest_apcb."""
+    w = k.w
+    fn = f"{'' if assign else 'un'}assign_control_domain_store"
+    mk = w.mkvm[m].var
+    k.call("get_update_locks_for_mdev", fn=fn, mk=mk)
+    b = Body()
+    w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
+    f = w.adm[m]
+    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x))
+    changed = w.filter_cdoms(b, m)
+    w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
+    k.ret(b, 0)
+    k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
+             text=f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config; if changed: "
+                  "update_guest_apcb; unlock")
+
+
+@kernel(OPS)
+def assign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """Assign a control domain (hot plugged into a running guest)."""
+    _control_domain(k, mdev, apqi, True)
+
+
+@kernel(OPS)
+def unassign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
+    """Unassign a control domain (hot unplugged from a running guest)."""
+    _control_domain(k, mdev, apqi, False)
 
 
 @kernel(OPS)

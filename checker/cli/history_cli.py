@@ -1,6 +1,6 @@
 """``apcheck history [MANIFEST]``: a design history as a regression suite.
 
-The manifest (default ``specs/history/history.yaml``, safe YAML, no code) lists fixes, each with the property the
+The manifest (default ``specs/history/manifest.yml``, safe YAML, no code) lists fixes, each with the property the
 fix is about and two specs: on the design before the fix (the property must be VIOLATED, the trace tells
 the commit's story) and after it (the property must HOLD). Fixes the model cannot express are listed with
 the reason. Exit 0 when every row behaves, 1 when one does not, 2 on a bad manifest.
@@ -102,9 +102,9 @@ def format_table(rows: list[Row], rest: list[dict[str, str]]) -> str:
 
 def register(group: click.Group) -> None:
     @group.command(name="history")
-    @click.argument("manifest", default=os.path.join("specs", "history", "history.yaml"))
+    @click.argument("manifest", default=os.path.join("specs", "history", "manifest.yml"))
     def history_cmd(manifest: str) -> int:
-        """Each fix of a design history: VIOLATED before it, HOLDS after it (specs/history/history.yaml)."""
+        """Each fix of a design history: VIOLATED before it, HOLDS after it (specs/history/manifest.yml)."""
         try:
             rows, rest = run(manifest)
         except ManifestError as e:
