@@ -58,6 +58,7 @@ from checker.prove.goals import concrete_step as concrete_step
 from checker.prove.goals import default_goals as default_goals
 from checker.prove.goals import goals_of as goals_of
 from checker.prove.goals import ownership_expr as ownership_expr
+from checker.prove.houdini import held_locks_goal
 from checker.prove.lockgraph import prove_lock_graph
 from checker.prove.prove_results import (  # re-exported: the prover's public result types
     BOUNDED as BOUNDED,
@@ -549,7 +550,7 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
                   explicit_replay: bool = True, auto_lemmas: bool = True,
                   crosscheck_states: int = DEFAULT_MAX_STATES, engine: str = "induction",
-                  found: Sequence[str] = ()) -> ProveResult:
+                  found: Sequence[str] = (), houdini: bool = False) -> ProveResult:
     """Prove the named goals (default: every ``always`` property) of ``program``.
 
     ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
@@ -557,7 +558,8 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
     time per goal; running out gives UNKNOWN, never PROVED. With
     ``auto_lemmas``, the derived ``auto:lock-ownership`` invariant is proved
     first and, when PROVED, assumed in every other proof (sound: it holds in
-    every reachable state). Before any PROVED is returned, the Z3 relation is
+    every reachable state). With ``houdini``, ``auto:held-locks`` (``checker.prove.houdini``)
+    is derived, proved and assumed the same way. Before any PROVED is returned, the Z3 relation is
     cross-checked against the compiled successor function on the reachable
     states (every one up to ``crosscheck_states``, then a sample; 0 turns the
     check off); a disagreement raises ``DisagreementError``.
@@ -574,6 +576,10 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
         pre = prover.prove(own, (), 1, 0)
         if pre.status == PROVED:
             prover.assumed.append(own)
+    if houdini:
+        held = held_locks_goal(program, prover.enc, prover.assumed, timeout_s)
+        if held is not None and prover.prove(held, (), 1, 0).status == PROVED:
+            prover.assumed.append(held)
     saved_lemmas = found_lemmas(program, found)
     out: list[PropertyProof] = []
     new_found: list[str] = []

@@ -84,8 +84,9 @@ def spacer_invariant(enc: Encoding, goal: Goal, assumed: Sequence[Goal], timeout
     if r == z3.sat:
         return SpacerOutcome("reachable", [], secs)
     if r == z3.unknown:
-        why = fp.reason_unknown()
-        return SpacerOutcome("unknown", [], secs, why.decode() if isinstance(why, bytes) else str(why))
+        why = str(fp.reason_unknown())
+        why = why[2:-1] if why.startswith(("b'", 'b"')) else why  # some z3 builds give repr(bytes)
+        return SpacerOutcome("unknown", [], secs, "timeout" if why == "canceled" else why)
     consts = _field_consts(fields)
     answer = _answer_formula(fp.get_answer(), inv, consts)
     # When Spacer closes the query without building frames (a scenario whose runs are all finite),
