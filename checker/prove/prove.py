@@ -580,6 +580,11 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
         held = held_locks_goal(program, prover.enc, prover.assumed, timeout_s)
         if held is not None and prover.prove(held, (), 1, 0).status == PROVED:
             prover.assumed.append(held)
+    if engine == "spacer" and lem:
+        # the hand lemmas, once proved jointly by induction, are assumptions of the Horn clauses (sound:
+        # together they are inductive, so each holds in every reachable state); one unproved: none
+        if all(prover.prove(lm, lem, k, 0).status == PROVED for lm in lem):
+            prover.assumed += [lm for lm in lem if lm not in prover.assumed]
     saved_lemmas = found_lemmas(program, found)
     out: list[PropertyProof] = []
     new_found: list[str] = []

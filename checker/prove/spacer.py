@@ -78,15 +78,13 @@ def spacer_invariant(enc: Encoding, goal: Goal, assumed: Sequence[Goal], timeout
     t0 = time.monotonic()
     try:
         r = fp.query(z3.And(inv(*pre), z3.Not(goal.z3_holds(enc, s))))
-    except z3.Z3Exception as e:  # Spacer gives up with an exception on some canceled queries
-        return SpacerOutcome("unknown", [], time.monotonic() - t0, str(e))
+    except z3.Z3Exception as e:  # a query canceled by the timeout raises
+        return SpacerOutcome("unknown", [], time.monotonic() - t0, _reason(str(e)))
     secs = time.monotonic() - t0
     if r == z3.sat:
         return SpacerOutcome("reachable", [], secs)
     if r == z3.unknown:
-        why = str(fp.reason_unknown())
-        why = why[2:-1] if why.startswith(("b'", 'b"')) else why  # some z3 builds give repr(bytes)
-        return SpacerOutcome("unknown", [], secs, "timeout" if why == "canceled" else why)
+        return SpacerOutcome("unknown", [], secs, _reason(str(fp.reason_unknown())))
     consts = _field_consts(fields)
     answer = _answer_formula(fp.get_answer(), inv, consts)
     # When Spacer closes the query without building frames (a scenario whose runs are all finite),
@@ -106,6 +104,11 @@ def _has_quantifier(e: z3.ExprRef) -> bool:
     if z3.is_quantifier(e):
         return True
     return any(_has_quantifier(c) for c in e.children())
+
+
+def _reason(why: str) -> str:
+    why = why[2:-1] if why.startswith(("b'", 'b"')) else why  # z3 gives repr(bytes) for some reasons
+    return "timeout" if why == "canceled" else why
 
 
 def _answer_formula(ans: z3.ExprRef, inv: z3.FuncDeclRef, consts: list[z3.ExprRef]) -> z3.BoolRef | None:
