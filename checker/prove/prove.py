@@ -87,7 +87,7 @@ from checker.prove.prove_results import (
 from checker.prove.prove_results import (
     ProveResult as ProveResult,
 )
-from checker.prove.spacer import FoundLemmaError, invariant_goal, parse_found, prove_with_spacer
+from checker.prove.spacer import found_lemmas, prove_with_spacer
 from checker.prove.symbolic import Encoding
 from checker.prove.z3expr import expr_text, model_value
 
@@ -510,21 +510,6 @@ class _Run:
             f"violated: a trace of {len(actions)} step{'s' if len(actions) != 1 else ''} (BMC, shortest)"
         self.cti = None
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)
-
-
-def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
-    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
-    goals = goals_of(program)
-    out: dict[str, list[Goal]] = {}
-    for i, text in enumerate(texts):
-        try:
-            name, formula = parse_found(program.layout.fields, text)
-        except FoundLemmaError as e:
-            raise ProveError(f"found[{i}]: {e}") from None
-        if name not in goals:
-            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
-        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
-    return out
 
 
 SCOPE_SCENARIO = "this scenario"

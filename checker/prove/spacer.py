@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.layout import Field
-from checker.prove.goals import Goal
+from checker.lang.program import Program
+from checker.prove.goals import Goal, ProveError, goals_of
 from checker.prove.prove_results import PROVED, UNKNOWN, VIOLATED, PropertyProof
 from checker.prove.symbolic import Encoding, StateVars
 from checker.prove.z3expr import field_var
@@ -171,6 +172,21 @@ def parse_found(fields: Sequence[Field], text: str) -> tuple[str, z3.BoolRef]:
     return first[1:].strip(), parsed[0]
 
 
+def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
+    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
+    goals = goals_of(program)
+    out: dict[str, list[Goal]] = {}
+    for i, text in enumerate(texts):
+        try:
+            name, formula = parse_found(program.layout.fields, text)
+        except FoundLemmaError as e:
+            raise ProveError(f"found[{i}]: {e}") from None
+        if name not in goals:
+            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
+        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
+    return out
+
+
 # --------------------------------------------------------------------------- one goal
 
 
@@ -221,4 +237,4 @@ def prove_with_spacer(prover: object, goal: Goal, hand_lemmas: Sequence[Goal], k
 
 
 __all__ = ["SPACER_BMC", "FoundLemmaError", "SpacerOutcome", "conjunct_count", "invariant_goal", "invariant_text",
-           "parse_found", "prove_with_spacer", "spacer_invariant"]
+           "found_lemmas", "parse_found", "prove_with_spacer", "spacer_invariant"]
