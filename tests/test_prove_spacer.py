@@ -8,7 +8,6 @@ About 10 s in all.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -75,7 +74,7 @@ def test_with_found_keeps_comments_and_replaces_the_old_entry() -> None:
 
 def test_save_lemmas_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "hotplug.yaml"
-    shutil.copy(SPECS / "final-hotplug.yaml", spec)
+    spec.write_text(with_found((SPECS / "final-hotplug.yaml").read_text(), []))  # without the spec's own found
     goals = ["--property", "hook-safe", "--property", "one-mdev-per-kvm"]
     assert main(["prove", str(spec), "--engine", "spacer", "--no-lemmas", "--save-lemmas", *goals]) == 0
     assert f"{spec}: prove.found: 2 invariants saved" in capsys.readouterr().err
@@ -96,7 +95,7 @@ def test_save_lemmas_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_parse_found_errors_are_spec_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.yaml"
-    text = (SPECS / "final-lockdep.yaml").read_text() + "  found:\n    - |\n      ; hook-safe\n      (and nope)\n"
+    text = with_found((SPECS / "final-lockdep.yaml").read_text(), ["; hook-safe\n(and nope)\n"])
     spec.write_text(text)
     assert main(["prove", str(spec), "--property", "hook-safe"]) == 2
     err = capsys.readouterr().err

@@ -235,6 +235,9 @@ def register(group: click.Group) -> None:
               help="Solver seconds per property (default 30; 60 per rule with --masks); running out is UNKNOWN.")
 @click.option("--auto-lemmas/--no-auto-lemmas", "auto_lemmas", default=True, show_default=True,
               help="Prove the derived auto:lock-ownership invariant first and assume it when PROVED.")
+@click.option("--houdini", is_flag=True, default=False,
+              help="Derive auto:held-locks (which locks each thread holds where heldsets cannot tell) by "
+                   "Houdini, prove it, assume it (slow on big designs: minutes).")
 @click.option("--crosscheck-states", "crosscheck_states", type=click.IntRange(min=0), default=None,
               help="Before PROVED, check the Z3 relation against the explicit successor function on every "
                    "reachable state up to N (then a sample; default 2000; 0: off).")
@@ -251,7 +254,8 @@ def register(group: click.Group) -> None:
 @click.option("--output", "-o", default=None, metavar="FILE", help="Write the report to FILE.")
 @click.pass_context
 def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
-          bmc: int | None, timeout: float | None, auto_lemmas: bool, crosscheck_states: int | None, engine: str,
+          bmc: int | None, timeout: float | None, auto_lemmas: bool, houdini: bool, crosscheck_states: int | None,
+          engine: str,
           no_lemmas: bool, save_lemmas: bool, masks: bool, mask_width: int, fmt: str, output: str | None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
@@ -285,7 +289,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
                                bmc_depth=int(settings["bmc"]), timeout_s=float(settings["timeout"]),
                                auto_lemmas=auto_lemmas,
                                crosscheck_states=DEFAULT_MAX_STATES if crosscheck_states is None
-                               else crosscheck_states, engine=engine, found=found)
+                               else crosscheck_states, engine=engine, found=found, houdini=houdini)
     except ProveError as e:
         where = "prove.found" if str(e).startswith("found[") else "--property" if props else "prove.lemmas"
         raise SpecError(loaded.path if where == "prove.found" else "", where, str(e)) from None

@@ -59,6 +59,7 @@ from checker.prove.goals import concrete_step as concrete_step
 from checker.prove.goals import default_goals as default_goals
 from checker.prove.goals import goals_of as goals_of
 from checker.prove.goals import ownership_expr as ownership_expr
+from checker.prove.houdini import held_locks_goal
 from checker.prove.lockgraph import prove_lock_graph
 from checker.prove.prove_results import (  # re-exported: the prover's public result types
     BOUNDED as BOUNDED,
@@ -87,7 +88,7 @@ from checker.prove.prove_results import (
 from checker.prove.prove_results import (
     ProveResult as ProveResult,
 )
-from checker.prove.spacer import FoundLemmaError, invariant_goal, parse_found, prove_with_spacer
+from checker.prove.spacer import found_lemmas, prove_with_spacer
 from checker.prove.symbolic import Encoding
 from checker.prove.z3expr import expr_text, model_value
 
@@ -538,21 +539,6 @@ class _Run:
         return self.result(VIOLATED, detail, self.k, depth, trace=actions)
 
 
-def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
-    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
-    goals = goals_of(program)
-    out: dict[str, list[Goal]] = {}
-    for i, text in enumerate(texts):
-        try:
-            name, formula = parse_found(program.layout.fields, text)
-        except FoundLemmaError as e:
-            raise ProveError(f"found[{i}]: {e}") from None
-        if name not in goals:
-            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
-        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
-    return out
-
-
 SCOPE_SCENARIO = "this scenario"
 SCOPE_CYCLIC = "cyclic scenario (unbounded repetitions)"
 SCOPE_ALL_SIZES = "all sizes"
@@ -576,7 +562,7 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
                   k: int = 1, bmc_depth: int = 0, timeout_s: float = 30.0,
                   explicit_replay: bool = True, auto_lemmas: bool = True,
                   crosscheck_states: int = DEFAULT_MAX_STATES, engine: str = "induction",
-                  found: Sequence[str] = ()) -> ProveResult:
+                  found: Sequence[str] = (), houdini: bool = False) -> ProveResult:
     """Prove the named goals (default: every ``always`` property) of ``program``.
 
     ``lemmas`` name further ``always`` properties (or ``check:...`` goals)
@@ -584,7 +570,8 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
     time per goal; running out gives UNKNOWN, never PROVED. With
     ``auto_lemmas``, the derived ``auto:lock-ownership`` invariant is proved
     first and, when PROVED, assumed in every other proof (sound: it holds in
-    every reachable state). Before any PROVED is returned, the Z3 relation is
+    every reachable state). With ``houdini``, ``auto:held-locks`` (``checker.prove.houdini``)
+    is derived, proved and assumed the same way. Before any PROVED is returned, the Z3 relation is
     cross-checked against the compiled successor function on the reachable
     states (every one up to ``crosscheck_states``, then a sample; 0 turns the
     check off); a disagreement raises ``DisagreementError``.
@@ -601,6 +588,15 @@ def prove_program(program: Program, property_names: Sequence[str] | None = None,
         pre = prover.prove(own, (), 1, 0)
         if pre.status == PROVED:
             prover.assumed.append(own)
+    if houdini:
+        held = held_locks_goal(program, prover.enc, prover.assumed, timeout_s)
+        if held is not None and prover.prove(held, (), 1, 0).status == PROVED:
+            prover.assumed.append(held)
+    if engine == "spacer" and lem:
+        # the hand lemmas, once proved jointly by induction, are assumptions of the Horn clauses (sound:
+        # together they are inductive, so each holds in every reachable state); one unproved: none
+        if all(prover.prove(lm, lem, k, 0).status == PROVED for lm in lem):
+            prover.assumed += [lm for lm in lem if lm not in prover.assumed]
     saved_lemmas = found_lemmas(program, found)
     out: list[PropertyProof] = []
     new_found: list[str] = []

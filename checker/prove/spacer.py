@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.layout import Field
-from checker.prove.goals import Goal
+from checker.lang.program import Program
+from checker.prove.goals import Goal, ProveError, goals_of
 from checker.prove.prove_results import PROVED, UNKNOWN, VIOLATED, PropertyProof
 from checker.prove.symbolic import Encoding, StateVars
 from checker.prove.z3expr import field_var
@@ -78,14 +79,13 @@ def spacer_invariant(enc: Encoding, goal: Goal, assumed: Sequence[Goal], timeout
     t0 = time.monotonic()
     try:
         r = fp.query(z3.And(inv(*pre), z3.Not(goal.z3_holds(enc, s))))
-    except z3.Z3Exception as e:  # Spacer gives up with an exception on some canceled queries
-        return SpacerOutcome("unknown", [], time.monotonic() - t0, str(e))
+    except z3.Z3Exception as e:  # a query canceled by the timeout raises
+        return SpacerOutcome("unknown", [], time.monotonic() - t0, _reason(str(e)))
     secs = time.monotonic() - t0
     if r == z3.sat:
         return SpacerOutcome("reachable", [], secs)
     if r == z3.unknown:
-        why = fp.reason_unknown()
-        return SpacerOutcome("unknown", [], secs, why.decode() if isinstance(why, bytes) else str(why))
+        return SpacerOutcome("unknown", [], secs, _reason(str(fp.reason_unknown())))
     consts = _field_consts(fields)
     answer = _answer_formula(fp.get_answer(), inv, consts)
     # When Spacer closes the query without building frames (a scenario whose runs are all finite),
@@ -105,6 +105,11 @@ def _has_quantifier(e: z3.ExprRef) -> bool:
     if z3.is_quantifier(e):
         return True
     return any(_has_quantifier(c) for c in e.children())
+
+
+def _reason(why: str) -> str:
+    why = why[2:-1] if why.startswith(("b'", 'b"')) else why  # z3 gives repr(bytes) for some reasons
+    return "timeout" if why == "canceled" else why
 
 
 def _answer_formula(ans: z3.ExprRef, inv: z3.FuncDeclRef, consts: list[z3.ExprRef]) -> z3.BoolRef | None:
@@ -167,6 +172,21 @@ def parse_found(fields: Sequence[Field], text: str) -> tuple[str, z3.BoolRef]:
     return first[1:].strip(), parsed[0]
 
 
+def found_lemmas(program: Program, texts: Sequence[str]) -> dict[str, list[Goal]]:
+    """A spec's saved Spacer invariants (``prove: found:``), as lemmas of the goal each names."""
+    goals = goals_of(program)
+    out: dict[str, list[Goal]] = {}
+    for i, text in enumerate(texts):
+        try:
+            name, formula = parse_found(program.layout.fields, text)
+        except FoundLemmaError as e:
+            raise ProveError(f"found[{i}]: {e}") from None
+        if name not in goals:
+            raise ProveError(f"found[{i}]: names an unknown goal {name!r}")
+        out.setdefault(name, []).append(invariant_goal(program.layout.fields, formula, f"found[{name}]"))
+    return out
+
+
 # --------------------------------------------------------------------------- one goal
 
 
@@ -217,4 +237,4 @@ def prove_with_spacer(prover: object, goal: Goal, hand_lemmas: Sequence[Goal], k
 
 
 __all__ = ["SPACER_BMC", "FoundLemmaError", "SpacerOutcome", "conjunct_count", "invariant_goal", "invariant_text",
-           "parse_found", "prove_with_spacer", "spacer_invariant"]
+           "found_lemmas", "parse_found", "prove_with_spacer", "spacer_invariant"]
