@@ -171,7 +171,7 @@ def _wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
 def test_signal_stops_check_cleanly_with_a_report(tmp_path: Path, sig: signal.Signals) -> None:
     spec, ck, out = _independent_locks(tmp_path, 22), tmp_path / "c.ckpt", tmp_path / "report.json"
     proc = _start(["check", str(spec), "--format", "json", "-o", str(out), "--checkpoint", str(ck),
-                   "--checkpoint-every", "0.05"])
+                   "--checkpoint-every", "0.05", "--reduction", "none"])  # 2**22 states: long enough to stop
     _wait_for(ck, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
@@ -181,21 +181,23 @@ def test_signal_stops_check_cleanly_with_a_report(tmp_path: Path, sig: signal.Si
     assert rep["stats"]["limit"] == "interrupted" and rep["stats"]["complete"] is False
     assert 0 < rep["stats"]["states"] < 2**22
     assert {p["name"]: p["status"] for p in rep["properties"]} == {
-        "deadlock": BOUNDED, "lock-order": BOUNDED, "memory-safety": "N/A", "data-race": "N/A"}
+        "deadlock": BOUNDED, "lock-order": BOUNDED, "memory-safety": "N/A", "data-race": "N/A",
+        "lock-discipline": "N/A"}
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_counts(tmp_path: Path) -> None:
     spec, ck, out = ROOT / "examples/phil_N12.yaml", tmp_path / "c.ckpt", tmp_path / "report.json"
     proc = _start(["check", str(spec), "--checkpoint", str(ck), "--checkpoint-every", "0.05", "--quiet",
-                   "-o", str(tmp_path / "partial.txt")])
+                   "--reduction", "none", "-o", str(tmp_path / "partial.txt")])  # the ground truth is unreduced
     _wait_for(ck, proc)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=120)
     assert proc.returncode == 1  # the deadlock is found early; the search itself was cut
     partial = (tmp_path / "partial.txt").read_text(encoding="utf-8")
     assert "search BOUNDED by interrupted" in partial
-    proc = _start(["check", str(spec), "--resume", str(ck), "--format", "json", "-o", str(out), "--quiet"])
+    proc = _start(["check", str(spec), "--resume", str(ck), "--format", "json", "-o", str(out), "--quiet",
+                   "--reduction", "none"])
     proc.communicate(timeout=300)
     rep = json.loads(out.read_text(encoding="utf-8"))
     # shared/benchmarks ground truth for phil_N12 (SPIN, Rumur): 531,440 states, 1 deadlock state
