@@ -288,7 +288,9 @@ def _race_tables(program: Program, nw: int, reads: Sequence[frozenset[Field]],
 
 def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[Expr],
              reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]],
-             sites: Sequence[bool] = ()) -> CSource:
+             sites: Sequence[Expr | None] = ()) -> CSource:
+    """``sites``: per action, None or "some declared lock of a field it accesses is not held" (the
+    lock-discipline filter: a state where it holds goes to the Python check)."""
     """The module source for ``program``: succ_c, inv_pred/wit_pred, is_done, race tables, runtime."""
     for f in program.layout.fields:
         if f.bits > MAX_FIELD_BITS:
@@ -310,12 +312,13 @@ def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[E
         f"#define NWIT {len(witnesses)}",
         f"#define NBYTES {(program.layout.total_bits + 7) // 8 or 1}",
         HEAD,
-        *_race_tables(program, nw, reads, writes, list(sites) or [False] * len(program.actions)),
+        *_race_tables(program, nw, reads, writes, [s is not None for s in sites] or [False] * max(1, n)),
         "static int is_done(const uint64_t *s) {",
         "    return 0;" if has_cyclic else f"    return {_pattern_c(done_mask, done_val, nw)};",
         "}",
         *_pred_fn("inv_pred", invariants),
         *_pred_fn("wit_pred", witnesses),
+        *_pred_fn("site_bad", [Const(False, BOOL) if s is None else s for s in sites] or [Const(False, BOOL)]),
         *body,
         TAIL,
     ]

@@ -41,6 +41,7 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+from checker.lang.expr import And, Expr, Not, Or
 from checker.lang.model import Model
 from checker.lang.program import Property
 from checker.search.explore import Search, _arrays, _finish, _Progress, _Recorder
@@ -95,11 +96,25 @@ def _properties(model: ProgramModel, kind: str) -> list[Property]:
 def _source(model: ProgramModel) -> CSource:
     src = generate(model.program, [p.expr for p in _properties(model, "always")],
                    [p.expr for p in _properties(model, "sometimes")], model.races.reads, model.races.writes,
-                   [bool(s) for s in model.races.sites])
+                   _site_filters(model))
     if [(v.aid, v.prop, v.message) for v in src.violations] != \
             [(v.aid, v.prop, v.message) for v in model.comp.violations]:
         raise Unsupported("violation codes differ from the Python core (please report)")
     return src
+
+
+def _site_filters(model: ProgramModel) -> list[Expr | None]:
+    """Per action: "some lock declared for a field it may access is not held by its thread", or None
+    when it has no lock-discipline site (checker.search.races decides; this only filters states)."""
+    out: list[Expr | None] = []
+    for a, sites in zip(model.program.actions, model.races.sites):
+        if not sites:
+            out.append(None)
+            continue
+        writes = model.races.writes[a.aid]  # writers hold every declared lock, readers one of them
+        out.append(Or(*[Not((And if f in writes else Or)(*[lk.held_by(a.thread) for lk in locks]))
+                        for _, f, locks in sites]))
+    return out
 
 
 _GENERATOR = ""
@@ -133,7 +148,7 @@ def model_key(model: ProgramModel) -> str:
         repr([f.offset for f in program.shared]),
         repr([sorted(f.offset for f in r) for r in model.races.reads]),
         repr([sorted(f.offset for f in w) for w in model.races.writes]),
-        repr([bool(s) for s in model.races.sites]),
+        repr([None if e is None else expr_src(e) for e in _site_filters(model)]),
         repr([(a.thread, a.aid) for a in program.actions]),
         repr([(th.pc.offset, th.done, th.cyclic) for th in program.threads]),
         repr(len(program.locks)),

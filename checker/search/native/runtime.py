@@ -152,7 +152,7 @@ static uint64_t written(const uint64_t *s, const succ_out *o, int i) {
 static int has_race(const uint64_t *s, const succ_out *o) {
     int poised[NACT], np = 0;
     for (int i = 0; i < o->n; i++)
-        if (ACT_SITES[o->aid[i]]) return 1;  /* an access whose declared locks may not be held */
+        if (ACT_SITES[o->aid[i]] && site_bad(o->aid[i], s)) return 1;  /* a declared lock not held */
     for (int i = 0; i < o->n; i++)
         if (ACT_RD[o->aid[i]] | ACT_WR[o->aid[i]]) poised[np++] = i;
     for (int x = 0; x < np; x++) {
