@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers_models import (
+    bench_models,
     bench_scripts,
     check,
     counters,
@@ -119,8 +120,7 @@ def test_lockcycle3_reachable_deadlock_and_cycle() -> None:
 @pytest.mark.parametrize("name", ["phil_N3", "phil_N4", "phil_N5", "lockcycle3"])
 def test_reference_explorer_agrees_with_the_readme(name: str) -> None:
     """Validates ref_explore, which the other tests use as an independent oracle."""
-    assert SHARED is not None
-    data = json.loads((SHARED / "models" / f"{name}.json").read_text(encoding="utf-8"))
+    data = json.loads((bench_models() / f"{name}.json").read_text(encoding="utf-8"))
     assert ref_explore(bench_scripts(data), cyclic=True) == GROUND_TRUTH[name]
 
 
@@ -305,8 +305,7 @@ def test_max_states_is_respected() -> None:
 
 
 def test_max_depth_bfs_matches_reference() -> None:
-    assert SHARED is not None
-    data = json.loads((SHARED / "models" / "phil_N3.json").read_text(encoding="utf-8"))
+    data = json.loads((bench_models() / "phil_N3.json").read_text(encoding="utf-8"))
     for depth in (2, 4, 5):
         r = check(load_bench("phil_N3"), max_depth=depth)
         states, transitions, deadlocks, shortest = ref_explore(bench_scripts(data), cyclic=True, max_depth=depth)
