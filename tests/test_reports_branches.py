@@ -84,3 +84,20 @@ properties:
     assert [s["action"] for s in steps if s["function"] == "assign_adapter_store"][-1] == (
         "validate: APQN assigned to another mdev: -EADDRINUSE; "
         "mutex_unlock(ap_perms_mutex); mutex_unlock(matrix_dev->lock)")
+
+
+@pytest.mark.parametrize(("design", "ok", "eperm"), [
+    ("5.15", "kvm_get_kvm; matrix_mdev->kvm = kvm; kvm_arch_crypto_set_masks(matrix); unlock",
+     "another mdev has this kvm: -EPERM; unlock"),
+    ("v17", "add ap_guest; kvm_get_kvm; kvm->arch.crypto.data = matrix_mdev; set masks; unlock",
+     "another guest has this kvm: -EPERM; unlock"),
+])
+def test_older_set_kvm_shows_the_branch_that_ran(design: str, ok: str, eperm: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "open.yaml"
+    spec.write_text(SPEC.replace("design: final", f"design: \"{design}\""), encoding="utf-8")
+    assert main(["check", str(spec), "--format", "json", "--quiet"]) == 0
+    steps = json.loads(capsys.readouterr().out)["properties"][0]["trace"]["steps"]
+    shown = [(s["thread"], s["action"]) for s in steps
+             if s["function"] == "vfio_ap_mdev_set_kvm" and s["action"] in (ok, eperm)]
+    assert shown == [("q0", ok), ("q1", eperm)]

@@ -58,13 +58,18 @@ def _set_kvm(k: K, m: int, vm: int, masks_under_lock: bool) -> None:
     apm, aqm = w.guest_masks(m)
     if masks_under_lock:  # 5.11: set_masks (kvm->lock inside) with matrix_dev->lock held, both dropped together
         k.step("vfio_ap_mdev_set_kvm", "other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
-                                       "pqap_hook = &matrix_mdev->pqap_hook", body=b, jumps=[(other, eperm)])
+                                       "pqap_hook = &matrix_mdev->pqap_hook", body=b, jumps=[(other, eperm)],
+               branches=[(other, "another mdev has this kvm: -EPERM"),
+                         (ok, "kvm_get_kvm; matrix_mdev->kvm = kvm; pqap_hook = &matrix_mdev->pqap_hook")])
         k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m,
                release_m=True)
     else:  # 5.10: unlock, then set the masks
         k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, jumps=[(other, end)],
                  text="other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
-                      "pqap_hook = &matrix_mdev->pqap_hook; mutex_unlock")
+                      "pqap_hook = &matrix_mdev->pqap_hook; mutex_unlock",
+                 branches=[(other, "another mdev has this kvm: -EPERM"),
+                           (ok, "kvm_get_kvm; matrix_mdev->kvm = kvm; pqap_hook = &matrix_mdev->pqap_hook"),
+                           (None, "mutex_unlock")])
         k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m,
                release_m=False)
     k.goto(end)

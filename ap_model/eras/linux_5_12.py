@@ -154,7 +154,9 @@ def open_a2(k: K, mdev: int, vm: int) -> None:
     w.busy_set(b, k.t, m, True, when=ok)
     k.ret(b, If(other, E["EPERM"], 0))
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, jumps=[(other, end)],
-             text="other mdev has this kvm: -EPERM; kvm_get_kvm; kvm_busy = true; mutex_unlock")
+             text="other mdev has this kvm: -EPERM; kvm_get_kvm; kvm_busy = true; mutex_unlock",
+             branches=[(other, "another mdev has this kvm: -EPERM"), (ok, "kvm_get_kvm; kvm_busy = true"),
+                       (None, "mutex_unlock")])
     k.call("vfio_ap_mdev_set_kvm:publish_hook", mdev=m, vm=vm)
     apm, aqm = w.guest_masks(m)
     k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m, release_m=False)

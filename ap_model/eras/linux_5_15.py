@@ -67,7 +67,10 @@ def set_kvm_5_15(k: K, mdev: int, vm: int, failed: str) -> None:
     k.ret(b, If(other, E["EPERM"], 0))
     k.unlock("vfio_ap_mdev_set_kvm", (w.KL, None, vm), (w.M, None, None), body=b,
              text="other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
-                  "kvm_arch_crypto_set_masks(matrix); unlock")
+                  "kvm_arch_crypto_set_masks(matrix); unlock",
+             branches=[(other, "another mdev has this kvm: -EPERM"),
+                       (Not(other), "kvm_get_kvm; matrix_mdev->kvm = kvm; kvm_arch_crypto_set_masks(matrix)"),
+                       (None, "unlock")])
 
 
 @kernel(VFIO_GROUP, name="vfio_device_close")

@@ -109,7 +109,10 @@ def set_kvm_v17(k: K, mdev: int, vm: int, failed: str) -> None:
     k.ret(b, If(other, E["EPERM"], 0))
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), (w.KL, None, vm), (w.G, None, None, "w"), body=b,
              text="other guest with this kvm: -EPERM; add ap_guest; kvm_get_kvm; "
-                  "kvm->arch.crypto.data = matrix_mdev; set masks; unlock")
+                  "kvm->arch.crypto.data = matrix_mdev; set masks; unlock",
+             branches=[(other, "another guest has this kvm: -EPERM"),
+                       (Not(other), "add ap_guest; kvm_get_kvm; kvm->arch.crypto.data = matrix_mdev; set masks"),
+                       (None, "unlock")])
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm")
