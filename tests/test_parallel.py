@@ -105,10 +105,7 @@ def test_in_process_prefix_keeps_the_max_states_count() -> None:
     one = run("specs/final-mixed.yaml", workers=1, max_states=300, reduction="none")
     two = run("specs/final-mixed.yaml", workers=2, max_states=300, reduction="none")
     assert two.stats.backend == "in-process"
-    a, b = comparable(two), comparable(one)
-    # the bound is hit mid-level: the prefix counts the cut state's transitions, explore.bfs does not
-    assert (a["stats"].pop("transitions"), b["stats"].pop("transitions")) == (634, 632)
-    assert a == b
+    assert comparable(two) == comparable(one)
 
 
 def test_failing_worker_is_reported(fan_out_now: None, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -227,18 +227,24 @@ class Partition:
         rep.mb = current_mb()
         return rep
 
-    def _expansions(self, level: int, found: frozenset[str],
-                    deadline: float | None) -> Iterator[tuple[int, int, int, list[tuple[int, int]]]]:
+    def _expansions(self, level: int, found: frozenset[str], deadline: float | None,
+                    cap: int | None = None) -> Iterator[tuple[int, int, int, list[tuple[int, int]]]]:
         """(state, order key, reference, successors) for each frontier state in order-key order, after
-        the checks of the state itself; ends early, leaving the rest pending, at a timeout or memory limit."""
+        the checks of the state itself; ends early, leaving the rest pending, at a timeout or memory limit,
+        or (``cap``, as explore.bfs) when the store holds max-states before the next state is taken."""
         succ, rep, special = self.model.successors, self.report, bool(self.state_checks)
         select = self.reducer.select if self.reducer is not None else None
         for i, s in enumerate(self.frontier):
+            if cap is not None and len(self.parent) >= cap:
+                rep.limit, rep.pending = "max-states", len(self.frontier) - i
+                return
             fk, me = self.fkeys[i], self.frefs[i]
-            out = succ(s) if select is None else select(s, succ(s))
-            rep.transitions += len(out)
-            if special or not out:
+            out = succ(s)
+            if special or not out:  # the state's own checks see every enabled step (the reducer contract)
                 self._expanded((level, fk, -1), s, me, out, found)
+            if select is not None:
+                out = select(s, out)
+            rep.transitions += len(out)
             yield s, fk, me, out
             if self.expanded & 0xFFF == 0:  # every 4096 states of this partition, the first included
                 rep.limit = self._over(self.expanded, deadline)
@@ -253,14 +259,11 @@ class Partition:
         pending_checks = self._pending(found)
         nxt: list[int] = []
         nrefs: list[int] = []
-        for i, (s, fk, me, out) in enumerate(self._expansions(level, found, deadline)):
+        for s, fk, me, out in self._expansions(level, found, deadline, cap):
             if not further:
                 if not rep.unseen and any(n >= 0 and (n if key is None else key(n)) not in seen for _, n in out):
                     rep.unseen = True
                 continue
-            if cap is not None and len(self.parent) >= cap:
-                rep.limit, rep.pending = "max-states", len(self.frontier) - i
-                break
             for j, (a, n) in enumerate(out):
                 if n < 0:
                     self._violation((level, fk, j), s, me, a, -1 - n)
