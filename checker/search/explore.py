@@ -476,7 +476,7 @@ def explore(model: Model, opts: Options, stop: StopRequest | None = None, identi
         from checker.search.native.driver import explore_native
 
         native = explore_native(model, opts, lambda m, o: bfs(m, o, stop, identity, reducer),
-                                reduced=reducer is not None, stop=stop)
+                                reducer=reducer, stop=stop)
         if native is not None:
             return native
     if opts.strategy == "dfs":

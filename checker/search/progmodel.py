@@ -15,7 +15,7 @@ from checker.lang.program import ALIVE, Program, RwSem
 from checker.report.lockdep import lockdep_name
 from checker.search.codegen import Compiled, compile_program
 from checker.search.pycompile import compile_predicate
-from checker.search.races import RaceChecker
+from checker.search.races import CHECK_BITS, RaceChecker
 
 
 class ProgramModel:
@@ -29,6 +29,8 @@ class ProgramModel:
         self._done_mask = sum(f.mask for f, _ in done_terms)
         self._done_val = sum((d - f.lo) << f.offset for f, d in done_terms if d >= 0)
         self.races = RaceChecker(program)
+        # set by the native core: race_bits(state, mask), the checks below decided in C, exactly
+        self.race_filter: Callable[[int, int], int] | None = None
 
     def _selected(self, name: str) -> bool:
         return (not self._only or name in self._only) and name not in self._skip
@@ -72,10 +74,18 @@ class ProgramModel:
     def state_checks(self) -> list[tuple[str, Callable[[int, list[tuple[int, int]]], str | None]]]:
         out: list[tuple[str, Callable[[int, list[tuple[int, int]]], str | None]]] = []
         if self.races.checked and self._selected("data-race"):
-            out.append(("data-race", self.races.race))
+            out.append(("data-race", self._filtered(CHECK_BITS["data-race"], self.races.race)))
         if self.races.protected and self._selected("lock-discipline"):
-            out.append(("lock-discipline", self.races.discipline))
+            out.append(("lock-discipline", self._filtered(CHECK_BITS["lock-discipline"], self.races.discipline)))
         return out
+
+    def _filtered(self, bit: int, check: Callable[[int, list[tuple[int, int]]], str | None]
+                  ) -> Callable[[int, list[tuple[int, int]]], str | None]:
+        """``check``, run in Python only on the states where the native core finds something."""
+        flt = self.race_filter
+        if flt is None:
+            return check
+        return lambda s, out: check(s, out) if flt(s, bit) else None
 
     def on_deadlock(self, state: int) -> frozenset[str]:
         """Lock classes on the wait-for cycle of a deadlock state (empty if none)."""

@@ -25,15 +25,35 @@ change are not counted as accesses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass
 
-from checker.lang.expr import variables
+from checker.lang.expr import And, Expr, Or, variables
 from checker.lang.heldsets import Held, slot, static_held
 from checker.lang.layout import Field
 from checker.lang.program import Action, AnyLock, Program, RwSem
 from checker.search.pycompile import compile_predicate
 
 Site = tuple[int, Field, tuple[AnyLock, ...]]  # (action, field, declared locks)
+CHECK_BITS = {"data-race": 1, "lock-discipline": 2}  # the native core's race_bits mask
+
+
+def race_mask(checks: Iterable[tuple[str, object]], found: Container[str]) -> int:
+    """The mask of the state checks still to run: selected and not yet found."""
+    return sum(CHECK_BITS[name] for name, _ in checks if name not in found)
+
+
+@dataclass(frozen=True)
+class SiteRule:
+    """One lock-discipline site of an action, in the form a compiled core checks it exactly: the
+    field, "its thread holds every declared lock" (a write's rule) and "holds one" (a read's), and
+    whether another thread's access conflicts with a write / a read here (Eraser's shared-modified)."""
+
+    field: Field
+    holds_all: Expr
+    holds_any: Expr
+    other_if_write: bool
+    other_if_read: bool
 
 
 def engine_fields(program: Program) -> set[Field]:
@@ -85,6 +105,16 @@ class RaceChecker:
             [(a.aid, f, self.protected[f]) for f in sorted(self.reads[a.aid] | self.writes[a.aid], key=_name)
              if f in self.protected and not _always_held(self.protected[f], static[a.thread][a.label])]
             for a in program.actions]
+
+    def site_rules(self) -> list[list[SiteRule]]:
+        """Per action, its sites as ``SiteRule``s: what ``discipline`` decides, for a compiled core."""
+        out = []
+        for a, sites in zip(self.program.actions, self.sites):
+            held = {lk.index: lk.held_by(a.thread) for _, _, locks in sites for lk in locks}
+            out.append([SiteRule(f, And(*[held[lk.index] for lk in locks]), Or(*[held[lk.index] for lk in locks]),
+                                 self._other_site(a, f, True) is not None, self._other_site(a, f, False) is not None)
+                        for _, f, locks in sites])
+        return out
 
     def _held_predicates(self) -> dict[tuple[int, int], Callable[[int], bool]]:
         """(lock index, thread) -> "the thread holds the lock, in any mode" on a state."""

@@ -20,6 +20,7 @@ from checker.lang.layout import Field
 from checker.lang.program import Action, Program, RwSem
 from checker.search.codegen import Violation, eq_pattern, neq_pattern, split_updates
 from checker.search.native.runtime import HEAD, TAIL
+from checker.search.races import SiteRule
 
 MAX_FIELD_BITS = 62  # a field value, and one bit past it, fit in int64_t
 
@@ -45,9 +46,14 @@ def _u64(x: int) -> str:
 
 def field_raw(f: Field, st: str = "s") -> str:
     """The stored bits of ``f`` as int64_t (a field may straddle two words)."""
-    k, o = divmod(f.offset, 64)
-    m = (1 << f.bits) - 1
-    if o + f.bits <= 64:
+    return bits_raw(f.offset, f.bits, st)
+
+
+def bits_raw(offset: int, bits: int, st: str = "s") -> str:
+    """The ``bits`` stored bits at ``offset`` as int64_t."""
+    k, o = divmod(offset, 64)
+    m = (1 << bits) - 1
+    if o + bits <= 64:
         core = f"({st}[{k}] >> {o})" if o else f"{st}[{k}]"
     else:
         core = f"(({st}[{k}] >> {o}) | ({st}[{k + 1}] << {64 - o}))"
@@ -259,39 +265,60 @@ def _pred_fn(name: str, exprs: Sequence[Expr]) -> list[str]:
     return out
 
 
-def _race_tables(program: Program, nw: int, reads: Sequence[frozenset[Field]],
-                 writes: Sequence[frozenset[Field]], sites: Sequence[bool]) -> list[str]:
-    """Per action: race-checked fields read / written (the race checker's footprints, as bitsets), its
-    thread, whether it has lock-discipline sites; per checked field: its word masks. The C side only
-    filters: a state it flags is handed to the Python checks (checker.search.races)."""
+def _race_tables(program: Program, nw: int, reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]],
+                 keep: Sequence[frozenset[Field]], rules: Sequence[Sequence[SiteRule]]) -> list[str]:
+    """Per action: race-checked fields read / written / read only to keep (the race checker's
+    footprints, as bitsets), its thread, and its lock-discipline sites as ``site_bad``; per checked
+    field: its word masks. The runtime's ``race_bits`` decides what ``checker.search.races`` does."""
     shared = sorted(set().union(*reads, *writes), key=lambda f: f.offset)
     if len(shared) > 64:
         raise Unsupported("more than 64 race-checked fields")
     index = {f: i for i, f in enumerate(shared)}
-    rd = [sum(1 << index[f] for f in r) for r in reads]
-    wr = [sum(1 << index[f] for f in w) for w in writes]
-    thr = [a.thread for a in program.actions]
-    masks = []
-    for f in shared:
-        ws = words_of(f.mask, nw)
-        masks.append("{" + ", ".join(_u64(m) for m in ws) + "}")
+
+    def bits(sets: Sequence[frozenset[Field]]) -> str:
+        return ", ".join(_u64(sum(1 << index[f] for f in x if f in index)) for x in sets) or "0"
+
+    masks = ["{" + ", ".join(_u64(m) for m in words_of(f.mask, nw)) + "}" for f in shared]
     na = max(1, len(program.actions))
+    has_sites = [int(bool(r)) for r in rules] or [0]
     return [
         f"#define NSHARED {len(shared)}",
-        f"static const uint64_t ACT_RD[{na}] = {{{', '.join(_u64(x) for x in rd) or '0'}}};",
-        f"static const uint64_t ACT_WR[{na}] = {{{', '.join(_u64(x) for x in wr) or '0'}}};",
-        f"static const int32_t ACT_THREAD[{na}] = {{{', '.join(map(str, thr)) or '0'}}};",
-        f"static const uint8_t ACT_SITES[{na}] = {{{', '.join(str(int(x)) for x in sites) or '0'}}};",
+        f"static const uint64_t ACT_RD[{na}] = {{{bits(reads)}}};",
+        f"static const uint64_t ACT_WR[{na}] = {{{bits(writes)}}};",
+        f"static const uint64_t ACT_KEEP[{na}] = {{{bits(keep)}}};",
+        f"static const int32_t ACT_THREAD[{na}] = {{{', '.join(str(a.thread) for a in program.actions) or '0'}}};",
+        f"static const uint8_t ACT_SITES[{na}] = {{{', '.join(map(str, has_sites))}}};",
         f"static const uint64_t SHARED_MASK[{max(1, len(shared))}][W] = {{{', '.join(masks) or '{0}'}}};",
+        *_site_fn(rules, index),
     ]
+
+
+def _site_fn(rules: Sequence[Sequence[SiteRule]], index: dict[Field, int]) -> list[str]:
+    """site_bad(aid, s, r, w): a write without every declared lock or a read without any, where
+    another thread's access conflicts (races.RaceChecker.discipline, per action)."""
+    out = ["static int site_bad(int aid, const uint64_t *s, uint64_t r, uint64_t w) {",
+           "    (void)s; (void)r; (void)w;", "    switch (aid) {"]
+    for aid, sites in enumerate(rules):
+        if not sites:
+            continue
+        temps = Temps()
+        tests = []
+        for rule in sites:
+            bit = f"UINT64_C(1) << {index[rule.field]}"
+            on_w = f"!({expr_c(rule.holds_all, None, temps)})" if rule.other_if_write else "0"
+            on_r = f"!({expr_c(rule.holds_any, None, temps)})" if rule.other_if_read else "0"
+            tests.append(f"if (w & ({bit})) {{ if ({on_w}) return 1; }} "
+                         f"else if (r & ({bit})) {{ if ({on_r}) return 1; }}")
+        out.append(f"    case {aid}: {{ {' '.join(temps.lines)} {' '.join(tests)} return 0; }}")
+    out += ["    default: return 0;", "    }", "}"]
+    return out
 
 
 def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[Expr],
              reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]],
-             sites: Sequence[Expr | None] = ()) -> CSource:
-    """``sites``: per action, None or "some declared lock of a field it accesses is not held" (the
-    lock-discipline filter: a state where it holds goes to the Python check)."""
-    """The module source for ``program``: succ_c, inv_pred/wit_pred, is_done, race tables, runtime."""
+             keep: Sequence[frozenset[Field]], rules: Sequence[Sequence[SiteRule]], por: Sequence[str]) -> CSource:
+    """The module source for ``program``: succ_c, inv_pred/wit_pred, is_done, race tables, runtime.
+    ``por``: ``porgen.por_c``'s lines (``persistent`` and ``HAS_POR``)."""
     for f in program.layout.fields:
         if f.bits > MAX_FIELD_BITS:
             raise Unsupported(f"field {f.name} is {f.bits} bits wide")
@@ -312,13 +339,13 @@ def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[E
         f"#define NWIT {len(witnesses)}",
         f"#define NBYTES {(program.layout.total_bits + 7) // 8 or 1}",
         HEAD,
-        *_race_tables(program, nw, reads, writes, [s is not None for s in sites] or [False] * max(1, n)),
+        *_race_tables(program, nw, reads, writes, keep, rules),
+        *por,
         "static int is_done(const uint64_t *s) {",
         "    return 0;" if has_cyclic else f"    return {_pattern_c(done_mask, done_val, nw)};",
         "}",
         *_pred_fn("inv_pred", invariants),
         *_pred_fn("wit_pred", witnesses),
-        *_pred_fn("site_bad", [Const(False, BOOL) if s is None else s for s in sites] or [Const(False, BOOL)]),
         *body,
         TAIL,
     ]

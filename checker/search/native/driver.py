@@ -41,15 +41,17 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from checker.lang.expr import And, Expr, Not, Or
 from checker.lang.model import Model
 from checker.lang.program import Property
 from checker.search.explore import Search, _arrays, _finish, _Progress, _Recorder
 from checker.search.limits import current_mb
 from checker.search.native.build import BuildError, build, compiler, load_indexed, toolchain, write_index
 from checker.search.native.cgen import CSource, Unsupported, generate
+from checker.search.native.porgen import por_c
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import expr_src
+from checker.search.races import SiteRule, race_mask
+from checker.search.reduce.por import PorTables
 from checker.spec.options import Options
 
 AUTO_PYTHON_SECONDS = 1.0
@@ -93,28 +95,21 @@ def _properties(model: ProgramModel, kind: str) -> list[Property]:
     return [p for p in model.program.properties if p.kind == kind and model._selected(p.name)]
 
 
-def _source(model: ProgramModel) -> CSource:
+def _source(model: ProgramModel, por: PorTables | None) -> CSource:
     src = generate(model.program, [p.expr for p in _properties(model, "always")],
                    [p.expr for p in _properties(model, "sometimes")], model.races.reads, model.races.writes,
-                   _site_filters(model))
+                   model.races.keep, _site_rules(model), por_c(por))
     if [(v.aid, v.prop, v.message) for v in src.violations] != \
             [(v.aid, v.prop, v.message) for v in model.comp.violations]:
         raise Unsupported("violation codes differ from the Python core (please report)")
     return src
 
 
-def _site_filters(model: ProgramModel) -> list[Expr | None]:
-    """Per action: "some lock declared for a field it may access is not held by its thread", or None
-    when it has no lock-discipline site (checker.search.races decides; this only filters states)."""
-    out: list[Expr | None] = []
-    for a, sites in zip(model.program.actions, model.races.sites):
-        if not sites:
-            out.append(None)
-            continue
-        writes = model.races.writes[a.aid]  # writers hold every declared lock, readers one of them
-        out.append(Or(*[Not((And if f in writes else Or)(*[lk.held_by(a.thread) for lk in locks]))
-                        for _, f, locks in sites]))
-    return out
+def _site_rules(model: ProgramModel) -> list[list[SiteRule]]:
+    """The lock-discipline sites to compile: none when the property is not selected."""
+    if not model._selected("lock-discipline"):
+        return [[] for _ in model.program.actions]
+    return model.races.site_rules()
 
 
 _GENERATOR = ""
@@ -125,30 +120,32 @@ def _generator_version() -> str:
     global _GENERATOR
     if not _GENERATOR:
         from checker.search import codegen, pycompile
-        from checker.search.native import cgen, runtime
+        from checker.search.native import cgen, porgen, runtime
 
         h = hashlib.sha256()
-        for mod in (cgen, runtime, codegen, pycompile):
+        for mod in (cgen, porgen, runtime, codegen, pycompile):
             with open(mod.__file__ or "", "rb") as fh:
                 h.update(fh.read())
         _GENERATOR = h.hexdigest()
     return _GENERATOR
 
 
-def model_key(model: ProgramModel) -> str:
+def model_key(model: ProgramModel, por: PorTables | None = None) -> str:
     """A cheap key for the model's core, from what is already built (the Python successor source,
     the predicates' sources, the layout, footprints and threads), so a cached core is found
     without generating C: the lookup costs a hash, not a C generation, for every small spec."""
     program = model.program
     h = hashlib.sha256()
     for part in (
-        _generator_version(), toolchain(), model.comp.source,
+        _generator_version(), toolchain(), model.comp.source, repr(por),
         *(f"{p.kind} {expr_src(p.expr)}" for p in (*_properties(model, "always"), *_properties(model, "sometimes"))),
         repr([(f.offset, f.bits, f.lo) for f in program.layout.fields]),
         repr([f.offset for f in program.shared]),
         repr([sorted(f.offset for f in r) for r in model.races.reads]),
         repr([sorted(f.offset for f in w) for w in model.races.writes]),
-        repr([None if e is None else expr_src(e) for e in _site_filters(model)]),
+        repr([sorted(f.offset for f in k) for k in model.races.keep]),
+        repr([[(r.field.offset, expr_src(r.holds_all), expr_src(r.holds_any), r.other_if_write, r.other_if_read)
+               for r in rules] for rules in _site_rules(model)]),
         repr([(a.thread, a.aid) for a in program.actions]),
         repr([(th.pc.offset, th.done, th.cyclic) for th in program.threads]),
         repr(len(program.locks)),
@@ -158,16 +155,17 @@ def model_key(model: ProgramModel) -> str:
     return h.hexdigest()[:32]
 
 
-def native_core(model: ProgramModel, compile_ok: bool = True) -> NativeCore | None:
-    """The model's native core (compiled if needed and ``compile_ok``), or None with a note why not."""
-    key = model_key(model)
+def native_core(model: ProgramModel, compile_ok: bool = True, por: PorTables | None = None) -> NativeCore | None:
+    """The model's native core (compiled if needed and ``compile_ok``), or None with a note why not;
+    with ``por``, its breadth-first loop expands ample sets (``PartialOrder.tables``)."""
+    key = model_key(model, por)
     module = load_indexed(key)
     if module is not None:
         return NativeCore(model, module, 0.0, True)
     if not compile_ok:
         return None
     try:
-        src = _source(model)
+        src = _source(model, por)
     except Unsupported as e:
         note(f"native core unavailable for this model ({e}); using the Python core")
         return None
@@ -188,28 +186,33 @@ def use_native_successors(model: Model, opts: Options) -> NativeCore | None:
     nc = native_core(model, compile_ok=core == "native")
     if nc is not None:
         model.successors = nc.succ
+        model.race_filter = nc.module.race_bits
     return nc
 
 
 def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Options], Search],
-                   reduced: bool = False, stop: Any = None) -> Search | None:
+                   reducer: Any = None, stop: Any = None) -> Search | None:
     """The search under ``opts.core``; None: let the caller's Python explorer run.
 
-    The loop in C runs breadth-first searches without reductions, checkpoints or a depth bound (the
-    Python loop checks one step past a depth bound and saves checkpoints); the others run the Python
-    loop on the C successor function. ``stop``: a signal's stop request, polled at every tick."""
+    The loop in C runs breadth-first searches with no reduction or partial-order reduction alone,
+    without checkpoints or a depth bound (the Python loop checks one step past a depth bound and
+    saves checkpoints); the others (symmetry, DFS, random walks) run the Python loop on the C
+    successor function. ``stop``: a signal's stop request, polled at every tick."""
     core = getattr(opts, "core", "auto")
     if core == "python" or not isinstance(model, ProgramModel):
         return None
-    if opts.strategy != "bfs" or reduced or opts.max_depth is not None or opts.checkpoint or opts.resume:
+    por = getattr(reducer, "por", None)
+    symmetric = reducer is not None and getattr(reducer, "symmetry", True) is not None
+    if opts.strategy != "bfs" or symmetric or opts.max_depth is not None or opts.checkpoint or opts.resume:
         use_native_successors(model, opts)
         return None
+    tables = None if por is None else por.tables()
     if core == "native":
-        nc = native_core(model)
-        return None if nc is None else native_bfs(nc, opts, stop)
-    nc = native_core(model, compile_ok=False)
+        nc = native_core(model, por=tables)
+        return None if nc is None else native_bfs(nc, opts, stop, por)
+    nc = native_core(model, compile_ok=False, por=tables)
     if nc is not None:
-        return native_bfs(nc, opts, stop)
+        return native_bfs(nc, opts, stop, por)
     if compiler() is None:  # say so only where the native core would have run
         res = python_bfs(model, opts)
         if res.seconds > AUTO_PYTHON_SECONDS:
@@ -222,26 +225,29 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
     first = python_bfs(model, replace(opts, timeout=cap))
     if first.complete or first.limit != "timeout" or (opts.timeout is not None and cap >= opts.timeout):
         return first
-    nc = native_core(model)
+    nc = native_core(model, por=tables)
     if nc is None:  # no compiler: the Python core, from the start, without the cap
-        _reset(model)
+        _reset(model, por)
         return python_bfs(model, opts)
-    _reset(model)
+    _reset(model, por)
     left = None if opts.timeout is None else max(opts.timeout - (time.perf_counter() - t0), 1e-3)
-    search = native_bfs(nc, replace(opts, timeout=left), stop)
+    search = native_bfs(nc, replace(opts, timeout=left), stop, por)
     search.seconds = time.perf_counter() - t0  # the abandoned Python start and the compile count too
     return search
 
 
-def _reset(model: ProgramModel) -> None:
-    """Forget the fired flags and lock-order records of an abandoned search."""
+def _reset(model: ProgramModel, por: Any) -> None:
+    """Forget the fired flags, lock-order records and ample-state count of an abandoned search."""
+    if por is not None:
+        por.reduced_states = 0
     fired = model.comp.fired
     fired[:] = bytes(len(fired))
     model.comp.dynamic_edges.clear()
 
 
-def native_bfs(nc: NativeCore, opts: Options, stop: Any = None) -> Search:
-    """``explore.bfs`` with the loop in C: same counts, same order, same findings."""
+def native_bfs(nc: NativeCore, opts: Options, stop: Any = None, por: Any = None) -> Search:
+    """``explore.bfs`` with the loop in C: same counts, same order, same findings. ``por``: the
+    PartialOrder the core was generated with (its ample-state count is set here)."""
     t0 = time.perf_counter()
     model = nc.model
     nc.bind()
@@ -266,7 +272,7 @@ def native_bfs(nc: NativeCore, opts: Options, stop: Any = None) -> Search:
             return int(any(c.name not in findings for c in rec.terms))
         if kind == EV_RACE:
             rec.expanded(idx, s, succ(s))
-            return int(any(p not in findings for p, _ in rec.state_checks))
+            return race_mask(rec.state_checks, findings)
         if kind == EV_VIOLATION:
             rec.violation(idx, s, a, code)
         else:
@@ -289,11 +295,13 @@ def native_bfs(nc: NativeCore, opts: Options, stop: Any = None) -> Search:
 
     max_states = -1 if opts.max_states is None else (opts.max_states or 1 << 62)
     max_depth = opts.max_depth if opts.max_depth is not None else 1 << 62
-    race_on = int(bool(rec.state_checks))
+    race_on = race_mask(rec.state_checks, findings)
     terms_on = int(bool(rec.terms))
     assert parent.itemsize == 4 and via.itemsize in (1, 2, 4)
-    _, pending, transitions, depth, limit = nc.module.bfs(
+    _, pending, transitions, depth, limit, ample_states = nc.module.bfs(
         inits, max_states, max_depth, via.itemsize, ev, tick, inv_on, wit_on, race_on, terms_on, parent, via)
     search.transitions = transitions
     search.max_depth = depth
+    if por is not None:
+        por.reduced_states = ample_states
     return _finish(search, t0, stop.reason if limit == INTERRUPTED else LIMITS[limit], pending)

@@ -11,7 +11,8 @@ The BFS loop mirrors ``checker.search.explore.bfs`` statement for statement
 discovery) and hands the rare events back to Python, which records them with
 the explorer's own ``_Recorder``: the first violation of each code, states
 where an invariant fails or a witness holds, states with no successor
-(deadlock or terminal checks), the first state with a data race, and a tick
+(deadlock or terminal checks), the first data race and the first lock-discipline breach
+(found exactly here, reported with their messages by Python), and a tick
 every 4096 expanded states (timeout, memory, progress, Ctrl-C).
 """
 
@@ -134,9 +135,12 @@ static void edge_record(int aid, const uint64_t *h, uint64_t acq) {
     Py_XDECREF(r);
 }
 
-/* ------------------------------------------------------------ data races: a filter for checker.search.races
-   (a state it passes goes to the Python checks: conflicting accesses and lock discipline) */
+/* ------------------------------------------------------------ data races and lock discipline, exactly as
+   checker.search.races decides them (a hit goes to Python, which records the finding with its message) */
 
+enum { RACE_DATA = 1, RACE_DISCIPLINE = 2 };
+
+/* fields successor i really writes: a write that leaves the field unchanged is no write */
 static uint64_t written(const uint64_t *s, const succ_out *o, int i) {
     uint64_t w = ACT_WR[o->aid[i]];
     if (o->vio[i] >= 0 || w == 0) return w;
@@ -149,19 +153,72 @@ static uint64_t written(const uint64_t *s, const succ_out *o, int i) {
     return out;
 }
 
-static int has_race(const uint64_t *s, const succ_out *o) {
-    int poised[NACT], np = 0;
-    for (int i = 0; i < o->n; i++)
-        if (ACT_SITES[o->aid[i]] && site_bad(o->aid[i], s)) return 1;  /* a declared lock not held */
-    for (int i = 0; i < o->n; i++)
-        if (ACT_RD[o->aid[i]] | ACT_WR[o->aid[i]]) poised[np++] = i;
-    for (int x = 0; x < np; x++) {
-        for (int y = x + 1; y < np; y++) {
-            int i = poised[x], j = poised[y];
-            if (ACT_THREAD[o->aid[i]] == ACT_THREAD[o->aid[j]]) continue;
-            uint64_t wa = written(s, o, i), wb = written(s, o, j);
-            if ((wa & (ACT_RD[o->aid[j]] | wb)) | (wb & ACT_RD[o->aid[i]])) return 1;
+/* races.accesses: a read only to keep an unchanged field's value is no read */
+static void accesses(const uint64_t *s, const succ_out *o, int i, uint64_t *r, uint64_t *w) {
+    int a = o->aid[i];
+    *r = ACT_RD[a];
+    *w = ACT_WR[a];
+    if (o->vio[i] >= 0 || (*r | *w) == 0) return;
+    uint64_t changed = written(s, o, i);
+    *r &= ~(ACT_KEEP[a] & ACT_WR[a] & ~changed);
+    *w = changed;
+}
+
+/* which of the checks in mask find something in state s with successors o */
+static int race_bits(const uint64_t *s, const succ_out *o, int mask) {
+    int n = o->n, np = 0, bits = 0;
+    int idx[NACT];
+    uint64_t rd[NACT], wr[NACT];
+    for (int i = 0; i < n; i++) {
+        if ((ACT_RD[o->aid[i]] | ACT_WR[o->aid[i]]) == 0) continue;
+        accesses(s, o, i, &rd[np], &wr[np]);
+        idx[np++] = i;
+    }
+    if (mask & RACE_DISCIPLINE)
+        for (int x = 0; x < np; x++) {
+            int a = o->aid[idx[x]];
+            if (ACT_SITES[a] && site_bad(a, s, rd[x], wr[x])) { bits |= RACE_DISCIPLINE; break; }
         }
+    if (mask & RACE_DATA)
+        for (int x = 0; x < np && !(bits & RACE_DATA); x++)
+            for (int y = x + 1; y < np; y++) {
+                if (ACT_THREAD[o->aid[idx[x]]] == ACT_THREAD[o->aid[idx[y]]]) continue;
+                if ((wr[x] & (rd[y] | wr[y])) | (wr[y] & rd[x])) { bits |= RACE_DATA; break; }
+            }
+    return bits;
+}
+
+/* ------------------------------------------------------------ partial-order reduction (PartialOrder.select) */
+
+/* keep only the ample set in o: the first thread (in list order) whose steps at its pc are
+   persistent, if they are fewer than all and none fires a violation; 1 if o was reduced */
+static int ample(const uint64_t *s, succ_out *o) {
+    if (!HAS_POR || o->n < 2) return 0;
+    int tried = -1;
+    for (int i = 0; i < o->n; i++) {
+        int t = ACT_THREAD[o->aid[i]];
+        if (t == tried) continue;
+        tried = t;
+        if (!persistent(t, s)) continue;
+        int cnt = 0;
+        for (int j = 0; j < o->n; j++) {
+            if (ACT_THREAD[o->aid[j]] != t) continue;
+            if (o->vio[j] >= 0) return 0;
+            cnt++;
+        }
+        if (cnt == o->n) return 0;
+        int k = 0;
+        for (int j = 0; j < o->n; j++) {
+            if (ACT_THREAD[o->aid[j]] != t) continue;
+            if (k != j) {
+                o->aid[k] = o->aid[j];
+                o->vio[k] = o->vio[j];
+                memcpy(o->nxt[k], o->nxt[j], W * 8);
+            }
+            k++;
+        }
+        o->n = k;
+        return 1;
     }
     return 0;
 }
@@ -205,6 +262,18 @@ static PyObject *py_succ(PyObject *self, PyObject *arg) {
     succ_c(s, &g_out);
     if (g_err) { g_err = 0; return NULL; }
     return succ_list(s, &g_out);
+}
+
+static PyObject *py_race_bits(PyObject *self, PyObject *args) {
+    PyObject *state;
+    int mask;
+    uint64_t s[W];
+    if (!PyArg_ParseTuple(args, "Oi", &state, &mask)) return NULL;
+    if (g_fired == NULL) { PyErr_SetString(PyExc_RuntimeError, "native core not initialised"); return NULL; }
+    if (as_words(state, s, W) < 0) return NULL;
+    succ_c(s, &g_out);
+    if (g_err) { g_err = 0; return NULL; }
+    return PyLong_FromLong(g_out.n ? race_bits(s, &g_out, mask) : 0);
 }
 
 /* ------------------------------------------------------------ the breadth-first loop */
@@ -360,7 +429,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
 
     size_t head = 0, level_end = st.count;
     long long depth = 0;
-    unsigned long long transitions = 0;
+    unsigned long long transitions = 0, ample_states = 0;
     int check_new = n_inv_on + n_wit_on > 0;
     {   /* explore.bfs polls its limits before the first expansion: a deadline already passed stops here */
         PyObject *r = PyObject_CallFunction(tick, "nnKLn", (Py_ssize_t)0, (Py_ssize_t)st.count,
@@ -380,8 +449,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
         memcpy(s, st.states + cur * W, W * 8);
         succ_c(s, o);
         if (g_err) { g_err = 0; goto fail; }
-        transitions += (unsigned long long)o->n;
-        if (race_on && o->n > 0 && has_race(s, o)) {
+        if (race_on && o->n > 0 && race_bits(s, o, race_on)) {
             long r = call_ev(ev, EV_RACE, cur, s, -1, -1);
             if (r < 0) goto fail;
             race_on = (int)r;
@@ -391,6 +459,8 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             if (r < 0) goto fail;
             terms_on = (int)r;
         }
+        ample_states += (unsigned long long)ample(s, o);  /* the checks above saw every enabled step */
+        transitions += (unsigned long long)o->n;
         if (depth >= max_depth) {
             if (limit == LIM_NONE)
                 for (int i = 0; i < o->n; i++)
@@ -459,7 +529,8 @@ done:
         store_free(&st);
         if (r2 == NULL) return NULL;
         Py_DECREF(r2);
-        return Py_BuildValue("(nnKLi)", (Py_ssize_t)count, (Py_ssize_t)(count - head), transitions, depth, limit);
+        return Py_BuildValue("(nnKLiK)", (Py_ssize_t)count, (Py_ssize_t)(count - head), transitions, depth, limit,
+                             ample_states);
     }
 fail:
     free(o);
@@ -471,9 +542,12 @@ fail:
 static PyMethodDef methods[] = {
     {"init", py_init, METH_VARARGS, "init(fired: bytearray, edge_add): where fired flags and lock-order records go"},
     {"succ", py_succ, METH_O, "succ(state) -> [(action, next state or -1-violation)]"},
+    {"race_bits", py_race_bits, METH_VARARGS, "race_bits(state, mask) -> the checks in mask (1: data-race, "
+                                              "2: lock-discipline) that find something in state"},
     {"bfs", py_bfs, METH_VARARGS, "bfs(inits, max_states, max_depth, via_size, ev, tick, inv_on, wit_on, race_on, "
                                   "terms_on, parent, via)\n"
-                                  "-> (states, pending, transitions, depth, limit); extends parent and via"},
+                                  "-> (states, pending, transitions, depth, limit, ample states);\n"
+                                  "extends parent and via"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -75,6 +75,7 @@ from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thre
 
 LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row
 Constraint = tuple[int, int, int, int, list[tuple[int, int, int, int]]]
+PorTables = tuple[list[tuple[int, int, int]], list[list[list[Constraint] | None]]]
 
 
 def _holds(program: Program) -> list[tuple[AnyLock, str, Callable[[int], tuple[Field, int] | None]]]:
@@ -186,6 +187,11 @@ class PartialOrder:
                 per_pc.append(cons)
             self._checks.append(per_pc)
 
+    def tables(self) -> PorTables:
+        """Per thread (pc offset, pc mask, pc lo), and per thread and pc its C1 constraints (None:
+        never an ample set): what ``persistent`` reads, for a compiled core."""
+        return self._pcs, self._checks
+
     def persistent(self, state: int, t: int) -> bool:
         """``t``'s steps at its pc form a persistent, invisible, proviso-safe set in ``state``."""
         off, m, lo = self._pcs[t]
@@ -218,4 +224,4 @@ class PartialOrder:
         return succs
 
 
-__all__ = ["PartialOrder"]
+__all__ = ["PartialOrder", "PorTables"]
