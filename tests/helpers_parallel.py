@@ -9,7 +9,8 @@ from checker.cli.golden import ROOT, run_spec
 from checker.report.report_json import result_to_dict
 from checker.report.results import CheckResult
 
-TIMING = ("seconds", "states_per_second", "peak_memory_mb", "workers", "backend")
+# how and where it ran: the one-process native loop stores whole states, partitions fingerprints
+TIMING = ("seconds", "states_per_second", "peak_memory_mb", "workers", "backend", "store", "collision_probability")
 
 
 def comparable(result: CheckResult) -> dict[str, Any]:

@@ -122,8 +122,11 @@ def run_search(model: Model, opts: Options, reducer: Reducer | None = None, stop
 
         return partitioned_bfs(model, opts, ray_factory(model, opts), "ray", FAN_OUT_FRONTIER, reducer=reducer,
                                stop=stop)
+    from checker.search.native.driver import use_native_successors
     from checker.search.parallel_procs import process_factory
 
+    if opts.core != "python":  # forked workers inherit the C successor function and race checks
+        use_native_successors(model, opts)
     min_cost = FAN_OUT_MIN_COST if opts.workers == 0 else None
     return partitioned_bfs(model, opts, process_factory(resolve_workers(opts)), "processes", FAN_OUT_FRONTIER,
                            min_cost, reducer, stop)
