@@ -4,7 +4,8 @@
 
 TOOL is ``apcheck`` (the default core, ``auto``), ``apcheck-python`` or
 ``apcheck-native`` (``checker.search.run.check_program`` with ``Options(quiet=True,
-core=...)``), or ``ref`` (``ref_bfs.check`` of shared/benchmarks). MODEL is a lock
+core=...)``, no reduction), ``apcheck-reduced`` (native, the default reductions), or
+``ref`` (``ref_bfs.check`` of shared/benchmarks). MODEL is a lock
 program (``.json``) or, for apcheck, a spec (``.yaml``: the scale suite); KEY=VALUE
 pairs are Options overrides (``max_states=200000``, ``timeout=60``). MODE ``run``
 loads the model, runs the tool and reports {states, transitions, deadlocks, shortest,
@@ -76,7 +77,7 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _run_apcheck(core: str, model_path: str, pairs: list[str]) -> dict[str, object]:
+def _run_apcheck(core: str, model_path: str, pairs: list[str], reduction: str = "none") -> dict[str, object]:
     from dataclasses import fields
 
     from checker.lang.lockprog import load_lock_program
@@ -99,10 +100,10 @@ def _run_apcheck(core: str, model_path: str, pairs: list[str]) -> dict[str, obje
             properties=loaded.only or None, skip=loaded.skip or None)
     extra = _overrides(pairs)
     if "reduction" in {f.name for f in fields(Options)}:
-        extra.setdefault("reduction", "none")  # the unreduced search: what the cores are compared on
+        extra.setdefault("reduction", reduction)  # none: the unreduced search, what the cores are compared on
     opts = opts.with_overrides(**extra)
     build_seconds = 0.0
-    if core == "native":
+    if core == "native" and opts.reduction == "none":  # reduced: the core is built inside the check
         from checker.search.native.driver import native_core
         from checker.search.progmodel import ProgramModel
 
@@ -131,6 +132,8 @@ def _run_apcheck(core: str, model_path: str, pairs: list[str]) -> dict[str, obje
         "result": res.result,
         "lock_cycles": len(res.cycles),
         "lock_edges": len(res.lock_edges),
+        "verdicts": {p.name: p.status for p in res.properties},
+        "reductions": st.reductions.get("ran", []),
     }
 
 
@@ -156,7 +159,8 @@ def _run_ref(ref_path: str, model_path: str) -> dict[str, object]:
     }
 
 
-APCHECK_TOOLS = {"apcheck": "auto", "apcheck-python": "python", "apcheck-native": "native"}
+APCHECK_TOOLS = {"apcheck": "auto", "apcheck-python": "python", "apcheck-native": "native",
+                 "apcheck-reduced": "native"}  # the native core with the default reductions
 
 
 def main(argv: list[str]) -> int:
@@ -173,7 +177,8 @@ def main(argv: list[str]) -> int:
     if tool == "ref":
         out = _run_ref(ref_path, model_path)
     else:
-        out = _run_apcheck(APCHECK_TOOLS[tool], model_path, argv[5:])
+        out = _run_apcheck(APCHECK_TOOLS[tool], model_path, argv[5:],
+                           "all" if tool == "apcheck-reduced" else "none")
     out.update(
         {
             "tool": tool,

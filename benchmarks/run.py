@@ -8,7 +8,8 @@ Lock programs (shared/benchmarks/models): apcheck-native, apcheck-python, the pl
 Python reference search ref_bfs.py, SPIN and Rumur (built here; installed with apt-get
 if missing and possible), every count checked against the ground truth. Scale suite
 (benchmarks/scale/*.yaml, vfio_ap scenarios): apcheck-native and apcheck-python with
-no reduction. Each run is its own process (benchmarks/child.py, or /usr/bin/time for
+no reduction, and apcheck-reduced (native, the default reductions: its verdicts must equal
+the unreduced ones). Each run is its own process (benchmarks/child.py, or /usr/bin/time for
 SPIN/Rumur), so peak RSS is per run. Any count mismatch or failed run exits 1.
 See benchmarks/README.md.
 """
@@ -34,6 +35,8 @@ import external  # benchmarks/ is not a package: imported from its directory
 
 JSON_VERSION = 2
 APCHECK = ("apcheck-native", "apcheck-python")
+SCALE_TOOLS = ("apcheck-native", "apcheck-reduced", "apcheck-python")
+SIX_THREAD_GOAL_S = 60.0  # the six-thread scenario, default reductions, complete
 LOCK_TOOLS = (*APCHECK, "ref", "spin", "rumur")
 DEFAULT_MODELS = ("phil_N12", "phil_N14")
 QUICK_MODELS = ("phil_N12",)
@@ -146,7 +149,7 @@ def measure(models: list[str], scale: list[str], shared: str, repeat: int, timeo
     skipped: list[str] = []
     base_kb = {t: median([float(run_child(t, "baseline", ref_py, None, timeout)["peak_kb"]) for _ in range(repeat)])
                for t in ("apcheck-native", "ref")}
-    base_kb["apcheck-python"] = base_kb["apcheck-native"]
+    base_kb["apcheck-python"] = base_kb["apcheck-reduced"] = base_kb["apcheck-native"]
     print("baseline peak RSS (idle, same imports): "
           + ", ".join(f"{t} {kb / 1024:.1f} MB" for t, kb in base_kb.items()), file=log, flush=True)
     rows: list[dict[str, Any]] = []
@@ -192,9 +195,9 @@ def measure(models: list[str], scale: list[str], shared: str, repeat: int, timeo
         for spec in scale:
             name = os.path.splitext(os.path.basename(spec))[0]
             extra = [f"max_states={QUICK_MAX_STATES}"] if quick else []
-            got: dict[str, list[dict[str, Any]]] = {t: [] for t in APCHECK}
+            got: dict[str, list[dict[str, Any]]] = {t: [] for t in SCALE_TOOLS}
             for k in range(repeat):
-                for tool in APCHECK if k % 2 == 0 else APCHECK[::-1]:
+                for tool in SCALE_TOOLS if k % 2 == 0 else SCALE_TOOLS[::-1]:
                     more = [f"timeout={python_timeout}"] if tool == "apcheck-python" else []
                     cold = tempfile.mkdtemp(dir=work, prefix="cache-")
                     r = run_child(tool, "run", ref_py, spec, timeout, extra + more, cache=cold)
@@ -207,7 +210,10 @@ def measure(models: list[str], scale: list[str], shared: str, repeat: int, timeo
                 for key in ("states", "transitions", "deadlocks", "result", "lock_edges"):
                     if nat.get(key) != py.get(key):
                         mismatches.append(f"{name}: {key}: native {nat.get(key)!r} != python {py.get(key)!r}")
-            for tool in APCHECK:
+            red = got["apcheck-reduced"][0]
+            if nat["complete"] and red["complete"] and nat["verdicts"] != red["verdicts"]:
+                mismatches.append(f"{name}: verdicts: unreduced {nat['verdicts']!r} != reduced {red['verdicts']!r}")
+            for tool in SCALE_TOOLS:
                 rows.append(_row("scale", name, tool, got[tool], base_kb[tool]))
     return {
         "version": JSON_VERSION,
@@ -268,6 +274,10 @@ def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rate = r["search_states_per_second"]
             out.append({"goal": f"{r['model']}: native, no reduction, >= {GOAL_RATE:,} states/s (search)",
                         "value": f"{rate:,.0f} states/s", "met": rate >= GOAL_RATE})
+        if r["suite"] == "scale" and r["tool"] == "apcheck-reduced" and "6threads" in r["model"]:
+            out.append({"goal": f"{r['model']}: default reductions, complete in < {SIX_THREAD_GOAL_S:.0f} s",
+                        "value": f"{r['seconds']:.2f} s{'' if r['complete'] else ' (BOUNDED)'}",
+                        "met": r["complete"] and r["seconds"] < SIX_THREAD_GOAL_S})
     return out
 
 
@@ -297,8 +307,9 @@ def render(data: dict[str, Any]) -> str:
     la = data["load_average"]
     out.append(f"\n{stat}; seconds = load + compile + search + analysis (apcheck, in-process) or the whole "
                "verifier run (SPIN, Rumur: build time in 'build s', not included); apcheck-native starts with an "
-               "empty core cache (its compile is included); scale suite: no reduction, the Python core stopped "
-               "at its --python-timeout (rates compared)")
+               "empty core cache (its compile is included); scale suite: apcheck-native and apcheck-python with no "
+               "reduction, the Python core stopped at its --python-timeout (rates compared); apcheck-reduced: native "
+               "with the default reductions (its verdicts checked against the unreduced run)")
     starved = [r for r in data["results"] if r["seconds"] > 0.5 and r["seconds"] > STARVED * r["cpu_seconds"]
                and r["tool"] != "rumur"]  # Rumur runs one thread per core: CPU > wall by design
     loads = f"load average {la['start']:.1f} -> {la['end']:.1f} on {la['cpus']} CPUs"
