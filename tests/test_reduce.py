@@ -318,15 +318,7 @@ def test_symmetric_traces_are_concrete_runs() -> None:
     assert all(program.layout[f"w{i}.done"].get(s) == 1 for i in range(3))
 
 
-VCPUS = """\
-name: two-vcpus
-design: final
-constants: {vms: 1, vcpus: 2, mdevs: 1, domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}
-threads:
-  - {name: vcpu0, run: [{kvm_run: {vm: 0, vcpu: 0}}, {kvm_run: {vm: 0, vcpu: 0}}]}
-  - {name: vcpu1, run: [{kvm_run: {vm: 0, vcpu: 1}}, {kvm_run: {vm: 0, vcpu: 1}}]}
-  - {name: admin, run: [{unassign_adapter: {mdev: 0, apid: 3}}]}
-"""
+VCPUS = open(os.path.join(os.path.dirname(__file__), "data", "two-vcpus.yaml"), encoding="utf-8").read()
 
 
 def test_vfio_ap_vcpus_of_one_vm_are_interchangeable(tmp_path: Any) -> None:

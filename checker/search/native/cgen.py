@@ -316,9 +316,10 @@ def _site_fn(rules: Sequence[Sequence[SiteRule]], index: dict[Field, int]) -> li
 
 def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[Expr],
              reads: Sequence[frozenset[Field]], writes: Sequence[frozenset[Field]],
-             keep: Sequence[frozenset[Field]], rules: Sequence[Sequence[SiteRule]], por: Sequence[str]) -> CSource:
+             keep: Sequence[frozenset[Field]], rules: Sequence[Sequence[SiteRule]],
+             reductions: Sequence[str]) -> CSource:
     """The module source for ``program``: succ_c, inv_pred/wit_pred, is_done, race tables, runtime.
-    ``por``: ``porgen.por_c``'s lines (``persistent`` and ``HAS_POR``)."""
+    ``reductions``: ``porgen.por_c`` and ``symgen.sym_c``'s lines (``persistent``, ``canon``)."""
     for f in program.layout.fields:
         if f.bits > MAX_FIELD_BITS:
             raise Unsupported(f"field {f.name} is {f.bits} bits wide")
@@ -340,7 +341,7 @@ def generate(program: Program, invariants: Sequence[Expr], witnesses: Sequence[E
         f"#define NBYTES {(program.layout.total_bits + 7) // 8 or 1}",
         HEAD,
         *_race_tables(program, nw, reads, writes, keep, rules),
-        *por,
+        *reductions,
         "static int is_done(const uint64_t *s) {",
         "    return 0;" if has_cyclic else f"    return {_pattern_c(done_mask, done_val, nw)};",
         "}",

@@ -48,11 +48,15 @@ from checker.search.limits import current_mb
 from checker.search.native.build import BuildError, build, compiler, load_indexed, toolchain, write_index
 from checker.search.native.cgen import CSource, Unsupported, generate
 from checker.search.native.porgen import por_c
+from checker.search.native.symgen import sym_c
 from checker.search.progmodel import ProgramModel
 from checker.search.pycompile import expr_src
 from checker.search.races import SiteRule, race_mask
 from checker.search.reduce.por import PorTables
+from checker.search.reduce.symmetry import Move
 from checker.spec.options import Options
+
+Perms = list[tuple[int, list[Move]]]  # Symmetry.perms: (bits kept, fields moved) per permutation
 
 AUTO_PYTHON_SECONDS = 1.0
 LIMITS = {0: "", 1: "timeout", 2: "memory", 3: "max-depth", 4: "max-states"}
@@ -95,10 +99,10 @@ def _properties(model: ProgramModel, kind: str) -> list[Property]:
     return [p for p in model.program.properties if p.kind == kind and model._selected(p.name)]
 
 
-def _source(model: ProgramModel, por: PorTables | None) -> CSource:
+def _source(model: ProgramModel, por: PorTables | None, perms: Perms | None) -> CSource:
     src = generate(model.program, [p.expr for p in _properties(model, "always")],
                    [p.expr for p in _properties(model, "sometimes")], model.races.reads, model.races.writes,
-                   model.races.keep, _site_rules(model), por_c(por))
+                   model.races.keep, _site_rules(model), [*por_c(por), *sym_c(perms, model_words(model))])
     if [(v.aid, v.prop, v.message) for v in src.violations] != \
             [(v.aid, v.prop, v.message) for v in model.comp.violations]:
         raise Unsupported("violation codes differ from the Python core (please report)")
@@ -120,24 +124,28 @@ def _generator_version() -> str:
     global _GENERATOR
     if not _GENERATOR:
         from checker.search import codegen, pycompile
-        from checker.search.native import cgen, porgen, runtime
+        from checker.search.native import cgen, porgen, runtime, symgen
 
         h = hashlib.sha256()
-        for mod in (cgen, porgen, runtime, codegen, pycompile):
+        for mod in (cgen, porgen, symgen, runtime, codegen, pycompile):
             with open(mod.__file__ or "", "rb") as fh:
                 h.update(fh.read())
         _GENERATOR = h.hexdigest()
     return _GENERATOR
 
 
-def model_key(model: ProgramModel, por: PorTables | None = None) -> str:
+def model_words(model: ProgramModel) -> int:
+    return max(1, (model.program.layout.total_bits + 63) // 64)
+
+
+def model_key(model: ProgramModel, por: PorTables | None = None, perms: Perms | None = None) -> str:
     """A cheap key for the model's core, from what is already built (the Python successor source,
     the predicates' sources, the layout, footprints and threads), so a cached core is found
     without generating C: the lookup costs a hash, not a C generation, for every small spec."""
     program = model.program
     h = hashlib.sha256()
     for part in (
-        _generator_version(), toolchain(), model.comp.source, repr(por),
+        _generator_version(), toolchain(), model.comp.source, repr(por), repr(perms),
         *(f"{p.kind} {expr_src(p.expr)}" for p in (*_properties(model, "always"), *_properties(model, "sometimes"))),
         repr([(f.offset, f.bits, f.lo) for f in program.layout.fields]),
         repr([f.offset for f in program.shared]),
@@ -155,17 +163,19 @@ def model_key(model: ProgramModel, por: PorTables | None = None) -> str:
     return h.hexdigest()[:32]
 
 
-def native_core(model: ProgramModel, compile_ok: bool = True, por: PorTables | None = None) -> NativeCore | None:
+def native_core(model: ProgramModel, compile_ok: bool = True, por: PorTables | None = None,
+                perms: Perms | None = None) -> NativeCore | None:
     """The model's native core (compiled if needed and ``compile_ok``), or None with a note why not;
-    with ``por``, its breadth-first loop expands ample sets (``PartialOrder.tables``)."""
-    key = model_key(model, por)
+    with ``por``, its breadth-first loop expands ample sets (``PartialOrder.tables``), with
+    ``perms``, it stores symmetry representatives (``Symmetry.perms``)."""
+    key = model_key(model, por, perms)
     module = load_indexed(key)
     if module is not None:
         return NativeCore(model, module, 0.0, True)
     if not compile_ok:
         return None
     try:
-        src = _source(model, por)
+        src = _source(model, por, perms)
     except Unsupported as e:
         note(f"native core unavailable for this model ({e}); using the Python core")
         return None
@@ -194,23 +204,23 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
                    reducer: Any = None, stop: Any = None) -> Search | None:
     """The search under ``opts.core``; None: let the caller's Python explorer run.
 
-    The loop in C runs breadth-first searches with no reduction or partial-order reduction alone,
-    without checkpoints or a depth bound (the Python loop checks one step past a depth bound and
-    saves checkpoints); the others (symmetry, DFS, random walks) run the Python loop on the C
+    The loop in C runs breadth-first searches, with the reducer's partial-order and symmetry
+    reductions, without checkpoints or a depth bound (the Python loop checks one step past a depth
+    bound and saves checkpoints); the others (DFS, random walks) run the Python loop on the C
     successor function. ``stop``: a signal's stop request, polled at every tick."""
     core = getattr(opts, "core", "auto")
     if core == "python" or not isinstance(model, ProgramModel):
         return None
-    por = getattr(reducer, "por", None)
-    symmetric = reducer is not None and getattr(reducer, "symmetry", True) is not None
-    if opts.strategy != "bfs" or symmetric or opts.max_depth is not None or opts.checkpoint or opts.resume:
+    por, sym = getattr(reducer, "por", None), getattr(reducer, "symmetry", None)
+    if opts.strategy != "bfs" or opts.max_depth is not None or opts.checkpoint or opts.resume:
         use_native_successors(model, opts)
         return None
     tables = None if por is None else por.tables()
+    perms = None if sym is None else sym.perms
     if core == "native":
-        nc = native_core(model, por=tables)
+        nc = native_core(model, por=tables, perms=perms)
         return None if nc is None else native_bfs(nc, opts, stop, por)
-    nc = native_core(model, compile_ok=False, por=tables)
+    nc = native_core(model, compile_ok=False, por=tables, perms=perms)
     if nc is not None:
         return native_bfs(nc, opts, stop, por)
     if compiler() is None:  # say so only where the native core would have run
@@ -225,7 +235,7 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
     first = python_bfs(model, replace(opts, timeout=cap))
     if first.complete or first.limit != "timeout" or (opts.timeout is not None and cap >= opts.timeout):
         return first
-    nc = native_core(model, por=tables)
+    nc = native_core(model, por=tables, perms=perms)
     if nc is None:  # no compiler: the Python core, from the start, without the cap
         _reset(model, por)
         return python_bfs(model, opts)

@@ -461,6 +461,9 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
         }
         ample_states += (unsigned long long)ample(s, o);  /* the checks above saw every enabled step */
         transitions += (unsigned long long)o->n;
+        if (HAS_SYM)  /* as explore.bfs: successors are stored as their symmetry representatives */
+            for (int i = 0; i < o->n; i++)
+                if (o->vio[i] < 0) canon(o->nxt[i]);
         if (depth >= max_depth) {
             if (limit == LIM_NONE)
                 for (int i = 0; i < o->n; i++)
