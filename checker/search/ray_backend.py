@@ -19,6 +19,7 @@ actors is ``--workers`` if given, else the cluster's CPU count.
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import Any
 
 from checker.lang.model import Model
@@ -43,6 +44,10 @@ class PartitionActor:
         from checker.search.progmodel import ProgramModel
 
         model = ProgramModel(program, opts.properties, opts.skip)
+        if opts.core != "python":  # the C successor function and race checks, compiled on this node
+            from checker.search.native.driver import use_native_successors
+
+            use_native_successors(model, replace(opts, core="native"))
         self.part = Partition(model, opts, pid, parts, reducer)  # the reducer must pickle to reach the actor
         self.part.seed_from(seed)
 
