@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from checker.search.native.cgen import _u64, words_of
 from checker.search.reduce.symmetry import Move
 
+CHUNK_BITS = 56  # get_bits/put_bits read and write at most 64 bits across two words
+
 SYM_HELPERS = r"""
 static inline uint64_t get_bits(const uint64_t *s, int off, int bits) {
     int k = off >> 6, o = off & 63;
@@ -37,6 +39,11 @@ static inline int words_lt(const uint64_t *a, const uint64_t *b) {
 """
 
 
+def _chunks(width: int, most: int = CHUNK_BITS) -> list[tuple[int, int]]:
+    """(offset, bits) pieces of a ``width``-bit move, each at most ``most`` bits."""
+    return [(lo, min(most, width - lo)) for lo in range(0, width, most)]
+
+
 def sym_c(perms: Sequence[tuple[int, list[Move]]] | None, nw: int) -> list[str]:
     """``#define HAS_SYM`` and ``canon``: the identity without permutations."""
     if not perms:
@@ -47,13 +54,14 @@ def sym_c(perms: Sequence[tuple[int, list[Move]]] | None, nw: int) -> list[str]:
         body.append("    {")
         body += [f"        img[{k}] = s[{k}] & {_u64(x)};" for k, x in enumerate(words_of(keep, nw))]
         for so, m, do, table in moves:
-            bits = m.bit_length()
-            v = f"get_bits(s, {so}, {bits})"
             if table is not None:
+                bits = m.bit_length()
                 name = f"SYMTAB{len(tables)}"
                 tables.append(f"static const uint64_t {name}[{len(table)}] = {{{', '.join(map(str, table))}}};")
-                v = f"{name}[{v}]"
-            body.append(f"        put_bits(img, {do}, {bits}, {v});")
+                body.append(f"        put_bits(img, {do}, {bits}, {name}[get_bits(s, {so}, {bits})]);")
+                continue
+            for lo, bits in _chunks(m.bit_length()):  # a run of neighbouring fields may be wider than a word
+                body.append(f"        put_bits(img, {do + lo}, {bits}, get_bits(s, {so + lo}, {bits}));")
         body += ["        if (words_lt(img, best)) memcpy(best, img, W * 8);", "    }"]
     body += ["    memcpy(s, best, W * 8);", "}"]
     return ["#define HAS_SYM 1", SYM_HELPERS, *tables, *body]
