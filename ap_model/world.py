@@ -44,7 +44,16 @@ from checker.lang.block import (
     wait_clear,
 )
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.layout import (
+    MASK_BITMAP,
+    MASK_LABELS,
+    Field,
+    bool_field,
+    enum_field,
+    int_field,
+    mask_field,
+    ref_field,
+)
 from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
@@ -75,6 +84,9 @@ class Era:
 
 
 Body = Block  # the engine's atomic block of C statements
+
+
+SYSFS_MASK_BITS = 256  # AP_DEVICES, AP_DOMAINS: apmask_show prints "0x%016lx%016lx%016lx%016lx"
 
 
 class World:
@@ -124,6 +136,9 @@ class World:
         # ---------------- host AP configuration and AP bus
         self.apmask = self._var(mask_field("ap_perms.apm", nA, _bits(cfg.apmask)), [self.P])
         self.aqmask = self._var(mask_field("ap_perms.aqm", nD, _bits(cfg.aqmask)), [self.P])
+        for kind, f in (("ap", self.apmask), ("aq", self.aqmask)):
+            if kind in cfg.sysfs_hex:  # written in hex: shown as apmask_show/aqmask_show print it
+                f.meta[MASK_BITMAP] = SYSFS_MASK_BITS
         info_locks = [self.G] if self.G is not None else [M]
         self.info_apm = self._var(mask_field("matrix_dev->info.apm", nA, _bits(cfg.config_apm)), info_locks)
         self.info_aqm = self._var(mask_field("matrix_dev->info.aqm", nD, _bits(cfg.config_aqm)), info_locks)

@@ -46,7 +46,7 @@ def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None
     k.ret(b, If(busy, E["EBUSY"], 0))
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
     k.unlock(f"{kind}mask_commit", *k.call("vfio_ap_mdev_resource_in_use:unlock", cond=newly.nonempty()), body=b,
-             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind[1]}m; unlock")
+             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock")
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)

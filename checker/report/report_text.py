@@ -58,10 +58,6 @@ def _wrap(text: str, width: int = CELL_WIDTH, whole_words: bool = False) -> str:
     return "\n".join(out)
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
-
-
 # --------------------------------------------------------------------------- result
 
 
@@ -197,9 +193,21 @@ def _changes_text(step: TraceStep) -> str:
     return "; ".join(f"{f}: {before} -> {after}" for f, before, after in step.changes)
 
 
+def _cut_changes(step: TraceStep) -> str:
+    """The changes within CHANGES_MAX, whole entries only (a value cut in the middle, such as a
+    sysfs mask's 64 hex digits, would read as another value); the first entry is always whole."""
+    parts = [f"{f}: {before} -> {after}" for f, before, after in step.changes]
+    out = parts[0] if parts else ""
+    for k, part in enumerate(parts[1:], 1):
+        more = len(parts) > k + 1
+        if len(out) + 2 + len(part) + (2 + len(ELLIPSIS) if more else 0) > CHANGES_MAX:
+            return f"{out}; {ELLIPSIS}"
+        out += f"; {part}"
+    return out
+
+
 def _changes_cell(step: TraceStep, width: int = CELL_WIDTH, cut: bool = True) -> str:
-    text = _changes_text(step)
-    return _wrap(_truncate(text, CHANGES_MAX), width) if cut else _wrap(text, width, whole_words=True)
+    return _wrap(_cut_changes(step), width) if cut else _wrap(_changes_text(step), width, whole_words=True)
 
 
 def _lanes(trace: Trace, compact: bool) -> list[str]:
