@@ -354,17 +354,19 @@ class World:
 
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
-             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "") -> int:
+             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "",
+             branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
         """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
 
-        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text."""
+        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text;
+        ``branches``: what a trace shows of it (see ``step``)."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
         name = family_name(lk, index)
         verb = "mutex_lock" if not is_rw(lk) else ("down_read" if mode == "r" else "down_write")
         return self.step(t, function, text or f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)],
-                         jumps=jumps)
+                         jumps=jumps, branches=branches)
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
@@ -449,6 +451,10 @@ class World:
             rows.append(row)
         return rows
 
+    def kvm_of(self, m: IntOrExpr) -> Expr:
+        """matrix_mdev->kvm of the mdev ``m`` (a slot or an expression): a kvm slot, -1 for NULL."""
+        return Select([f.var for f in self.mkvm], m, -1)
+
     def reserved(self, b: Body | None, i: int, j: int) -> Expr:
         am = b[self.apmask] if b else self.apmask.var
         qm = b[self.aqmask] if b else self.aqmask.var
@@ -500,11 +506,17 @@ class World:
         """kvm_arch_crypto_clear_masks."""
         self.set_masks(b, v, MaskConst(self.nA), MaskConst(self.nD), -1, when)
 
+    def configured(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """APQN (i, j) is in the host's AP configuration (matrix_dev->info)."""
+        am = b[self.info_apm] if b else self.info_apm.var
+        qm = b[self.info_aqm] if b else self.info_aqm.var
+        return And(am.has(i), qm.has(j))
+
     def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
         """vfio_ap_mdev_reset_queue (ZAPQ + TAPQ until done): the queue holds no one's data.
 
         A queue outside the host configuration is not reset (reset would fail, rc 01; b9bd10c43456)."""
-        incfg = And(b[self.info_apm].has(i), b[self.info_aqm].has(j))
+        incfg = self.configured(i, j, b)
         b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
 
     def close_device_entry(self, t: ThreadBuilder, m: int, vfio_fn: str,
@@ -526,8 +538,11 @@ class World:
         with the VM gone the open succeeds with no KVM (issue 8 #1). Emits the check and the no-KVM
         tail (returns 0, unlocks the group); returns the label where the SET_KVM path continues."""
         go, no_kvm = self.label(t, "set_kvm"), self.label(t, "open_no_kvm")
+        has_kvm = self.kvm_alive(vm)
         self.step(t, function, "vfio_register_notifier(SET_KVM): replayed if group->kvm",
-                  jumps=[(self.kvm_alive(vm), go)], goto=no_kvm)
+                  jumps=[(has_kvm, go)], goto=no_kvm,
+                  branches=[(has_kvm, "vfio_register_notifier(SET_KVM): group->kvm set, SET_KVM replayed"),
+                            (Not(has_kvm), "vfio_register_notifier(SET_KVM): group->kvm == NULL, no replay")])
         t.label(no_kvm)
         b = Body()
         b.set(self.vopen[m], True)

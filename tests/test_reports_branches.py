@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from helpers_models import check, prop
 
-from checker.cli.cli import main
+from checker.cli.cli import build, main, resolve_options
 from checker.lang.layout import bool_field
 from checker.lang.program import ProgramBuilder
+from checker.search.progmodel import ProgramModel
+from checker.search.run import check_program, replay_trace
+from checker.spec.registry import default_registry
+from checker.spec.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def two_openers():  # type: ignore[no-untyped-def]
@@ -101,3 +108,99 @@ def test_older_set_kvm_shows_the_branch_that_ran(design: str, ok: str, eperm: st
     shown = [(s["thread"], s["action"]) for s in steps
              if s["function"] == "vfio_ap_mdev_set_kvm" and s["action"] in (ok, eperm)]
     assert shown == [("q0", ok), ("q1", eperm)]
+
+
+# ---------------------------------------------------------------- every step of every design
+
+# What marks an unresolved alternative in the text a trace shows for a step: the step still says what
+# would happen under a condition instead of what did: the words "if", "else", "unless", "otherwise",
+# "maybe" or "may be", a C conditional "?", or "WARN_ON(" (a condition with its consequence).
+UNRESOLVED = re.compile(r"\b(if|else|unless|otherwise|maybe)\b|\bmay be\b|\?|WARN_ON\(")
+SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/history/*.yaml")])
+
+
+def test_the_marker_catches_the_old_texts() -> None:
+    for text in ("if another mdev has this kvm: -EPERM; kvm_get_kvm", "zcrypt unbinds: ap_zapq (if configured)",
+                 "nothing added to it: continue; else mutex_lock", "kvm_put_kvm (may be the last: kvm_destroy_vm)",
+                 "WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL", "unless a config add is pending: filter"):
+        assert UNRESOLVED.search(text), text
+    assert not UNRESOLVED.search("another mdev has this kvm: -EPERM; release_update_locks_for_kvm")
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_alternative_step_of_every_design_has_branches(spec: str) -> None:
+    """Static half: a step whose full text names alternatives gives branches, and no branch text does."""
+    loaded = load_spec(str(ROOT / spec), default_registry(plugins=False))
+    for act in build(loaded).actions:
+        assert all(not UNRESOLVED.search(seg) for _, seg in act.branches), (act.function, act.branches)
+        assert act.branches or not UNRESOLVED.search(act.text), (act.function, act.text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_no_trace_step_shows_an_unresolved_alternative(spec: str) -> None:
+    """Dynamic half: every step of every trace of every spec (the branch conditions cover the states
+    that occur: a step none of whose conditions holds would fall back to its full text)."""
+    loaded = load_spec(str(ROOT / spec), default_registry(plugins=False))
+    program = build(loaded)
+    result = check_program(program, resolve_options(loaded, program, quiet=True), spec, loaded.design.name)
+    steps = [s for p in result.properties if p.trace for s in p.trace.steps]
+    assert all(s.action and not UNRESOLVED.search(s.action) for s in steps), \
+        [(s.function, s.action) for s in steps if not s.action or UNRESOLVED.search(s.action)]
+
+
+def run_in_order(tmp_path: Path, text: str) -> list[tuple[str, str, str]]:
+    """(thread, function, shown text) of one run: always the first thread that can move (deterministic)."""
+    spec = tmp_path / "order.yaml"
+    spec.write_text(text, encoding="utf-8")
+    program = build(load_spec(str(spec), default_registry(plugins=False)))
+    model = ProgramModel(program)
+    s, aids = model.init_states()[0], []
+    while succ := model.successors(s):
+        aid, s = min(succ, key=lambda an: (program.actions[an[0]].thread, an[0]))
+        aids.append(aid)
+        if s < 0:
+            break
+    return [(st.thread, st.function, st.action) for st in replay_trace(program, aids).steps]
+
+
+def test_5_12_priv_c_without_a_hook(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: "5.12"
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1}
+threads: [{name: vcpu0, run: [kvm_run: {vm: 0}]}]
+""")
+    assert [a for _, f, a in steps if f == "handle_pqap"] == [
+        "priv.c: no pqap_hook: response code 0x01, cc 3", "priv.c: return"]
+
+
+def test_final_apie_off_returns_eopnotsupp(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1, apie_off: [0]}
+threads: [{name: vcpu0, run: [kvm_run: {vm: 0}]}]
+""")
+    assert steps[0][2] == ("mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap; "
+                           "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")
+
+
+def test_final_queue_remove_in_and_out_of_the_shadow(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}
+threads: [{name: u, run: [unbind_queue: {apid: 3, apqi: 5}, unbind_queue: {apid: 4, apqi: 5}]}]
+""")
+    assert [a for _, f, a in steps if f == "vfio_ap_mdev_remove_queue"] == [
+        "in the guest's shadow: unplug APID; update_guest_apcb; reset_queues_for_apid; unlink; kfree(q); "
+        "release_update_locks_for_queue",
+        "vfio_ap_mdev_reset_queue; unlink; kfree(q); release_update_locks_for_queue"]
+
+
+def test_v17_second_hook_registration_is_refused(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: v17
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1}
+threads: [{name: other, run: [hook_register_other]}]
+""")
+    assert steps[-1][1:] == ("kvm_s390_pqap_hook_register",
+                             "second driver: pqap_hook already set: -EACCES; mutex_unlock(pqap_hook_lock)")

@@ -142,7 +142,11 @@ def assign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
     b.set(f, new_apm if kind == "adapter" else new_aqm, when=ok)
     k.ret(b, If(attached, E["EBUSY"], If(notavail, E["EADDRNOTAVAIL"], If(inuse, E["EADDRINUSE"], 0))))
     k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; verify queues reserved (bound to "
-                                                 "vfio_ap); verify_no_sharing; set bit; unlock")
+                                                 "vfio_ap); verify_no_sharing; set bit; unlock",
+             branches=[(attached, "matrix_mdev->kvm set: -EBUSY"),
+                       (And(Not(attached), notavail), "queues not bound to vfio_ap: -EADDRNOTAVAIL"),
+                       (And(Not(attached), Not(notavail), inuse), "verify_no_sharing: -EADDRINUSE"),
+                       (ok, "queues reserved; verify_no_sharing; set bit"), (None, "unlock")])
 
 
 def unassign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:

@@ -86,11 +86,15 @@ def vfio_ap_handle_pqap_v17(k: K, v: int, skip: str) -> None:
     b = Body()
     w.hook_target_freed(b, data, when=data != -1)
     k.step("handle_pqap", "vfio_ap: matrix_mdev = vcpu->kvm->arch.crypto.data; if (!matrix_mdev) goto out",
-           body=b, jumps=[(data == -1, unl)])
+           body=b, jumps=[(data == -1, unl)],
+           branches=[(None, "vfio_ap: matrix_mdev = vcpu->kvm->arch.crypto.data"),
+                     (data == -1, "!matrix_mdev: goto out")])
     b = Body()
     w.use_mdev(b, data, "matrix_mdev = kvm->arch.crypto.data")
     w.hook_target_detached(b, v, data, when=data != -1)
-    k.step("handle_pqap", "vfio_ap: if (!matrix_mdev->kvm) goto out; AQIC", body=b)
+    guest = w.kvm_of(data) != -1
+    k.step("handle_pqap", "vfio_ap: if (!matrix_mdev->kvm) goto out; AQIC", body=b,
+           branches=[(Not(guest), "vfio_ap: !matrix_mdev->kvm: goto out"), (guest, "vfio_ap: AQIC")])
     k.at(unl)
     k.unlock("handle_pqap", (w.M, None, None), text="vfio_ap: mutex_unlock(matrix_dev->lock)")
 
@@ -164,7 +168,9 @@ def vfio_ap_init_v17(k: K) -> None:
     b.set(w.loaded, True, when=Not(taken))
     k.ret(b, If(taken, E["EACCES"], 0))
     k.unlock("kvm_s390_pqap_hook_register", (w.GHL, None, None), body=b,
-             text="if (pqap_hook) -EACCES else pqap_hook = &vfio_ap's hook; mutex_unlock(pqap_hook_lock)")
+             text="if (pqap_hook) -EACCES else pqap_hook = &vfio_ap's hook; mutex_unlock(pqap_hook_lock)",
+             branches=[(taken, "pqap_hook already set: -EACCES"), (Not(taken), "pqap_hook = &vfio_ap's hook"),
+                       (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 @kernel(DRV)
@@ -189,7 +195,9 @@ def vfio_ap_exit(k: K) -> None:
     b.set(w.loaded, False)
     k.ret(b, If(mine, 0, E["EACCES"]))
     k.unlock("kvm_s390_pqap_hook_unregister", (w.GHL, None, None), body=b,
-             text="WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL; mutex_unlock(pqap_hook_lock)")
+             text="WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL; mutex_unlock(pqap_hook_lock)",
+             branches=[(Not(mine), "WARN: pqap_hook is not vfio_ap's hook: -EACCES"), (mine, "pqap_hook = NULL"),
+                       (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 @kernel(KVM_S390)
@@ -203,7 +211,9 @@ def kvm_s390_pqap_hook_register(k: K) -> None:
     b.set(w.registrations, w.registrations.var + 1, when=Not(taken))
     k.ret(b, If(taken, E["EACCES"], 0))
     k.unlock("kvm_s390_pqap_hook_register", (w.GHL, None, None), body=b,
-             text="second driver: if (pqap_hook) -EACCES; mutex_unlock(pqap_hook_lock)")
+             text="second driver: if (pqap_hook) -EACCES; mutex_unlock(pqap_hook_lock)",
+             branches=[(taken, "second driver: pqap_hook already set: -EACCES"),
+                       (Not(taken), "second driver: pqap_hook = its hook"), (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 def one_hook_registrant(w: World) -> None:

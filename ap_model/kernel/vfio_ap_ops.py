@@ -65,8 +65,13 @@ def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
     b = Body()
     w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
     w.hook_target_detached(b, v, hook, when=hook != -1)
+    guest = w.kvm_of(hook) != -1
     k.unlock("handle_pqap", (w.M, hook != -1, None), body=b,
-             text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock")
+             text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock",
+             branches=[(hook == -1, "vfio_ap: no hook"),
+                       (hook != -1, "vfio_ap: matrix_mdev = container_of(hook)"),
+                       (And(hook != -1, Not(guest)), "!matrix_mdev->kvm: goto out_unlock"),
+                       (And(hook != -1, guest), "AQIC"), (hook != -1, f"mutex_unlock({w.M.name})")])
 
 
 # ---------------------------------------------------------------- open / close
@@ -94,7 +99,11 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     k.ret(b, If(alive, If(has_kvm, 0, E["EINVAL"]), E["ENODEV"]))
     k.step("vfio_device_get_kvm_safe", "vfio core: group->kvm && kvm_get_kvm_safe(group->kvm); "
                                        "vfio_ap_mdev_open_device: if (!vdev->kvm) return -EINVAL",
-           body=b, jumps=[(Not(ok), unlock_vg)])
+           body=b, jumps=[(Not(ok), unlock_vg)],
+           branches=[(Not(alive), "mdev removed: -ENODEV"),
+                     (ok, "vfio core: kvm_get_kvm_safe(group->kvm); vfio_ap_mdev_open_device"),
+                     (And(alive, Not(has_kvm)), "vfio core: no group->kvm (VM released): vdev->kvm == NULL; "
+                                                "vfio_ap_mdev_open_device: -EINVAL")])
     k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=failed)
     k.at(unlock_vg)
     k.unlock("vfio_device_group_open", (w.VG, None, m), goto=end)
@@ -173,8 +182,12 @@ def vfio_device_close(k: K, mdev: int) -> None:
     b.set(w.vopen[m], False)
     b.set(w.closing[m], False)
     b.set(k.local("kvm", w.kslots), -1)
+    last = And(vk != -1, w.kvm.refcount(vk) == 1)
     k.unlock("vfio_device_put_kvm", (w.VG, None, m), body=b,
-             text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)", goto=end)
+             text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)", goto=end,
+             branches=[(vk == -1, "vfio core: no kvm reference held"),
+                       (last, "vfio core: kvm_put_kvm, the last reference: kvm_destroy_vm"),
+                       (And(vk != -1, Not(last)), "vfio core: kvm_put_kvm"), (None, "mutex_unlock(group_lock)")])
     k.at(not_open)
     b = Body()
     b.set(w.closing[m], False)
