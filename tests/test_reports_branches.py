@@ -204,3 +204,18 @@ threads: [{name: other, run: [hook_register_other]}]
 """)
     assert steps[-1][1:] == ("kvm_s390_pqap_hook_register",
                              "second driver: pqap_hook already set: -EACCES; mutex_unlock(pqap_hook_lock)")
+
+
+@pytest.mark.parametrize(("design", "shown"), [
+    ("5.15", ["matrix_mdev->kvm set: -EBUSY; unlock", "matrix_mdev->kvm set: -EBUSY; unlock"]),
+    ("final", ["set adm bit; shadow adm = adm & host config; vfio_ap_mdev_update_guest_apcb; "
+               "release_update_locks_for_mdev",
+               "clear bit; vfio_ap_mdev_unlink_adapter; hot unplug from shadow + guest; reset queues; unlock"]),
+])
+def test_sysfs_stores_with_a_guest_running(design: str, shown: list[str], tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, f"""\
+design: "{design}"
+constants: {{adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads: [{{name: a, run: [assign_control_domain: {{mdev: 0, apqi: 5}}, unassign_adapter: {{mdev: 0, apid: 3}}]}}]
+""")
+    assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == shown

@@ -160,7 +160,8 @@ def unassign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
     f = w.apm[m] if kind == "adapter" else w.aqm[m]
     b.set(f, f.var.without_bit(x), when=Not(attached))
     k.ret(b, If(attached, E["EBUSY"], 0))
-    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; clear bit; unlock")
+    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; clear bit; unlock",
+             branches=[(attached, "matrix_mdev->kvm set: -EBUSY"), (Not(attached), "clear bit"), (None, "unlock")])
 
 
 def control_domain_pre_dynamic(k: K, m: int, x: int, assign: bool) -> None:
@@ -174,7 +175,11 @@ def control_domain_pre_dynamic(k: K, m: int, x: int, assign: bool) -> None:
     f = w.adm[m]
     b.set(f, f.var.with_bit(x) if assign else f.var.without_bit(x), when=Not(refused))
     k.ret(b, If(refused, E["EBUSY"], 0))
-    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; set/clear adm bit; unlock")
+    what = "set adm bit" if assign else "clear adm bit"
+    k.unlock(fn, (w.M, None, None), body=b, text=f"if (matrix_mdev->kvm) -EBUSY; {what}; unlock",
+             branches=[(w.mkvm[m].var != -1, "matrix_mdev->kvm set: -EBUSY"),
+                       (And(w.mkvm[m].var == -1, w.busy(m)), "matrix_mdev->kvm_busy: -EBUSY"),
+                       (Not(refused), what), (None, "unlock")])
 
 
 @kernel(OPS, name="assign_control_domain_store")

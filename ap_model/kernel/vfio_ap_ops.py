@@ -344,9 +344,12 @@ def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     changed = w.filter_cdoms(b, m)
     w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
     k.ret(b, 0)
+    what = f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config"
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
-             text=f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config; if changed: "
-                  "update_guest_apcb; unlock")
+             text=f"{what}; if changed: update_guest_apcb; unlock",
+             branches=[(None, what), (Not(changed), "shadow unchanged"), (And(changed, mk == -1), "no guest"),
+                       (And(changed, mk != -1), "vfio_ap_mdev_update_guest_apcb"),
+                       (None, "release_update_locks_for_mdev")])
 
 
 @kernel(OPS)
