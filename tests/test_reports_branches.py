@@ -10,6 +10,7 @@ import pytest
 from helpers_models import check, prop
 
 from checker.cli.cli import build, main, resolve_options
+from checker.lang.design import OpCall, Scenario, ThreadSpec
 from checker.lang.layout import bool_field
 from checker.lang.program import ProgramBuilder
 from checker.search.progmodel import ProgramModel
@@ -219,3 +220,25 @@ constants: {{adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 
 threads: [{{name: a, run: [assign_control_domain: {{mdev: 0, apqi: 5}}, unassign_adapter: {{mdev: 0, apid: 3}}]}}]
 """)
     assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == shown
+
+
+VFIO_AP_DESIGNS = [n for n in default_registry(plugins=False).names() if n != "lock-program"]
+
+
+@pytest.mark.parametrize("design", VFIO_AP_DESIGNS)
+def test_every_operation_of_every_design_has_its_branches(design: str) -> None:
+    """Static, beyond the bundled specs: one thread per operation the design offers (and an open of a
+    VM without a CRYCB), built, and every step checked as above."""
+    d = default_registry(plugins=False).get(design)
+    args = {"apid": 4, "apqi": 6, "mdev": 0, "vm": 0, "vcpu": 0, "on": False}
+    masks = {"apmask_store": {"reserve": [4], "release": [3]}, "aqmask_store": {"reserve": [6], "release": [5]}}
+    threads = [ThreadSpec(f"t{i}", [OpCall(op, masks.get(op) or {k: v for k, v in args.items() if k in sig.params})])
+               for i, (op, sig) in enumerate(d.operations.items())]
+    threads.append(ThreadSpec("nocrycb", [OpCall("open_device", {"mdev": 1, "vm": 1})]))
+    constants = {"adapters": [3, 4], "domains": [5, 6], "vms": 2, "mdevs": 2, "matrix": ["mdev0: 3 x 5"],
+                 "attached": ["mdev0 -> kvm0"], "no_crycb": [1]}
+    program = d.build(Scenario("all-operations", design, "", constants, threads))
+    assert len(program.threads) == len(d.operations) + 1
+    for act in program.actions:
+        assert all(not UNRESOLVED.search(seg) for _, seg in act.branches), (act.function, act.branches)
+        assert act.branches or not UNRESOLVED.search(act.text), (act.function, act.text)
