@@ -81,7 +81,7 @@ def _words(text: str) -> str:
 
 def test_lock_specs_are_the_known_ones() -> None:  # the parametrization below is not empty by accident
     assert "specs/v15-lockdep.yaml" in _lock_specs() and "specs/history/in-use-deadlock-v18.yaml" in _lock_specs()
-    assert len(_lock_specs()) == 12
+    assert len(_lock_specs()) >= 12  # the 12 of this writing; new specs join the parametrization
 
 
 @pytest.mark.parametrize("width", [60, 100])
