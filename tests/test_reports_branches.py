@@ -242,3 +242,18 @@ def test_every_operation_of_every_design_has_its_branches(design: str) -> None:
     for act in program.actions:
         assert all(not UNRESOLVED.search(seg) for _, seg in act.branches), (act.function, act.branches)
         assert act.branches or not UNRESOLVED.search(act.text), (act.function, act.text)
+
+
+def test_final_assign_shows_the_refusal_or_whether_the_guest_was_updated(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4, 10], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"],
+            attached: ["mdev0 -> kvm0"], apmask: [4]}
+threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, assign_adapter: {mdev: 0, apid: 10},
+                          assign_adapter: {mdev: 0, apid: 10}]}]
+""")
+    done = "set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_adapter; vfio_ap_mdev_filter_matrix; "
+    assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == [
+        "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL; unlock",
+        done + "shadow changed: vfio_ap_mdev_update_guest_apcb; unlock",
+        done + "shadow unchanged; unlock"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
 
-from ..kernel.bodies import _and, assign_body, refresh
+from ..kernel.bodies import _and, assign_body, assign_refusals, refresh
 from ..kernel.vfio_ap_ops import OPS
 from ..kfunc import K, kernel
 from ..world import NODRV, VFIO, Body, E
@@ -63,11 +63,7 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     ok = assign_body(w, b, k.t, m, kind, x)
     changed, _, _ = refresh(w, b, m, when=ok, apply=False, reset_filtered=False)
     need = And(changed, w.mkvm[m].var != -1)
-    ret = w.ret(k.t)
-    refused: list[tuple[Expr | None, str]] = [(Not(ok), "validate: -EADDRNOTAVAIL (reserved) or -EADDRINUSE")]
-    if ret is not None:  # the errno tells which check refused
-        refused = [(b[ret] == E["EADDRNOTAVAIL"], "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
-                   (b[ret] == E["EADDRINUSE"], "validate: APQN assigned to another mdev: -EADDRINUSE")]
+    refused = assign_refusals(w, b, k.t, ok)
     k.unlock(fn, (w.P, None, None), (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
              text="validate (reserved: EADDRNOTAVAIL; sharing: EADDRINUSE); link; filter; "
                   "if unchanged or no guest: unlock",

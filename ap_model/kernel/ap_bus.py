@@ -201,14 +201,16 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
     k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
     b = Body()
     b.set(w.drv[i, j], VFIO)
-    for m in w.mdevs:
-        k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
+    changed = Or(*[k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
+                   for m in w.mdevs])
     pending = Or(*[And(own == m, w.pending[m].var) for m in w.mdevs])
     k.unlock("vfio_ap_mdev_probe_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text="alloc q; link to mdev; unless a config add is pending: filter + update_guest_apcb; unlock",
              branches=[(own == -1, "alloc q; no mdev has the APQN"), (own != -1, "alloc q; link to matrix_mdev"),
                        (pending, "adapters/domains being added: on_scan_complete filters"),
-                       (And(own != -1, Not(pending)), "vfio_ap_mdev_filter_matrix; update_guest_apcb"),
+                       (And(own != -1, Not(pending)), "vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (And(own != -1, Not(pending), Not(changed)), "shadow unchanged"),
                        (None, "release_update_locks_for_mdev")])
 
 
@@ -319,10 +321,13 @@ def vfio_ap_mdev_hot_plug_cfg(k: K, m: int, skip: str) -> None:
     locked = k.call("vfio_ap_mdev_hot_plug_cfg:lock_kvm", m=m, skip=skip)
     k.lock(w.M, "vfio_ap_on_scan_complete")
     b = Body()
-    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
+    changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
     b.set(w.pending[m], False)
     k.unlock("vfio_ap_on_scan_complete", (w.M, None, None), (w.KL, locked, mk), body=b,
-             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add")
+             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add",
+             branches=[(None, f"mdev{m}: vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (Not(changed), "shadow unchanged"), (None, "unlock; clear apm_add")])
 
 
 @kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")

@@ -14,7 +14,7 @@ from checker.lang.expr import And, Expr, If, Not, Select
 
 from ..kfunc import K, kernel
 from ..world import Body, E
-from .bodies import assign_body, attach, refresh, unplug_adapter, unplug_domain
+from .bodies import assign_body, assign_refusals, attach, refresh, unplug_adapter, unplug_domain
 
 OPS = "drivers/s390/crypto/vfio_ap_ops.c"
 VFIO_GROUP = "drivers/vfio/group.c"
@@ -283,10 +283,15 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
-    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
+    changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
     k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
-                  "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock")
+                  "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock",
+             branches=[*assign_refusals(w, b, k.t, ok),
+                       (ok, f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
+                            "vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (And(ok, Not(changed)), "shadow unchanged"), (None, "unlock")])
 
 
 def _unassign(k: K, m: int, kind: str, x: int) -> None:
@@ -365,7 +370,7 @@ def unassign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
 
 
 @kernel(OPS)
-def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> None:
+def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> Expr:
     """vfio_ap_mdev_filter_matrix -> shadow; if changed and attached: vfio_ap_mdev_update_guest_apcb;
-    reset the queues of APIDs filtered out (f848cba767e5, 2024)."""
-    refresh(k.w, b, m, when=when, reset_filtered=True)
+    reset the queues of APIDs filtered out (f848cba767e5, 2024). Returns "the shadow changed"."""
+    return refresh(k.w, b, m, when=when, reset_filtered=True)[0]
