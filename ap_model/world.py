@@ -355,18 +355,22 @@ class World:
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
              kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "",
-             branches: Sequence[tuple[Expr | None, str]] = ()) -> int:
-        """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
+             branches: Sequence[tuple[Expr | None, str]] = (), skip: str = "") -> int:
+        """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``), only ``when`` it holds.
 
         ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text;
-        ``branches``: what a trace shows of it (see ``step``)."""
+        ``branches``: what a trace shows of it (see ``step``), ``{lock}`` standing for the lock call;
+        without them, a conditional lock shows the call when taken and ``skip`` (why not) otherwise."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
         name = family_name(lk, index)
         verb = "mutex_lock" if not is_rw(lk) else ("down_read" if mode == "r" else "down_write")
-        return self.step(t, function, text or f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)],
-                         jumps=jumps, branches=branches)
+        call = f"{verb}({name})"
+        if not branches and when is not None:
+            branches = [(when, "{lock}"), (Not(when), skip or f"{name} not taken")]
+        return self.step(t, function, text or call, body=b, acquire=[(lk, when, index, mode)], jumps=jumps,
+                         branches=[(c, seg.replace("{lock}", text or call)) for c, seg in branches])
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),

@@ -172,7 +172,7 @@ constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1}
 threads: [{name: vcpu0, run: [kvm_run: {vm: 0}]}]
 """)
     assert [a for _, f, a in steps if f == "handle_pqap"] == [
-        "priv.c: no pqap_hook: response code 0x01, cc 3", "priv.c: return"]
+        "priv.c: pqap_hook == NULL: response code 0x01, cc 3", "priv.c: return"]
 
 
 def test_final_apie_off_returns_eopnotsupp(tmp_path: Path) -> None:
@@ -257,3 +257,21 @@ threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, assign_adapter: {m
         "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL; unlock",
         done + "shadow changed: vfio_ap_mdev_update_guest_apcb; unlock",
         done + "shadow unchanged; unlock"]
+
+
+def test_a_lock_not_taken_says_why(tmp_path: Path) -> None:
+    """get_update_locks_for_mdev takes kvm->lock only for an mdev with a guest; the in_use locks only for
+    newly reserved APQNs: a trace says so instead of showing a mutex_lock that did not happen."""
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}
+threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, apmask_store: {release: [4]}]}]
+""")
+    shown = [(f, a) for _, f, a in steps]
+    assert shown[:4] == [("assign_adapter_store", "mutex_lock(ap_perms_mutex)"),
+                         ("assign_adapter_store", "mutex_lock(matrix_dev->guests_lock)"),
+                         ("assign_adapter_store", "matrix_mdev->kvm == NULL: no kvm->lock"),
+                         ("assign_adapter_store", "mutex_lock(matrix_dev->mdevs_lock)")]
+    assert shown[5:8] == [("apmask_store", "mutex_lock(ap_perms_mutex)"),
+                          ("vfio_ap_mdev_resource_in_use", "no APQN newly reserved: in_use not called"),
+                          ("vfio_ap_mdev_resource_in_use", "no APQN newly reserved: in_use not called")]

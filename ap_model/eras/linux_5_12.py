@@ -13,7 +13,7 @@ from __future__ import annotations
 from checker.lang.expr import And, Expr, If, Not, Or
 
 from ..kernel.kvm import KVM_S390, PRIV
-from ..kernel.vfio_ap_ops import OPS
+from ..kernel.vfio_ap_ops import NO_HOOK, OPS
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, eq
 from .linux_5_15 import LINUX_5_15
@@ -34,7 +34,7 @@ def handle_pqap_module_hook(k: K, v: int) -> None:
     b.set(fl, True)
     k.step("handle_pqap", "priv.c: if (vcpu->kvm->arch.crypto.pqap_hook)", body=b, jumps=[(hook == -1, out)],
            branches=[(hook != -1, "priv.c: vcpu->kvm->arch.crypto.pqap_hook set"),
-                     (hook == -1, "priv.c: no pqap_hook: response code 0x01, cc 3")])
+                     (hook == -1, NO_HOOK)])
     for what in ("->owner: try_module_get", "->hook(vcpu): call vfio_ap handle_pqap"):
         b = Body()
         w.use_mdev(b, hook, f"kvm->arch.crypto.pqap_hook{what.split(':')[0]}")
@@ -62,7 +62,7 @@ def vfio_ap_handle_pqap_a2(k: K, v: int, skip: str) -> None:
     unl, check, wait = (k.label(n) for n in ("pqap_unlock", "pqap_check", "pqap_wait"))
     done = skip or k.label("pqap_done")
     if skip:
-        k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)])
+        k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], skip=NO_HOOK)
     else:
         k.lock(w.M, "handle_pqap")
     b = Body()
@@ -140,7 +140,8 @@ def notifier_entry(k: K, m: int, vm: int) -> tuple[str, Body, Expr] | None:
         return None
     no_kvm = k.label("open_no_kvm")
     alive = w.kvm_alive(vm)
-    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=alive, jumps=[(Not(alive), no_kvm)])
+    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=alive, jumps=[(Not(alive), no_kvm)],
+           skip="group->kvm == NULL: no SET_KVM replayed")
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (open)")
     return no_kvm, b, Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])

@@ -50,7 +50,8 @@ def open_entry(k: K, mdev: int, vm: int) -> None:
     alive = w.mdev_alive(m)
     b = Body()
     k.ret(b, E["ENODEV"], when=Not(alive))
-    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())])
+    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())],
+           branches=[(Not(alive), "mdev removed: -ENODEV"), (alive, "{lock}")])
     w.notifier_open(k.t, m, vm, "vfio_device_open")
 
 

@@ -58,7 +58,8 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     end, busy_out = k.end(), k.label("assign_busy")
     again = _trylock(k, fn)
     busy = w.busy(m)
-    k.lock(w.P, "ap_apqn_in_matrix_owned_by_def_drv", when=Not(busy), jumps=[(busy, busy_out)])
+    k.lock(w.P, "ap_apqn_in_matrix_owned_by_def_drv", when=Not(busy), jumps=[(busy, busy_out)],
+           skip="kvm_busy: -EBUSY")
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
     changed, _, _ = refresh(w, b, m, when=ok, apply=False, reset_filtered=False)

@@ -20,7 +20,7 @@ from checker.lang.expr import And, Expr, If, Not, Or
 from ..kernel.bodies import attach
 from ..kernel.catalog import operations
 from ..kernel.kvm import PRIV
-from ..kernel.vfio_ap_ops import OPS, attached
+from ..kernel.vfio_ap_ops import NO_IN_USE, NO_KVM_LOCK, OPS, attached
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, World
 from .linux_5_15 import open_entry, vfio_device_close_5_15, vfio_device_open_notifier
@@ -36,7 +36,7 @@ def get_locks_v17(k: K, fn: str, mk: Expr | int, perms: bool = False) -> None:
     """vfio_ap_mdev_get_locks: guests_lock (read) -> [guest's kvm->lock] -> matrix_dev->lock (no P)."""
     w = k.w
     k.lock(w.G, fn, mode="r")
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
     k.lock(w.M, fn)
 
 
@@ -49,8 +49,8 @@ def release_locks_v17(k: K, mk: Expr | int, perms: bool = False) -> list[tuple[A
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
 def in_use_lock_v17(k: K, cond: Expr) -> None:
     """in_use: down_read(guests_lock) -> matrix_dev->lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, mode="r")
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond)
+    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, mode="r", skip=NO_IN_USE)
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
@@ -81,7 +81,8 @@ def vfio_ap_handle_pqap_v17(k: K, v: int, skip: str) -> None:
     !matrix_mdev->kvm) goto out; AQIC }."""
     w = k.w
     unl = k.label("pqap_unlock")
-    k.lock(w.M, "handle_pqap", when=w.hook_reg.var == 1, jumps=[(w.hook_reg.var != 1, skip)])
+    k.lock(w.M, "handle_pqap", when=w.hook_reg.var == 1, jumps=[(w.hook_reg.var != 1, skip)],
+           skip="priv.c: pqap_hook == NULL (none registered): response code 0x01, cc 3")
     data = w.data[v].var
     b = Body()
     w.hook_target_freed(b, data, when=data != -1)

@@ -13,6 +13,7 @@ from .. import rules
 from ..kfunc import K, kernel
 from ..world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, Body, E
 from .bodies import unplug_adapter
+from .vfio_ap_ops import NO_IN_USE
 
 AP_BUS = "drivers/s390/crypto/ap_bus.c"
 OPS = "drivers/s390/crypto/vfio_ap_ops.c"
@@ -46,7 +47,10 @@ def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None
     k.ret(b, If(busy, E["EBUSY"], 0))
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
     k.unlock(f"{kind}mask_commit", *k.call("vfio_ap_mdev_resource_in_use:unlock", cond=newly.nonempty()), body=b,
-             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock")
+             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock",
+             branches=[(newly.nonempty(), f"{verify} -> vfio_ap in_use"),
+                       (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
+                       (None, "unlock")])
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)
@@ -67,8 +71,8 @@ def aqmask_store(k: K, reserve: list[int], release: list[int]) -> None:
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
 def in_use_lock(k: K, cond: Expr) -> None:
     """vfio_ap_mdev_resource_in_use (ap_perms_mutex held by the caller): guests_lock -> mdevs_lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond)
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond)
+    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")

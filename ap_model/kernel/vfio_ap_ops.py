@@ -20,6 +20,11 @@ OPS = "drivers/s390/crypto/vfio_ap_ops.c"
 VFIO_GROUP = "drivers/vfio/group.c"
 
 
+NO_KVM_LOCK = "matrix_mdev->kvm == NULL: no kvm->lock"
+NO_IN_USE = "no APQN newly reserved: in_use not called"
+NO_HOOK = "priv.c: pqap_hook == NULL: response code 0x01, cc 3"  # handle_pqap with no hook (every era)
+
+
 def attached(mk: Expr | int) -> Expr | None:
     """Condition of ``if (matrix_mdev->kvm) mutex_lock(&kvm->lock)``; None for a known VM."""
     return None if isinstance(mk, int) else mk != -1
@@ -36,7 +41,7 @@ def get_update_locks_for_mdev(k: K, fn: str, mk: Expr | int, perms: bool = False
     if perms:
         k.lock(w.P, fn)
     k.lock(w.G, fn)
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
     k.lock(w.M, fn)
 
 
@@ -61,7 +66,7 @@ def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
     hook = w.hook[v].var
     b = Body()
     w.hook_target_freed(b, hook, when=hook != -1)
-    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b)
+    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b, skip=NO_HOOK)
     b = Body()
     w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
     w.hook_target_detached(b, v, hook, when=hook != -1)
@@ -230,7 +235,8 @@ def vfio_ap_mdev_probe(k: K, mdev: int) -> None:
         ok, end = w.loaded.var, k.end()
         b = Body()
         k.ret(b, If(ok, 0, E["ENODEV"]))
-        k.lock(w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)])
+        k.lock(w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)],
+               branches=[(Not(ok), "vfio_ap not loaded, no mdev parent: -ENODEV"), (ok, "{lock}")])
     else:
         k.lock(w.M, "vfio_ap_mdev_probe")
     b = Body()
