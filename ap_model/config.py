@@ -28,6 +28,7 @@ class Cfg:
     ap_instructions: bool = True
     apie_off: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    sysfs_hex: frozenset[str] = frozenset()  # "ap"/"aq": the spec wrote that AP bus mask's values in hex
 
 
 def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:
@@ -149,3 +150,15 @@ def _parse_attached(entry: str, key: str, cfg: Cfg) -> None:
     cfg.attached[m] = v
 
 
+
+
+def sysfs_hex(written: dict[str, str]) -> frozenset[str]:
+    """The AP bus masks ("ap", "aq") whose values the spec wrote in hex (``written``: Scenario.written):
+    the ``apmask``/``aqmask`` constants or an ``apmask_store``/``aqmask_store`` argument. Traces then show
+    that mask as its sysfs attribute reads (apmask_show), else as a set of IDs."""
+    out = set()
+    for key, text in written.items():
+        for kind in ("ap", "aq"):
+            if text.startswith("0x") and (key.startswith(f"constants.{kind}mask[") or f".{kind}mask_store." in key):
+                out.add(kind)
+    return frozenset(out)

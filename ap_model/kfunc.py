@@ -42,6 +42,7 @@ from checker.lang.expr import Expr
 from checker.lang.program import Member, ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
 from checker.report.results import Trace
 
+from .config import sysfs_hex
 from .world import Body, E, Era, World, parse_cfg
 
 
@@ -196,6 +197,7 @@ class KernelDesign:
     def build(self, scenario: Scenario) -> Program:
         errors = ScenarioErrorCollector()  # every bad constant and call of the spec at once, not only the first
         cfg = parse_cfg(dict(scenario.constants), errors)
+        cfg.sysfs_hex = sysfs_hex(scenario.written)
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)

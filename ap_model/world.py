@@ -44,7 +44,16 @@ from checker.lang.block import (
     wait_clear,
 )
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.layout import (
+    MASK_BITMAP,
+    MASK_LABELS,
+    Field,
+    bool_field,
+    enum_field,
+    int_field,
+    mask_field,
+    ref_field,
+)
 from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
@@ -75,6 +84,9 @@ class Era:
 
 
 Body = Block  # the engine's atomic block of C statements
+
+
+SYSFS_MASK_BITS = 256  # AP_DEVICES, AP_DOMAINS: apmask_show prints "0x%016lx%016lx%016lx%016lx"
 
 
 class World:
@@ -124,6 +136,9 @@ class World:
         # ---------------- host AP configuration and AP bus
         self.apmask = self._var(mask_field("ap_perms.apm", nA, _bits(cfg.apmask)), [self.P])
         self.aqmask = self._var(mask_field("ap_perms.aqm", nD, _bits(cfg.aqmask)), [self.P])
+        for kind, f in (("ap", self.apmask), ("aq", self.aqmask)):
+            if kind in cfg.sysfs_hex:  # written in hex: shown as apmask_show/aqmask_show print it
+                f.meta[MASK_BITMAP] = SYSFS_MASK_BITS
         info_locks = [self.G] if self.G is not None else [M]
         self.info_apm = self._var(mask_field("matrix_dev->info.apm", nA, _bits(cfg.config_apm)), info_locks)
         self.info_aqm = self._var(mask_field("matrix_dev->info.aqm", nD, _bits(cfg.config_aqm)), info_locks)
@@ -339,17 +354,23 @@ class World:
 
     def lock(self, t: ThreadBuilder, lk: Any, function: str, when: Expr | None = None,
              index: IntOrExpr | None = None, mode: str = "w", body: Body | None = None,
-             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "") -> int:
-        """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``).
+             kvm_index: IntOrExpr | None = None, jumps: Sequence[tuple[Expr, str]] = (), text: str = "",
+             branches: Sequence[tuple[Expr | None, str]] = (), skip: str = "") -> int:
+        """mutex_lock / down_read / down_write of ``lk`` (or ``lk[index]``), only ``when`` it holds.
 
-        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text."""
+        ``kvm_index``: the lock lives in that struct kvm (UAF check); ``text``: the step's C text;
+        ``branches``: what a trace shows of it (see ``step``), ``{lock}`` standing for the lock call;
+        without them, a conditional lock shows the call when taken and ``skip`` (why not) otherwise."""
         b = body or Body()
         if kvm_index is not None:
             self.use_kvm(b, kvm_index, "kvm->lock" if not isinstance(lk, RwSem) else "pqap_hook_rwsem", when)
         name = family_name(lk, index)
         verb = "mutex_lock" if not is_rw(lk) else ("down_read" if mode == "r" else "down_write")
-        return self.step(t, function, text or f"{verb}({name})", body=b, acquire=[(lk, when, index, mode)],
-                         jumps=jumps)
+        call = f"{verb}({name})"
+        if not branches and when is not None:
+            branches = [(when, "{lock}"), (Not(when), skip or f"{name} not taken")]
+        return self.step(t, function, text or call, body=b, acquire=[(lk, when, index, mode)], jumps=jumps,
+                         branches=[(c, seg.replace("{lock}", text or call)) for c, seg in branches])
 
     def unlock(self, t: ThreadBuilder, function: str, *items: tuple[Any, ...],
                body: Body | None = None, text: str = "", jumps: Sequence[tuple[Expr, str]] = (),
@@ -434,6 +455,10 @@ class World:
             rows.append(row)
         return rows
 
+    def kvm_of(self, m: IntOrExpr) -> Expr:
+        """matrix_mdev->kvm of the mdev ``m`` (a slot or an expression): a kvm slot, -1 for NULL."""
+        return Select([f.var for f in self.mkvm], m, -1)
+
     def reserved(self, b: Body | None, i: int, j: int) -> Expr:
         am = b[self.apmask] if b else self.apmask.var
         qm = b[self.aqmask] if b else self.aqmask.var
@@ -485,11 +510,17 @@ class World:
         """kvm_arch_crypto_clear_masks."""
         self.set_masks(b, v, MaskConst(self.nA), MaskConst(self.nD), -1, when)
 
+    def configured(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """APQN (i, j) is in the host's AP configuration (matrix_dev->info)."""
+        am = b[self.info_apm] if b else self.info_apm.var
+        qm = b[self.info_aqm] if b else self.info_aqm.var
+        return And(am.has(i), qm.has(j))
+
     def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
         """vfio_ap_mdev_reset_queue (ZAPQ + TAPQ until done): the queue holds no one's data.
 
         A queue outside the host configuration is not reset (reset would fail, rc 01; b9bd10c43456)."""
-        incfg = And(b[self.info_apm].has(i), b[self.info_aqm].has(j))
+        incfg = self.configured(i, j, b)
         b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
 
     def close_device_entry(self, t: ThreadBuilder, m: int, vfio_fn: str,
@@ -511,8 +542,11 @@ class World:
         with the VM gone the open succeeds with no KVM (issue 8 #1). Emits the check and the no-KVM
         tail (returns 0, unlocks the group); returns the label where the SET_KVM path continues."""
         go, no_kvm = self.label(t, "set_kvm"), self.label(t, "open_no_kvm")
+        has_kvm = self.kvm_alive(vm)
         self.step(t, function, "vfio_register_notifier(SET_KVM): replayed if group->kvm",
-                  jumps=[(self.kvm_alive(vm), go)], goto=no_kvm)
+                  jumps=[(has_kvm, go)], goto=no_kvm,
+                  branches=[(has_kvm, "vfio_register_notifier(SET_KVM): group->kvm set, SET_KVM replayed"),
+                            (Not(has_kvm), "vfio_register_notifier(SET_KVM): group->kvm == NULL, no replay")])
         t.label(no_kvm)
         b = Body()
         b.set(self.vopen[m], True)

@@ -49,3 +49,12 @@ def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
 def test_version_flag(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([flag]) == 0
     assert capsys.readouterr().out.startswith("apcheck, version ")
+
+
+def test_project_urls() -> None:
+    """The URLs PyPI shows beside the description (``Project-URL`` in the built metadata)."""
+    urls = PROJECT["project"]["urls"]
+    home = "https://github.com/apcheck/apcheck"
+    assert urls == {"Homepage": home, "Repository": home, "Issues": f"{home}/issues",
+                    "Documentation": f"{home}/tree/main/docs"}
+    assert (ROOT / "docs").is_dir()  # what Documentation points into

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from helpers_models import check, prop
 
-from checker.cli.cli import main
+from checker.cli.cli import build, main, resolve_options
+from checker.lang.design import OpCall, Scenario, ThreadSpec
 from checker.lang.layout import bool_field
 from checker.lang.program import ProgramBuilder
+from checker.search.progmodel import ProgramModel
+from checker.search.run import check_program, replay_trace
+from checker.spec.registry import default_registry
+from checker.spec.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def two_openers():  # type: ignore[no-untyped-def]
@@ -101,3 +109,169 @@ def test_older_set_kvm_shows_the_branch_that_ran(design: str, ok: str, eperm: st
     shown = [(s["thread"], s["action"]) for s in steps
              if s["function"] == "vfio_ap_mdev_set_kvm" and s["action"] in (ok, eperm)]
     assert shown == [("q0", ok), ("q1", eperm)]
+
+
+# ---------------------------------------------------------------- every step of every design
+
+# What marks an unresolved alternative in the text a trace shows for a step: the step still says what
+# would happen under a condition instead of what did: the words "if", "else", "unless", "otherwise",
+# "maybe" or "may be", a C conditional "?", or "WARN_ON(" (a condition with its consequence).
+UNRESOLVED = re.compile(r"\b(if|else|unless|otherwise|maybe)\b|\bmay be\b|\?|WARN_ON\(")
+SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.yaml"), *ROOT.glob("specs/history/*.yaml")])
+
+
+def test_the_marker_catches_the_old_texts() -> None:
+    for text in ("if another mdev has this kvm: -EPERM; kvm_get_kvm", "zcrypt unbinds: ap_zapq (if configured)",
+                 "nothing added to it: continue; else mutex_lock", "kvm_put_kvm (may be the last: kvm_destroy_vm)",
+                 "WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL", "unless a config add is pending: filter"):
+        assert UNRESOLVED.search(text), text
+    assert not UNRESOLVED.search("another mdev has this kvm: -EPERM; release_update_locks_for_kvm")
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_alternative_step_of_every_design_has_branches(spec: str) -> None:
+    """Static half: a step whose full text names alternatives gives branches, and no branch text does."""
+    loaded = load_spec(str(ROOT / spec), default_registry(plugins=False))
+    for act in build(loaded).actions:
+        assert all(not UNRESOLVED.search(seg) for _, seg in act.branches), (act.function, act.branches)
+        assert act.branches or not UNRESOLVED.search(act.text), (act.function, act.text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", SPECS)
+def test_no_trace_step_shows_an_unresolved_alternative(spec: str) -> None:
+    """Dynamic half: every step of every trace of every spec (the branch conditions cover the states
+    that occur: a step none of whose conditions holds would fall back to its full text)."""
+    loaded = load_spec(str(ROOT / spec), default_registry(plugins=False))
+    program = build(loaded)
+    result = check_program(program, resolve_options(loaded, program, quiet=True), spec, loaded.design.name)
+    steps = [s for p in result.properties if p.trace for s in p.trace.steps]
+    assert all(s.action and not UNRESOLVED.search(s.action) for s in steps), \
+        [(s.function, s.action) for s in steps if not s.action or UNRESOLVED.search(s.action)]
+
+
+def run_in_order(tmp_path: Path, text: str) -> list[tuple[str, str, str]]:
+    """(thread, function, shown text) of one run: always the first thread that can move (deterministic)."""
+    spec = tmp_path / "order.yaml"
+    spec.write_text(text, encoding="utf-8")
+    program = build(load_spec(str(spec), default_registry(plugins=False)))
+    model = ProgramModel(program)
+    s, aids = model.init_states()[0], []
+    while succ := model.successors(s):
+        aid, s = min(succ, key=lambda an: (program.actions[an[0]].thread, an[0]))
+        aids.append(aid)
+        if s < 0:
+            break
+    return [(st.thread, st.function, st.action) for st in replay_trace(program, aids).steps]
+
+
+def test_5_12_priv_c_without_a_hook(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: "5.12"
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1}
+threads: [{name: vcpu0, run: [kvm_run: {vm: 0}]}]
+""")
+    assert [a for _, f, a in steps if f == "handle_pqap"] == [
+        "priv.c: pqap_hook == NULL: response code 0x01, cc 3", "priv.c: return"]
+
+
+def test_final_apie_off_returns_eopnotsupp(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1, apie_off: [0]}
+threads: [{name: vcpu0, run: [kvm_run: {vm: 0}]}]
+""")
+    assert steps[0][2] == ("mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap; "
+                           "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")
+
+
+def test_final_queue_remove_in_and_out_of_the_shadow(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}
+threads: [{name: u, run: [unbind_queue: {apid: 3, apqi: 5}, unbind_queue: {apid: 4, apqi: 5}]}]
+""")
+    assert [a for _, f, a in steps if f == "vfio_ap_mdev_remove_queue"] == [
+        "in the guest's shadow: unplug APID; update_guest_apcb; reset_queues_for_apid; unlink; kfree(q); "
+        "release_update_locks_for_queue",
+        "vfio_ap_mdev_reset_queue; unlink; kfree(q); release_update_locks_for_queue"]
+
+
+def test_v17_second_hook_registration_is_refused(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: v17
+constants: {adapters: [3], domains: [5], vms: 1, mdevs: 1}
+threads: [{name: other, run: [hook_register_other]}]
+""")
+    assert steps[-1][1:] == ("kvm_s390_pqap_hook_register",
+                             "second driver: pqap_hook already set: -EACCES; mutex_unlock(pqap_hook_lock)")
+
+
+@pytest.mark.parametrize(("design", "shown"), [
+    ("5.15", ["matrix_mdev->kvm set: -EBUSY; unlock", "matrix_mdev->kvm set: -EBUSY; unlock"]),
+    ("final", ["set adm bit; shadow adm = adm & host config; vfio_ap_mdev_update_guest_apcb; "
+               "release_update_locks_for_mdev",
+               "clear bit; vfio_ap_mdev_unlink_adapter; hot unplug from shadow + guest; reset queues; unlock"]),
+])
+def test_sysfs_stores_with_a_guest_running(design: str, shown: list[str], tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, f"""\
+design: "{design}"
+constants: {{adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads: [{{name: a, run: [assign_control_domain: {{mdev: 0, apqi: 5}}, unassign_adapter: {{mdev: 0, apid: 3}}]}}]
+""")
+    assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == shown
+
+
+VFIO_AP_DESIGNS = [n for n in default_registry(plugins=False).names() if n != "lock-program"]
+
+
+@pytest.mark.parametrize("design", VFIO_AP_DESIGNS)
+def test_every_operation_of_every_design_has_its_branches(design: str) -> None:
+    """Static, beyond the bundled specs: one thread per operation the design offers (and an open of a
+    VM without a CRYCB), built, and every step checked as above."""
+    d = default_registry(plugins=False).get(design)
+    args = {"apid": 4, "apqi": 6, "mdev": 0, "vm": 0, "vcpu": 0, "on": False}
+    masks = {"apmask_store": {"reserve": [4], "release": [3]}, "aqmask_store": {"reserve": [6], "release": [5]}}
+    threads = [ThreadSpec(f"t{i}", [OpCall(op, masks.get(op) or {k: v for k, v in args.items() if k in sig.params})])
+               for i, (op, sig) in enumerate(d.operations.items())]
+    threads.append(ThreadSpec("nocrycb", [OpCall("open_device", {"mdev": 1, "vm": 1})]))
+    constants = {"adapters": [3, 4], "domains": [5, 6], "vms": 2, "mdevs": 2, "matrix": ["mdev0: 3 x 5"],
+                 "attached": ["mdev0 -> kvm0"], "no_crycb": [1]}
+    program = d.build(Scenario("all-operations", design, "", constants, threads))
+    assert len(program.threads) == len(d.operations) + 1
+    for act in program.actions:
+        assert all(not UNRESOLVED.search(seg) for _, seg in act.branches), (act.function, act.branches)
+        assert act.branches or not UNRESOLVED.search(act.text), (act.function, act.text)
+
+
+def test_final_assign_shows_the_refusal_or_whether_the_guest_was_updated(tmp_path: Path) -> None:
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4, 10], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"],
+            attached: ["mdev0 -> kvm0"], apmask: [4]}
+threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, assign_adapter: {mdev: 0, apid: 10},
+                          assign_adapter: {mdev: 0, apid: 10}]}]
+""")
+    done = "set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_adapter; vfio_ap_mdev_filter_matrix; "
+    assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == [
+        "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL; unlock",
+        done + "shadow changed: vfio_ap_mdev_update_guest_apcb; unlock",
+        done + "shadow unchanged; unlock"]
+
+
+def test_a_lock_not_taken_says_why(tmp_path: Path) -> None:
+    """get_update_locks_for_mdev takes kvm->lock only for an mdev with a guest; the in_use locks only for
+    newly reserved APQNs: a trace says so instead of showing a mutex_lock that did not happen."""
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}
+threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, apmask_store: {release: [4]}]}]
+""")
+    shown = [(f, a) for _, f, a in steps]
+    assert shown[:4] == [("assign_adapter_store", "mutex_lock(ap_perms_mutex)"),
+                         ("assign_adapter_store", "mutex_lock(matrix_dev->guests_lock)"),
+                         ("assign_adapter_store", "matrix_mdev->kvm == NULL: no kvm->lock"),
+                         ("assign_adapter_store", "mutex_lock(matrix_dev->mdevs_lock)")]
+    assert shown[5:8] == [("apmask_store", "mutex_lock(ap_perms_mutex)"),
+                          ("vfio_ap_mdev_resource_in_use", "no APQN newly reserved: in_use not called"),
+                          ("vfio_ap_mdev_resource_in_use", "no APQN newly reserved: in_use not called")]

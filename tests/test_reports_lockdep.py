@@ -110,3 +110,32 @@ def test_v15_deadlock_reads_like_a_hung_task_report() -> None:
     assert "-> #2 (&kvm->lock){+.+.}-{3:3}:\n       kvm_arch_crypto_set_masks\n" in text
     assert "Chain exists of:\n  &vcpu->mutex --> &matrix_dev->lock --> &kvm->lock\n" in text
     assert "1 lock held by pv:\n #0: (&kvm0->lock){+.+.}-{3:3}, at: kvm_s390_handle_pv" in text
+
+
+def test_scenario_parent_is_the_lock_before_the_held_one() -> None:
+    """lockdep's first_parent: the chain reaches the held lock (target) from locks[-2]; in a two-lock
+    cycle that is the new lock itself. CPU1 prints lock( whatever the mode; the chain line names
+    source --> parent --> target only (print_circular_lock_scenario)."""
+    two = render_cycle(LockCycle(["a", "b->sem"], [LockEdge("a", "b->sem", "w", "r", "t1", "f1", "op1"),
+                                                   LockEdge("b->sem", "a", "r", "w", "t2", "f2", "op2")], False))
+    assert two.splitlines()[-6:-2] == ["  rlock(&b->sem);", " " * 31 + "lock(a);", " " * 31 + "lock(&b->sem);",
+                                       "  lock(a);"]
+    locks = ["a", "b", "c", "d"]
+    edges = [LockEdge(x, y, "w", "w", "t", "f", "op") for x, y in zip(locks, locks[1:] + locks[:1])]
+    four = render_cycle(LockCycle(locks, edges, False))
+    assert "Chain exists of:\n  a --> c --> d\n" in four
+    assert four.splitlines()[-6:-2] == ["  lock(d);", " " * 31 + "lock(c);", " " * 31 + "lock(d);", "  lock(a);"]
+
+
+def test_narrow_width_moves_the_cpu1_column_and_wraps_long_lines() -> None:
+    cls = ["matrix_dev->guests_lock_long", "ap_perms_mutex"]
+    edges = [LockEdge(cls[0], cls[1], "w", "w", "admin", "assign_adapter_store", "op"),
+             LockEdge(cls[1], cls[0], "w", "w", "bus", "vfio_ap_mdev_resource_in_use", "op")]
+    text = render_cycle(LockCycle(cls, edges, True), width=50)
+    assert max(len(line) for line in text.splitlines()) <= 50
+    assert " " * 14 + "lock(&matrix_dev->guests_lock_long);" in text.splitlines()  # 50 - its length
+    assert text.splitlines()[:3] == ["=" * 50, "WARNING: possible circular locking dependency", "    detected"]
+    wide = render_cycle(LockCycle(cls, edges, True))
+    def words(t: str) -> list[str]:  # every word but the rules
+        return [w for w in t.split() if set(w) - {"=", "-"}]
+    assert words(text) == words(wide)

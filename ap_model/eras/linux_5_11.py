@@ -38,7 +38,9 @@ def vfio_ap_handle_pqap_a0(k: K, v: int, skip: str) -> None:
     w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
     w.hook_target_detached(b, v, hook, when=hook != -1)
     k.unlock("handle_pqap", (w.M, None, None), body=b,
-             text="vfio_ap: if (!pqap_hook) goto out; matrix_mdev = container_of(pqap_hook); AQIC; unlock")
+             text="vfio_ap: if (!pqap_hook) goto out; matrix_mdev = container_of(pqap_hook); AQIC; unlock",
+             branches=[(hook == -1, "vfio_ap: !pqap_hook: goto out_unlock"),
+                       (hook != -1, "vfio_ap: matrix_mdev = container_of(pqap_hook); AQIC"), (None, "unlock")])
 
 
 def _set_kvm(k: K, m: int, vm: int, masks_under_lock: bool) -> None:
@@ -93,7 +95,9 @@ def _unset_a1(k: K, m: int, fn: str, release: bool) -> None:
     k.lock(w.M, fn)
     b = Body()
     b.set(lk, w.mkvm[m].var)
-    k.step(fn, "if (!matrix_mdev->kvm) skip", body=b, jumps=[(w.mkvm[m].var == -1, done)])
+    k.step(fn, "if (!matrix_mdev->kvm) skip", body=b, jumps=[(w.mkvm[m].var == -1, done)],
+           branches=[(w.mkvm[m].var == -1, "matrix_mdev->kvm == NULL: nothing to detach"),
+                     (w.mkvm[m].var != -1, "matrix_mdev->kvm set: detach it")])
     kv = lk.var
     k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_unset_kvm", kv=kv, apm=None, aqm=None, src=None,
            release_m=False, clear=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from checker.lang.expr import And, Expr, If, Not, Or
 
 from ..kernel.kvm import KVM_S390, PRIV
-from ..kernel.vfio_ap_ops import OPS
+from ..kernel.vfio_ap_ops import NO_HOOK, OPS
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, eq
 from .linux_5_15 import LINUX_5_15
@@ -32,7 +32,9 @@ def handle_pqap_module_hook(k: K, v: int) -> None:
     out = k.label("pqap_out")
     b = Body()
     b.set(fl, True)
-    k.step("handle_pqap", "priv.c: if (vcpu->kvm->arch.crypto.pqap_hook)", body=b, jumps=[(hook == -1, out)])
+    k.step("handle_pqap", "priv.c: if (vcpu->kvm->arch.crypto.pqap_hook)", body=b, jumps=[(hook == -1, out)],
+           branches=[(hook != -1, "priv.c: vcpu->kvm->arch.crypto.pqap_hook set"),
+                     (hook == -1, NO_HOOK)])
     for what in ("->owner: try_module_get", "->hook(vcpu): call vfio_ap handle_pqap"):
         b = Body()
         w.use_mdev(b, hook, f"kvm->arch.crypto.pqap_hook{what.split(':')[0]}")
@@ -60,22 +62,28 @@ def vfio_ap_handle_pqap_a2(k: K, v: int, skip: str) -> None:
     unl, check, wait = (k.label(n) for n in ("pqap_unlock", "pqap_check", "pqap_wait"))
     done = skip or k.label("pqap_done")
     if skip:
-        k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)])
+        k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], skip=NO_HOOK)
     else:
         k.lock(w.M, "handle_pqap")
     b = Body()
     b.set(hk, hook)
     w.hook_target_freed(b, hook, when=hook != -1)
     k.step("handle_pqap", "vfio_ap: if (!pqap_hook) goto out_unlock; matrix_mdev = container_of(pqap_hook)",
-           body=b, jumps=[(hook == -1, unl)])
+           body=b, jumps=[(hook == -1, unl)],
+           branches=[(hook == -1, "vfio_ap: !pqap_hook: goto out_unlock"),
+                     (hook != -1, "vfio_ap: matrix_mdev = container_of(pqap_hook)")])
     h = hk.var
     k.at(check)
     b = Body()
     w.use_mdev(b, h, "matrix_mdev = container_of(pqap_hook)")
     busy = w.busy(h)
     w.hook_target_detached(b, v, h, when=Not(busy))
+    guest = w.kvm_of(h) != -1
     k.unlock("handle_pqap", (w.M, Not(busy), None), body=b, jumps=[(busy, wait)], goto=done,
-             text="vfio_ap: if (matrix_mdev->kvm_busy) wait; if (!matrix_mdev->kvm) goto out; AQIC; unlock")
+             text="vfio_ap: if (matrix_mdev->kvm_busy) wait; if (!matrix_mdev->kvm) goto out; AQIC; unlock",
+             branches=[(busy, "vfio_ap: matrix_mdev->kvm_busy: wait_event_cmd"),
+                       (And(Not(busy), Not(guest)), "vfio_ap: !matrix_mdev->kvm: goto out_unlock; mutex_unlock"),
+                       (And(Not(busy), guest), "vfio_ap: AQIC; mutex_unlock")])
     k.at(wait)
     k.unlock("handle_pqap", (w.M, None, None), text="wait_event_cmd(!kvm_busy): mutex_unlock")
     w.wait_flag(k.t, "handle_pqap", h)
@@ -132,7 +140,8 @@ def notifier_entry(k: K, m: int, vm: int) -> tuple[str, Body, Expr] | None:
         return None
     no_kvm = k.label("open_no_kvm")
     alive = w.kvm_alive(vm)
-    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=alive, jumps=[(Not(alive), no_kvm)])
+    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=alive, jumps=[(Not(alive), no_kvm)],
+           skip="group->kvm == NULL: no SET_KVM replayed")
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (open)")
     return no_kvm, b, Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
@@ -162,12 +171,12 @@ def open_a2(k: K, mdev: int, vm: int) -> None:
     k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m, release_m=False)
     k.lock(w.M, "vfio_ap_mdev_set_kvm")
     b = Body()
-    k.call("vfio_ap_mdev_set_kvm:hook_under_lock", b=b, mdev=m, vm=vm)
+    hook = k.call("vfio_ap_mdev_set_kvm:hook_under_lock", b=b, mdev=m, vm=vm)
     b.set(w.mkvm[m], vm)
     w.busy_set(b, k.t, m, False)
     b.set(w.vopen[m], True)
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, goto=end,
-             text="(hook); matrix_mdev->kvm = kvm; kvm_busy = false; wake_up_all; unlock")
+             text=f"{hook}matrix_mdev->kvm = kvm; kvm_busy = false; wake_up_all; unlock")
     k.at(no_kvm)
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (open)")
@@ -182,9 +191,11 @@ def no_publish_hook(k: K, mdev: int, vm: int) -> None:
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm:hook_under_lock")
-def hook_set_under_lock(k: K, b: Body, mdev: int, vm: int) -> None:
-    """kvm->arch.crypto.pqap_hook = &matrix_mdev->pqap_hook (under matrix_dev->lock)."""
+def hook_set_under_lock(k: K, b: Body, mdev: int, vm: int) -> str:
+    """kvm->arch.crypto.pqap_hook = &matrix_mdev->pqap_hook (under matrix_dev->lock). Returns the step's text
+    for it ("" where the era publishes the hook elsewhere), as the unset hunk does."""
     b.set(k.w.hook[vm], mdev)
+    return "kvm->arch.crypto.pqap_hook = &matrix_mdev->pqap_hook; "
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm:clear_hook")
@@ -193,9 +204,10 @@ def no_unset_clear_hook(k: K, kv: Expr) -> None:
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm:hook_under_lock")
-def hook_unset_under_lock(k: K, b: Body, kv: Expr) -> None:
-    """kvm->arch.crypto.pqap_hook = NULL (under matrix_dev->lock)."""
+def hook_unset_under_lock(k: K, b: Body, kv: Expr) -> str:
+    """kvm->arch.crypto.pqap_hook = NULL (under matrix_dev->lock); returns the step's text for it."""
     b.set_at(k.w.hook, kv, -1)
+    return "kvm->arch.crypto.pqap_hook = NULL; "
 
 
 def _unset_a2(k: K, m: int, release: bool) -> None:
@@ -218,7 +230,10 @@ def _unset_a2(k: K, m: int, release: bool) -> None:
     w.busy_set(b, k.t, m, True, when=detach)
     # busy: the wait path drops the lock (wait_event); no kvm: the release path does (issue 8 #4)
     k.unlock("vfio_ap_mdev_unset_kvm", (w.M, detach, None), body=b, jumps=[(busy, wait), (nokvm, done)],
-             text="wait for !kvm_busy; if (kvm) { kvm_busy = true; mutex_unlock }")
+             text="wait for !kvm_busy; if (kvm) { kvm_busy = true; mutex_unlock }",
+             branches=[(busy, "matrix_mdev->kvm_busy: wait_event_cmd"),
+                       (nokvm, "matrix_mdev->kvm == NULL: nothing to detach"),
+                       (detach, "matrix_mdev->kvm set: kvm_busy = true; mutex_unlock")])
     kv = lk.var
     k.call("vfio_ap_mdev_unset_kvm:clear_hook", kv=kv)
     k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_unset_kvm", kv=kv, apm=None, aqm=None, src=None,
@@ -226,7 +241,7 @@ def _unset_a2(k: K, m: int, release: bool) -> None:
     k.lock(w.M, "vfio_ap_mdev_unset_kvm")
     b = Body()
     w.reset_mdev_queues(b, m)
-    k.call("vfio_ap_mdev_unset_kvm:hook_under_lock", b=b, kv=kv)
+    hook = k.call("vfio_ap_mdev_unset_kvm:hook_under_lock", b=b, kv=kv)
     w.put_kvm(b, kv)
     b.set(w.mkvm[m], -1)
     w.busy_set(b, k.t, m, False)
@@ -235,7 +250,7 @@ def _unset_a2(k: K, m: int, release: bool) -> None:
         b.set(w.closing[m], False)
     k.ret(b, 0)
     k.unlock("vfio_ap_mdev_unset_kvm", (w.M, None, None), body=b, goto=k.end(),
-             text="vfio_ap_mdev_reset_queues; (hook); kvm_put_kvm; matrix_mdev->kvm = NULL; kvm_busy = false; "
+             text=f"vfio_ap_mdev_reset_queues; {hook}kvm_put_kvm; matrix_mdev->kvm = NULL; kvm_busy = false; "
                   "wake_up_all; unlock")
     k.at(done)
     b = Body()

@@ -50,7 +50,8 @@ def open_entry(k: K, mdev: int, vm: int) -> None:
     alive = w.mdev_alive(m)
     b = Body()
     k.ret(b, E["ENODEV"], when=Not(alive))
-    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())])
+    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())],
+           branches=[(Not(alive), "mdev removed: -ENODEV"), (alive, "{lock}")])
     w.notifier_open(k.t, m, vm, "vfio_device_open")
 
 
@@ -142,7 +143,11 @@ def assign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
     b.set(f, new_apm if kind == "adapter" else new_aqm, when=ok)
     k.ret(b, If(attached, E["EBUSY"], If(notavail, E["EADDRNOTAVAIL"], If(inuse, E["EADDRINUSE"], 0))))
     k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; verify queues reserved (bound to "
-                                                 "vfio_ap); verify_no_sharing; set bit; unlock")
+                                                 "vfio_ap); verify_no_sharing; set bit; unlock",
+             branches=[(attached, "matrix_mdev->kvm set: -EBUSY"),
+                       (And(Not(attached), notavail), "queues not bound to vfio_ap: -EADDRNOTAVAIL"),
+                       (And(Not(attached), Not(notavail), inuse), "verify_no_sharing: -EADDRINUSE"),
+                       (ok, "queues reserved; verify_no_sharing; set bit"), (None, "unlock")])
 
 
 def unassign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
@@ -156,7 +161,8 @@ def unassign_pre_dynamic(k: K, m: int, kind: str, x: int) -> None:
     f = w.apm[m] if kind == "adapter" else w.aqm[m]
     b.set(f, f.var.without_bit(x), when=Not(attached))
     k.ret(b, If(attached, E["EBUSY"], 0))
-    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; clear bit; unlock")
+    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; clear bit; unlock",
+             branches=[(attached, "matrix_mdev->kvm set: -EBUSY"), (Not(attached), "clear bit"), (None, "unlock")])
 
 
 def control_domain_pre_dynamic(k: K, m: int, x: int, assign: bool) -> None:
@@ -170,7 +176,11 @@ def control_domain_pre_dynamic(k: K, m: int, x: int, assign: bool) -> None:
     f = w.adm[m]
     b.set(f, f.var.with_bit(x) if assign else f.var.without_bit(x), when=Not(refused))
     k.ret(b, If(refused, E["EBUSY"], 0))
-    k.unlock(fn, (w.M, None, None), body=b, text="if (matrix_mdev->kvm) -EBUSY; set/clear adm bit; unlock")
+    what = "set adm bit" if assign else "clear adm bit"
+    k.unlock(fn, (w.M, None, None), body=b, text=f"if (matrix_mdev->kvm) -EBUSY; {what}; unlock",
+             branches=[(w.mkvm[m].var != -1, "matrix_mdev->kvm set: -EBUSY"),
+                       (And(w.mkvm[m].var == -1, w.busy(m)), "matrix_mdev->kvm_busy: -EBUSY"),
+                       (Not(refused), what), (None, "unlock")])
 
 
 @kernel(OPS, name="assign_control_domain_store")

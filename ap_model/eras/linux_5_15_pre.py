@@ -17,8 +17,9 @@ from .linux_5_12 import LINUX_5_12
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm:hook_under_lock")
-def no_hook_under_lock(k: K, b: Body, mdev: int, vm: int) -> None:
+def no_hook_under_lock(k: K, b: Body, mdev: int, vm: int) -> str:
     """a3: the hook was published under pqap_hook_rwsem (hunk :publish_hook), not under matrix_dev->lock."""
+    return ""
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm:clear_hook")
@@ -32,8 +33,9 @@ def clear_hook_rwsem(k: K, kv: Expr) -> None:
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm:hook_under_lock")
-def no_unset_under_lock(k: K, b: Body, kv: Expr) -> None:
+def no_unset_under_lock(k: K, b: Body, kv: Expr) -> str:
     """a3: the hook was cleared under pqap_hook_rwsem (hunk :clear_hook)."""
+    return ""
 
 
 LINUX_5_15_PRE = LINUX_5_12.derive(

@@ -21,10 +21,10 @@ from .linux_6_8 import LINUX_6_8
 
 
 @kernel(OPS, name="vfio_ap_mdev_filter_matrix")
-def filter_matrix_no_reset(k: K, b: Body, m: int, when: Expr | None = None) -> None:
+def filter_matrix_no_reset(k: K, b: Body, m: int, when: Expr | None = None) -> Expr:
     """Filter -> shadow; if changed and attached: update the guest (APIDs filtered out are not reset:
-    before f848cba767e5)."""
-    refresh(k.w, b, m, when=when, reset_filtered=False)
+    before f848cba767e5). Returns "the shadow changed"."""
+    return refresh(k.w, b, m, when=when, reset_filtered=False)[0]
 
 
 @kernel(OPS, name="vfio_ap_mdev_remove_queue:unplug")

@@ -24,12 +24,15 @@ from .linux_6_8 import LINUX_6_8
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
-def cfg_remove_visit_checked(k: K, m: int) -> tuple[Expr, Expr, str]:
+def cfg_remove_visit_checked(k: K, m: int) -> tuple[Expr, Expr, str, list[tuple[Expr | None, str]]]:
     """if (matrix_mdev->kvm) mutex_lock(&matrix_mdev->kvm->lock); the shadow is still updated (assumption:
     the fix's diff was not read; skipping the mdev instead would leave a removed adapter in the shadow of
     an mdev without a guest, which set_kvm would then hand to the next guest)."""
     alive = k.w.mdev_alive(m)
-    return alive, And(alive, k.w.mkvm[m].var != -1), "if (matrix_mdev->kvm) mutex_lock(&matrix_mdev->kvm->lock)"
+    guest = And(alive, k.w.mkvm[m].var != -1)
+    return alive, guest, "if (matrix_mdev->kvm) mutex_lock(&matrix_mdev->kvm->lock)", [
+        (Not(alive), "not on mdev_list"), (And(alive, Not(guest)), "matrix_mdev->kvm == NULL: no kvm->lock"),
+        (guest, "mutex_lock(&matrix_mdev->kvm->lock)")]
 
 
 @kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")
@@ -41,7 +44,10 @@ def hot_plug_cfg_lock_checked(k: K, m: int, skip: str) -> Expr:
     pend = w.pending[m].var
     guest = And(pend, mk != -1)
     k.lock(w.KL, "vfio_ap_on_scan_complete", when=guest, index=mk, jumps=[(Not(pend), skip)],
-           text=f"mdev{m}: nothing added to it: continue; if (matrix_mdev->kvm) mutex_lock(&kvm->lock)")
+           text=f"mdev{m}: nothing added to it: continue; if (matrix_mdev->kvm) mutex_lock(&kvm->lock)",
+           branches=[(Not(pend), f"mdev{m}: nothing added to it: continue"),
+                     (And(pend, mk == -1), f"mdev{m}: matrix_mdev->kvm == NULL: no kvm->lock"),
+                     (guest, f"mdev{m}: mutex_lock(&matrix_mdev->kvm->lock)")])
     return guest
 
 
@@ -67,8 +73,11 @@ def restore_hook_on_error(k: K, mdev: int, vm: int) -> None:
     b = Body()
     b.set(w.hook[vm], old.var, when=w.hook[vm].var == mdev)
     b.set(old, -1)
+    mine = w.hook[vm].var == mdev
     k.unlock("vfio_ap_mdev_set_kvm", (w.HR, None, vm), body=b,
-             text="-EPERM: if (pqap_hook == &matrix_mdev->pqap_hook) pqap_hook = old; up_write")
+             text="-EPERM: if (pqap_hook == &matrix_mdev->pqap_hook) pqap_hook = old; up_write",
+             branches=[(mine, "-EPERM: pqap_hook == &matrix_mdev->pqap_hook: pqap_hook = old"),
+                       (Not(mine), "-EPERM: pqap_hook no longer this mdev's: left as is"), (None, "up_write")])
 
 
 MAINLINE = LINUX_6_8.derive(

@@ -15,7 +15,7 @@ these two (not retrieved). Both derive from 6.8. docs/designs/v15.md.
 
 from __future__ import annotations
 
-from checker.lang.expr import If, MaskConst
+from checker.lang.expr import If, MaskConst, Not
 
 from .. import rules
 from ..kernel.catalog import operations
@@ -80,7 +80,10 @@ def _mask_store_trylock(k: K, kind: str, reserve: list[int], release: list[int])
     rel = [(w.M, None, None), (w.P, None, None)] if reserve else [(w.P, None, None)]
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
     k.unlock(f"{kind}mask_commit", *rel, body=b,
-             text=f"{verify} -> vfio_ap in_use: verify_no_sharing; commit ap_perms.{kind[1]}m; unlock")
+             text=f"{verify} -> vfio_ap in_use: verify_no_sharing; commit ap_perms.{kind}m; unlock",
+             branches=[(None, f"{verify} -> vfio_ap in_use: verify_no_sharing"),
+                       (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
+                       (None, "unlock")])
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)

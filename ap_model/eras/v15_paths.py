@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
 
-from ..kernel.bodies import _and, assign_body, refresh
+from ..kernel.bodies import _and, assign_body, assign_refusals, refresh
 from ..kernel.vfio_ap_ops import OPS
 from ..kfunc import K, kernel
 from ..world import NODRV, VFIO, Body, E
@@ -34,7 +34,8 @@ def _commit(k: K, fn: str, m: int, drops_lock: bool, reset: tuple[Expr, Expr] | 
     if reset is not None:
         w.reset_mdev_queues(b, m, rows=reset[0], cols=reset[1])
     k.unlock("vfio_ap_mdev_commit_apcb", (w.M, None, None), body=b,
-             text="kvm_busy = false; wake_up_all; (unassign: reset unplugged queues); unlock")
+             text="kvm_busy = false; wake_up_all; " + ("reset the unplugged queues; " if reset is not None else "")
+             + "unlock")
 
 
 @kernel(OPS, name="vfio_ap_mdev_commit_apcb")
@@ -57,16 +58,13 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     end, busy_out = k.end(), k.label("assign_busy")
     again = _trylock(k, fn)
     busy = w.busy(m)
-    k.lock(w.P, "ap_apqn_in_matrix_owned_by_def_drv", when=Not(busy), jumps=[(busy, busy_out)])
+    k.lock(w.P, "ap_apqn_in_matrix_owned_by_def_drv", when=Not(busy), jumps=[(busy, busy_out)],
+           skip="kvm_busy: -EBUSY")
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
     changed, _, _ = refresh(w, b, m, when=ok, apply=False, reset_filtered=False)
     need = And(changed, w.mkvm[m].var != -1)
-    ret = w.ret(k.t)
-    refused: list[tuple[Expr | None, str]] = [(Not(ok), "validate: -EADDRNOTAVAIL (reserved) or -EADDRINUSE")]
-    if ret is not None:  # the errno tells which check refused
-        refused = [(b[ret] == E["EADDRNOTAVAIL"], "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
-                   (b[ret] == E["EADDRINUSE"], "validate: APQN assigned to another mdev: -EADDRINUSE")]
+    refused = assign_refusals(w, b, k.t, ok)
     k.unlock(fn, (w.P, None, None), (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
              text="validate (reserved: EADDRNOTAVAIL; sharing: EADDRINUSE); link; filter; "
                   "if unchanged or no guest: unlock",
@@ -120,8 +118,15 @@ def _unassign(k: K, m: int, kind: str, x: int, v16: bool) -> None:
     if v16:
         w.reset_mdev_queues(b, m, rows=gone_rows, cols=gone_cols, when=And(Not(busy), Not(need)))
     k.ret(b, If(busy, E["EBUSY"], 0))
+    guest = w.mkvm[m].var != -1
     k.unlock(fn, (w.M, Not(need), None), body=b, jumps=[(Not(need), end)],
-             text="if (kvm_busy) -EBUSY; clear bit; unlink; filter; if unchanged or no guest: unlock")
+             text="if (kvm_busy) -EBUSY; clear bit; unlink; filter; if unchanged or no guest: unlock",
+             branches=[(busy, "kvm_busy: -EBUSY"), (Not(busy), "clear bit; unlink; filter"),
+                       (And(Not(busy), Not(changed)), "shadow unchanged"),
+                       (And(Not(busy), changed, Not(guest)), "no guest"),
+                       *([(And(Not(busy), Not(need)), "reset the unplugged queues")] if v16 else []),
+                       (Not(need), "mutex_unlock(matrix_dev->lock)"),
+                       (need, "shadow changed, guest running: commit")])
     reset = None
     if v16:
         reset = (MaskConst(w.nA, [x]), MaskConst(w.nD, list(range(w.nD)))) if kind == "adapter" else \
@@ -193,8 +198,14 @@ def _queue_update(k: K, fn: str, i: int, j: int, probe: bool, waits_busy: bool) 
         w.busy_set(b, k.t, own, True, when=And(Not(busy), need))  # type: ignore[arg-type]
     what = "alloc q; link" if probe else "unlink"
     jumps = ([(busy, wait)] if busy is not None else []) + [(Not(need), done)]
+    idle = Not(busy) if busy is not None else None
     k.step(fn, f"{what}; vfio_ap_mdev_refresh_apcb: filter; if unchanged or no guest: "
-               + ("done" if probe else "reset q; free q"), body=b, jumps=jumps)
+               + ("done" if probe else "reset q; free q"), body=b, jumps=jumps,
+           branches=[*([(busy, "matrix_mdev->kvm_busy: wait_event")] if busy is not None else []),
+                     (idle, f"{what}; vfio_ap_mdev_refresh_apcb: filter"),
+                     (_and(idle, Not(need)), "shadow unchanged or no guest: "
+                      + ("done" if probe else "reset q; free q")),
+                     (_and(idle, need), "shadow changed, guest running: update it")])
     sapm = Select([f.var for f in w.sapm], own, MaskConst(w.nA))
     saqm = Select([f.var for f in w.saqm], own, MaskConst(w.nD))
     if waits_busy:
@@ -208,8 +219,9 @@ def _queue_update(k: K, fn: str, i: int, j: int, probe: bool, waits_busy: bool) 
         w.busy_set(b, k.t, own, False)  # type: ignore[arg-type]
     if not probe:
         w.reset_queue(b, i, j)
-    k.step(fn, ("kvm_busy = false; wake_up_all; " if waits_busy else "")
-           + ("" if probe else "vfio_ap_mdev_reset_queue; free q"), body=b)
+    tail = [] if probe else ["vfio_ap_mdev_reset_queue; free q"]
+    k.step(fn, "; ".join((["kvm_busy = false; wake_up_all"] if waits_busy else []) + tail)
+           or "kvm_arch_crypto_set_masks returned", body=b)
     k.at(done)
     end = k.label("queue_out")
     k.unlock(fn, (w.M, None, None), text="mutex_unlock(matrix_dev->lock)", goto=end)

@@ -20,7 +20,7 @@ from checker.lang.expr import And, Expr, If, Not, Or
 from ..kernel.bodies import attach
 from ..kernel.catalog import operations
 from ..kernel.kvm import PRIV
-from ..kernel.vfio_ap_ops import OPS, attached
+from ..kernel.vfio_ap_ops import NO_IN_USE, NO_KVM_LOCK, OPS, attached
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, World
 from .linux_5_15 import open_entry, vfio_device_close_5_15, vfio_device_open_notifier
@@ -36,7 +36,7 @@ def get_locks_v17(k: K, fn: str, mk: Expr | int, perms: bool = False) -> None:
     """vfio_ap_mdev_get_locks: guests_lock (read) -> [guest's kvm->lock] -> matrix_dev->lock (no P)."""
     w = k.w
     k.lock(w.G, fn, mode="r")
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
     k.lock(w.M, fn)
 
 
@@ -49,8 +49,8 @@ def release_locks_v17(k: K, mk: Expr | int, perms: bool = False) -> list[tuple[A
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
 def in_use_lock_v17(k: K, cond: Expr) -> None:
     """in_use: down_read(guests_lock) -> matrix_dev->lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, mode="r")
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond)
+    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, mode="r", skip=NO_IN_USE)
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
@@ -81,16 +81,21 @@ def vfio_ap_handle_pqap_v17(k: K, v: int, skip: str) -> None:
     !matrix_mdev->kvm) goto out; AQIC }."""
     w = k.w
     unl = k.label("pqap_unlock")
-    k.lock(w.M, "handle_pqap", when=w.hook_reg.var == 1, jumps=[(w.hook_reg.var != 1, skip)])
+    k.lock(w.M, "handle_pqap", when=w.hook_reg.var == 1, jumps=[(w.hook_reg.var != 1, skip)],
+           skip="priv.c: pqap_hook == NULL (none registered): response code 0x01, cc 3")
     data = w.data[v].var
     b = Body()
     w.hook_target_freed(b, data, when=data != -1)
     k.step("handle_pqap", "vfio_ap: matrix_mdev = vcpu->kvm->arch.crypto.data; if (!matrix_mdev) goto out",
-           body=b, jumps=[(data == -1, unl)])
+           body=b, jumps=[(data == -1, unl)],
+           branches=[(None, "vfio_ap: matrix_mdev = vcpu->kvm->arch.crypto.data"),
+                     (data == -1, "!matrix_mdev: goto out")])
     b = Body()
     w.use_mdev(b, data, "matrix_mdev = kvm->arch.crypto.data")
     w.hook_target_detached(b, v, data, when=data != -1)
-    k.step("handle_pqap", "vfio_ap: if (!matrix_mdev->kvm) goto out; AQIC", body=b)
+    guest = w.kvm_of(data) != -1
+    k.step("handle_pqap", "vfio_ap: if (!matrix_mdev->kvm) goto out; AQIC", body=b,
+           branches=[(Not(guest), "vfio_ap: !matrix_mdev->kvm: goto out"), (guest, "vfio_ap: AQIC")])
     k.at(unl)
     k.unlock("handle_pqap", (w.M, None, None), text="vfio_ap: mutex_unlock(matrix_dev->lock)")
 
@@ -164,7 +169,9 @@ def vfio_ap_init_v17(k: K) -> None:
     b.set(w.loaded, True, when=Not(taken))
     k.ret(b, If(taken, E["EACCES"], 0))
     k.unlock("kvm_s390_pqap_hook_register", (w.GHL, None, None), body=b,
-             text="if (pqap_hook) -EACCES else pqap_hook = &vfio_ap's hook; mutex_unlock(pqap_hook_lock)")
+             text="if (pqap_hook) -EACCES else pqap_hook = &vfio_ap's hook; mutex_unlock(pqap_hook_lock)",
+             branches=[(taken, "pqap_hook already set: -EACCES"), (Not(taken), "pqap_hook = &vfio_ap's hook"),
+                       (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 @kernel(DRV)
@@ -189,7 +196,9 @@ def vfio_ap_exit(k: K) -> None:
     b.set(w.loaded, False)
     k.ret(b, If(mine, 0, E["EACCES"]))
     k.unlock("kvm_s390_pqap_hook_unregister", (w.GHL, None, None), body=b,
-             text="WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL; mutex_unlock(pqap_hook_lock)")
+             text="WARN_ON(hook mismatch -> -EACCES); pqap_hook = NULL; mutex_unlock(pqap_hook_lock)",
+             branches=[(Not(mine), "WARN: pqap_hook is not vfio_ap's hook: -EACCES"), (mine, "pqap_hook = NULL"),
+                       (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 @kernel(KVM_S390)
@@ -203,7 +212,9 @@ def kvm_s390_pqap_hook_register(k: K) -> None:
     b.set(w.registrations, w.registrations.var + 1, when=Not(taken))
     k.ret(b, If(taken, E["EACCES"], 0))
     k.unlock("kvm_s390_pqap_hook_register", (w.GHL, None, None), body=b,
-             text="second driver: if (pqap_hook) -EACCES; mutex_unlock(pqap_hook_lock)")
+             text="second driver: if (pqap_hook) -EACCES; mutex_unlock(pqap_hook_lock)",
+             branches=[(taken, "second driver: pqap_hook already set: -EACCES"),
+                       (Not(taken), "second driver: pqap_hook = its hook"), (None, "mutex_unlock(pqap_hook_lock)")])
 
 
 def one_hook_registrant(w: World) -> None:

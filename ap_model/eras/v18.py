@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import And, Expr
+from checker.lang.expr import And, Expr, Not
 
 from ..kernel.catalog import operations
 from ..kernel.vfio_ap_ops import OPS
@@ -46,10 +46,13 @@ def assign_unlock_v18(k: K, mk: Expr | int) -> list[tuple[Any, ...]]:
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
-def cfg_remove_visit_v18(k: K, m: int) -> tuple[Expr, Expr, str]:
+def cfg_remove_visit_v18(k: K, m: int) -> tuple[Expr, Expr, str, list[tuple[Expr | None, str]]]:
     """if (!matrix_mdev->kvm) continue; mutex_lock(&matrix_mdev->kvm->lock)."""
-    guest = And(k.w.mdev_alive(m), k.w.mkvm[m].var != -1)
-    return guest, guest, "if (!matrix_mdev->kvm) continue; mutex_lock(&matrix_mdev->kvm->lock)"
+    alive = k.w.mdev_alive(m)
+    guest = And(alive, k.w.mkvm[m].var != -1)
+    return guest, guest, "if (!matrix_mdev->kvm) continue; mutex_lock(&matrix_mdev->kvm->lock)", [
+        (Not(alive), "not on mdev_list"), (And(alive, Not(guest)), "matrix_mdev->kvm == NULL: continue"),
+        (guest, "mutex_lock(&matrix_mdev->kvm->lock)")]
 
 
 V18 = LINUX_6_8.derive(

@@ -13,6 +13,7 @@ from .. import rules
 from ..kfunc import K, kernel
 from ..world import CLEAN, HOST, NODRV, VFIO, ZCRYPT, Body, E
 from .bodies import unplug_adapter
+from .vfio_ap_ops import NO_IN_USE
 
 AP_BUS = "drivers/s390/crypto/ap_bus.c"
 OPS = "drivers/s390/crypto/vfio_ap_ops.c"
@@ -46,7 +47,10 @@ def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None
     k.ret(b, If(busy, E["EBUSY"], 0))
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
     k.unlock(f"{kind}mask_commit", *k.call("vfio_ap_mdev_resource_in_use:unlock", cond=newly.nonempty()), body=b,
-             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind[1]}m; unlock")
+             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock",
+             branches=[(newly.nonempty(), f"{verify} -> vfio_ap in_use"),
+                       (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
+                       (None, "unlock")])
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)
@@ -67,8 +71,8 @@ def aqmask_store(k: K, reserve: list[int], release: list[int]) -> None:
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
 def in_use_lock(k: K, cond: Expr) -> None:
     """vfio_ap_mdev_resource_in_use (ap_perms_mutex held by the caller): guests_lock -> mdevs_lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond)
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond)
+    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
@@ -87,11 +91,17 @@ def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
         nxt = k.label("reprobe_next") if n + 1 < len(qs) else k.end()
         d = w.drv[i, j].var
         res = w.reserved(None, i, j)
+        to_zcrypt, to_vfio_ap = And(d == VFIO, res), And(d == ZCRYPT, Not(res))
         k.lock(w.P, "__ap_revise_reserved")
         k.unlock("__ap_revise_reserved", (w.P, None, None),
                  text=f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex); "
                       "reprobe if devres != driver is default",
-                 jumps=[(And(d == VFIO, res), to_zc), (And(d == ZCRYPT, Not(res)), to_vf)], goto=nxt)
+                 jumps=[(to_zcrypt, to_zc), (to_vfio_ap, to_vf)], goto=nxt,
+                 branches=[(None, f"devres = {w.apqn(i, j)} in ap_perms.apm x aqm; mutex_unlock(ap_perms_mutex)"),
+                           (to_zcrypt, "reserved, bound to vfio_ap: device_reprobe"),
+                           (to_vfio_ap, "not reserved, bound to zcrypt: device_reprobe"),
+                           (d == NODRV, "no driver bound: no reprobe"),
+                           (And(d != NODRV, Not(to_zcrypt), Not(to_vfio_ap)), "devres == drvres: no reprobe")])
         k.at(to_zc)
         k.call("vfio_ap_mdev_remove_queue", i=i, j=j)
         k.call("zcrypt_queue_probe", i=i, j=j)
@@ -130,7 +140,10 @@ def zcrypt_queue_remove(k: K, i: int, j: int) -> None:
     b = Body()
     k.w.reset_queue(b, i, j)
     b.set(k.w.drv[i, j], NODRV)
-    k.step("ap_queue_remove", "zcrypt unbinds: ap_zapq (if configured)", body=b)
+    configured = k.w.configured(i, j)
+    k.step("ap_queue_remove", "zcrypt unbinds: ap_zapq (if configured)", body=b,
+           branches=[(configured, "zcrypt unbinds: ap_zapq"),
+                     (Not(configured), "zcrypt unbinds: queue not in the host configuration, no reset")])
 
 
 @kernel(BASE_BUS)
@@ -166,8 +179,14 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
                                                                            b[w.saqm[m]].has(j)))
     w.reset_queue(b, i, j)
     b.set(w.drv[i, j], NODRV)
+    shadow = Or(*[And(own == m, w.sapm[m].var.has(i), w.saqm[m].var.has(j)) for m in w.mdevs])
+    configured = w.configured(i, j)
     k.unlock("vfio_ap_mdev_remove_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
-             text="if in shadow: unplug APID + set masks + reset its queues; reset q (if configured); unlink; kfree(q)")
+             text="if in shadow: unplug APID + set masks + reset its queues; reset q (if configured); unlink; kfree(q)",
+             branches=[(shadow, "in the guest's shadow: unplug APID; update_guest_apcb; reset_queues_for_apid"),
+                       (And(Not(shadow), configured), "vfio_ap_mdev_reset_queue"),
+                       (And(Not(shadow), Not(configured)), "not in the host configuration: no reset"),
+                       (None, "unlink; kfree(q); release_update_locks_for_queue")])
 
 
 @kernel(OPS, name="vfio_ap_mdev_remove_queue:unplug")
@@ -186,10 +205,17 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
     k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
     b = Body()
     b.set(w.drv[i, j], VFIO)
-    for m in w.mdevs:
-        k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
+    changed = Or(*[k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
+                   for m in w.mdevs])
+    pending = Or(*[And(own == m, w.pending[m].var) for m in w.mdevs])
     k.unlock("vfio_ap_mdev_probe_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
-             text="alloc q; link to mdev; unless a config add is pending: filter + update_guest_apcb; unlock")
+             text="alloc q; link to mdev; unless a config add is pending: filter + update_guest_apcb; unlock",
+             branches=[(own == -1, "alloc q; no mdev has the APQN"), (own != -1, "alloc q; link to matrix_mdev"),
+                       (pending, "adapters/domains being added: on_scan_complete filters"),
+                       (And(own != -1, Not(pending)), "vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (And(own != -1, Not(pending), Not(changed)), "shadow unchanged"),
+                       (None, "release_update_locks_for_mdev")])
 
 
 # ---------------------------------------------------------------- host configuration changes
@@ -226,12 +252,12 @@ def cfg_remove_mdev(k: K, m: int, x: int) -> None:
     Which mdevs are visited, and whether matrix_mdev->kvm is checked first, is the hunk ``:visit``."""
     w = k.w
     mk = w.mkvm[m].var
-    visit, lock_kvm, text = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
+    visit, lock_kvm, text, branches = k.call("vfio_ap_mdev_cfg_remove:visit", m=m)
     nxt = k.label("cfg_remove_next")
     b = Body()
     w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=lock_kvm)
     k.lock(w.KL, "vfio_ap_on_cfg_changed", when=lock_kvm, index=mk, body=b, jumps=[(Not(visit), nxt)],
-           text=f"mdev{m}: {text}")
+           text=f"mdev{m}: {text}", branches=[(c, f"mdev{m}: {seg}") for c, seg in branches])
     k.lock(w.M, "vfio_ap_on_cfg_changed")
     b = Body()
     unplug_adapter(w, b, m, x, reset=False)
@@ -241,11 +267,13 @@ def cfg_remove_mdev(k: K, m: int, x: int) -> None:
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:visit")
-def cfg_remove_visit(k: K, m: int) -> tuple[Expr, Expr, str]:
+def cfg_remove_visit(k: K, m: int) -> tuple[Expr, Expr, str, list[tuple[Expr | None, str]]]:
     """6.x: every mdev on mdev_list, kvm->lock taken through matrix_mdev->kvm with no NULL check (a NULL
-    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, kvm->lock taken, C text)."""
+    dereference for an mdev without a guest; kernel-facts §5 C2). Returns (visited, kvm->lock taken, C text,
+    the branches a trace shows)."""
     alive = k.w.mdev_alive(m)
-    return alive, alive, "mutex_lock(&matrix_mdev->kvm->lock)"
+    return alive, alive, "mutex_lock(&matrix_mdev->kvm->lock)", [(Not(alive), "not on mdev_list"),
+                                                                  (alive, "mutex_lock(&matrix_mdev->kvm->lock)")]
 
 
 @kernel(AP_BUS, name="ap_scan_bus:adapter_added")
@@ -297,10 +325,13 @@ def vfio_ap_mdev_hot_plug_cfg(k: K, m: int, skip: str) -> None:
     locked = k.call("vfio_ap_mdev_hot_plug_cfg:lock_kvm", m=m, skip=skip)
     k.lock(w.M, "vfio_ap_on_scan_complete")
     b = Body()
-    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
+    changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m)
     b.set(w.pending[m], False)
     k.unlock("vfio_ap_on_scan_complete", (w.M, None, None), (w.KL, locked, mk), body=b,
-             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add")
+             text=f"mdev{m}: filter matrix; update_guest_apcb; unlock; clear apm_add",
+             branches=[(None, f"mdev{m}: vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (Not(changed), "shadow unchanged"), (None, "unlock; clear apm_add")])
 
 
 @kernel(OPS, name="vfio_ap_mdev_hot_plug_cfg:lock_kvm")
@@ -314,7 +345,9 @@ def hot_plug_cfg_lock_kvm(k: K, m: int, skip: str) -> Expr:
     b = Body()
     w.use_kvm(b, mk, "matrix_mdev->kvm->lock", when=pend)
     k.lock(w.KL, "vfio_ap_on_scan_complete", when=pend, index=mk, body=b, jumps=[(Not(pend), skip)],
-           text=f"mdev{m}: nothing added to it: continue; else mutex_lock(&matrix_mdev->kvm->lock)")
+           text=f"mdev{m}: nothing added to it: continue; else mutex_lock(&matrix_mdev->kvm->lock)",
+           branches=[(Not(pend), f"mdev{m}: nothing added to it: continue"),
+                     (pend, f"mdev{m}: mutex_lock(&matrix_mdev->kvm->lock)")])
     return pend
 
 

@@ -38,6 +38,16 @@ def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int) 
     return err == 0
 
 
+def assign_refusals(w: World, b: Body, t: ThreadBuilder, ok: Expr) -> list[tuple[Expr | None, str]]:
+    """What a trace shows when ``assign_body`` refused: the errno tells which check (without errno
+    tracking, only that it refused)."""
+    ret = w.ret(t)
+    if ret is None:
+        return [(Not(ok), "validate: refused (errno not tracked)")]
+    return [(b[ret] == E["EADDRNOTAVAIL"], "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
+            (b[ret] == E["EADDRINUSE"], "validate: APQN assigned to another mdev: -EADDRINUSE")]
+
+
 def _and(*xs: Expr | None) -> Expr:
     return And(*[x for x in xs if x is not None])
 

@@ -34,7 +34,9 @@ def kvm_vcpu_ioctl(k: K, vm: int, vcpu: int) -> None:
         k.ret(b, If(apie, 0, E["EOPNOTSUPP"]))
         k.step("kvm_vcpu_ioctl", "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap: "
                                  "if (!(sie_block->eca & ECA_APIE)) return -EOPNOTSUPP",
-               body=b, acquire=[(w.VM[vm][vcpu], None, None, "w")], jumps=[(Not(apie), ret_lab)])
+               body=b, acquire=[(w.VM[vm][vcpu], None, None, "w")], jumps=[(Not(apie), ret_lab)],
+               branches=[(None, "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap"),
+                         (apie, "ECA_APIE set"), (Not(apie), "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")])
     k.call("handle_pqap", v=vm)
     if ret_lab is not None:
         k.at(ret_lab)

@@ -14,10 +14,15 @@ from checker.lang.expr import And, Expr, If, Not, Select
 
 from ..kfunc import K, kernel
 from ..world import Body, E
-from .bodies import assign_body, attach, refresh, unplug_adapter, unplug_domain
+from .bodies import assign_body, assign_refusals, attach, refresh, unplug_adapter, unplug_domain
 
 OPS = "drivers/s390/crypto/vfio_ap_ops.c"
 VFIO_GROUP = "drivers/vfio/group.c"
+
+
+NO_KVM_LOCK = "matrix_mdev->kvm == NULL: no kvm->lock"
+NO_IN_USE = "no APQN newly reserved: in_use not called"
+NO_HOOK = "priv.c: pqap_hook == NULL: response code 0x01, cc 3"  # handle_pqap with no hook (every era)
 
 
 def attached(mk: Expr | int) -> Expr | None:
@@ -36,7 +41,7 @@ def get_update_locks_for_mdev(k: K, fn: str, mk: Expr | int, perms: bool = False
     if perms:
         k.lock(w.P, fn)
     k.lock(w.G, fn)
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
     k.lock(w.M, fn)
 
 
@@ -61,12 +66,17 @@ def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
     hook = w.hook[v].var
     b = Body()
     w.hook_target_freed(b, hook, when=hook != -1)
-    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b)
+    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b, skip=NO_HOOK)
     b = Body()
     w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
     w.hook_target_detached(b, v, hook, when=hook != -1)
+    guest = w.kvm_of(hook) != -1
     k.unlock("handle_pqap", (w.M, hook != -1, None), body=b,
-             text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock")
+             text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock",
+             branches=[(hook == -1, "vfio_ap: no hook"),
+                       (hook != -1, "vfio_ap: matrix_mdev = container_of(hook)"),
+                       (And(hook != -1, Not(guest)), "!matrix_mdev->kvm: goto out_unlock"),
+                       (And(hook != -1, guest), "AQIC"), (hook != -1, f"mutex_unlock({w.M.name})")])
 
 
 # ---------------------------------------------------------------- open / close
@@ -94,7 +104,11 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     k.ret(b, If(alive, If(has_kvm, 0, E["EINVAL"]), E["ENODEV"]))
     k.step("vfio_device_get_kvm_safe", "vfio core: group->kvm && kvm_get_kvm_safe(group->kvm); "
                                        "vfio_ap_mdev_open_device: if (!vdev->kvm) return -EINVAL",
-           body=b, jumps=[(Not(ok), unlock_vg)])
+           body=b, jumps=[(Not(ok), unlock_vg)],
+           branches=[(Not(alive), "mdev removed: -ENODEV"),
+                     (ok, "vfio core: kvm_get_kvm_safe(group->kvm); vfio_ap_mdev_open_device"),
+                     (And(alive, Not(has_kvm)), "vfio core: no group->kvm (VM released): vdev->kvm == NULL; "
+                                                "vfio_ap_mdev_open_device: -EINVAL")])
     k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=failed)
     k.at(unlock_vg)
     k.unlock("vfio_device_group_open", (w.VG, None, m), goto=end)
@@ -173,8 +187,12 @@ def vfio_device_close(k: K, mdev: int) -> None:
     b.set(w.vopen[m], False)
     b.set(w.closing[m], False)
     b.set(k.local("kvm", w.kslots), -1)
+    last = And(vk != -1, w.kvm.refcount(vk) == 1)
     k.unlock("vfio_device_put_kvm", (w.VG, None, m), body=b,
-             text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)", goto=end)
+             text="vfio core: kvm_put_kvm (may be the last: kvm_destroy_vm); mutex_unlock(group_lock)", goto=end,
+             branches=[(vk == -1, "vfio core: no kvm reference held"),
+                       (last, "vfio core: kvm_put_kvm, the last reference: kvm_destroy_vm"),
+                       (And(vk != -1, Not(last)), "vfio core: kvm_put_kvm"), (None, "mutex_unlock(group_lock)")])
     k.at(not_open)
     b = Body()
     b.set(w.closing[m], False)
@@ -217,7 +235,8 @@ def vfio_ap_mdev_probe(k: K, mdev: int) -> None:
         ok, end = w.loaded.var, k.end()
         b = Body()
         k.ret(b, If(ok, 0, E["ENODEV"]))
-        k.lock(w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)])
+        k.lock(w.M, "vfio_ap_mdev_probe", when=ok, body=b, jumps=[(Not(ok), end)],
+               branches=[(Not(ok), "vfio_ap not loaded, no mdev parent: -ENODEV"), (ok, "{lock}")])
     else:
         k.lock(w.M, "vfio_ap_mdev_probe")
     b = Body()
@@ -270,10 +289,15 @@ def _assign(k: K, m: int, kind: str, x: int) -> None:
     k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
     ok = assign_body(w, b, k.t, m, kind, x)
-    k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
+    changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
     k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
-                  "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock")
+                  "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock",
+             branches=[*assign_refusals(w, b, k.t, ok),
+                       (ok, f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
+                            "vfio_ap_mdev_filter_matrix"),
+                       (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
+                       (And(ok, Not(changed)), "shadow unchanged"), (None, "unlock")])
 
 
 def _unassign(k: K, m: int, kind: str, x: int) -> None:
@@ -331,9 +355,12 @@ def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     changed = w.filter_cdoms(b, m)
     w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
     k.ret(b, 0)
+    what = f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config"
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
-             text=f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config; if changed: "
-                  "update_guest_apcb; unlock")
+             text=f"{what}; if changed: update_guest_apcb; unlock",
+             branches=[(None, what), (Not(changed), "shadow unchanged"), (And(changed, mk == -1), "no guest"),
+                       (And(changed, mk != -1), "vfio_ap_mdev_update_guest_apcb"),
+                       (None, "release_update_locks_for_mdev")])
 
 
 @kernel(OPS)
@@ -349,7 +376,7 @@ def unassign_control_domain_store(k: K, mdev: int, apqi: int) -> None:
 
 
 @kernel(OPS)
-def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> None:
+def vfio_ap_mdev_filter_matrix(k: K, b: Body, m: int, when: Expr | None = None) -> Expr:
     """vfio_ap_mdev_filter_matrix -> shadow; if changed and attached: vfio_ap_mdev_update_guest_apcb;
-    reset the queues of APIDs filtered out (f848cba767e5, 2024)."""
-    refresh(k.w, b, m, when=when, reset_filtered=True)
+    reset the queues of APIDs filtered out (f848cba767e5, 2024). Returns "the shadow changed"."""
+    return refresh(k.w, b, m, when=when, reset_filtered=True)[0]

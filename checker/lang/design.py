@@ -65,6 +65,9 @@ class Scenario:
     threads: list[ThreadSpec]
     path: str = ""  # spec file, for resolving relative paths
     where: dict[str, str] = field(default_factory=dict)  # dotted key -> "file:line:col"
+    # YAML path (``threads[0].run[1].apmask_store.reserve[0]``) -> an int's text as the spec wrote it,
+    # where the value loses the notation ("0x10"), so a design can show it the same way (sysfs masks in hex)
+    written: dict[str, str] = field(default_factory=dict)
 
 
 class Design(Protocol):

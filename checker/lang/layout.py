@@ -15,6 +15,9 @@ from checker.lang.expr import BOOL, INT, Expr, Mask, Sort, Var
 # Field.meta key: a mask's element names, bit i shown as labels[i] (real APIDs instead of bit indices);
 # traces, the HTML explorer and user properties' mask literals all use them.
 MASK_LABELS = "labels"
+# Field.meta key: show the mask as an MSB-first bitmap of this many bits in hex, element i at bit
+# position int(labels[i]) from the left (the s390 AP bus's sysfs apmask/aqmask: "0x" then 64 digits)
+MASK_BITMAP = "bitmap"
 
 
 @dataclass(eq=False)
@@ -65,11 +68,20 @@ class Field:
             labels = self.meta.get(MASK_LABELS)
             if not (isinstance(labels, tuple) and len(labels) == self.width_bits):
                 labels = tuple(str(i) for i in range(self.width_bits))
+            bitmap = self.meta.get(MASK_BITMAP)
+            if isinstance(bitmap, int):
+                return _msb_first_hex(bitmap, [int(labels[i]) for i in range(self.width_bits) if value >> i & 1])
             return "{" + ",".join(str(labels[i]) for i in range(self.width_bits) if value >> i & 1) + "}"
         return str(value)
 
     def __repr__(self) -> str:
         return f"Field({self.name})"
+
+
+def _msb_first_hex(nbits: int, positions: list[int]) -> str:
+    """A bitmap of ``nbits`` bits with bit 0 leftmost, in hex (``hex2bitmap``'s order: "0x8..." is bit 0)."""
+    n = sum(1 << (nbits - 1 - p) for p in positions)
+    return "0x" + format(n, f"0{(nbits + 3) // 4}x")
 
 
 def _bits_for(span: int) -> int:

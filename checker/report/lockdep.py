@@ -22,12 +22,35 @@ reachable deadlock), it says so in lines starting with ``apcheck:``.
 
 from __future__ import annotations
 
+import textwrap
+
 from checker.report.results import LockCycle, LockEdge, Trace
 
 RULE = "=" * 54
 USAGE_WRITE = "{+.+.}-{3:3}"  # lockdep usage chars + wait type for a process-context sleeping lock
 USAGE_READ = "{++++}-{3:3}"  # the same class also acquired for reading
 CPU_COL = 31  # lockdep's scenario: "  lock(" at column 2, CPU1's "lock(" at column 31
+CONTINUATION = "    "  # a line wrapped to --width continues under its own indent plus this
+
+
+def fit_width(text: str, width: int | None) -> str:
+    """Every line of ``text`` at most ``width`` columns (``--width N``), nothing cut.
+
+    A longer line continues on indented lines (its own indent plus four spaces), broken
+    between words, so lock names, functions and ``-->`` arrows stay whole; only a single
+    word longer than the room is split. Lines that fit are left exactly as they are."""
+    if width is None:
+        return text
+    out: list[str] = []
+    for line in text.splitlines():
+        if len(line) <= width:
+            out.append(line)
+            continue
+        indent = line[: len(line) - len(line.lstrip())][: width // 2]
+        cont = (indent + CONTINUATION)[: width // 2]
+        out += textwrap.wrap(line.strip(), width, initial_indent=indent, subsequent_indent=cont,
+                             break_on_hyphens=False, expand_tabs=False)
+    return "\n".join(out)
 
 
 def lockdep_name(name: str) -> str:
@@ -60,11 +83,14 @@ def _op(mode: str) -> str:
     return "rlock(" if mode == "r" else "lock("
 
 
-def unsafe_scenario(cycle: LockCycle) -> list[str]:
+def unsafe_scenario(cycle: LockCycle, width: int | None = None) -> list[str]:
     """lockdep's two-CPU "Possible unsafe locking scenario" (print_circular_lock_scenario).
 
     ``source`` is the lock being acquired (locks[0]), ``target`` the lock already
-    held (locks[-1]), ``parent`` the next lock of the chain after ``source``."""
+    held (locks[-1]), ``parent`` the lock the chain reaches ``target`` from (locks[-2]: lockdep's
+    first_parent, ``source`` itself in a two-lock cycle); CPU1 prints ``lock(`` whatever the mode,
+    as lockdep does. ``width``
+    (``--width N``): CPU1's column moves left of lockdep's 31 as far as its lines need."""
     n = len(cycle.locks)
     edges = _cycle_edges(cycle)
     lines = [" Possible unsafe locking scenario:", ""]
@@ -74,15 +100,17 @@ def unsafe_scenario(cycle: LockCycle) -> list[str]:
         lines += ["       CPU0", "       ----", f"  {_op(mode)}{name});", f"  {_op(mode)}{name});",
                   "", " *** DEADLOCK ***", "", " May be due to missing lock nesting notation"]
         return lines
-    source, parent, target = cycle.locks[0], cycle.locks[1], cycle.locks[-1]
-    closing, first, into_target = edges[-1], edges[0], edges[-2]
-    pad = " " * CPU_COL
+    source, parent, target = cycle.locks[0], cycle.locks[-2], cycle.locks[-1]
+    closing = edges[-1]
+    cpu1 = [f"lock({lockdep_name(parent)});", f"lock({lockdep_name(target)});"]
+    col = CPU_COL if width is None else max(len("       CPU0 "), min(CPU_COL, width - max(map(len, cpu1))))
+    pad = " " * col
     lines += [
-        "       CPU0".ljust(CPU_COL) + "CPU1",
-        "       ----".ljust(CPU_COL) + "----",
+        "       CPU0".ljust(col) + "CPU1",
+        "       ----".ljust(col) + "----",
         f"  {_op(closing.src_mode if closing else 'w')}{lockdep_name(target)});",
-        f"{pad}{_op(first.dst_mode if first else 'w')}{lockdep_name(parent)});",
-        f"{pad}{_op(into_target.dst_mode if into_target else 'w')}{lockdep_name(target)});",
+        f"{pad}{cpu1[0]}",
+        f"{pad}{cpu1[1]}",
         f"  {_op(closing.dst_mode if closing else 'w')}{lockdep_name(source)});",
         "",
         " *** DEADLOCK ***",
@@ -114,15 +142,17 @@ def held_locks_block(thread: str, locks: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def render_cycle(cycle: LockCycle, trace: Trace | None = None) -> str:
+def render_cycle(cycle: LockCycle, trace: Trace | None = None, width: int | None = None) -> str:
     """A lock-order cycle as lockdep's "possible circular locking dependency" splat.
 
     ``trace``, when given, is a run that deadlocks on this cycle: its held locks
-    close the report as lockdep's "N locks held by" lines, one block per thread."""
+    close the report as lockdep's "N locks held by" lines, one block per thread.
+    ``width`` (``--width N``): no line longer, see ``fit_width``."""
     n = len(cycle.locks)
     reads = _read_classes(cycle)
     warning = "possible recursive locking detected" if n == 1 else "possible circular locking dependency detected"
-    lines = [RULE, f"WARNING: {warning}", "-" * 54]
+    rule = len(RULE) if width is None else min(len(RULE), width)  # a rule is drawn, not wrapped
+    lines = ["=" * rule, f"WARNING: {warning}", "-" * rule]
     if n == 0:
         return "\n".join(lines + ["(empty cycle)"])
     edges = _cycle_edges(cycle)
@@ -163,15 +193,16 @@ def render_cycle(cycle: LockCycle, trace: Trace | None = None) -> str:
             taken = f" (taken in {edge.src_function})" if edge.src_function else ""
             lines += [f"       apcheck: {edge.thread} took it while holding {lockdep_name(edge.src)}{taken}", ""]
         lines += ["other info that might help us debug this:", ""]
-        if n > 2:  # lockdep prints the chain only when it is longer than the two locks of the scenario
-            lines += ["Chain exists of:", "  " + " --> ".join(lockdep_name(x) for x in cycle.locks), ""]
-    lines += unsafe_scenario(cycle)
+        if n > 2:  # lockdep: only when parent != source, and then source --> parent --> target
+            chain = (cycle.locks[0], cycle.locks[-2], cycle.locks[-1])
+            lines += ["Chain exists of:", "  " + " --> ".join(lockdep_name(x) for x in chain), ""]
+    lines += unsafe_scenario(cycle, width)
     if trace is not None:
         held = held_locks_by_thread(trace)
         for thread in trace.threads:
             if held.get(thread):
                 lines += [""] + held_locks_block(thread, held[thread])
-    return "\n".join(lines)
+    return fit_width("\n".join(lines), width)
 
 
 def blocked_block(blocked: list[tuple[str, str, str, str]], trace: Trace | None = None) -> list[str]:

@@ -12,7 +12,7 @@ import textwrap
 
 from tabulate import tabulate
 
-from checker.report.lockdep import blocked_block, render_cycle, unsafe_scenario
+from checker.report.lockdep import blocked_block, fit_width, render_cycle, unsafe_scenario
 from checker.report.results import (
     BOUNDED,
     HOLDS,
@@ -58,10 +58,6 @@ def _wrap(text: str, width: int = CELL_WIDTH, whole_words: bool = False) -> str:
     return "\n".join(out)
 
 
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - len(ELLIPSIS)] + ELLIPSIS
-
-
 # --------------------------------------------------------------------------- result
 
 
@@ -85,16 +81,16 @@ def render_result(result: CheckResult, color: bool = False, width: int | None = 
         title = f"== lock-order: {len(result.cycles)} cycle{'s' if len(result.cycles) != 1 else ''} =="
         # a reachable cycle's run is the deadlock trace: its held locks close the splat
         deadlock = next((p.trace for p in result.properties if p.name == "deadlock" and p.trace), None)
-        parts.append("\n\n".join([title] + [render_cycle(c, deadlock if c.reachable else None)
+        parts.append("\n\n".join([title] + [render_cycle(c, deadlock if c.reachable else None, width)
                                              for c in result.cycles]))
-    text = "\n\n".join(p.rstrip("\n") for p in parts)
+    text = fit_width("\n\n".join(p.rstrip("\n") for p in parts), width)  # the header, findings, hung tasks
     # no trailing blanks: reports get pasted into patch mail, where checkpatch flags them
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
 def render_verdicts(properties: list[PropertyResult], color: bool = False, width: int | None = None) -> str:
     """One row per property, in the given order; ``width`` bounds the whole table."""
-    rows = []
+    rows, details = [], []
     detail_width = DETAIL_WIDTH
     if width is not None:  # name and status columns, two 2-space gaps
         detail_width = max(16, width - max([8] + [len(p.name) for p in properties]) - len("NOT_WITNESSED") - 4)
@@ -106,7 +102,17 @@ def render_verdicts(properties: list[PropertyResult], color: bool = False, width
             detail = f"{detail}; {steps}" if detail else steps
         status = _paint(prop.status, _STATUS_COLOR.get(prop.status, ""), color)
         rows.append([prop.name, status, _wrap(detail, detail_width)])
-    return tabulate(rows, headers=["property", "status", "detail"], tablefmt="simple", disable_numparse=True)
+        details.append(detail)
+    table = tabulate(rows, headers=["property", "status", "detail"], tablefmt="simple", disable_numparse=True)
+    if width is None or max(len(line) for line in table.splitlines()) <= width:
+        return table
+    # too narrow for three columns (long property names): name and status, the detail indented below
+    lines: list[str] = []
+    for (name, status, _), detail in zip(rows, details):
+        lines.append(f"{name}  {status}")
+        lines += textwrap.wrap(detail, width, initial_indent="    ", subsequent_indent="    ",
+                               break_on_hyphens=False)
+    return "\n".join(lines)
 
 
 def render_stats(stats: Stats, max_width: int | None = None) -> str:
@@ -187,9 +193,21 @@ def _changes_text(step: TraceStep) -> str:
     return "; ".join(f"{f}: {before} -> {after}" for f, before, after in step.changes)
 
 
+def _cut_changes(step: TraceStep) -> str:
+    """The changes within CHANGES_MAX, whole entries only (a value cut in the middle, such as a
+    sysfs mask's 64 hex digits, would read as another value); the first entry is always whole."""
+    parts = [f"{f}: {before} -> {after}" for f, before, after in step.changes]
+    out = parts[0] if parts else ""
+    for k, part in enumerate(parts[1:], 1):
+        more = len(parts) > k + 1
+        if len(out) + 2 + len(part) + (2 + len(ELLIPSIS) if more else 0) > CHANGES_MAX:
+            return f"{out}; {ELLIPSIS}"
+        out += f"; {part}"
+    return out
+
+
 def _changes_cell(step: TraceStep, width: int = CELL_WIDTH, cut: bool = True) -> str:
-    text = _changes_text(step)
-    return _wrap(_truncate(text, CHANGES_MAX), width) if cut else _wrap(text, width, whole_words=True)
+    return _wrap(_cut_changes(step), width) if cut else _wrap(_changes_text(step), width, whole_words=True)
 
 
 def _lanes(trace: Trace, compact: bool) -> list[str]:
@@ -275,7 +293,7 @@ def render_trace(trace: Trace, title: str = "", width: int | None = None) -> str
         lines += [f"  {w}" for w in trace.waits]
     if trace.scenario:
         lines += ["", *trace.scenario]
-    return "\n".join(lines)
+    return fit_width("\n".join(lines), width)
 
 
 __all__ = ["render_cycle", "render_result", "render_stats", "render_trace", "render_verdicts", "unsafe_scenario"]

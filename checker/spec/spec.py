@@ -117,6 +117,7 @@ class _Loader:
         self.where: dict[str, str] = {}
         self.lines: list[str] = []
         self.user_props: list[UserProperty] = []
+        self.written: dict[str, str] = {}  # dotted path -> an int scalar's text where its value drops the notation
 
     # ------------------------------------------------------------ helpers
 
@@ -215,6 +216,8 @@ class _Loader:
             ok = v.lower() == "true"
         elif tag == INT and _INT_RE.match(v):
             ok = int(v, 0) if v.startswith(("0o", "0x")) else int(v, 10)  # base 0 would reject "017"
+            if v.startswith(("0o", "0x")):  # a design may show the value as written (sysfs masks in hex)
+                self.written[path] = v
         elif tag == FLOAT and _FLOAT_RE.match(v):
             low = v.lower()
             ok = math.nan if low == ".nan" else (-math.inf if low.startswith("-") else math.inf) if "inf" in low \
@@ -370,7 +373,7 @@ class _Loader:
             return None
         scenario = Scenario(
             name=name, design=design.name, description=description, constants=constants, threads=threads,
-            path=self.file, where=self.where,
+            path=self.file, where=self.where, written=self.written,
         )
         return LoadedSpec(scenario, design, check, only, skip, self.where, self.file, prove, tuple(self.user_props))
 
