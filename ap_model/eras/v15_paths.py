@@ -216,7 +216,7 @@ def _queue_update(k: K, fn: str, i: int, j: int, probe: bool, waits_busy: bool) 
         k.lock(w.M, "vfio_ap_mdev_commit_apcb")
     b = Body()
     if waits_busy:
-        w.busy_set(b, k.t, own, False)  # type: ignore[arg-type]
+        w.busy_set(b, k.t, own, False)
     if not probe:
         w.reset_queue(b, i, j)
     tail = [] if probe else ["vfio_ap_mdev_reset_queue; free q"]
