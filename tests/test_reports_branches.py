@@ -211,7 +211,8 @@ threads: [{name: other, run: [hook_register_other]}]
     ("5.15", ["matrix_mdev->kvm set: -EBUSY; unlock", "matrix_mdev->kvm set: -EBUSY; unlock"]),
     ("final", ["set adm bit; shadow adm = adm & host config; vfio_ap_mdev_update_guest_apcb; "
                "release_update_locks_for_mdev",
-               "clear bit; vfio_ap_mdev_unlink_adapter; hot unplug from shadow + guest; reset queues; unlock"]),
+               "clear bit; vfio_ap_mdev_unlink_adapter; in the shadow: vfio_ap_mdev_hot_unplug_adapter (shadow, "
+               "guest); reset its queues; unlock"]),
 ])
 def test_sysfs_stores_with_a_guest_running(design: str, shown: list[str], tmp_path: Path) -> None:
     steps = run_in_order(tmp_path, f"""\
@@ -220,6 +221,21 @@ constants: {{adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 
 threads: [{{name: a, run: [assign_control_domain: {{mdev: 0, apqi: 5}}, unassign_adapter: {{mdev: 0, apid: 3}}]}}]
 """)
     assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == shown
+
+
+def test_final_unassign_updates_the_guest_only_for_a_shadowed_apid(tmp_path: Path) -> None:
+    """unassign_adapter_store: vfio_ap_mdev_hot_unplug_adapter clears the APID from the shadow and
+    updates the guest only when the shadow has it (adapter 4 is assigned but not in the host config)."""
+    steps = run_in_order(tmp_path, """\
+design: final
+constants: {adapters: [3, 4], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3,4 x 5"], attached: ["mdev0 -> kvm0"],
+            config_apm: [3]}
+threads: [{name: a, run: [unassign_adapter: {mdev: 0, apid: 4}, unassign_adapter: {mdev: 0, apid: 3}]}]
+""")
+    assert [a for _, f, a in steps if f == "unassign_adapter_store" and not a.startswith("mutex_lock(")] == [
+        "clear bit; vfio_ap_mdev_unlink_adapter; not in the shadow: guest unchanged, no reset; unlock",
+        "clear bit; vfio_ap_mdev_unlink_adapter; in the shadow: vfio_ap_mdev_hot_unplug_adapter (shadow, guest); "
+        "reset its queues; unlock"]
 
 
 VFIO_AP_DESIGNS = [n for n in default_registry(plugins=False).names() if n != "lock-program"]

@@ -309,10 +309,13 @@ def _unassign(k: K, m: int, kind: str, x: int) -> None:
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     f = w.apm[m] if kind == "adapter" else w.aqm[m]
     b.set(f, b[f].without_bit(x))
-    (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x)
+    was = (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x)
     k.ret(b, 0)
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
-             text=f"clear bit; vfio_ap_mdev_unlink_{kind}; hot unplug from shadow + guest; reset queues; unlock")
+             text=f"clear bit; vfio_ap_mdev_unlink_{kind}; hot unplug from shadow + guest; reset queues; unlock",
+             branches=[(None, f"clear bit; vfio_ap_mdev_unlink_{kind}"),
+                       (was, f"in the shadow: vfio_ap_mdev_hot_unplug_{kind} (shadow, guest); reset its queues"),
+                       (Not(was), "not in the shadow: guest unchanged, no reset"), (None, "unlock")])
 
 
 @kernel(OPS)
