@@ -39,123 +39,33 @@ from collections.abc import Callable
 from itertools import permutations, product
 from typing import Any
 
-from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Un, Var
-from checker.lang.layout import Field
-from checker.lang.program import Action, AnyLock, Lock, Member, Program
+from checker.lang.program import Member, Program
+from checker.search.reduce.renaming import Refused, Renaming, identity
 
 MAX_PERMUTATIONS = 5040  # 7!: beyond, canonicalisation would cost more than it saves
 
 Move = tuple[int, int, int, list[int] | None]  # source offset, bit mask, destination offset, value table
 
 
-def _lock_fields(lk: AnyLock) -> list[Field]:
-    return [lk.owner] if isinstance(lk, Lock) else [lk.writer]
-
-
-class _Renaming:
-    """A permutation of members as maps on threads and fields."""
-
-    def __init__(self, program: Program, members: list[Member], image: list[int]) -> None:
-        tindex = {th.name: th.index for th in program.threads}
-        self.tmap = list(range(len(program.threads)))
-        fmap: dict[Field, Field] = {}
-        lmap: dict[int, AnyLock] = {}
-        for i, m in enumerate(members):
-            dst = members[image[i]]
-            for a, b in zip(m.threads, dst.threads):
-                self.tmap[tindex[a]] = tindex[b]
-            for fa, fb in zip(m.fields, dst.fields):
-                fmap[fa] = fb
-            for la, lb in zip(m.locks, dst.locks):
-                lmap[id(la)] = lb
-                for fa, fb in zip(_lock_fields(la), _lock_fields(lb)):
-                    fmap[fa] = fb
-        for th in program.threads:
-            fmap[th.pc] = program.threads[self.tmap[th.index]].pc
-        self.ok = True
-        for lk in program.locks:  # rw-semaphore per-thread bits follow their thread (and their lock)
-            if isinstance(lk, Lock):
-                continue
-            dst_lk = lmap.get(id(lk), lk)
-            if isinstance(dst_lk, Lock):
-                self.ok = False
-                continue
-            for bits, dst_bits in ((lk.readers, dst_lk.readers), (lk.queued, dst_lk.queued)):
-                for t, f in bits.items():
-                    g = dst_bits.get(self.tmap[t])
-                    if g is None:
-                        self.ok = False
-                    else:
-                        fmap[f] = g
-        self.fmap = fmap
-        self.lmap = lmap
-        targets = list(fmap.values())
-        if len(set(targets)) != len(targets) or any((f.lo, f.hi, f.bits, f.kind) != (g.lo, g.hi, g.bits, g.kind)
-                                                     for f, g in fmap.items()):
-            self.ok = False
-
-    def field(self, f: Field) -> Field:
-        return self.fmap.get(f, f)
-
-    def lock(self, lk: AnyLock) -> AnyLock:
-        return self.lmap.get(id(lk), lk)
-
-    def owner_value(self, v: int) -> int:
-        return self.tmap[v - 1] + 1 if 0 < v <= len(self.tmap) else v
-
-    # ---- structural rendering (identity renaming renders the original)
-    def render(self, e: Expr, owner: bool = False) -> str:
-        if isinstance(e, Const):
-            v = int(e.value)
-            return str(self.owner_value(v) if owner else v)
-        if isinstance(e, Var):
-            return "$" + self.field(e.field).name  # type: ignore[arg-type]
-        if isinstance(e, Un):
-            return f"({e.op} {self.render(e.a, owner)})"
-        if isinstance(e, Bin):
-            side = owner or _owner_valued(e.a) or _owner_valued(e.b)
-            if e.op in ("==", "!=", "<", "<=", ">", ">="):
-                return f"({self.render(e.a, side)} {e.op} {self.render(e.b, side)})"
-            return f"({self.render(e.a, owner)} {e.op} {self.render(e.b, owner)})"
-        if isinstance(e, Nary):
-            return f"({e.op} " + " ".join(sorted(self.render(x, owner) for x in e.args)) + ")"
-        if isinstance(e, Ite):
-            return f"(if {self.render(e.c)} {self.render(e.a, owner)} {self.render(e.b, owner)})"
-        return f"<{type(e).__name__}>"
-
-    def action(self, a: Action) -> tuple[object, ...]:
-        upd = sorted((self.field(f).name, self.render(e, f.kind == "owner")) for f, e in a.updates.items())
-        return (a.label, self.render(a.guard), tuple(upd),
-                tuple(sorted((c.prop, self.render(c.bad)) for c in a.checks)),
-                tuple((self.lock(x.lock).name, x.lock.cls, x.mode, self.render(x.cond), x.trylock)
-                      for x in a.acquires),
-                tuple((self.lock(lk).name, self.render(c)) for lk, c in a.releases),
-                self.render(a.target))
-
-
-def _owner_valued(e: Expr) -> bool:
-    if isinstance(e, Var):
-        return getattr(e.field, "kind", "") == "owner"
-    if isinstance(e, Ite):
-        return _owner_valued(e.a) or _owner_valued(e.b)
-    return False
-
-
-def _invariant(program: Program, ren: _Renaming, props: list[str], ident: _Renaming) -> bool:
+def _invariant(program: Program, ren: Renaming, props: list[str], ident: Renaming) -> bool:
     """The program (and the selected properties) unchanged by ``ren``."""
     if not ren.ok:
         return False
+    try:
+        return _unchanged(program, ren, props, ident)
+    except Refused:
+        return False
+
+
+def _unchanged(program: Program, ren: Renaming, props: list[str], ident: Renaming) -> bool:
     for th in program.threads:
         dst = ren.tmap[th.index]
         mine, theirs = program.by_label[th.index], program.by_label[dst]
         if len(mine) != len(theirs):
             return False
-        for acts, others in zip(mine, theirs):
-            if len(acts) != len(others):
+        for acts, others in zip(mine, theirs):  # a label's steps as a multiset: a family's order may permute
+            if sorted(map(repr, map(ren.action, acts))) != sorted(map(repr, map(ident.action, others))):
                 return False
-            for a, b in zip(acts, others):
-                if ren.action(a) != ident.action(b):
-                    return False
     for p in program.properties:
         if p.name in props and ren.render(p.expr) != ident.render(p.expr):
             return False
@@ -164,20 +74,20 @@ def _invariant(program: Program, ren: _Renaming, props: list[str], ident: _Renam
     if any({id(ren.lock(x)) for x in locks} != {id(x) for x in program.shared[ren.field(f)]}
            for f, locks in program.shared.items()):
         return False
+    if {ren.field(f) for f in program.unsynchronized} != set(program.unsynchronized):
+        return False
     for pool in program.pools:
         if pool.leak_check and {ren.field(f) for f in pool.state} != set(pool.state):
             return False
     return all(ren.lock(lk).cls == lk.cls for lk in program.locks)
 
 
-def _moves(program: Program, ren: _Renaming) -> tuple[int, list[Move]]:
+def _moves(program: Program, ren: Renaming) -> tuple[int, list[Move]]:
     keep = (1 << program.layout.total_bits) - 1
     moves: list[Move] = []
     for f in program.layout.fields:
         g = ren.field(f)
-        table = [ren.owner_value(v) for v in range(1 << f.bits)] if f.kind == "owner" else None
-        if table is not None and table == list(range(1 << f.bits)):
-            table = None
+        table = ren.table(f)
         if g is f and table is None:
             continue
         keep &= ~f.mask
@@ -208,18 +118,33 @@ class Symmetry:
         return best
 
     def describe(self) -> dict[str, list[list[str]]]:
-        return {name: [m.threads for m in ms] for name, ms in self.classes}
+        """Declaration name -> the threads of each member (classes of one declaration merged)."""
+        out: dict[str, list[list[str]]] = {}
+        for name, ms in self.classes:
+            out.setdefault(name, []).extend(m.threads for m in ms)
+        return out
+
+    def describe_classes(self) -> list[dict[str, object]]:
+        """Each class that ran: its declaration, members (threads, slots) and the group's order."""
+        out: list[dict[str, object]] = []
+        for name, ms in self.classes:
+            order = 1
+            for k in range(2, len(ms) + 1):
+                order *= k
+            out.append({"declaration": name, "members": [{"threads": list(m.threads), "slots": list(m.slots)}
+                                                          for m in ms], "permutations": order})
+        return out
 
 
 def _compose(program: Program, classes: list[tuple[str, list[Member]]],
-             combo: tuple[tuple[int, ...], ...]) -> _Renaming:
-    members = [m for _, ms in classes for m in ms]
-    image: list[int] = []
-    base = 0
+             combo: tuple[tuple[int, ...], ...]) -> Renaming:
+    """One permutation per class, applied one after the other (classes may share fields: a VM's
+    vCPUs are a class of their own and members of the VM's class)."""
+    ren = identity(program)
     for (_, ms), img in zip(classes, combo):
-        image.extend(base + k for k in img)
-        base += len(ms)
-    return _Renaming(program, members, image)
+        if list(img) != sorted(img):
+            ren = ren.then(Renaming.of_members(program, ms, list(img)))
+    return ren
 
 
 def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symmetry | None, str]:
@@ -228,10 +153,10 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
         return None, "the design declares no permutable instances"
     props = [p.name for p in program.properties] if props is None else props
     init = program.layout.initial()
+    ident = identity(program)
     classes: list[tuple[str, list[Member]]] = []
     for decl in program.permutables:
         ms = decl.members
-        ident = _Renaming(program, ms, list(range(len(ms))))
         parent = list(range(len(ms)))
 
         for i in range(len(ms)):
@@ -240,9 +165,8 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
                     continue
                 swap = list(range(len(ms)))
                 swap[i], swap[j] = j, i
-                ren = _Renaming(program, ms, swap)
-                keep, moves = _moves(program, ren)
-                if _invariant(program, ren, props, ident) and _apply(init, keep, moves) == init:
+                ren = Renaming.of_members(program, ms, swap)
+                if _invariant(program, ren, props, ident) and _fixes(program, ren, init):
                     parent[_root(parent, j)] = _root(parent, i)
         groups: dict[int, list[Member]] = {}
         for i, m in enumerate(ms):
@@ -257,6 +181,14 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
     if size > MAX_PERMUTATIONS:
         return None, f"{size} permutations: too many to canonicalise per state"
     return Symmetry(program, classes), ""
+
+
+def _fixes(program: Program, ren: Renaming, state: int) -> bool:
+    try:
+        keep, moves = _moves(program, ren)
+    except Refused:
+        return False
+    return _apply(state, keep, moves) == state
 
 
 def _root(parent: list[int], x: int) -> int:

@@ -1,0 +1,161 @@
+"""Symmetry over whole VM groups (issue 7 point 2): a struct kvm slot with its vCPUs and locks, the
+matrix_mdev the scenario pairs with it, and their threads, permuted together; the values that name
+slots (``matrix_mdev->kvm``, hook targets, queue owners, thread locals, lock owners) renamed.
+
+The engine's structural check is the gate: identical VMs are swapped, a scenario that tells them
+apart (an administrator of mdev1 only) is not. Counts are pinned in specs/golden.json as well.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from checker.cli.golden import ROOT, run_spec
+from checker.lang.expr import And, Not, Or
+from checker.lang.layout import ref_field
+from checker.lang.program import Member, Program, ProgramBuilder
+from checker.report.results import HOLDS, VIOLATED, CheckResult
+from checker.search.progmodel import ProgramModel
+from checker.search.reduce.symmetry import symmetry_for
+from checker.search.run import replay_trace
+from tests.helpers_models import check
+from tests.test_reduce import build_program_of
+
+TWO_VMS = os.path.join(ROOT, "specs", "final-two-vms.yaml")
+LIFECYCLE = os.path.join(ROOT, "specs", "v17-two-vms-lifecycle.yaml")
+VM_CLASS = [{"declaration": "vms", "members": [{"threads": ["vcpu0", "qemu0"], "slots": ["kvm0", "mdev0"]},
+                                                {"threads": ["vcpu1", "qemu1"], "slots": ["kvm1", "mdev1"]}],
+             "permutations": 2}]
+
+
+def _verdicts(r: CheckResult) -> list[tuple[str, str, int | None]]:
+    return [(p.name, p.status, p.trace.length if p.trace else None) for p in r.properties]
+
+
+def test_two_identical_vms_are_swapped_whole() -> None:
+    """54848 states unreduced; 27506 orbits under the VM swap; 17854 with partial-order on top."""
+    full = run_spec(TWO_VMS, reduction="none")
+    sym = run_spec(TWO_VMS, reduction="symmetry")
+    both = run_spec(TWO_VMS)
+    assert (full.stats.states, sym.stats.states, both.stats.states) == (54848, 27506, 17854)
+    assert full.result == sym.result == both.result == HOLDS
+    assert _verdicts(sym) == _verdicts(full)  # symmetry alone keeps BFS distances: same trace lengths
+    assert [(p.name, p.status) for p in both.properties] == [(p.name, p.status) for p in full.properties]
+    assert sym.stats.reductions["ran"] == ["symmetry"]
+    assert sym.stats.reductions["symmetry_classes"] == VM_CLASS
+    assert both.stats.reductions["symmetry_groups"] == {"vms": [["vcpu0", "qemu0"], ["vcpu1", "qemu1"]]}
+    assert [(e.src, e.dst) for e in sym.lock_edges] == [(e.src, e.dst) for e in full.lock_edges]
+    for r in (sym, both):  # every witness from the reduced searches is a concrete run
+        for p in r.properties:
+            if p.trace is not None:
+                replay_trace(build_program_of(TWO_VMS), p.trace.actions)
+
+
+def test_a_counterexample_from_the_reduced_search_replays() -> None:
+    """v17's kvm_destroy_vm recursion deadlocks either VM: found in 15225 orbits (30390 states), the
+    trace is a concrete run of 26 steps ending in a state where no thread can move."""
+    full = run_spec(LIFECYCLE, reduction="none")
+    sym = run_spec(LIFECYCLE, reduction="symmetry")
+    assert (full.stats.states, sym.stats.states) == (30390, 15225)
+    assert _verdicts(sym) == _verdicts(full)
+    dl = next(p for p in sym.properties if p.name == "deadlock")
+    assert dl.status == VIOLATED and dl.trace is not None and dl.trace.length == 26
+    program = build_program_of(LIFECYCLE)
+    again = replay_trace(program, dl.trace.actions)
+    assert [s.thread for s in again.steps] == [s.thread for s in dl.trace.steps]
+    model = ProgramModel(program)
+    s = model.init_states()[0]
+    for aid in dl.trace.actions:
+        s = next(n for a, n in model.successors(s) if a == aid)
+    assert model.successors(s) == []
+    assert any(th.pc.get(s) != th.done for th in program.threads)
+
+
+def _spec(tmp_path: Any, extra: str) -> str:
+    p = tmp_path / "vms.yaml"
+    p.write_text(open(TWO_VMS, encoding="utf-8").read() + extra, encoding="utf-8")
+    return str(p)
+
+
+def test_an_administrator_of_one_mdev_breaks_the_symmetry(tmp_path: Any) -> None:
+    """The VM groups are declared, the admin thread belongs to neither, and the engine's check refuses
+    the swap: the admin's steps, renamed, would assign to mdev0."""
+    program = build_program_of(_spec(tmp_path, "  - {name: admin, run: [{assign_domain: {mdev: 1, apqi: 6}}]}\n"))
+    assert [d.name for d in program.permutables] == ["vcpus", "vms"]
+    assert [m.threads for m in program.permutables[1].members] == [["vcpu0", "qemu0"], ["vcpu1", "qemu1"]]
+    sym, why = symmetry_for(program)
+    assert sym is None and why == "no two declared instances are interchangeable in this scenario"
+
+
+def test_one_administrator_per_mdev_joins_its_vm_group(tmp_path: Any) -> None:
+    admins = ("  - {name: admin0, run: [{assign_domain: {mdev: 0, apqi: 6}}]}\n"
+              "  - {name: admin1, run: [{assign_domain: {mdev: 1, apqi: 6}}]}\n")
+    sym, why = symmetry_for(build_program_of(_spec(tmp_path, admins)))
+    assert sym is not None, why
+    assert sym.describe() == {"vms": [["vcpu0", "qemu0", "admin0"], ["vcpu1", "qemu1", "admin1"]]}
+    # the same domain assigned to different mdevs is not a swap of the groups alone
+    sym, _ = symmetry_for(build_program_of(_spec(tmp_path, admins.replace("mdev: 1, apqi: 6", "mdev: 1, apqi: 5"))))
+    assert sym is None
+
+
+def test_values_naming_slots_follow_the_swap() -> None:
+    """mdev0 attached to kvm0 (vfio_ap_mdev_set_kvm done by qemu0) is mdev1 attached to kvm1."""
+    program = build_program_of(TWO_VMS)
+    sym, _ = symmetry_for(program)
+    assert sym is not None
+    lay = program.layout
+    mine = lay.encode({"mdev0.kvm": 0, "kvm0->arch.crypto.pqap_hook": 0, "qemu0.pc": 5, "kvm0.refs": 4})
+    twin = lay.encode({"mdev1.kvm": 1, "kvm1->arch.crypto.pqap_hook": 1, "qemu1.pc": 5, "kvm1.refs": 4})
+    assert sym.canonical(mine) == sym.canonical(twin) == min(mine, twin)
+    # a cross attachment is not the image of a straight one
+    cross = lay.encode({"mdev1.kvm": 0, "kvm0->arch.crypto.pqap_hook": 1, "qemu1.pc": 5, "kvm0.refs": 4})
+    assert sym.canonical(cross) not in (sym.canonical(mine),)
+
+
+# ---------------------------------------------------------------- the engine, without vfio_ap
+
+
+def owners(write: tuple[int, int] = (0, 1), slots: bool = True, ordering: bool = False) -> Program:
+    """Two workers, each pointing its own field at a pool slot (``write[i]``): ``own_i := o_write[i]``.
+    ``slots``: the members name their slots (values renamed); ``ordering``: a property compares two
+    slot values with ``<`` (a renaming of names does not keep it)."""
+    pb = ProgramBuilder("owners")
+    pool = pb.pool("obj", ["o0", "o1"], init_alive=[0, 1])
+    members, refs = [], []
+    for i in range(2):
+        f = ref_field(f"w{i}.own", ["o0", "o1"])
+        refs.append(pb.var(f))
+        tb = pb.thread(f"w{i}")
+        tb.step("own", f"own = o{write[i]}", updates={f: write[i]})
+        members.append(Member([f"w{i}"], [f, pool.state[i]], [], [f"o{i}"] if slots else []))
+    pb.permutable("workers", members)
+    pb.always("distinct", Not(And(refs[0] != -1, refs[1] != -1, refs[0] == refs[1])), "never the same slot")
+    if ordering:
+        pb.always("ordered", Or(refs[0] == -1, Not(refs[0] < refs[1])), "ordering on slot values")
+    return pb.build()
+
+
+def test_member_slots_rename_the_values_that_name_them() -> None:
+    program = owners()
+    sym, why = symmetry_for(program)
+    assert sym is not None, why
+    lay = program.layout
+    a = lay.encode({"w0.own": 0, "w0.pc": 1})
+    b = lay.encode({"w1.own": 1, "w1.pc": 1})
+    assert sym.canonical(a) == sym.canonical(b) == min(a, b)
+    assert sym.canonical(lay.encode({"w1.own": 0, "w1.pc": 1})) != sym.canonical(a)
+    full, red = check(program), check(program, reduction="symmetry")
+    assert (full.stats.states, red.stats.states) == (4, 3)
+    assert [(p.name, p.status) for p in red.properties] == [(p.name, p.status) for p in full.properties]
+
+
+def test_the_check_refuses_what_the_values_do_not_allow() -> None:
+    # without slots, own0 := o0 swapped is own1 := o0, not own1 := o1
+    assert symmetry_for(owners(slots=False))[0] is None
+    # both workers point at o0: a swap of the slots would make one point at o1 ...
+    assert symmetry_for(owners(write=(0, 0)))[0] is None
+    # ... while swapping the workers alone (their values kept) is a symmetry
+    assert symmetry_for(owners(write=(0, 0), slots=False))[0] is not None
+    # an ordering between two slot values is not kept by renaming the slots
+    assert symmetry_for(owners(ordering=True))[0] is None
