@@ -159,3 +159,54 @@ def test_the_check_refuses_what_the_values_do_not_allow() -> None:
     assert symmetry_for(owners(write=(0, 0), slots=False))[0] is not None
     # an ordering between two slot values is not kept by renaming the slots
     assert symmetry_for(owners(ordering=True))[0] is None
+
+
+WREATH = """\
+name: wreath
+design: final
+constants: {vms: 2, vcpus: 2, mdevs: 2, domains: [5], attached: ["mdev0 -> kvm0", "mdev1 -> kvm1"]}
+threads:
+  - {name: vcpu00, run: [{kvm_run: {vm: 0, vcpu: 0}}]}
+  - {name: vcpu01, run: [{kvm_run: {vm: 0, vcpu: 1}}]}
+  - {name: vcpu10, run: [{kvm_run: {vm: 1, vcpu: 0}}]}
+  - {name: vcpu11, run: [{kvm_run: {vm: 1, vcpu: 1}}]}
+"""
+
+
+def test_vcpus_inside_swapped_vms_compose(tmp_path: Any) -> None:
+    """Two VMs of two vCPUs: each VM's vCPUs are a class, the VMs another; the 8 permutations they
+    generate (a wreath product) are all used: 2160 states, 357 orbits."""
+    p = tmp_path / "wreath.yaml"
+    p.write_text(WREATH, encoding="utf-8")
+    full, sym = run_spec(str(p), reduction="none"), run_spec(str(p), reduction="symmetry")
+    assert (full.stats.states, sym.stats.states) == (2160, 357)
+    assert _verdicts(sym) == _verdicts(full)
+    classes = sym.stats.reductions["symmetry_classes"]
+    assert [(c["declaration"], c["permutations"]) for c in classes] == [("vcpus", 2), ("vcpus", 2), ("vms", 2)]
+    _assert_automorphism(build_program_of(str(p)), 7)
+
+
+def _assert_automorphism(program: Program, perms: int) -> None:
+    """Independently of the structural check: every permutation maps the reachable states onto
+    reachable states and commutes with the successor relation (violations included)."""
+    sym, _ = symmetry_for(program)
+    assert sym is not None and len(sym.perms) == perms
+    model = ProgramModel(program)
+    succ: dict[int, list[int]] = {}
+    todo = model.init_states()
+    while todo:
+        s = todo.pop()
+        if s in succ:
+            continue
+        succ[s] = sorted(n for _, n in model.successors(s))
+        todo.extend(n for n in succ[s] if n >= 0 and n not in succ)
+    for s, nexts in succ.items():
+        images = [sym.images(n) if n >= 0 else [n] * perms for n in nexts]
+        for k, t in enumerate(sym.images(s)):
+            assert t in succ
+            assert sorted(img[k] for img in images) == succ[t]
+
+
+def test_the_vm_swap_is_an_automorphism_of_the_reachable_graph() -> None:
+    _assert_automorphism(build_program_of(TWO_VMS), 1)
+    _assert_automorphism(build_program_of(LIFECYCLE), 1)

@@ -61,7 +61,7 @@ def _unchanged(program: Program, ren: Renaming, props: list[str], ident: Renamin
     for th in program.threads:
         dst = ren.tmap[th.index]
         mine, theirs = program.by_label[th.index], program.by_label[dst]
-        if len(mine) != len(theirs):
+        if len(mine) != len(theirs) or th.cyclic != program.threads[dst].cyclic:
             return False
         for acts, others in zip(mine, theirs):  # a label's steps as a multiset: a family's order may permute
             if sorted(map(repr, map(ren.action, acts))) != sorted(map(repr, map(ident.action, others))):
@@ -116,6 +116,10 @@ class Symmetry:
             if img < best:
                 best = img
         return best
+
+    def images(self, state: int) -> list[int]:
+        """``state`` under each permutation other than the identity (tests check them reachable)."""
+        return [_apply(state, keep, moves) for keep, moves in self.perms]
 
     def describe(self) -> dict[str, list[list[str]]]:
         """Declaration name -> the threads of each member (classes of one declaration merged)."""
