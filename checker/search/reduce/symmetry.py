@@ -107,19 +107,16 @@ class Symmetry:
             if all(list(img) == sorted(img) for img in combo):
                 continue  # the identity
             ren = _compose(program, classes, combo)
-            self.perms.append(_moves(program, ren))
+            keep, moves = _moves(program, ren)
+            self.perms.append((keep, _merged(moves)))
+        self._images = _compiled(self.perms)
 
     def canonical(self, state: int) -> int:
-        best = state
-        for keep, moves in self.perms:
-            img = _apply(state, keep, moves)
-            if img < best:
-                best = img
-        return best
+        return min(state, *self._images(state))
 
-    def images(self, state: int) -> list[int]:
+    def images(self, state: int) -> tuple[int, ...]:
         """``state`` under each permutation other than the identity (tests check them reachable)."""
-        return [_apply(state, keep, moves) for keep, moves in self.perms]
+        return self._images(state)
 
     def describe(self) -> dict[str, list[list[str]]]:
         """Declaration name -> the threads of each member (classes of one declaration merged)."""
@@ -199,6 +196,43 @@ def _root(parent: list[int], x: int) -> int:
     while parent[x] != x:
         x = parent[x]
     return x
+
+
+def _merged(moves: list[Move]) -> list[Move]:
+    """Neighbouring fields moved by one shift, without value tables, as one move (a member's fields
+    are declared together, so a swap is a few wide moves)."""
+    out: list[Move] = []
+    for so, m, do, table in sorted(moves, key=lambda mv: mv[0]):
+        if out and table is None and out[-1][3] is None:
+            pso, pm, pdo, _ = out[-1]
+            width = pm.bit_length()
+            if so == pso + width and do == pdo + width:
+                out[-1] = (pso, pm | (m << width), pdo, None)
+                continue
+        out.append((so, m, do, table))
+    return out
+
+
+def _compiled(perms: list[tuple[int, list[Move]]]) -> Callable[[int], tuple[int, ...]]:
+    """One generated function returning the state's image under every permutation (as codegen does
+    for successors: a Python expression per image, no loop over moves per state)."""
+    env: dict[str, Any] = {}
+    images = []
+    for k, (keep, moves) in enumerate(perms):
+        terms = [f"(s & {keep:#x})"]
+        for j, (so, m, do, table) in enumerate(moves):
+            if table is not None:
+                env[f"t{k}_{j}"] = tuple(table)
+                terms.append(f"(t{k}_{j}[(s >> {so}) & {m:#x}] << {do})")
+            elif do >= so:
+                terms.append(f"((s & {m << so:#x}) << {do - so})")
+            else:
+                terms.append(f"((s & {m << so:#x}) >> {so - do})")
+        images.append(" | ".join(terms))
+    src = f"def images(s):\n    return ({', '.join(images)},)\n"
+    exec(compile(src, "<symmetry images>", "exec"), env)  # engine-generated source, never spec text
+    fn: Callable[[int], tuple[int, ...]] = env["images"]
+    return fn
 
 
 def _apply(state: int, keep: int, moves: list[Move]) -> int:
