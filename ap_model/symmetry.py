@@ -19,13 +19,17 @@ Threads are matched across VM groups by their script (operation names, vCPU indi
 with no counterpart in every group stays outside the members, and then the engine's check refuses
 the swap if the thread touches a group (an administrator assigning to mdev1 only).
 
-Adapters and domains are not permuted. A bit permutation of the APM/AQM masks would be sound for the
-mask algebra (``&``, ``|``, ``~``, ``==``, ``has`` of a constant bit), but the model also relies on
-the order of the bits: ``vfio_ap_mdev_for_queue`` (``World.owner_mdev``) returns the first mdev in
-list order, filtering walks APIDs in order, and mask fields carry no declaration of which element
-domain (adapters or domains) their bits are, so the engine could not rename a bit index that a state
-field holds; and a scenario symmetric in adapters needs symmetric assignments on different APQNs,
-which the VM groups already cover through the masks staying per-mdev fields.
+Adapters and domains are not permuted (left undone, not ruled out). The bit layout would allow it:
+APM/AQM masks are at most 4 bits, and every mask operation the model uses (``&``, ``|``, ``^``, ``~``,
+``==``, ``has``/``setbit``/``clrbit`` of a bit) commutes with a permutation of the bits, so a swap
+of adapters 3 and 4 is a value table on each adapter mask (16 entries) plus a move of the queue
+fields ``ap_queue[03.xxxx]`` <-> ``ap_queue[04.xxxx]``, and the engine's check would decide as it does
+for VMs. What is missing: a mask field does not declare which elements its bits are (adapters or
+domains: both lists may hold the same numbers, and ``MASK_LABELS`` are display text), so the engine
+cannot tell which constant bit indices and mask constants to rename; and queue fields are indexed by
+(adapter, domain) pairs, which a positional ``Member`` expresses only for a swap of two groups. Until
+then a scenario whose two VMs own different APQNs (``mdev0: 3 x 5``, ``mdev1: 4 x 6``) is, soundly,
+not reduced: the VM swap alone would move mdev0's adapter 3 onto mdev1, and the check refuses it.
 """
 
 from __future__ import annotations

@@ -59,6 +59,12 @@ def test_a_counterexample_from_the_reduced_search_replays() -> None:
     sym = run_spec(LIFECYCLE, reduction="symmetry")
     assert (full.stats.states, sym.stats.states) == (30390, 15225)
     assert _verdicts(sym) == _verdicts(full)
+    # the search saw one deadlock state per orbit; the recursive-locking cycles of both VMs are reported
+    cycles = [(tuple(c.locks), c.reachable) for c in full.cycles]
+    assert cycles == [(("kvm0->lock (in kvm_destroy_vm)",), True), (("kvm1->lock (in kvm_destroy_vm)",), True)]
+    assert [(tuple(c.locks), c.reachable) for c in sym.cycles] == cycles
+    assert [p.detail for p in sym.properties if p.name == "lock-order"] == [
+        p.detail for p in full.properties if p.name == "lock-order"]
     dl = next(p for p in sym.properties if p.name == "deadlock")
     assert dl.status == VIOLATED and dl.trace is not None and dl.trace.length == 26
     program = build_program_of(LIFECYCLE)
@@ -210,3 +216,14 @@ def _assert_automorphism(program: Program, perms: int) -> None:
 def test_the_vm_swap_is_an_automorphism_of_the_reachable_graph() -> None:
     _assert_automorphism(build_program_of(TWO_VMS), 1)
     _assert_automorphism(build_program_of(LIFECYCLE), 1)
+
+
+def test_partitioned_search_stores_representatives_too(monkeypatch: Any) -> None:
+    """Two worker processes reduce as one process does: same orbits, verdicts and concrete traces
+    (partitions expand representatives, as explore.bfs does, so traces are made concrete alike)."""
+    from checker.search import parallel
+    from tests.test_parallel import check_same
+
+    monkeypatch.setattr(parallel, "FAN_OUT_FRONTIER", 1)
+    for spec, states in (("specs/v17-two-vms-lifecycle.yaml", 15225), ("specs/final-two-vms.yaml", 27506)):
+        assert check_same(spec, 2, reduction="symmetry").stats.states == states

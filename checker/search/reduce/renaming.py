@@ -79,6 +79,8 @@ class Renaming:
         if len(set(targets)) != len(targets) or any(_shape(f) != _shape(g) for f, g in fmap.items()):
             self.ok = False
         self._vmaps: dict[Domain, dict[int, int]] = {}
+        self._names = {lk.name: self.lock(lk).name for lk in program.locks}  # names as reports spell them
+        self._names.update({f.name: g.name for f, g in fmap.items()})
 
     @staticmethod
     def of_members(program: Program, members: list[Member], image: list[int]) -> Renaming:
@@ -117,6 +119,11 @@ class Renaming:
 
     def lock(self, lk: AnyLock) -> AnyLock:
         return self.lbase.get(id(lk), lk)
+
+    def name(self, n: str) -> str:
+        """A lock, flag or field name as reports spell it (``kvm0->lock (in kvm_destroy_vm)``), renamed."""
+        head, sep, tail = n.partition(" (")
+        return self._names.get(head, head) + sep + tail
 
     # ---- values
     def vmap(self, d: Domain) -> dict[int, int]:
@@ -228,7 +235,7 @@ class Renaming:
     def _pins(self, c: Expr) -> Pins:
         """What ``c`` pins: rendered expression -> rendered constant, for its ``x == k`` conjuncts."""
         out: Pins = {}
-        for atom in (c.args if isinstance(c, Nary) and c.op == "and" else (c,)):
+        for atom in _conjuncts(c):
             if isinstance(atom, Bin) and atom.op == "==" and isinstance(atom.b, Const) \
                     and not isinstance(atom.a, Const):
                 d = self._unify(self.dom(atom.a), None)
@@ -240,15 +247,24 @@ class Renaming:
         acqs = [((self.lock(x.lock).name, x.lock.cls, x.mode, self.render(x.cond), x.trylock), self._pins(x.cond))
                 for x in a.acquires]
         rels = [((self.lock(lk).name, self.render(c)), self._pins(c)) for lk, c in a.releases]
+        waits = [((self.name(w.what), self.render(w.cond), tuple(self.field(f).name for f in w.holder)),
+                  self._pins(w.cond)) for w in a.waits]  # deadlock reports name what a step waits for
         both_exclusive = lambda s, t: _conflict(s[1], t[1])  # noqa: E731 - never both taken: order is moot
         return (a.label, self.render(a.guard), tuple(upd),
                 tuple(sorted((c.prop, self.render(c.bad)) for c in a.checks)),
                 tuple(k for k, _ in _normal_order(acqs, lambda s: s[0], both_exclusive)),
                 tuple(k for k, _ in _normal_order(rels, lambda s: s[0], both_exclusive)),
+                tuple(k for k, _ in _normal_order(waits, lambda s: s[0], both_exclusive)),
                 self.render(a.target))
 
 
 Pins = dict[str, str]
+
+
+def _conjuncts(c: Expr) -> list[Expr]:
+    if isinstance(c, Nary) and c.op == "and":
+        return [x for a in c.args for x in _conjuncts(a)]
+    return [c]
 
 
 def _conflict(p: Pins, q: Pins) -> bool:

@@ -8,16 +8,24 @@ structurally on the built program:
 
 - every step of every thread, with fields renamed by the swap (a member's
   fields, its locks' fields, its threads' pcs, rw-semaphore per-thread bits)
-  and thread ids renamed inside owner values, is the corresponding step of the
-  swapped thread (so identical scripts and arguments, up to the swap);
+  and the values that name a member renamed (thread ids in owner fields, the
+  member's pool ``slots`` in ref and enum fields: ``matrix_mdev->kvm``, hook
+  targets; ``checker.search.reduce.renaming``), is a step of the swapped thread
+  at the same label (so identical scripts and arguments, up to the swap);
 - every selected ``always``/``sometimes`` property is unchanged (``and``/``or``
   compared as sets), shared fields, leak-checked pools and lock classes map
   onto themselves, and the initial state is its own image (initial
   assignments, attachments and constants agree).
 
+A design whose code differs per instance in its control flow (one label per
+kvm, as the older eras' ``kvm_arch_crypto_clear_masks``) is refused: pc values
+are not renamed.
+
 Swaps that pass generate a group (union of valid transpositions); the
-canonical form of a state is the least packed int over its orbit (every
-permutation of every class), a function of the state alone. Since the program
+canonical form of a state is the least packed int over its images under every
+product of one permutation per class (classes of two declarations may share
+fields: a VM's vCPU class moves with the VM class, and the products are
+composed as maps), a function of the state alone. Since the program
 and the properties are invariant, a state and its image are both reachable or
 both not, with the same properties, deadlock status, enabled checks and
 lock-class edges, so each verdict is that of the unreduced search; counts are
@@ -102,11 +110,13 @@ class Symmetry:
         self.program = program
         self.classes = classes
         self.perms: list[tuple[int, list[Move]]] = []
+        self.renamings: list[Renaming] = []
         choices = [list(permutations(range(len(ms)))) for _, ms in classes]
         for combo in product(*choices):
             if all(list(img) == sorted(img) for img in combo):
                 continue  # the identity
             ren = _compose(program, classes, combo)
+            self.renamings.append(ren)
             keep, moves = _moves(program, ren)
             self.perms.append((keep, _merged(moves)))
         self._images = _compiled(self.perms)
@@ -117,6 +127,14 @@ class Symmetry:
     def images(self, state: int) -> tuple[int, ...]:
         """``state`` under each permutation other than the identity (tests check them reachable)."""
         return self._images(state)
+
+    def closed_names(self, sets: list[frozenset[str]]) -> list[frozenset[str]]:
+        """``sets`` of lock/flag names (what a deadlock state waits on) and their images: the search
+        saw one state of each orbit, a report names what every state of it waits on."""
+        out = list(dict.fromkeys(sets))
+        for ren in self.renamings:
+            out += [frozenset(ren.name(n) for n in s) for s in sets]
+        return list(dict.fromkeys(out))
 
     def describe(self) -> dict[str, list[list[str]]]:
         """Declaration name -> the threads of each member (classes of one declaration merged)."""
