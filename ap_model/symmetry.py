@@ -19,17 +19,16 @@ Threads are matched across VM groups by their script (operation names, vCPU indi
 with no counterpart in every group stays outside the members, and then the engine's check refuses
 the swap if the thread touches a group (an administrator assigning to mdev1 only).
 
-Adapters and domains are not permuted (left undone, not ruled out). The bit layout would allow it:
-APM/AQM masks are at most 4 bits, and every mask operation the model uses (``&``, ``|``, ``^``, ``~``,
-``==``, ``has``/``setbit``/``clrbit`` of a bit) commutes with a permutation of the bits, so a swap
-of adapters 3 and 4 is a value table on each adapter mask (16 entries) plus a move of the queue
-fields ``ap_queue[03.xxxx]`` <-> ``ap_queue[04.xxxx]``, and the engine's check would decide as it does
-for VMs. What is missing: a mask field does not declare which elements its bits are (adapters or
-domains: both lists may hold the same numbers, and ``MASK_LABELS`` are display text), so the engine
-cannot tell which constant bit indices and mask constants to rename; and queue fields are indexed by
-(adapter, domain) pairs, which a positional ``Member`` expresses only for a swap of two groups. Until
-then a scenario whose two VMs own different APQNs (``mdev0: 3 x 5``, ``mdev1: 4 x 6``) is, soundly,
-not reduced: the VM swap alone would move mdev0's adapter 3 onto mdev1, and the check refuses it.
+Adapters and domains move with a VM group when there are two groups: an adapter or a domain that only
+one group uses (its mdev's initial matrix, its threads' arguments) is one of its slots, the k-th of
+one group's is swapped with the k-th of the other's. The bit layout allows it: APM/AQM masks are at
+most 4 bits and every mask operation the model uses (``&``, ``|``, ``^``, ``~``, ``==``, ``has``,
+``setbit``, ``clrbit`` of a bit) commutes with a permutation of the bits, so the engine moves each
+mask's bits (a value table over its 16 values, from ``Field.meta[MASK_ELEMENTS]``) and renames bit
+numbers; each queue's fields go to the queue at the swapped APQN. A union of one-bit masks is written
+as such (``World.bound_rows``), not as a chain over domains in order, so a swap of domains sees the
+same expression. With three or more groups elements stay fixed: a queue is indexed by an (adapter,
+domain) pair of two groups, which a positional ``Member`` cannot express for every permutation.
 """
 
 from __future__ import annotations
@@ -118,8 +117,43 @@ def _declare_vms(w: World, scenario: Scenario, calls: Calls) -> None:
         for name in kept:
             fields += _thread_fields(w, name)
         members.append(Member(kept, fields, locks, slots))
+    if len(members) == 2:
+        _add_elements(w, members, [paired.get(v) for v in vms], calls)
     if len({(len(m.threads), len(m.fields), len(m.locks), len(m.slots)) for m in members}) == 1:
         w.pb.permutable("vms", members)
+
+
+def _add_elements(w: World, members: list[Member], mdevs: list[int | None], calls: Calls) -> None:
+    """Adapters and domains only one of two VM groups uses (its mdev's initial matrix, its threads'
+    arguments) go with it: the k-th of one group's is swapped with the k-th of the other's, bits of
+    every mask moved, and each queue's fields with the queue at the swapped APQN."""
+    users: dict[tuple[str, int], set[int]] = {}
+    for m in w.mdevs:
+        g = mdevs.index(m) if m in mdevs else -1
+        a_idx, d_idx = w.cfg.matrix.get(m, ([], []))
+        for key in [("adapter", i) for i in a_idx] + [("domain", j) for j in d_idx]:
+            users.setdefault(key, set()).add(g)
+    group = {t: g for g, mb in enumerate(members) for t in mb.threads}
+    for t, cs in calls.items():
+        for op, a in cs:
+            kind = "adapter" if op == "apmask_store" else "domain"  # what reserve/release lists name
+            used = [("adapter", a["apid"])] if "apid" in a else []
+            used += [("domain", a["apqi"])] if "apqi" in a else []
+            used += [(kind, x) for p in ("reserve", "release") for x in a.get(p) or []]
+            for key in used:
+                users.setdefault(key, set()).add(group.get(t, -1))
+    owned = [{k: sorted(i for (kk, i), us in users.items() if kk == k and us == {g}) for k in ("adapter", "domain")}
+             for g in range(2)]
+    if any(len(owned[0][k]) != len(owned[1][k]) for k in owned[0]) or not any(owned[0].values()):
+        return
+    swap = {k: dict(zip(owned[0][k], owned[1][k])) | dict(zip(owned[1][k], owned[0][k])) for k in owned[0]}
+    for g in range(2):
+        members[g].slots += [w.elements(k)[i] for k in owned[g] for i in owned[g][k]]
+    for i, j in w.queues:
+        img = (swap["adapter"].get(i, i), swap["domain"].get(j, j))
+        if (i, j) < img:
+            members[0].fields += [w.drv[i, j], w.qdata[i, j]]
+            members[1].fields += [w.drv[img], w.qdata[img]]
 
 
 def _thread_fields(w: World, name: str) -> list[Field]:

@@ -28,6 +28,7 @@ VIOLATED = {
     # __ap_revise_reserved reads dev->driver without device_lock while an unbind clears it (ap_bus.c)
     "final-ownership.yaml": {"data-race"},
     "final-two-vms.yaml": set(),  # symmetry reduction: two identical VMs
+    "final-two-vms-apqns.yaml": set(),  # ... each with its own APQN
     # the open-coded kvm_busy deadlock (set/unset_kvm vs PQAP vs PV switch), as in v16-lockdep
     "v15-apie.yaml": {"data-race", "deadlock", "lock-discipline", "memory-safety"},
     # unlocked hook: priv.c re-reads the pointer (NULL dereference there), read without matrix_dev->lock

@@ -15,6 +15,9 @@ from checker.lang.expr import BOOL, INT, Expr, Mask, Sort, Var
 # Field.meta key: a mask's element names, bit i shown as labels[i] (real APIDs instead of bit indices);
 # traces, the HTML explorer and user properties' mask literals all use them.
 MASK_LABELS = "labels"
+# Field.meta key: what a mask's bits are, bit i = elements[i] ("adapter 3"): a symmetry whose members
+# name elements (Member.slots) permutes the bits of every mask over them (checker.search.reduce.renaming)
+MASK_ELEMENTS = "elements"
 
 
 @dataclass(eq=False)

@@ -4,7 +4,9 @@ A renaming moves each member's threads, fields and locks onto the image member's
 VALUES that name them: an owner field holds a thread id, a ref field a pool slot (``mdev0.kvm`` holds
 kvm0 or kvm1), an enum may name slots (a queue's data owner ``kvm1``). A field's value domain is its
 ``names`` (offset 1 for owner fields: 0 is "nobody"); a value is renamed when the name it stands for
-is renamed (member threads, member ``slots``).
+is renamed (member threads, member ``slots``). A mask whose bits name elements
+(``Field.meta[MASK_ELEMENTS]``: "adapter 3") has its bits moved, and a bit number given to ``has``,
+``setbit`` or ``clrbit`` is renamed as an element.
 
 ``action``/``render`` give the structural form of a step or expression with the renaming applied
 (the identity renaming renders the original). Two forms are equal only if the renamed step does on
@@ -17,7 +19,8 @@ the permuted state what the other does on the original:
 - an ``if`` chain whose conditions are pairwise exclusive (each pins one expression to distinct
   constants, as ``Select`` over a family does) is compared as a set of cases: renaming permutes the
   family's order; so are lock acquisitions and releases with pairwise exclusive conditions;
-- ``and``/``or`` are compared as sets.
+- ``and``/``or`` are compared as sets, a tree of ``&``, ``|`` or ``^`` as a flat set, the operands
+  of ``==`` unordered; ``has``/``setbit``/``clrbit`` of two constants are folded.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Un, Var
-from checker.lang.layout import Field
+from checker.lang.expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
+from checker.lang.layout import MASK_ELEMENTS, Field
 from checker.lang.program import Action, AnyLock, Lock, Member, Program
 
-Domain = tuple[int, tuple[str, ...]] | None  # (offset, names): value v names names[v - offset]
+# (offset, names): value v names names[v - offset]; offset MASK: a mask, bit i is names[i]
+Domain = tuple[int, tuple[str, ...]] | None
+MASK = -1
 
 
 class Refused(Exception):
@@ -41,7 +46,15 @@ def domain_of(f: Field) -> Domain:
         return (0, f.names)
     if f.kind == "owner":
         return (1, f.names)
+    elements = f.meta.get(MASK_ELEMENTS)
+    if f.kind == "mask" and isinstance(elements, tuple) and len(elements) == f.width_bits:
+        return (MASK, elements)
     return None
+
+
+def _bit_index(d: Domain) -> Domain:
+    """The domain of a bit number of a mask of domain ``d``."""
+    return (0, d[1]) if d is not None and d[0] == MASK else None
 
 
 def lock_fields(lk: AnyLock) -> list[Field]:
@@ -132,14 +145,17 @@ class Renaming:
             return {}
         if d not in self._vmaps:
             off, names = d
-            out: dict[int, int] = {}
-            for i, n in enumerate(names):
+            to = []  # element i becomes element to[i]
+            for n in names:
                 m = self.names.get(n, n)
-                if m != n:
-                    if m not in names:
-                        raise Refused(f"{n} is renamed to {m}, which the domain {names} cannot hold")
-                    out[i + off] = names.index(m) + off
-            self._vmaps[d] = out
+                if m not in names:
+                    raise Refused(f"{n} is renamed to {m}, which the domain {names} cannot hold")
+                to.append(names.index(m))
+            if off == MASK:  # a mask value: its bits move
+                image = [sum(1 << to[i] for i in range(len(names)) if v >> i & 1) for v in range(1 << len(names))]
+                self._vmaps[d] = {v: w for v, w in enumerate(image) if w != v}
+            else:
+                self._vmaps[d] = {i + off: j + off for i, j in enumerate(to) if i != j}
         return self._vmaps[d]
 
     def table(self, f: Field) -> list[int] | None:
@@ -163,6 +179,12 @@ class Renaming:
             return domain_of(e.field)  # type: ignore[arg-type]
         if isinstance(e, Ite):
             return self._unify(self.dom(e.a), self.dom(e.b))
+        if isinstance(e, Un) and e.op == "~":
+            return self.dom(e.a)
+        if isinstance(e, Bin) and e.op in _MASK_OPS:
+            return self._unify(self.dom(e.a), self.dom(e.b))
+        if isinstance(e, Bin) and e.op in ("setbit", "clrbit"):
+            return self.dom(e.a)
         return None
 
     # ---- structural rendering
@@ -176,8 +198,8 @@ class Renaming:
         if isinstance(e, Var):
             self._unify(ctx, domain_of(e.field))  # type: ignore[arg-type]
             return "$" + self.field(e.field).name  # type: ignore[arg-type]
-        if isinstance(e, Un):
-            return f"({e.op} {self.render(e.a, None, pins)})"
+        if isinstance(e, Un):  # "not" of a boolean, "~" of a mask (complement commutes with moving bits)
+            return f"({e.op} {self.render(e.a, self._unify(ctx, self.dom(e)), pins)})"
         if isinstance(e, Bin):
             return self._bin(e, ctx, pins)
         if isinstance(e, Nary):
@@ -202,10 +224,20 @@ class Renaming:
             return _commuted(e.op, self.render(e.a, d, pins), self.render(e.b, d, pins))
         if e.op in _ORDER and self._order_kept(e):
             return f"({self.render(e.a, None, pins)} {e.op} {self.render(e.b, None, pins)})"
+        if e.op in _MASK_OPS:  # bitwise operations commute with moving bits; compared as a flat set
+            d = self._unify(ctx, self.dom(e))
+            terms = sorted(self.render(x, d, pins) for x in _flat(e, e.op))
+            return f"({e.op} " + " ".join(terms) + ")"
+        if e.op in ("has", "setbit", "clrbit") and isinstance(e.a, Const) and isinstance(e.b, Const):
+            v, bit = int(e.a.value), 1 << int(e.b.value)  # folded: a constant mask has no domain to move bits in
+            return self.render(Const(bool(v & bit), BOOL) if e.op == "has" else
+                               Const(v | bit if e.op == "setbit" else v & ~bit, e.sort), ctx, pins)
+        if e.op in ("has", "setbit", "clrbit"):  # the bit number names an element of the mask's domain
+            d = self._unify(ctx, self.dom(e.a)) if e.op != "has" else self.dom(e.a)
+            return f"({self.render(e.a, d, pins)} {e.op} {self.render(e.b, _bit_index(d), pins)})"
         if any(self.vmap(d) for d in (ctx, self.dom(e.a), self.dom(e.b))):
             raise Refused(f"{e.op} on renamed values")
-        a, b = self.render(e.a, None, pins), self.render(e.b, None, pins)
-        return _commuted(e.op, a, b) if e.op in ("&", "|", "^") else f"({a} {e.op} {b})"
+        return f"({self.render(e.a, None, pins)} {e.op} {self.render(e.b, None, pins)})"
 
     def _order_kept(self, e: Bin) -> bool:
         """``x < k`` (any ordering) of a renamed ``x`` against a constant: kept when the renaming maps
@@ -261,6 +293,13 @@ class Renaming:
 Pins = dict[str, str]
 
 
+def _flat(e: Expr, op: str) -> list[Expr]:
+    """The operands of a tree of one associative, commutative operator (``a | (b | c)``)."""
+    if isinstance(e, Bin) and e.op == op:
+        return _flat(e.a, op) + _flat(e.b, op)
+    return [e]
+
+
 def _conjuncts(c: Expr) -> list[Expr]:
     if isinstance(c, Nary) and c.op == "and":
         return [x for a in c.args for x in _conjuncts(a)]
@@ -286,6 +325,7 @@ def _normal_order(items: list[T], key: Callable[[T], Any], commute: Callable[[T,
     return out
 
 
+_MASK_OPS = ("&", "|", "^")
 _ORDER = {"<": lambda x, y: x < y, "<=": lambda x, y: x <= y, ">": lambda x, y: x > y, ">=": lambda x, y: x >= y}
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
@@ -297,7 +337,7 @@ def _commuted(op: str, a: str, b: str) -> str:
 
 
 def _shape(f: Field) -> tuple[object, ...]:
-    return (f.lo, f.hi, f.bits, f.kind) + ((f.names,) if f.kind in ("ref", "enum", "owner") else ())
+    return (f.lo, f.hi, f.bits, f.kind, domain_of(f))
 
 
 def identity(program: Program) -> Renaming:
