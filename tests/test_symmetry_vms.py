@@ -9,6 +9,7 @@ apart (an administrator of mdev1 only) is not. Counts are pinned in specs/golden
 from __future__ import annotations
 
 import os
+import random
 from typing import Any
 
 from checker.cli.golden import ROOT, run_spec
@@ -263,3 +264,17 @@ def test_apqns_that_tell_the_vms_apart_are_refused(tmp_path: Any) -> None:
     p.write_text(text.replace("{unassign_adapter: {mdev: 1, apid: 4}}", "{unassign_domain: {mdev: 1, apqi: 6}}"),
                  encoding="utf-8")
     assert symmetry_for(build_program_of(str(p)))[0] is None
+
+
+def test_generated_canonical_form_is_the_least_image(tmp_path: Any) -> None:
+    """The generated canonical function stops comparing at the first differing field; it must still
+    be the least of a state and its images, with one permutation and with seven (random states)."""
+    p = tmp_path / "wreath.yaml"
+    p.write_text(WREATH, encoding="utf-8")
+    rnd = random.Random(7)
+    for program in (build_program_of(APQNS), build_program_of(str(p))):
+        sym, _ = symmetry_for(program)
+        assert sym is not None
+        for _ in range(3000):
+            s = rnd.getrandbits(program.layout.total_bits)
+            assert sym.canonical(s) == min(s, *sym.images(s))

@@ -119,9 +119,10 @@ class Symmetry:
             self.renamings.append(ren)
             keep, moves = _moves(program, ren)
             self.perms.append((keep, _merged(moves)))
-        self._images = _compiled(self.perms)
+        self._images, self.canonical = _compiled(self.perms)  # type: ignore[method-assign,assignment]
 
     def canonical(self, state: int) -> int:
+        """The least of ``state`` and its images (replaced by the generated function)."""
         return min(state, *self._images(state))
 
     def images(self, state: int) -> tuple[int, ...]:
@@ -231,26 +232,38 @@ def _merged(moves: list[Move]) -> list[Move]:
     return out
 
 
-def _compiled(perms: list[tuple[int, list[Move]]]) -> Callable[[int], tuple[int, ...]]:
-    """One generated function returning the state's image under every permutation (as codegen does
-    for successors: a Python expression per image, no loop over moves per state)."""
+def _compiled(perms: list[tuple[int, list[Move]]]) -> tuple[Callable[[int], tuple[int, ...]], Callable[[int], int]]:
+    """Generated functions (as codegen does for successors): every image of a state, and its canonical
+    form. The canonical form compares an image with the state from the highest moved bits down and
+    stops at the first difference: most images are larger, and that shows in their first field."""
     env: dict[str, Any] = {}
-    images = []
+    images, lines = [], ["def canonical(s):", "    best = s"]
     for k, (keep, moves) in enumerate(perms):
         terms = [f"(s & {keep:#x})"]
+        part = {}  # destination offset -> the image's bits there, shifted down
         for j, (so, m, do, table) in enumerate(moves):
             if table is not None:
                 env[f"t{k}_{j}"] = tuple(table)
                 terms.append(f"(t{k}_{j}[(s >> {so}) & {m:#x}] << {do})")
-            elif do >= so:
-                terms.append(f"((s & {m << so:#x}) << {do - so})")
+                part[do] = (f"t{k}_{j}[(s >> {so}) & {m:#x}]", m)
             else:
-                terms.append(f"((s & {m << so:#x}) >> {so - do})")
-        images.append(" | ".join(terms))
-    src = f"def images(s):\n    return ({', '.join(images)},)\n"
+                terms.append(f"((s & {m << so:#x}) << {do - so})" if do >= so else f"((s & {m << so:#x}) >> {so - do})")
+                part[do] = (f"((s >> {so}) & {m:#x})", m)
+        image = " | ".join(terms)
+        images.append(image)
+        lines.append(f"    best = p{k}(s, best)")
+        body = [f"def p{k}(s, best):", "    if best != s:", f"        img = {image}",
+                "        return img if img < best else best"]
+        for do in sorted(part, reverse=True):  # keep bits are the state's own: only moved bits differ
+            v, m = part[do]
+            body += [f"    v = {v}", f"    u = (s >> {do}) & {m:#x}", "    if v != u:",
+                     f"        return ({image}) if v < u else s"]
+        body.append("    return s")
+        exec(compile("\n".join(body) + "\n", f"<symmetry p{k}>", "exec"), env)
+    lines.append("    return best")
+    src = f"def images(s):\n    return ({', '.join(images)},)\n" + "\n".join(lines) + "\n"
     exec(compile(src, "<symmetry images>", "exec"), env)  # engine-generated source, never spec text
-    fn: Callable[[int], tuple[int, ...]] = env["images"]
-    return fn
+    return env["images"], env["canonical"]
 
 
 def _apply(state: int, keep: int, moves: list[Move]) -> int:
