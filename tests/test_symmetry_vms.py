@@ -278,3 +278,24 @@ def test_generated_canonical_form_is_the_least_image(tmp_path: Any) -> None:
         for _ in range(3000):
             s = rnd.getrandbits(program.layout.total_bits)
             assert sym.canonical(s) == min(s, *sym.images(s))
+
+
+def test_vm_groups_follow_the_scenarios_pairing(tmp_path: Any) -> None:
+    """kvm0 runs with mdev1 and kvm1 with mdev0: the groups are (kvm0, mdev1) and (kvm1, mdev0)."""
+    p = tmp_path / "cross.yaml"
+    p.write_text("""\
+name: cross
+design: final
+constants: {vms: 2, mdevs: 2, domains: [5], attached: ["mdev0 -> kvm1", "mdev1 -> kvm0"]}
+threads:
+  - {name: vcpu0, run: [{kvm_run: {vm: 0}}]}
+  - {name: vcpu1, run: [{kvm_run: {vm: 1}}]}
+  - {name: qemu0, run: [{close_device: {mdev: 1}}]}
+  - {name: qemu1, run: [{close_device: {mdev: 0}}]}
+""", encoding="utf-8")
+    program = build_program_of(str(p))
+    sym, _ = symmetry_for(program)
+    assert sym is not None
+    assert [(m["threads"], m["slots"]) for m in sym.describe_classes()[0]["members"]] == [
+        (["vcpu0", "qemu0"], ["kvm0", "mdev1"]), (["vcpu1", "qemu1"], ["kvm1", "mdev0"])]
+    _assert_automorphism(program, 1)
