@@ -39,10 +39,11 @@ from typing import Any
 
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError, ScenarioErrorCollector
 from checker.lang.expr import Expr
-from checker.lang.program import Member, ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
+from checker.lang.program import ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
 from checker.report.results import Trace
 
 from .config import sysfs_hex
+from .symmetry import declare_symmetry
 from .world import Body, E, Era, World, parse_cfg
 
 
@@ -205,6 +206,7 @@ class KernelDesign:
             errors.raise_if_any()  # a world from constants with dropped entries: report those, not this
             raise
         w.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
+        calls: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # what each thread runs (symmetry groups)
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
             k = K(w, t, self.table, self.name)
@@ -219,6 +221,7 @@ class KernelDesign:
                     args = check_args(w, op.sig, dict(call.args), key)
                 if op is None or args is None:
                     continue
+                calls.setdefault(ts.name, []).append((call.name, args))
                 w.begin_op(t)
                 w.ops_used.add(call.name)
                 with t.op(op.entry):
@@ -228,7 +231,7 @@ class KernelDesign:
         w.add_properties()
         for add in self.properties:
             add(w)
-        declare_symmetry(w, scenario)
+        declare_symmetry(w, scenario, calls)
         # RwSem.held_by() creates a thread's reader bit lazily: create every reader bit before freezing
         for lk in pb.locks:
             if isinstance(lk, RwSem):
@@ -242,21 +245,6 @@ class KernelDesign:
         from .repro import repro_script
 
         return repro_script(self.name, scenario, trace, prop, kind, {n: op.entry for n, op in self.catalog.items()})
-
-
-def declare_symmetry(w: World, scenario: Scenario) -> None:
-    """Symmetry reduction: a vCPU thread (only KVM_RUN, on one vCPU) may be permuted with another,
-    with its vcpu->mutex, ECA_APIE bit and ghost/errno fields; the engine keeps only the pairs the
-    built program makes interchangeable (checker.search.reduce.symmetry)."""
-    members = []
-    for ts in scenario.threads:
-        vc = {(c.args.get("vm", 0), c.args.get("vcpu", 0)) for c in ts.run if c.name == "kvm_run"}
-        if len(vc) == 1 and all(c.name == "kvm_run" for c in ts.run) and ts.name in w.in_pqap:
-            (v, c), = vc
-            extra = [w.errno[ts.name]] if ts.name in w.errno else []
-            members.append(Member([ts.name], [w.eca_apie[v][c], w.in_pqap[ts.name][1], *extra], [w.VM[v][c]]))
-    if len(members) > 1 and len({len(m.fields) for m in members}) == 1:
-        w.pb.permutable("vcpus", members)
 
 
 def check_args(w: World, sig: OperationSig, args: dict[str, Any], key: str) -> dict[str, Any]:

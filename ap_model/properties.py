@@ -85,7 +85,7 @@ def add_properties(w: World) -> None:
         for m2 in w.mdevs:
             if m1 < m2:
                 k1, k2 = w.mkvm[m1].var, w.mkvm[m2].var
-                one.append(Not(And(k1 != -1, k1 == k2)))
+                one.append(Not(And(k1 != -1, k2 != -1, k1 == k2)))  # symmetric in m1, m2 (symmetry reduction)
     pb.always("one-mdev-per-kvm", And(*one), "at most one matrix_mdev is attached to a KVM",
               "vfio_ap_mdev_set_kvm (-EPERM when another mdev has this kvm)")
     # witnesses: only for what the scenario runs

@@ -43,9 +43,10 @@ from checker.lang.block import (
     use_checks,
     wait_clear,
 )
-from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
+from checker.lang.expr import BOOL, INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, lift
 from checker.lang.layout import (
     MASK_BITMAP,
+    MASK_ELEMENTS,
     MASK_LABELS,
     Field,
     bool_field,
@@ -236,8 +237,13 @@ class World:
         if f.kind == "mask":  # bit i of an APM is adapter cfg.adapters[i], of an AQM domain cfg.domains[i]
             f.meta[MASK_LABELS] = tuple(str(x) for x in (self.cfg.adapters if f.name.endswith("apm")
                                                           else self.cfg.domains))
+            f.meta[MASK_ELEMENTS] = self.elements("adapter" if f.name.endswith("apm") else "domain")
         self.pb.var(f, protected_by=[lk for lk in locks if lk is not None], unsynchronized=unsynchronized)
         return f
+
+    def elements(self, kind: str) -> tuple[str, ...]:
+        """What the bits of an adapter or domain mask are (symmetry reduction may permute them)."""
+        return tuple(f"{kind} {x}" for x in (self.cfg.adapters if kind == "adapter" else self.cfg.domains))
 
     def _initially_in_guest(self, m: int, i: int, j: int) -> bool:
         if m not in self.cfg.attached:
@@ -447,13 +453,10 @@ class World:
         return (b[f] if b else f.var) == VFIO
 
     def bound_rows(self, b: Body) -> list[Expr]:
-        rows = []
-        for i in range(self.nA):
-            row: Expr = MaskConst(self.nD)
-            for j in range(self.nD):
-                row = If(self.bound(i, j, b), row.with_bit(j), row)
-            rows.append(row)
-        return rows
+        """Per adapter, the mask of domains whose queue is bound to vfio_ap: a union of one-bit masks
+        (no order among the domains, so a symmetry swapping domains sees the same row)."""
+        return [rules.mask_or([If(self.bound(i, j, b), BitOf(self.nD, j), MaskConst(self.nD))
+                               for j in range(self.nD)], self.nD) for i in range(self.nA)]
 
     def kvm_of(self, m: IntOrExpr) -> Expr:
         """matrix_mdev->kvm of the mdev ``m`` (a slot or an expression): a kvm slot, -1 for NULL."""

@@ -27,6 +27,8 @@ VIOLATED = {
     "final-mixed.yaml": {"memory-safety"},
     # __ap_revise_reserved reads dev->driver without device_lock while an unbind clears it (ap_bus.c)
     "final-ownership.yaml": {"data-race"},
+    "final-two-vms.yaml": set(),  # symmetry reduction: two identical VMs
+    "final-two-vms-apqns.yaml": set(),  # ... each with its own APQN
     # the open-coded kvm_busy deadlock (set/unset_kvm vs PQAP vs PV switch), as in v16-lockdep
     "v15-apie.yaml": {"data-race", "deadlock", "lock-discipline", "memory-safety"},
     # unlocked hook: priv.c re-reads the pointer (NULL dereference there), read without matrix_dev->lock
@@ -53,6 +55,8 @@ VIOLATED = {
     "v17-hotplug.yaml": set(),
     "v17-lifecycle.yaml": {"deadlock", "lock-order"},
     "v17-lockdep.yaml": set(),
+    # v17-lifecycle once per VM (symmetry reduction on a violation)
+    "v17-two-vms-lifecycle.yaml": {"deadlock", "lock-order"},
     # dev->driver, as in final-ownership
     "v17-ownership.yaml": {"data-race"},
     "v17.yaml": {"deadlock", "lock-order", "memory-safety"},
@@ -60,6 +64,7 @@ VIOLATED = {
 NOT_WITNESSED = {
     "v17.yaml": {"two-vms-in-pqap"},  # pqap_hook_lock serializes every PQAP intercept of every VM
     "v17-data-before-put.yaml": {"two-vms-in-pqap"},
+    "v17-two-vms-lifecycle.yaml": {"two-vms-in-pqap"},
     "v16-hook-ownership.yaml": {"guest-apcb-changed"},  # pre-dynamic: the CRYCB is never updated
     "v16-hook-lockdep.yaml": {"guest-apcb-changed"},  # pre-dynamic: assign is refused (-EBUSY) while attached
 }

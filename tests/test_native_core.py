@@ -25,7 +25,7 @@ EXAMPLES = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT,
 BIG = {"examples/phil_N14.yaml"}  # a minute on the Python core: benchmarks/run.py compares it
 # Quick subset (one compile each, ~1 s): races, invariants, witnesses, deadlocks, cycles, 1-3 words.
 QUICK = {"examples/lockcycle3.yaml", "examples/phil_N5.yaml", "specs/final-mixed.yaml", "specs/v15-lockdep.yaml",
-         "specs/final-hooks.yaml", "specs/v17.yaml"}
+         "specs/final-hooks.yaml", "specs/v17.yaml", "specs/final-two-vms-apqns.yaml"}
 
 
 @pytest.fixture(autouse=True, scope="module")

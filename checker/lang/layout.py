@@ -18,6 +18,9 @@ MASK_LABELS = "labels"
 # Field.meta key: show the mask as an MSB-first bitmap of this many bits in hex, element i at bit
 # position int(labels[i]) from the left (the s390 AP bus's sysfs apmask/aqmask: "0x" then 64 digits)
 MASK_BITMAP = "bitmap"
+# Field.meta key: what a mask's bits are, bit i = elements[i] ("adapter 3"): a symmetry whose members
+# name elements (Member.slots) permutes the bits of every mask over them (checker.search.reduce.renaming)
+MASK_ELEMENTS = "elements"
 
 
 @dataclass(eq=False)

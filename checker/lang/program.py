@@ -214,11 +214,14 @@ class Thread:
 @dataclass
 class Member:
     """One instance of a permutable group: its threads, fields and locks, each list in the same
-    order for every member of the group (slot k of one member plays slot k's role in another)."""
+    order for every member of the group (slot k of one member plays slot k's role in another).
+    ``slots``: the pool slots (``kvm0``, ``mdev0``) the member is; a field whose values name slots
+    (a ref into the pool, an enum naming them) has its values renamed with the member."""
 
     threads: list[str]
     fields: list[Field] = dc_field(default_factory=list)
     locks: list[AnyLock] = dc_field(default_factory=list)
+    slots: list[str] = dc_field(default_factory=list)
 
 
 @dataclass
@@ -338,7 +341,7 @@ class ProgramBuilder:
 
     def permutable(self, name: str, members: Sequence[Member]) -> None:
         """Declare instances that may be permuted together (threads, their fields and locks)."""
-        shapes = {(len(m.threads), len(m.fields), len(m.locks)) for m in members}
+        shapes = {(len(m.threads), len(m.fields), len(m.locks), len(m.slots)) for m in members}
         if len(shapes) > 1:
             raise ModelError(f"permutable {name!r}: members differ in shape {sorted(shapes)}")
         self.permutables.append(Permutable(name, list(members)))

@@ -106,6 +106,11 @@ class Partition:
         if reducer is not None:
             canon = reducer.canonical
             self.key = canon if fingerprint is None else (lambda s: fingerprint(canon(s)))
+        # symmetry: successors enter the frontier as their representatives, as explore.bfs stores and
+        # expands them (the traces are made concrete from paths of representatives); ``raw_key`` keys one
+        self.canon: Callable[[int], int] | None = (
+            reducer.canonical if reducer is not None and getattr(reducer, "symmetry", True) is not None else None)
+        self.raw_key: Callable[[int], int] | None = fingerprint if self.canon is not None else self.key
         self.width = max(1, getattr(model, "action_count", 1 << 16))  # the order key's radix A
         self.base = pid << REF_BITS
         self.seen: set[int] = set()
@@ -150,7 +155,7 @@ class Partition:
 
     def share(self, pid: int, parts: int) -> Seed:
         """Partition ``pid``'s share (of ``parts``) of this solo partition's store and frontier."""
-        key = self.key
+        key = self.raw_key  # frontier states are representatives already
         seen = {k for k in self.seen if self.key_owner(k, parts) == pid}
         pick = [i for i, s in enumerate(self.frontier) if self.key_owner(s if key is None else key(s), parts) == pid]
         return Seed(seen, [self.frontier[i] for i in pick], [self.fkeys[i] for i in pick],
@@ -256,6 +261,7 @@ class Partition:
     # ---- one level, solo: the single-process BFS order, no boxes
     def expand_solo(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> LevelReport:
         key, seen, rep, cap = self.key, self.seen, self.report, self.max_states
+        canon, raw_key = self.canon, self.raw_key
         pending_checks = self._pending(found)
         nxt: list[int] = []
         nrefs: list[int] = []
@@ -268,7 +274,9 @@ class Partition:
                 if n < 0:
                     self._violation((level, fk, j), s, me, a, -1 - n)
                     continue
-                k = n if key is None else key(n)
+                if canon is not None:
+                    n = canon(n)
+                k = n if raw_key is None else raw_key(n)
                 if k in seen:
                     continue
                 seen.add(k)
@@ -283,7 +291,8 @@ class Partition:
 
     # ---- one level, partitioned: expand into boxes, then absorb what the owners received
     def expand(self, level: int, found: frozenset[str], further: bool, deadline: float | None) -> list[Box]:
-        key, fps, seen, parts = self.key, self.fingerprints, self.seen, self.parts
+        key, fps, seen, parts = self.raw_key, self.fingerprints, self.seen, self.parts
+        canon = self.canon
         pid, width, nbytes, h = self.pid, self.width, self.nbytes, xxhash.xxh3_64_intdigest
         boxes: list[dict[int, tuple[int, ...]]] = [{} for _ in range(parts)]
         recent = self.recent  # sent to their owners last level: seen there now
@@ -296,6 +305,8 @@ class Partition:
                     if further:
                         self._violation((level, fk, j), s, me, a, -1 - n)
                     continue
+                if canon is not None:
+                    n = canon(n)
                 if key is None:  # key_owner inlined: this loop is the hot path
                     k, dest = n, h(n.to_bytes(nbytes, "little")) % parts
                 else:
@@ -317,7 +328,7 @@ class Partition:
 
     def absorb(self, level: int, found: frozenset[str], boxes: list[Box], probe: bool) -> LevelReport:
         """Take in the successors owners were sent; keep each new state's smallest order key."""
-        key, seen, width = self.key, self.seen, self.width
+        key, seen, width = self.raw_key, self.seen, self.width
         rep = self.report
         if probe:  # max-depth: is any successor of the last level new?
             rep.unseen = any(t[0] not in seen for box in boxes for t in box)

@@ -170,6 +170,8 @@ def check_program(program: Program, options: Options, spec_name: str = "", desig
                   peak_memory_mb=search.peak_mb, reductions=reducer.describe(), workers=workers, backend=backend)
     edges = collect_edges(program, model.comp)
     dl_sets = [x for x in search.deadlock_info if isinstance(x, frozenset) and x]
+    if reducer.symmetry is not None:  # deadlock states of one orbit wait on renamed instances
+        dl_sets = reducer.symmetry.closed_names(dl_sets)
     class_order = list(dict.fromkeys(lk.cls for lk in program.locks))
     cycles = cycles_report(edges, dl_sets, class_order) + _recursive(program, model, search, dl_sets, edges)
     if "deadlock" in search.findings:

@@ -46,6 +46,7 @@ class CombinedReducer:
             out["ample_states"] = self.por.reduced_states
         if self.symmetry is not None:
             out["symmetry_groups"] = self.symmetry.describe()
+            out["symmetry_classes"] = self.symmetry.describe_classes()
         out["shortest_traces"] = self.por is None  # symmetry keeps BFS distances: the initial state is fixed
         return out
 

@@ -8,16 +8,24 @@ structurally on the built program:
 
 - every step of every thread, with fields renamed by the swap (a member's
   fields, its locks' fields, its threads' pcs, rw-semaphore per-thread bits)
-  and thread ids renamed inside owner values, is the corresponding step of the
-  swapped thread (so identical scripts and arguments, up to the swap);
+  and the values that name a member renamed (thread ids in owner fields, the
+  member's pool ``slots`` in ref and enum fields: ``matrix_mdev->kvm``, hook
+  targets; ``checker.search.reduce.renaming``), is a step of the swapped thread
+  at the same label (so identical scripts and arguments, up to the swap);
 - every selected ``always``/``sometimes`` property is unchanged (``and``/``or``
   compared as sets), shared fields, leak-checked pools and lock classes map
   onto themselves, and the initial state is its own image (initial
   assignments, attachments and constants agree).
 
+A design whose code differs per instance in its control flow (one label per
+kvm, as the older eras' ``kvm_arch_crypto_clear_masks``) is refused: pc values
+are not renamed.
+
 Swaps that pass generate a group (union of valid transpositions); the
-canonical form of a state is the least packed int over its orbit (every
-permutation of every class), a function of the state alone. Since the program
+canonical form of a state is the least packed int over its images under every
+product of one permutation per class (classes of two declarations may share
+fields: a VM's vCPU class moves with the VM class, and the products are
+composed as maps), a function of the state alone. Since the program
 and the properties are invariant, a state and its image are both reachable or
 both not, with the same properties, deadlock status, enabled checks and
 lock-class edges, so each verdict is that of the unreduced search; counts are
@@ -39,123 +47,33 @@ from collections.abc import Callable
 from itertools import permutations, product
 from typing import Any
 
-from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Un, Var
-from checker.lang.layout import Field
-from checker.lang.program import Action, AnyLock, Lock, Member, Program
+from checker.lang.program import Member, Program
+from checker.search.reduce.renaming import Refused, Renaming, identity
 
 MAX_PERMUTATIONS = 5040  # 7!: beyond, canonicalisation would cost more than it saves
 
 Move = tuple[int, int, int, list[int] | None]  # source offset, bit mask, destination offset, value table
 
 
-def _lock_fields(lk: AnyLock) -> list[Field]:
-    return [lk.owner] if isinstance(lk, Lock) else [lk.writer]
-
-
-class _Renaming:
-    """A permutation of members as maps on threads and fields."""
-
-    def __init__(self, program: Program, members: list[Member], image: list[int]) -> None:
-        tindex = {th.name: th.index for th in program.threads}
-        self.tmap = list(range(len(program.threads)))
-        fmap: dict[Field, Field] = {}
-        lmap: dict[int, AnyLock] = {}
-        for i, m in enumerate(members):
-            dst = members[image[i]]
-            for a, b in zip(m.threads, dst.threads):
-                self.tmap[tindex[a]] = tindex[b]
-            for fa, fb in zip(m.fields, dst.fields):
-                fmap[fa] = fb
-            for la, lb in zip(m.locks, dst.locks):
-                lmap[id(la)] = lb
-                for fa, fb in zip(_lock_fields(la), _lock_fields(lb)):
-                    fmap[fa] = fb
-        for th in program.threads:
-            fmap[th.pc] = program.threads[self.tmap[th.index]].pc
-        self.ok = True
-        for lk in program.locks:  # rw-semaphore per-thread bits follow their thread (and their lock)
-            if isinstance(lk, Lock):
-                continue
-            dst_lk = lmap.get(id(lk), lk)
-            if isinstance(dst_lk, Lock):
-                self.ok = False
-                continue
-            for bits, dst_bits in ((lk.readers, dst_lk.readers), (lk.queued, dst_lk.queued)):
-                for t, f in bits.items():
-                    g = dst_bits.get(self.tmap[t])
-                    if g is None:
-                        self.ok = False
-                    else:
-                        fmap[f] = g
-        self.fmap = fmap
-        self.lmap = lmap
-        targets = list(fmap.values())
-        if len(set(targets)) != len(targets) or any((f.lo, f.hi, f.bits, f.kind) != (g.lo, g.hi, g.bits, g.kind)
-                                                     for f, g in fmap.items()):
-            self.ok = False
-
-    def field(self, f: Field) -> Field:
-        return self.fmap.get(f, f)
-
-    def lock(self, lk: AnyLock) -> AnyLock:
-        return self.lmap.get(id(lk), lk)
-
-    def owner_value(self, v: int) -> int:
-        return self.tmap[v - 1] + 1 if 0 < v <= len(self.tmap) else v
-
-    # ---- structural rendering (identity renaming renders the original)
-    def render(self, e: Expr, owner: bool = False) -> str:
-        if isinstance(e, Const):
-            v = int(e.value)
-            return str(self.owner_value(v) if owner else v)
-        if isinstance(e, Var):
-            return "$" + self.field(e.field).name  # type: ignore[arg-type]
-        if isinstance(e, Un):
-            return f"({e.op} {self.render(e.a, owner)})"
-        if isinstance(e, Bin):
-            side = owner or _owner_valued(e.a) or _owner_valued(e.b)
-            if e.op in ("==", "!=", "<", "<=", ">", ">="):
-                return f"({self.render(e.a, side)} {e.op} {self.render(e.b, side)})"
-            return f"({self.render(e.a, owner)} {e.op} {self.render(e.b, owner)})"
-        if isinstance(e, Nary):
-            return f"({e.op} " + " ".join(sorted(self.render(x, owner) for x in e.args)) + ")"
-        if isinstance(e, Ite):
-            return f"(if {self.render(e.c)} {self.render(e.a, owner)} {self.render(e.b, owner)})"
-        return f"<{type(e).__name__}>"
-
-    def action(self, a: Action) -> tuple[object, ...]:
-        upd = sorted((self.field(f).name, self.render(e, f.kind == "owner")) for f, e in a.updates.items())
-        return (a.label, self.render(a.guard), tuple(upd),
-                tuple(sorted((c.prop, self.render(c.bad)) for c in a.checks)),
-                tuple((self.lock(x.lock).name, x.lock.cls, x.mode, self.render(x.cond), x.trylock)
-                      for x in a.acquires),
-                tuple((self.lock(lk).name, self.render(c)) for lk, c in a.releases),
-                self.render(a.target))
-
-
-def _owner_valued(e: Expr) -> bool:
-    if isinstance(e, Var):
-        return getattr(e.field, "kind", "") == "owner"
-    if isinstance(e, Ite):
-        return _owner_valued(e.a) or _owner_valued(e.b)
-    return False
-
-
-def _invariant(program: Program, ren: _Renaming, props: list[str], ident: _Renaming) -> bool:
+def _invariant(program: Program, ren: Renaming, props: list[str], ident: Renaming) -> bool:
     """The program (and the selected properties) unchanged by ``ren``."""
     if not ren.ok:
         return False
+    try:
+        return _unchanged(program, ren, props, ident)
+    except Refused:
+        return False
+
+
+def _unchanged(program: Program, ren: Renaming, props: list[str], ident: Renaming) -> bool:
     for th in program.threads:
         dst = ren.tmap[th.index]
         mine, theirs = program.by_label[th.index], program.by_label[dst]
-        if len(mine) != len(theirs):
+        if len(mine) != len(theirs) or th.cyclic != program.threads[dst].cyclic:
             return False
-        for acts, others in zip(mine, theirs):
-            if len(acts) != len(others):
+        for acts, others in zip(mine, theirs):  # a label's steps as a multiset: a family's order may permute
+            if sorted(map(repr, map(ren.action, acts))) != sorted(map(repr, map(ident.action, others))):
                 return False
-            for a, b in zip(acts, others):
-                if ren.action(a) != ident.action(b):
-                    return False
     for p in program.properties:
         if p.name in props and ren.render(p.expr) != ident.render(p.expr):
             return False
@@ -164,20 +82,20 @@ def _invariant(program: Program, ren: _Renaming, props: list[str], ident: _Renam
     if any({id(ren.lock(x)) for x in locks} != {id(x) for x in program.shared[ren.field(f)]}
            for f, locks in program.shared.items()):
         return False
+    if {ren.field(f) for f in program.unsynchronized} != set(program.unsynchronized):
+        return False
     for pool in program.pools:
         if pool.leak_check and {ren.field(f) for f in pool.state} != set(pool.state):
             return False
     return all(ren.lock(lk).cls == lk.cls for lk in program.locks)
 
 
-def _moves(program: Program, ren: _Renaming) -> tuple[int, list[Move]]:
+def _moves(program: Program, ren: Renaming) -> tuple[int, list[Move]]:
     keep = (1 << program.layout.total_bits) - 1
     moves: list[Move] = []
     for f in program.layout.fields:
         g = ren.field(f)
-        table = [ren.owner_value(v) for v in range(1 << f.bits)] if f.kind == "owner" else None
-        if table is not None and table == list(range(1 << f.bits)):
-            table = None
+        table = ren.table(f)
         if g is f and table is None:
             continue
         keep &= ~f.mask
@@ -192,34 +110,61 @@ class Symmetry:
         self.program = program
         self.classes = classes
         self.perms: list[tuple[int, list[Move]]] = []
+        self.renamings: list[Renaming] = []
         choices = [list(permutations(range(len(ms)))) for _, ms in classes]
         for combo in product(*choices):
             if all(list(img) == sorted(img) for img in combo):
                 continue  # the identity
             ren = _compose(program, classes, combo)
-            self.perms.append(_moves(program, ren))
+            self.renamings.append(ren)
+            keep, moves = _moves(program, ren)
+            self.perms.append((keep, _merged(moves)))
+        self._images, self.canonical = _compiled(self.perms)  # type: ignore[method-assign,assignment]
 
     def canonical(self, state: int) -> int:
-        best = state
-        for keep, moves in self.perms:
-            img = _apply(state, keep, moves)
-            if img < best:
-                best = img
-        return best
+        """The least of ``state`` and its images (replaced by the generated function)."""
+        return min(state, *self._images(state))
+
+    def images(self, state: int) -> tuple[int, ...]:
+        """``state`` under each permutation other than the identity (tests check them reachable)."""
+        return self._images(state)
+
+    def closed_names(self, sets: list[frozenset[str]]) -> list[frozenset[str]]:
+        """``sets`` of lock/flag names (what a deadlock state waits on) and their images: the search
+        saw one state of each orbit, a report names what every state of it waits on."""
+        out = list(dict.fromkeys(sets))
+        for ren in self.renamings:
+            out += [frozenset(ren.name(n) for n in s) for s in sets]
+        return list(dict.fromkeys(out))
 
     def describe(self) -> dict[str, list[list[str]]]:
-        return {name: [m.threads for m in ms] for name, ms in self.classes}
+        """Declaration name -> the threads of each member (classes of one declaration merged)."""
+        out: dict[str, list[list[str]]] = {}
+        for name, ms in self.classes:
+            out.setdefault(name, []).extend(m.threads for m in ms)
+        return out
+
+    def describe_classes(self) -> list[dict[str, object]]:
+        """Each class that ran: its declaration, members (threads, slots) and the group's order."""
+        out: list[dict[str, object]] = []
+        for name, ms in self.classes:
+            order = 1
+            for k in range(2, len(ms) + 1):
+                order *= k
+            out.append({"declaration": name, "members": [{"threads": list(m.threads), "slots": list(m.slots)}
+                                                          for m in ms], "permutations": order})
+        return out
 
 
 def _compose(program: Program, classes: list[tuple[str, list[Member]]],
-             combo: tuple[tuple[int, ...], ...]) -> _Renaming:
-    members = [m for _, ms in classes for m in ms]
-    image: list[int] = []
-    base = 0
+             combo: tuple[tuple[int, ...], ...]) -> Renaming:
+    """One permutation per class, applied one after the other (classes may share fields: a VM's
+    vCPUs are a class of their own and members of the VM's class)."""
+    ren = identity(program)
     for (_, ms), img in zip(classes, combo):
-        image.extend(base + k for k in img)
-        base += len(ms)
-    return _Renaming(program, members, image)
+        if list(img) != sorted(img):
+            ren = ren.then(Renaming.of_members(program, ms, list(img)))
+    return ren
 
 
 def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symmetry | None, str]:
@@ -228,10 +173,10 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
         return None, "the design declares no permutable instances"
     props = [p.name for p in program.properties] if props is None else props
     init = program.layout.initial()
+    ident = identity(program)
     classes: list[tuple[str, list[Member]]] = []
     for decl in program.permutables:
         ms = decl.members
-        ident = _Renaming(program, ms, list(range(len(ms))))
         parent = list(range(len(ms)))
 
         for i in range(len(ms)):
@@ -240,9 +185,8 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
                     continue
                 swap = list(range(len(ms)))
                 swap[i], swap[j] = j, i
-                ren = _Renaming(program, ms, swap)
-                keep, moves = _moves(program, ren)
-                if _invariant(program, ren, props, ident) and _apply(init, keep, moves) == init:
+                ren = Renaming.of_members(program, ms, swap)
+                if _invariant(program, ren, props, ident) and _fixes(program, ren, init):
                     parent[_root(parent, j)] = _root(parent, i)
         groups: dict[int, list[Member]] = {}
         for i, m in enumerate(ms):
@@ -259,10 +203,67 @@ def symmetry_for(program: Program, props: list[str] | None = None) -> tuple[Symm
     return Symmetry(program, classes), ""
 
 
+def _fixes(program: Program, ren: Renaming, state: int) -> bool:
+    try:
+        keep, moves = _moves(program, ren)
+    except Refused:
+        return False
+    return _apply(state, keep, moves) == state
+
+
 def _root(parent: list[int], x: int) -> int:
     while parent[x] != x:
         x = parent[x]
     return x
+
+
+def _merged(moves: list[Move]) -> list[Move]:
+    """Neighbouring fields moved by one shift, without value tables, as one move (a member's fields
+    are declared together, so a swap is a few wide moves)."""
+    out: list[Move] = []
+    for so, m, do, table in sorted(moves, key=lambda mv: mv[0]):
+        if out and table is None and out[-1][3] is None:
+            pso, pm, pdo, _ = out[-1]
+            width = pm.bit_length()
+            if so == pso + width and do == pdo + width:
+                out[-1] = (pso, pm | (m << width), pdo, None)
+                continue
+        out.append((so, m, do, table))
+    return out
+
+
+def _compiled(perms: list[tuple[int, list[Move]]]) -> tuple[Callable[[int], tuple[int, ...]], Callable[[int], int]]:
+    """Generated functions (as codegen does for successors): every image of a state, and its canonical
+    form. The canonical form compares an image with the state from the highest moved bits down and
+    stops at the first difference: most images are larger, and that shows in their first field."""
+    env: dict[str, Any] = {}
+    images, lines = [], ["def canonical(s):", "    best = s"]
+    for k, (keep, moves) in enumerate(perms):
+        terms = [f"(s & {keep:#x})"]
+        part = {}  # destination offset -> the image's bits there, shifted down
+        for j, (so, m, do, table) in enumerate(moves):
+            if table is not None:
+                env[f"t{k}_{j}"] = tuple(table)
+                terms.append(f"(t{k}_{j}[(s >> {so}) & {m:#x}] << {do})")
+                part[do] = (f"t{k}_{j}[(s >> {so}) & {m:#x}]", m)
+            else:
+                terms.append(f"((s & {m << so:#x}) << {do - so})" if do >= so else f"((s & {m << so:#x}) >> {so - do})")
+                part[do] = (f"((s >> {so}) & {m:#x})", m)
+        image = " | ".join(terms)
+        images.append(image)
+        lines.append(f"    best = p{k}(s, best)")
+        body = [f"def p{k}(s, best):", "    if best != s:", f"        img = {image}",
+                "        return img if img < best else best"]
+        for do in sorted(part, reverse=True):  # keep bits are the state's own: only moved bits differ
+            v, m = part[do]
+            body += [f"    v = {v}", f"    u = (s >> {do}) & {m:#x}", "    if v != u:",
+                     f"        return ({image}) if v < u else s"]
+        body.append("    return s")
+        exec(compile("\n".join(body) + "\n", f"<symmetry p{k}>", "exec"), env)
+    lines.append("    return best")
+    src = f"def images(s):\n    return ({', '.join(images)},)\n" + "\n".join(lines) + "\n"
+    exec(compile(src, "<symmetry images>", "exec"), env)  # engine-generated source, never spec text
+    return env["images"], env["canonical"]
 
 
 def _apply(state: int, keep: int, moves: list[Move]) -> int:

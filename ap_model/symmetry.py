@@ -1,0 +1,181 @@
+"""What the vfio_ap world declares permutable (symmetry reduction, checker.search.reduce.symmetry).
+
+Two declarations; the engine keeps only the swaps it checks valid on the built program (every step,
+every selected property, the initial state unchanged), so a declaration here is a proposal, never a
+claim:
+
+- ``vcpus``: a vCPU thread that only runs KVM_RUN on one vCPU, with its ``vcpu->mutex``, its
+  ``ECA_APIE`` bit and its ghost and errno fields.
+- ``vms``: a whole VM group -- the ``struct kvm`` slot (pool state, refcount, CRYCB masks, APIE,
+  hook or crypto data pointer, ``kvm->lock``, the hook rw-semaphore, every vCPU's ``vcpu->mutex``),
+  the ``matrix_mdev`` slot the scenario pairs with it (``attached``, or an operation naming both,
+  as ``open_device``: matrix, shadow APCB, ``matrix_mdev->kvm``, vfio core state, group lock,
+  ``kvm_busy``), and the threads that only touch that VM and that mdev (its vCPU threads, the QEMU
+  thread opening and closing its mdev, an administrator of that mdev alone) with their locals. The
+  member's slots (``kvm0``, ``mdev0``) rename the values that name them: ``matrix_mdev->kvm``, the
+  hook target, a queue's data owner (``kvm0``), a thread's ``kvm`` local.
+
+Threads are matched across VM groups by their script (operation names, vCPU indices); a thread
+with no counterpart in every group stays outside the members, and then the engine's check refuses
+the swap if the thread touches a group (an administrator assigning to mdev1 only).
+
+Adapters and domains move with a VM group when there are two groups: an adapter or a domain that only
+one group uses (its mdev's initial matrix, its threads' arguments) is one of its slots, the k-th of
+one group's is swapped with the k-th of the other's. The bit layout allows it: APM/AQM masks are at
+most 4 bits and every mask operation the model uses (``&``, ``|``, ``^``, ``~``, ``==``, ``has``,
+``setbit``, ``clrbit`` of a bit) commutes with a permutation of the bits, so the engine moves each
+mask's bits (a value table over its 16 values, from ``Field.meta[MASK_ELEMENTS]``) and renames bit
+numbers; each queue's fields go to the queue at the swapped APQN. A union of one-bit masks is written
+as such (``World.bound_rows``), not as a chain over domains in order, so a swap of domains sees the
+same expression. With three or more groups elements stay fixed: a queue is indexed by an (adapter,
+domain) pair of two groups, which a positional ``Member`` cannot express for every permutation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checker.lang.design import Scenario
+from checker.lang.layout import Field
+from checker.lang.program import AnyLock, Member
+
+from .world import World
+
+Calls = dict[str, list[tuple[str, dict[str, Any]]]]  # thread -> [(operation, checked arguments)]
+
+
+def declare_symmetry(w: World, scenario: Scenario, calls: Calls) -> None:
+    _declare_vcpus(w, scenario)
+    _declare_vms(w, scenario, calls)
+
+
+def _declare_vcpus(w: World, scenario: Scenario) -> None:
+    members = []
+    for ts in scenario.threads:
+        vc = {(c.args.get("vm", 0), c.args.get("vcpu", 0)) for c in ts.run if c.name == "kvm_run"}
+        if len(vc) == 1 and all(c.name == "kvm_run" for c in ts.run) and ts.name in w.in_pqap:
+            (v, c), = vc
+            members.append(Member([ts.name], [w.eca_apie[v][c], *_thread_fields(w, ts.name)], [w.VM[v][c]]))
+    if len(members) > 1 and len({len(m.fields) for m in members}) == 1:
+        w.pb.permutable("vcpus", members)
+
+
+def _pairing(w: World, calls: Calls) -> dict[int, int] | None:
+    """VM -> the mdev the scenario pairs it with (attached at start, or named together by one call);
+    None when a VM or an mdev is paired twice."""
+    pairs = set(w.cfg.attached.items()) | {(a["mdev"], a["vm"]) for cs in calls.values() for _, a in cs
+                                           if "mdev" in a and "vm" in a}
+    vm_of: dict[int, int] = {}
+    for m, v in pairs:
+        if vm_of.get(v, m) != m:
+            return None
+        vm_of[v] = m
+    if len(set(vm_of.values())) != len(vm_of):
+        return None
+    return vm_of
+
+
+def _declare_vms(w: World, scenario: Scenario, calls: Calls) -> None:
+    paired = _pairing(w, calls)
+    if paired is None or len(w.vms) < 2:
+        return
+    vms = sorted(paired) if paired else list(w.vms)
+    if len(vms) < 2:
+        return
+    group_of = {("vm", v): g for g, v in enumerate(vms)} | {("mdev", paired[v]): g for g, v in enumerate(vms)
+                                                            if v in paired}
+    Role = tuple[tuple[str, Any], ...]  # a thread's script: operations and vCPU indices
+    threads: list[list[tuple[Role, str]]] = [[] for _ in vms]
+    for ts in scenario.threads:
+        named = {(p, a[p]) for _, a in calls.get(ts.name, []) for p in ("vm", "mdev") if p in a}
+        groups = {group_of.get(x, -1) for x in named}
+        if len(groups) == 1 and -1 not in groups:
+            role = tuple((op, a.get("vcpu")) for op, a in calls[ts.name])
+            threads[groups.pop()].append((role, ts.name))
+    common: dict[Role, int] = {}
+    for r0 in {r for ts in threads for r, _ in ts}:
+        common[r0] = min(sum(1 for r, _ in ts if r == r0) for ts in threads)
+    first: dict[Role, int] = {}  # a role's place: its first thread in the scenario (members read in order)
+    for order, ts in enumerate(scenario.threads):
+        for group in threads:
+            for r, name in group:
+                if name == ts.name:
+                    first.setdefault(r, order)
+    members = []
+    for g, v in enumerate(vms):
+        mine = sorted(threads[g], key=lambda rt: first[rt[0]])  # stable: scenario order within a role
+        kept, seen = [], dict.fromkeys(common, 0)
+        for role, name in mine:
+            if seen[role] < common[role]:
+                seen[role] += 1
+                kept.append(name)
+        fields, locks = _vm_parts(w, v)
+        slots = [w.kslots[v]]
+        if v in paired:
+            mf, ml = _mdev_parts(w, paired[v])
+            fields, locks, slots = fields + mf, locks + ml, slots + [w.mslots[paired[v]]]
+        for name in kept:
+            fields += _thread_fields(w, name)
+        members.append(Member(kept, fields, locks, slots))
+    if len(members) == 2:
+        _add_elements(w, members, [paired.get(v) for v in vms], calls)
+    if len({(len(m.threads), len(m.fields), len(m.locks), len(m.slots)) for m in members}) == 1:
+        w.pb.permutable("vms", members)
+
+
+def _add_elements(w: World, members: list[Member], mdevs: list[int | None], calls: Calls) -> None:
+    """Adapters and domains only one of two VM groups uses (its mdev's initial matrix, its threads'
+    arguments) go with it: the k-th of one group's is swapped with the k-th of the other's, bits of
+    every mask moved, and each queue's fields with the queue at the swapped APQN."""
+    users: dict[tuple[str, int], set[int]] = {}
+    for m in w.mdevs:
+        g = mdevs.index(m) if m in mdevs else -1
+        a_idx, d_idx = w.cfg.matrix.get(m, ([], []))
+        for key in [("adapter", i) for i in a_idx] + [("domain", j) for j in d_idx]:
+            users.setdefault(key, set()).add(g)
+    group = {t: g for g, mb in enumerate(members) for t in mb.threads}
+    for t, cs in calls.items():
+        for op, a in cs:
+            kind = "adapter" if op == "apmask_store" else "domain"  # what reserve/release lists name
+            used = [("adapter", a["apid"])] if "apid" in a else []
+            used += [("domain", a["apqi"])] if "apqi" in a else []
+            used += [(kind, x) for p in ("reserve", "release") for x in a.get(p) or []]
+            for key in used:
+                users.setdefault(key, set()).add(group.get(t, -1))
+    owned = [{k: sorted(i for (kk, i), us in users.items() if kk == k and us == {g}) for k in ("adapter", "domain")}
+             for g in range(2)]
+    if any(len(owned[0][k]) != len(owned[1][k]) for k in owned[0]) or not any(owned[0].values()):
+        return
+    swap = {k: dict(zip(owned[0][k], owned[1][k])) | dict(zip(owned[1][k], owned[0][k])) for k in owned[0]}
+    for g in range(2):
+        members[g].slots += [w.elements(k)[i] for k in owned[g] for i in owned[g][k]]
+    for i, j in w.queues:
+        img = (swap["adapter"].get(i, i), swap["domain"].get(j, j))
+        if (i, j) < img:
+            members[0].fields += [w.drv[i, j], w.qdata[i, j]]
+            members[1].fields += [w.drv[img], w.qdata[img]]
+
+
+def _thread_fields(w: World, name: str) -> list[Field]:
+    out = [f for (t, _), f in sorted(w._locals.items(), key=lambda kv: kv[0][1]) if t == name]
+    if name in w.in_pqap:
+        out.append(w.in_pqap[name][1])
+    if name in w.errno:
+        out.append(w.errno[name])
+    return out
+
+
+def _vm_parts(w: World, v: int) -> tuple[list[Field], list[AnyLock]]:
+    fields = [w.kvm.state[v], *(w.kvm.refs[v:v + 1] if w.kvm.refs else []), w.capm[v], w.caqm[v], w.cadm[v],
+              w.csrc[v], w.apie[v], *w.eca_apie[v]]
+    fields += [w.hook[v]] if w.hook else [w.data[v]] if w.data else []
+    locks: list[AnyLock] = [w.KL[v], *w.VM[v]] + ([w.HR[v]] if w.HR else [])
+    return fields, locks
+
+
+def _mdev_parts(w: World, m: int) -> tuple[list[Field], list[AnyLock]]:
+    per_mdev = [w.apm, w.aqm, w.sapm, w.saqm, w.adm, w.sadm, w.mkvm, w.vopen, w.closing, w.pending, w.vkvm]
+    fields = [w.mdev.state[m]] + [fs[m] for fs in per_mdev if fs]
+    fields += [w.BUSY[m].holder] if w.BUSY else []
+    locks: list[AnyLock] = [w.VG[m]] if w.VG else []
+    return fields, locks
