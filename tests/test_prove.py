@@ -413,7 +413,7 @@ def spec_program(path: Path) -> Program:
 SLOW_BMC = {"v15-ownership", "v16-ownership", "final-hooks", "final-ownership", "v17-data-before-put", "v17",
             "v17-ownership", "final-mixed", "final-lifecycle", "v16-apie", "v15-hotplug", "v16-hooks", "v17-apie",
             "final-config", "v17-lifecycle", "v16-hook-ownership", "final-apie", "final-hotplug", "v16-hotplug",
-            "v17-lockdep"}
+            "v17-lockdep", "final-two-vms", "final-two-vms-apqns", "v17-two-vms-lifecycle"}
 BMC_CASES = [pytest.param(p, marks=[pytest.mark.slow] if p.stem in SLOW_BMC else [], id=str(p.relative_to(ROOT)))
              for p in SPECS]
 
