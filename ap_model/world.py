@@ -44,7 +44,16 @@ from checker.lang.block import (
     wait_clear,
 )
 from checker.lang.expr import BOOL, INT, And, Const, Expr, If, MaskConst, Not, Or, Select, lift
-from checker.lang.layout import MASK_LABELS, Field, bool_field, enum_field, int_field, mask_field, ref_field
+from checker.lang.layout import (
+    MASK_LABELS,
+    THREAD_LOCAL,
+    Field,
+    bool_field,
+    enum_field,
+    int_field,
+    mask_field,
+    ref_field,
+)
 from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wait
 
 from . import rules
@@ -224,6 +233,11 @@ class World:
         self.pb.var(f, protected_by=[lk for lk in locks if lk is not None], unsynchronized=unsynchronized)
         return f
 
+    def _thread_local(self, thread: str, f: Field) -> Field:
+        """A C local or per-thread ghost of ``thread`` (each copy of the thread has its own: parametric proofs)."""
+        f.meta[THREAD_LOCAL] = thread
+        return self._var(f)
+
     def _initially_in_guest(self, m: int, i: int, j: int) -> bool:
         if m not in self.cfg.attached:
             return False
@@ -260,19 +274,19 @@ class World:
         """A thread-local variable (C local), e.g. the ``kvm`` of unset_kvm."""
         key = (t.name, name)
         if key not in self._locals:
-            self._locals[key] = self._var(ref_field(f"{t.name}.{name}", list(slots)))
+            self._locals[key] = self._thread_local(t.name, ref_field(f"{t.name}.{name}", list(slots)))
         return self._locals[key]
 
     def in_pqap_flag(self, t: ThreadBuilder, v: int) -> Field:
         if t.name not in self.in_pqap:
-            self.in_pqap[t.name] = (v, self._var(bool_field(f"ghost.{t.name}.in_handle_pqap")))
+            self.in_pqap[t.name] = (v, self._thread_local(t.name, bool_field(f"ghost.{t.name}.in_handle_pqap")))
         return self.in_pqap[t.name][1]
 
     def ret(self, t: ThreadBuilder) -> Field | None:
         if not self.cfg.track_errno:
             return None
         if t.name not in self.errno:
-            self.errno[t.name] = self._var(enum_field(f"{t.name}.ret", ERRNO))
+            self.errno[t.name] = self._thread_local(t.name, enum_field(f"{t.name}.ret", ERRNO))
         return self.errno[t.name]
 
     def set_ret(self, b: Body, t: ThreadBuilder, value: IntOrExpr | str) -> None:

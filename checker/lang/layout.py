@@ -15,6 +15,9 @@ from checker.lang.expr import BOOL, INT, Expr, Mask, Sort, Var
 # Field.meta key: a mask's element names, bit i shown as labels[i] (real APIDs instead of bit indices);
 # traces, the HTML explorer and user properties' mask literals all use them.
 MASK_LABELS = "labels"
+# Field.meta key: the field is a C local (or per-thread ghost) of the thread named by the value; the
+# parametric prover (checker.prove.parametric) gives every copy of that thread its own
+THREAD_LOCAL = "thread_local"
 
 
 @dataclass(eq=False)
