@@ -235,6 +235,15 @@ class KernelDesign:
         return pb.build()
 
 
+    def universal_scenario(self, constants: Mapping[str, Any]) -> Scenario:
+        """The design hook of ``apcheck prove --parametric``: every operation on every instance of
+        ``constants`` (the design's defaults for those not given), one cyclic thread each."""
+        from .universal import universal_scenario
+
+        given = {k: p.default for k, p in self.constants.items() if p.default is not None}
+        given.update(constants)
+        return universal_scenario(self.name, self.operations, given)
+
     def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
         """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""
         from .repro import repro_script

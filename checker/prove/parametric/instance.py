@@ -25,7 +25,7 @@ from checker.lang.design import Design, Scenario, ThreadSpec
 from checker.lang.layout import THREAD_LOCAL, Field
 from checker.lang.program import Program, RwSem
 from checker.prove.crosscheck import reachable_sample
-from checker.prove.parametric.lift import Lifting
+from checker.prove.parametric.lift import Lifting, PState
 from checker.prove.z3expr import from_z3_value, literal
 
 
@@ -113,34 +113,25 @@ class _Instance:
             self.amap[a.aid] = (tmpl, self.id_of[a.thread])
         self.id_to_owner = {n: b + 1 for b, n in enumerate(self.id_of)}
 
-    def pairs(self, s: object, values: dict[str, int]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+    def pairs(self, s: PState, values: dict[str, int]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         """Substitution of the lifted state ``s`` by the big program's concrete ``values``."""
-        from checker.prove.parametric.lift import PState
-
-        assert isinstance(s, PState)
         out: list[tuple[z3.ExprRef, z3.ExprRef]] = []
-        arrays: dict[Field, z3.ExprRef] = {f: z3.K(z3.IntSort(), literal(f.sort, f.init)) for f in s.arrays}
+        lf = self.lift
         for bf, (sf, n) in self.fmap.items():
             v = values[bf.name]
             if n is None:
                 if sf.kind == "owner" and v:
                     v = self.id_of[v - 1]
-                out.append((s.shared[sf], literal(sf.sort, v)))
+                out.append((s.shared[sf], lf.literal(sf, v)))
             else:
-                arrays[sf] = z3.Store(arrays[sf], n, literal(sf.sort, v))
-        out += [(s.arrays[f], a) for f, a in arrays.items()]
-        kind: z3.ExprRef = z3.K(z3.IntSort(), z3.IntVal(-1))
-        for n, k in zip(self.id_of, self.kind_of):
-            kind = z3.Store(kind, n, k)
-        out.append((self.lift.kind, kind))
+                out.append((s.thread[sf](z3.IntVal(n)), literal(sf.sort, v)))
         return out
 
-    def encode(self, shared: dict[Field, z3.ExprRef], arrays: dict[Field, z3.ExprRef],
-               sub: list[tuple[z3.ExprRef, z3.ExprRef]]) -> int:
+    def encode(self, post: PState, sub: list[tuple[z3.ExprRef, z3.ExprRef]]) -> int:
         """The big program's packed state for a lifted post-state."""
         values: dict[str, int] = {}
         for bf, (sf, n) in self.fmap.items():
-            term = shared[sf] if n is None else z3.Select(arrays[sf], n)
+            term = post.shared[sf] if n is None else post.thread[sf](z3.IntVal(n))
             v = from_z3_value(z3.simplify(z3.substitute(term, *sub)))
             if n is None and sf.kind == "owner" and v:
                 if v not in self.id_to_owner:
@@ -170,8 +161,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
     for a in small.actions:
         for n in inst.universe.get(a.thread, ()):
             me = z3.IntVal(n)
-            post = lf.post(a, s, me)
-            ok = z3.And(lf.guard(a, s, me), z3.Not(lf.bad(a, s, me)), lf.post_ranges(a, s, me, post))
+            ok, post = lf.step(a, s, me)
             failing = z3.And(lf.guard(a, s, me), lf.bad(a, s, me))
             forms.append((a.aid, n, ok, failing, post))
     states, complete, _ = reachable_sample(succ, init, max_states, 300)
@@ -190,7 +180,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
         lifted_bad: set[tuple[int, int]] = set()
         for aid, n, ok, failing, post in forms:
             if z3.is_true(z3.simplify(z3.substitute(ok, *sub))):
-                lifted.add((aid, n, inst.encode(post[0], post[1], sub)))
+                lifted.add((aid, n, inst.encode(post, sub)))
             if z3.is_true(z3.simplify(z3.substitute(failing, *sub))):
                 lifted_bad.add((aid, n))
         transitions += len(explicit) + len(explicit_bad)

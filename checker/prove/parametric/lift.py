@@ -2,9 +2,12 @@
 
 Derived from the built ``Program`` (the very actions the explicit search compiles), by renaming:
 every thread of the spec becomes a *kind*; a state of the lifted system has any number of
-threads of each kind, each with its own copy of the kind's per-thread fields. Threads are
-identified by integers >= 1 (``kind[n]`` says which script thread ``n`` runs; ``kind`` is rigid);
-a lock owner field holds a thread id (0: free), as the explicit engine holds ``index + 1``.
+threads of each kind, each with its own copy of the kind's per-thread fields. Threads are the
+elements of an uninterpreted sort ``Thread`` (``kind[n]`` says which script thread ``n`` runs;
+``kind`` is rigid; ``nobody`` has kind -1); a lock owner field holds a ``Thread`` (``nobody``:
+free), where the explicit engine holds ``index + 1`` (0: free). Quantified variables appear only
+as array indices of that sort, so Z3's model-based quantifier instantiation decides the queries
+(the fragment Ivy and mypyvy keep to).
 
 - per-thread fields (Z3 arrays indexed by thread id): the thread's pc, its reader and
   queued bits of each rw_semaphore, and the fields marked ``THREAD_LOCAL`` (C locals, per-thread
@@ -40,30 +43,41 @@ class LiftError(ValueError):
     """The program cannot be lifted by renaming (a step names another thread's state)."""
 
 
+Access = Callable[[z3.ExprRef], z3.ExprRef]
+
+
 @dataclass
 class PState:
-    """One step of a lifted path: shared fields as constants, per-thread fields as arrays."""
+    """One state of the lifted system: shared fields as terms, per-thread fields as functions of the
+    thread (a Z3 function symbol, or a view of one: the post-state of a step is the pre-state's
+    function with the acting thread's entry replaced, so no quantified frame axiom is needed)."""
 
     tag: str
     shared: dict[Field, z3.ExprRef]
-    arrays: dict[Field, z3.ArrayRef]
+    thread: dict[Field, Access]
+
+
+def _view(old: Access, me: z3.ExprRef, val: z3.ExprRef) -> Access:
+    def at(n: z3.ExprRef) -> z3.ExprRef:
+        return z3.If(n == me, val, old(n))
+    return at
 
 
 class _Env(Mapping[Field, z3.ExprRef]):
     """Field -> Z3 term for one state and one binding of kinds to thread-id terms (lazy)."""
 
-    def __init__(self, lift: Lifting, s: PState, binding: Mapping[int, z3.ArithRef]) -> None:
+    def __init__(self, lift: Lifting, s: PState, binding: Mapping[int, z3.ExprRef]) -> None:
         self.lift, self.s, self.binding = lift, s, binding
 
     def __getitem__(self, f: Field) -> z3.ExprRef:
         lf = self.lift
         if f in self.s.shared:
             return self.s.shared[f]
-        if f in self.s.arrays:
+        if f in self.s.thread:
             t = lf.thread_of[f]
             if t not in self.binding:
                 raise KeyError(f)
-            return z3.Select(self.s.arrays[f], self.binding[t])
+            return self.s.thread[f](self.binding[t])
         if f in lf.tid_index:
             t = lf.tid_index[f]
             if t not in self.binding:
@@ -71,6 +85,8 @@ class _Env(Mapping[Field, z3.ExprRef]):
             return self.binding[t]
         if f in lf.quant_fields:
             return lf.quantifier(f, self.s)
+        if f is lf.nobody_field:
+            return lf.nobody
         raise KeyError(f)
 
     def __contains__(self, f: object) -> bool:
@@ -120,7 +136,14 @@ class Lifting:
             pf = Field(f"@{what}:{rw.name}#{key}", "bool", 0, 1, 0)
             self.quant_fields[pf] = (what, rw)
             self._quant_of[key] = pf
-        self.kind = z3.Array("@kind", z3.IntSort(), z3.IntSort())
+        # proofs: an uninterpreted sort; an instance (``universe``): integers, so concrete ids are distinct
+        # literals that simplify() decides (checker.prove.parametric.instance)
+        self.tsort: z3.SortRef = z3.IntSort() if universe is not None else z3.DeclareSort("Thread")
+        self.nobody: z3.ExprRef = z3.IntVal(0) if universe is not None else z3.Const("@nobody", self.tsort)
+        self.nobody_field = Field("@nobody", "int", 0, 0, 0)
+        self.kind: Access = z3.Function("@kind", self.tsort, z3.IntSort()).__call__
+        if universe is not None:
+            self.kind = _kind_table({i: t for t, ids in universe.items() for i in ids})
         self._prepared: dict[int, tuple[Expr, Expr]] = {}
 
     # ------------------------------------------------------------ expressions
@@ -146,7 +169,7 @@ class Lifting:
         if isinstance(e, Const):
             c = int(e.value)
             if c == 0:
-                return e
+                return self.nobody_field.var
             if not 1 <= c <= self.kinds:
                 raise LiftError(f"thread id {c} outside the program's threads")
             return self.tids[c - 1].var
@@ -167,7 +190,7 @@ class Lifting:
                     out.add(self.tid_index[f])
         return sorted(out)
 
-    def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ArithRef]) -> z3.BoolRef:
+    def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
         try:
             return to_z3(prepared, _Env(self, s, binding))
         except ExprError as err:
@@ -176,97 +199,156 @@ class Lifting:
     def quantifier(self, pf: Field, s: PState) -> z3.BoolRef:
         what, rw = self.quant_fields[pf]
         if what == "no-readers":  # no thread holds rw for reading
-            return z3.And(*[self.forall({t: z3.Int("@q")}, _unset(s.arrays[f], t)) for t, f in rw.readers.items()])
+            return z3.And(*[self.forall({t: self.var("@q")}, _unset(s.thread[f], t)) for t, f in rw.readers.items()])
         # some writer is queued on rw
-        return z3.Or(*[z3.Not(self.forall({t: z3.Int("@q")}, _unset(s.arrays[f], t))) for t, f in rw.queued.items()])
+        return z3.Or(*[z3.Not(self.forall({t: self.var("@q")}, _unset(s.thread[f], t))) for t, f in rw.queued.items()])
 
-    def forall(self, ns: dict[int, z3.ArithRef],
-               body: Callable[[Mapping[int, z3.ArithRef]], z3.BoolRef]) -> z3.BoolRef:
+    def forall(self, ns: dict[int, z3.ExprRef],
+               body: Callable[[Mapping[int, z3.ExprRef]], z3.BoolRef]) -> z3.BoolRef:
         """``body`` for every thread of each kind in ``ns`` (finite over ``universe`` when set)."""
         if self.universe is None:
             guard = z3.And(*[self.is_kind(n, t) for t, n in ns.items()])
             return z3.ForAll(list(ns.values()), z3.Implies(guard, body(ns)))
-        combos: list[dict[int, z3.ArithRef]] = [{}]
+        combos: list[dict[int, z3.ExprRef]] = [{}]
         for t in ns:
             combos = [{**c, t: z3.IntVal(i)} for c in combos for i in self.universe.get(t, ())]
         return z3.And(*[body(c) for c in combos])
 
-    def is_kind(self, n: z3.ArithRef, t: int) -> z3.BoolRef:
-        return z3.And(n >= 1, self.kind[n] == t)
+    def var(self, name: str) -> z3.ExprRef:
+        """A thread variable (bound by a quantifier, or the acting thread)."""
+        return z3.Const(name, self.tsort)
+
+    def is_kind(self, n: z3.ExprRef, t: int) -> z3.BoolRef:
+        return self.kind(n) == t
 
     # ------------------------------------------------------------ states
     def state(self, tag: str) -> PState:
-        shared = {f: z3.Const(f"{f.name}@{tag}", z3_sort(f.sort)) for f in self.shared}
-        arrays = {f: z3.Array(f"{f.name}@{tag}", z3.IntSort(), z3_sort(f.sort)) for f in self.per_thread}
-        return PState(tag, shared, arrays)
+        shared = {f: z3.Const(f"{f.name}@{tag}", self.tsort if f.kind == "owner" else z3_sort(f.sort))
+                  for f in self.shared}
+        thread: dict[Field, Access] = {}
+        for f in self.per_thread:
+            fn = z3.Function(f"{f.name}@{tag}", self.tsort, z3_sort(f.sort))
+            thread[f] = fn.__call__
+        return PState(tag, shared, thread)
 
     def init(self, s: PState) -> z3.BoolRef:
-        terms = [v == literal(f.sort, f.init) for f, v in s.shared.items()]
-        terms += [a == z3.K(z3.IntSort(), literal(f.sort, f.init)) for f, a in s.arrays.items()]
-        return z3.And(*terms)
+        """Every shared field at its initial value; every thread of every kind at its first step."""
+        terms = [v == self.literal(f, f.init) for f, v in s.shared.items()]
+        terms.append(self._per_kind(s, "@i", lambda f, v: v == literal(f.sort, f.init)))
+        return z3.And(self.kind(self.nobody) == -1, *terms)
 
-    def valid_thread(self, n: z3.ArithRef) -> z3.BoolRef:
-        return z3.And(n >= 1, self.kind[n] >= 0, self.kind[n] < self.kinds)
+    def _per_kind(self, s: PState, name: str, fn: Callable[[Field, z3.ExprRef], z3.BoolRef],
+                  ints_only: bool = False) -> z3.BoolRef:
+        """``fn(f, f(n))`` for every thread ``n`` and every per-thread field ``f`` of its kind, as one
+        quantifier (Z3 instantiates it once per thread term)."""
+        n = self.var(name)
+        per_kind: list[z3.BoolRef] = []
+        for t in range(self.kinds):
+            mine = [fn(f, at(n)) for f, at in s.thread.items()
+                    if self.thread_of[f] == t and (f.sort == INT or not ints_only)]
+            if mine:
+                per_kind.append(z3.Implies(self.is_kind(n, t), z3.And(*mine)))
+        return self._forall_one(n, z3.And(*per_kind)) if per_kind else z3.BoolVal(True)
+
+    def literal(self, f: Field, value: int) -> z3.ExprRef:
+        """A shared field's initial value (an owner field: free, or a thread id of an instance)."""
+        if f.kind == "owner":
+            if value and self.universe is None:
+                raise LiftError(f"{f.name}: a lock held at start cannot be lifted")
+            return self.nobody if not value else z3.IntVal(value)
+        return literal(f.sort, value)
+
+    def valid_thread(self, n: z3.ExprRef) -> z3.BoolRef:
+        return z3.And(self.kind(n) >= 0, self.kind(n) < self.kinds)
 
     def shared_range(self, f: Field, v: z3.ExprRef) -> z3.BoolRef:
         if f.kind == "owner":
-            return z3.Or(v == 0, self.valid_thread(v))
+            return z3.Or(v == self.nobody, self.valid_thread(v))
         return range_constraint(f, v)
 
     def ranges(self, s: PState) -> z3.BoolRef:
         terms = [self.shared_range(f, v) for f, v in s.shared.items()]
-        for f, a in s.arrays.items():
-            if f.sort == INT:
-                terms.append(self.forall({self.thread_of[f]: z3.Int("@r")}, _in_range(f, a, self.thread_of[f])))
-        return z3.And(*[t for t in terms if not z3.is_true(t)])
+        terms.append(self._per_kind(s, "@r", range_constraint, ints_only=True))
+        return z3.And(self.kind(self.nobody) == -1, *[t for t in terms if not z3.is_true(t)])
 
     # ------------------------------------------------------------ actions
-    def guard(self, a: Action, s: PState, me: z3.ArithRef) -> z3.BoolRef:
+    def guard(self, a: Action, s: PState, me: z3.ExprRef) -> z3.BoolRef:
         """Thread ``me`` of ``a``'s kind is at ``a``'s step and the guard holds."""
         pc = self.program.threads[a.thread].pc
-        return z3.And(self.is_kind(me, a.thread), z3.Select(s.arrays[pc], me) == a.label,
+        return z3.And(self.is_kind(me, a.thread), s.thread[pc](me) == a.label,
                       self.term(self.prepare(a.guard), s, {a.thread: me}))
 
-    def bad(self, a: Action, s: PState, me: z3.ArithRef, props: set[str] | None = None) -> z3.BoolRef:
+    def bad(self, a: Action, s: PState, me: z3.ExprRef, props: set[str] | None = None) -> z3.BoolRef:
         terms = [self.term(self.prepare(c.bad), s, {a.thread: me}) for c in a.checks
                  if props is None or c.prop in props]
         return z3.Or(*terms) if terms else z3.BoolVal(False)
 
-    def post(self, a: Action, s: PState, me: z3.ArithRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]:
-        """The post-state of ``a`` by ``me``: (shared field -> value, per-thread field -> array)."""
+    def updated(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]:
+        """The values ``a`` by ``me`` writes: (shared field -> value, own per-thread field -> value)."""
         bind = {a.thread: me}
-        shared = dict(s.shared)
-        arrays: dict[Field, z3.ExprRef] = dict(s.arrays)
+        shared: dict[Field, z3.ExprRef] = {}
+        own: dict[Field, z3.ExprRef] = {}
         for f, e in a.updates.items():
             val = self.term(self.prepare(e, owner_value=f.kind == "owner"), s, bind)
             if f in s.shared:
                 shared[f] = val
             elif self.thread_of[f] == a.thread:
-                arrays[f] = z3.Store(s.arrays[f], me, val)
+                own[f] = val
             else:
                 raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
-        return shared, arrays
+        return shared, own
 
-    def post_ranges(self, a: Action, s: PState, me: z3.ArithRef,
-                    post: tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]) -> z3.BoolRef:
-        shared, arrays = post
-        terms = []
-        for f in a.updates:
-            if f in s.shared:
-                terms.append(self.shared_range(f, shared[f]))
-            elif f.sort == INT:
-                terms.append(range_constraint(f, z3.Select(arrays[f], me)))
-        return z3.And(*[t for t in terms if not z3.is_true(t)])
+    def step(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[z3.BoolRef, PState]:
+        """``a`` taken by thread ``me``: (enabled, no check fails, post-state typed; the post-state)."""
+        shared, own = self.updated(a, s, me)
+        typed = [self.shared_range(f, v) for f, v in shared.items()]
+        typed += [range_constraint(f, v) for f, v in own.items() if f.sort == INT]
+        ok = z3.And(self.guard(a, s, me), z3.Not(self.bad(a, s, me)), *[t for t in typed if not z3.is_true(t)])
+        thread = dict(s.thread)
+        for f, v in own.items():
+            thread[f] = _view(s.thread[f], me, v)
+        return ok, PState(s.tag + "'", {**s.shared, **shared}, thread)
 
-    def action_trans(self, a: Action, s: PState, t: PState, me: z3.ArithRef) -> z3.BoolRef:
-        """``a`` taken by thread ``me``: enabled, no check fails, updates and frame, typed post-state."""
-        post = self.post(a, s, me)
-        eqs = [t.shared[f] == v for f, v in post[0].items()] + [t.arrays[f] == v for f, v in post[1].items()]
-        return z3.And(self.guard(a, s, me), z3.Not(self.bad(a, s, me)), self.post_ranges(a, s, me, post), *eqs)
+    def successor(self, s: PState, tag: str, me: z3.ExprRef, sel: z3.ArithRef,
+                  actions: Sequence[Action]) -> tuple[z3.BoolRef, PState]:
+        """One step of any action (``sel``) by thread ``me`` (BMC): fresh shared constants, the
+        per-thread functions a view on ``me``'s fresh entry."""
+        nxt = self.state(tag)
+        own = {f: z3.Const(f"{f.name}@{tag}", z3_sort(f.sort)) for f in self.per_thread}
+        post = PState(tag, nxt.shared, {f: _view(s.thread[f], me, v) for f, v in own.items()})
+        alts = []
+        for a in actions:
+            ok, p = self.step(a, s, me)
+            eqs = [nxt.shared[f] == p.shared[f] for f in self.shared]
+            eqs += [own[f] == p.thread[f](me) for f in self.per_thread]
+            alts.append(z3.And(sel == a.aid, ok, *eqs))
+        return z3.Or(*alts), post
 
     # ------------------------------------------------------------ invariants
+    def groups(self, e: Expr) -> list[tuple[tuple[int, ...], list[Expr]]]:
+        """``e``'s conjuncts (prepared), grouped by the kinds they name."""
+        groups: dict[tuple[int, ...], list[Expr]] = {}
+        for c in conjuncts(e):
+            p = self.prepare(c)
+            groups.setdefault(tuple(self.threads_named(p)), []).append(p)
+        return list(groups.items())
+
+    def group(self, named: tuple[int, ...], ps: list[Expr], s: PState) -> z3.BoolRef:
+        """One group of conjuncts for every thread of each kind it names (one quantifier)."""
+        def body(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+            return z3.And(*[self.term(p, s, b) for p in ps])
+        return body({}) if not named else self.forall({t: self.var(f"@n{t}") for t in named}, body)
+
     def invariant(self, e: Expr, s: PState) -> z3.BoolRef:
-        return z3.And(*[self.conjunct(c, s) for c in conjuncts(e)])
+        """``e`` lifted: its conjuncts grouped by the kinds they name, one quantifier per group."""
+        return z3.And(*[self.group(named, ps, s) for named, ps in self.groups(e)])
+
+    def _forall_one(self, n: z3.ExprRef, body: z3.BoolRef) -> z3.BoolRef:
+        """``body`` (already guarded by kinds) for every thread ``n`` (each id of the universe when set)."""
+        if self.universe is None:
+            return z3.ForAll([n], body)
+        ids = sorted({i for xs in self.universe.values() for i in xs})
+        return z3.And(*[z3.substitute(body, (n, z3.IntVal(i))) for i in ids])
 
     def conjunct(self, c: Expr, s: PState) -> z3.BoolRef:
         """``c`` for every thread of each kind it names."""
@@ -275,32 +357,36 @@ class Lifting:
         if not named:
             return self.term(p, s, {})
 
-        def body(b: Mapping[int, z3.ArithRef]) -> z3.BoolRef:
+        def body(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
             return self.term(p, s, b)
 
-        return self.forall({t: z3.Int(f"@n{t}") for t in named}, body)
+        return self.forall({t: self.var(f"@n{t}") for t in named}, body)
 
     def check_liftable(self) -> None:
         """Translate every action once (raises LiftError naming the first step that cannot be lifted)."""
-        s, t = self.state("lift"), self.state("lift'")
-        me = z3.Int("@me")
+        s = self.state("lift")
+        me = self.var("@me")
         for a in self.program.actions:
-            self.action_trans(a, s, t, me)
+            self.step(a, s, me)
 
 
-Body = Callable[[Mapping[int, z3.ArithRef]], z3.BoolRef]
+Body = Callable[[Mapping[int, z3.ExprRef]], z3.BoolRef]
 
 
-def _unset(arr: z3.ArrayRef, t: int) -> Body:
+def _kind_table(kinds: Mapping[int, int]) -> Access:
+    """``kind`` of an instance: each thread id's kind, -1 for any other integer (``nobody`` is 0)."""
+    def kind(n: z3.ExprRef) -> z3.ExprRef:
+        out: z3.ExprRef = z3.IntVal(-1)
+        for i, t in sorted(kinds.items()):
+            out = z3.If(n == i, t, out)
+        return out
+    return kind
+
+
+def _unset(at: Access, t: int) -> Body:
     """The bit of the thread bound to kind ``t`` is clear."""
-    def body(b: Mapping[int, z3.ArithRef]) -> z3.BoolRef:
-        return z3.Not(z3.Select(arr, b[t]))
-    return body
-
-
-def _in_range(f: Field, arr: z3.ArrayRef, t: int) -> Body:
-    def body(b: Mapping[int, z3.ArithRef]) -> z3.BoolRef:
-        return range_constraint(f, z3.Select(arr, b[t]))
+    def body(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+        return z3.Not(at(b[t]))
     return body
 
 

@@ -54,19 +54,14 @@ class LiftedTrace:
 
 
 class ParametricProver:
-    def __init__(self, program: Program, timeout_s: float = 30.0) -> None:
+    def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE) -> None:
         self.program = program
+        self.scope = scope
         self.lift = Lifting(program)
         self.timeout_ms = int(timeout_s * 1000)
-        self.s, self.t = self.lift.state("s"), self.lift.state("t")
-        self.me = z3.Int("@me")
-        self._trans: dict[int, z3.BoolRef] = {}
+        self.s = self.lift.state("s")
+        self.me = self.lift.var("@me")
         self.assumed: list[Invariant] = []
-
-    def trans(self, aid: int) -> z3.BoolRef:
-        if aid not in self._trans:
-            self._trans[aid] = self.lift.action_trans(self.program.actions[aid], self.s, self.t, self.me)
-        return self._trans[aid]
 
     def _solver(self) -> z3.Solver:
         sv = z3.Solver()
@@ -76,7 +71,7 @@ class ParametricProver:
     # ------------------------------------------------------------ induction
     def inductive(self, goal: Invariant, lemmas: Sequence[Invariant], deadline: float) -> tuple[str, str]:
         """(status, detail) of proving goal jointly with lemmas."""
-        lf, s, t = self.lift, self.s, self.t
+        lf, s = self.lift, self.s
         formulas = [goal, *[x for x in lemmas if x.name != goal.name]]
         sv = self._solver()
         sv.add(lf.init(s))
@@ -90,20 +85,23 @@ class ParametricProver:
             if r != z3.unsat:
                 return UNKNOWN, f"initiation of {f.name}: solver {r}"
         hyp = [lf.ranges(s), *[lf.invariant(f.expr, s) for f in formulas + self.assumed]]
-        reads = {f.name: {v for v in variables(f.expr) if isinstance(v, Field)} for f in formulas}
+        # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
+        parts = [(f, named, ps, {v for p in ps for v in variables(p) if isinstance(v, Field)})
+                 for f in formulas for named, ps in lf.groups(f.expr)]
         checked = 0
         for a in self.program.actions:
+            ok, t = lf.step(a, s, self.me)
             sv = self._solver()
-            sv.add(*hyp, self.trans(a.aid))
-            for f in formulas:
-                if not reads[f.name] & set(a.updates):
-                    continue  # frame: the step writes nothing the formula reads
+            sv.add(*hyp, ok)
+            for f, named, ps, reads in parts:
+                if not reads & set(a.updates):
+                    continue  # frame: the step writes nothing the group reads
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return UNKNOWN, f"timeout after {checked} consecution checks"
                 sv.set("timeout", int(min(self.timeout_ms, remaining * 1000)))
                 sv.push()
-                sv.add(z3.Not(lf.invariant(f.expr, t)))
+                sv.add(z3.Not(lf.group(named, ps, t)))
                 r = sv.check()
                 sv.pop()
                 checked += 1
@@ -117,27 +115,29 @@ class ParametricProver:
 
     def prove(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant], auto_lemmas: bool = True,
               budget_s: float = 30.0) -> list[PropertyProof]:
+        """Each goal proved with ``lemmas``; first ``auto:lock-ownership`` (a row of kind "derived",
+        assumed in the others when PROVED)."""
         out: list[PropertyProof] = []
-        if auto_lemmas:
-            own = ownership_expr(self.program)
-            if own is not None:
-                inv = Invariant(AUTO_OWNERSHIP, own)
-                t0 = time.monotonic()
-                status, detail = self.inductive(inv, [], t0 + budget_s)
-                if status == PROVED:
-                    self.assumed.append(inv)
-        for g in goals:
-            t0 = time.monotonic()
-            try:
-                status, detail = self.inductive(g, lemmas, t0 + budget_s)
-            except LiftError as e:
-                status, detail = UNKNOWN, f"not liftable: {e}"
-            p = PropertyProof(g.name, "always", status, detail, 1, 0, [x.name for x in lemmas if x.name != g.name],
-                              [x.name for x in self.assumed], seconds=time.monotonic() - t0)
-            if status == PROVED:
-                p.scope = SCOPE
-            out.append(p)
+        own = ownership_expr(self.program) if auto_lemmas else None
+        if own is not None:
+            row = self._row(Invariant(AUTO_OWNERSHIP, own), [], budget_s, "derived")
+            if row.status == PROVED:
+                self.assumed.append(Invariant(AUTO_OWNERSHIP, own))
+            out.append(row)
+        out += [self._row(g, lemmas, budget_s, "always") for g in goals]
         return out
+
+    def _row(self, goal: Invariant, lemmas: Sequence[Invariant], budget_s: float, kind: str) -> PropertyProof:
+        t0 = time.monotonic()
+        try:
+            status, detail = self.inductive(goal, lemmas, t0 + budget_s)
+        except LiftError as e:
+            status, detail = UNKNOWN, f"not liftable: {e}"
+        p = PropertyProof(goal.name, kind, status, detail, 1, 0, [x.name for x in lemmas if x.name != goal.name],
+                          [x.name for x in self.assumed if x.name != goal.name], seconds=time.monotonic() - t0)
+        if status == PROVED:
+            p.scope = self.scope
+        return p
 
     # ------------------------------------------------------------ BMC
     def bmc(self, goal: Invariant, depth: int) -> LiftedTrace | None:
@@ -146,7 +146,7 @@ class ParametricProver:
         states = [lf.state("b0")]
         sv = self._solver()
         sv.add(lf.init(states[0]))
-        ids: list[z3.ArithRef] = []
+        ids: list[z3.ExprRef] = []
         sels: list[z3.ArithRef] = []
         for d in range(depth + 1):
             sv.push()
@@ -154,16 +154,20 @@ class ParametricProver:
             r = sv.check()
             if r == z3.sat:
                 m = sv.model()
-                steps = [(m.eval(sels[i]).as_long(), m.eval(ids[i]).as_long()) for i in range(d)]
-                kinds = {n: m.eval(lf.kind[n]).as_long() for _, n in steps}
+                elems: dict[str, int] = {}  # the model's thread elements, numbered in order of first step
+                steps = []
+                for i in range(d):
+                    key = str(m.eval(ids[i], model_completion=True))
+                    steps.append((m.eval(sels[i]).as_long(), elems.setdefault(key, len(elems) + 1)))
+                kinds = {elems[str(m.eval(ids[i], model_completion=True))]:
+                         m.eval(lf.kind(ids[i]), model_completion=True).as_long() for i in range(d)}
                 return LiftedTrace(steps, kinds)
             sv.pop()
             if d == depth:
                 break
-            nxt = lf.state(f"b{d + 1}")
-            me, sel = z3.Int(f"@me{d}"), z3.Int(f"@sel{d}")
-            sv.add(z3.Or(*[z3.And(sel == a.aid, lf.action_trans(a, states[d], nxt, me))
-                           for a in self.program.actions]))
+            me, sel = lf.var(f"@me{d}"), z3.Int(f"@sel{d}")
+            took, nxt = lf.successor(states[d], f"b{d + 1}", me, sel, self.program.actions)
+            sv.add(took)
             states.append(nxt)
             ids.append(me)
             sels.append(sel)
