@@ -235,14 +235,22 @@ class KernelDesign:
         return pb.build()
 
 
-    def universal_scenario(self, constants: Mapping[str, Any]) -> Scenario:
-        """The design hook of ``apcheck prove --parametric``: every operation on every instance of
-        ``constants`` (the design's defaults for those not given), one cyclic thread each."""
+    def universal_scenario(self, constants: Mapping[str, Any], operations: Iterable[str] = ()) -> Scenario:
+        """The design hook of ``apcheck prove --parametric``: every operation (or those named) on every
+        instance of ``constants`` (the design's defaults for those not given), one thread each."""
         from .universal import universal_scenario
 
         given = {k: p.default for k, p in self.constants.items() if p.default is not None}
         given.update(constants)
-        return universal_scenario(self.name, self.operations, given)
+        names = set(operations)
+        ops = {n: sig for n, sig in self.operations.items() if not names or n in names}
+        return universal_scenario(self.name, ops, given)
+
+    def universal_once(self) -> tuple[str, ...]:
+        """Operations of ``universal_scenario`` that run at most once (closing an fd)."""
+        from .universal import ONCE
+
+        return ONCE
 
     def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
         """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""

@@ -3,8 +3,13 @@ thread, instantiated at small sizes against the explicit engine, and what it pro
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+import yaml
+
+from checker.cli.cli import main
 from checker.lang.program import Program
 from checker.prove.parametric.instance import InstanceMismatch, check_instance, copies_scenario
 from checker.prove.parametric.lift import Lifting
@@ -75,3 +80,39 @@ def test_goals_with_no_step_writing_them_prove_for_every_thread_count() -> None:
     assert res[1].scope == SCOPE and res[2].scope == ""
     assert res[1].assumed == ["auto:lock-ownership"]
     assert "apmask_commit" in res[2].detail
+
+
+def test_universal_scenario_has_one_thread_per_operation_instance() -> None:
+    d = default_registry().get("final")
+    sc = d.universal_scenario({"vms": 2, "mdevs": 2}, ["kvm_run", "assign_adapter", "close_vm_fd"])
+    assert [(t.name, t.cyclic) for t in sc.threads] == [
+        ("kvm_run.vm0.vcpu0", False), ("kvm_run.vm1.vcpu0", False),
+        ("close_vm_fd.vm0", False), ("close_vm_fd.vm1", False),
+        ("assign_adapter.mdev0.apid3", False), ("assign_adapter.mdev0.apid4", False),
+        ("assign_adapter.mdev1.apid3", False), ("assign_adapter.mdev1.apid4", False)]
+    assert d.universal_once() == ("close_vm_fd", "close_vcpu_fd")
+
+
+def test_v16_hook_stale_hook_refuted_with_a_replayed_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """5.15's -EPERM path leaves the PQAP hook naming the mdev: BMC on the lifted relation finds it,
+    the counterexample is a spec of 3 threads that the explicit engine replays and checks."""
+    rc = main(["prove", "--parametric", "specs/parametric-hook-5.15.yaml", "--property", "hook-safe", "--bmc", "12",
+               "--counterexample-dir", str(tmp_path), "--crosscheck-states", "0", "--no-auto-lemmas",
+               "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    (row,) = out["prove"]
+    assert (row["property"], row["status"], row["bmc_depth"], row["scope"]) == ("hook-safe", "VIOLATED", 10, None)
+    written = tmp_path / "parametric-v16-hook-hook-safe.yaml"
+    assert row["detail"] == (f"violated in 10 steps with 3 thread(s); replayed by the explicit engine; written to "
+                             f"{written} (apcheck check {written})")
+    doc = yaml.safe_load(written.read_text())
+    assert [t["name"] for t in doc["threads"]] == ["kvm_run.vm0.vcpu0", "open_device.mdev1.vm0", "mdev_remove.mdev1"]
+    assert main(["check", str(written), "--format", "json"]) == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert {p["name"]: p["status"] for p in checked["properties"]}["hook-safe"] == "VIOLATED"
+
+
+def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prove", "--parametric", "no-such-design"]) == 2
+    assert "unknown design 'no-such-design'" in capsys.readouterr().err

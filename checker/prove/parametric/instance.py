@@ -166,8 +166,11 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
             forms.append((a.aid, n, ok, failing, post))
     states, complete, _ = reachable_sample(succ, init, max_states, 300)
     transitions = 0
+    pcs = [(inst.id_of[th.index], th.pc.name) for th in big.threads]
     for st in states:
-        sub = inst.pairs(s, big.layout.decode(st))
+        values = big.layout.decode(st)
+        sub = inst.pairs(s, values)
+        at = {n: values[pc] for n, pc in pcs}  # the lifted guard starts with pc(me) == label: skip the others
         explicit: set[tuple[int, int, int]] = set()
         explicit_bad: set[tuple[int, int]] = set()
         for aid, ns in succ(st):
@@ -179,6 +182,8 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
         lifted: set[tuple[int, int, int]] = set()
         lifted_bad: set[tuple[int, int]] = set()
         for aid, n, ok, failing, post in forms:
+            if small.actions[aid].label != at[n]:
+                continue
             if z3.is_true(z3.simplify(z3.substitute(ok, *sub))):
                 lifted.add((aid, n, inst.encode(post, sub)))
             if z3.is_true(z3.simplify(z3.substitute(failing, *sub))):

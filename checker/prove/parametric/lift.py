@@ -106,11 +106,14 @@ class _Env(Mapping[Field, z3.ExprRef]):
 class Lifting:
     """The lifted relation of one Program (see the module docstring)."""
 
-    def __init__(self, program: Program, universe: Mapping[int, Sequence[int]] | None = None) -> None:
+    def __init__(self, program: Program, universe: Mapping[int, Sequence[int]] | None = None,
+                 singletons: Sequence[int] = ()) -> None:
         """``universe``: instantiate at a size (kind -> its thread ids): quantifiers over threads
-        become finite conjunctions and disjunctions over those ids (checker.prove.parametric.instance)."""
+        become finite conjunctions and disjunctions over those ids (checker.prove.parametric.instance).
+        ``singletons``: kinds with exactly one thread (closing a file descriptor happens once)."""
         self.program = program
         self.universe = universe
+        self.singletons = tuple(singletons)
         self.kinds = len(program.threads)
         self.thread_of: dict[Field, int] = {}
         by_name = {th.name: th.index for th in program.threads}
@@ -235,7 +238,17 @@ class Lifting:
         """Every shared field at its initial value; every thread of every kind at its first step."""
         terms = [v == self.literal(f, f.init) for f, v in s.shared.items()]
         terms.append(self._per_kind(s, "@i", lambda f, v: v == literal(f.sort, f.init)))
-        return z3.And(self.kind(self.nobody) == -1, *terms)
+        return z3.And(self.axioms(), *terms)
+
+    def axioms(self) -> z3.BoolRef:
+        """Rigid facts about threads: ``nobody`` is no thread; a singleton kind has one thread."""
+        terms = [self.kind(self.nobody) == -1]
+        if self.universe is None:
+            n = self.var("@u")
+            for k in self.singletons:
+                one = z3.Const(f"@the{k}", self.tsort)
+                terms += [self.kind(one) == k, z3.ForAll([n], z3.Implies(self.kind(n) == k, n == one))]
+        return z3.And(*terms)
 
     def _per_kind(self, s: PState, name: str, fn: Callable[[Field, z3.ExprRef], z3.BoolRef],
                   ints_only: bool = False) -> z3.BoolRef:
@@ -269,7 +282,7 @@ class Lifting:
     def ranges(self, s: PState) -> z3.BoolRef:
         terms = [self.shared_range(f, v) for f, v in s.shared.items()]
         terms.append(self._per_kind(s, "@r", range_constraint, ints_only=True))
-        return z3.And(self.kind(self.nobody) == -1, *[t for t in terms if not z3.is_true(t)])
+        return z3.And(self.axioms(), *[t for t in terms if not z3.is_true(t)])
 
     # ------------------------------------------------------------ actions
     def guard(self, a: Action, s: PState, me: z3.ExprRef) -> z3.BoolRef:

@@ -54,10 +54,11 @@ class LiftedTrace:
 
 
 class ParametricProver:
-    def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE) -> None:
+    def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE,
+                 singletons: Sequence[int] = ()) -> None:
         self.program = program
         self.scope = scope
-        self.lift = Lifting(program)
+        self.lift = Lifting(program, singletons=singletons)
         self.timeout_ms = int(timeout_s * 1000)
         self.s = self.lift.state("s")
         self.me = self.lift.var("@me")
@@ -124,7 +125,27 @@ class ParametricProver:
             if row.status == PROVED:
                 self.assumed.append(Invariant(AUTO_OWNERSHIP, own))
             out.append(row)
-        out += [self._row(g, lemmas, budget_s, "always") for g in goals]
+        joint = self._joint(goals, lemmas, budget_s)
+        out += [joint.get(g.name) or self._row(g, lemmas, budget_s, "always") for g in goals]
+        return out
+
+    def _joint(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant],
+               budget_s: float) -> dict[str, PropertyProof]:
+        """Every goal and lemma proved at once (one inductive conjunction proves each of them);
+        empty when that fails (then each goal is proved on its own, with the lemmas)."""
+        if len(goals) < 2:
+            return {}
+        everything = list({x.name: x for x in [*goals, *lemmas]}.values())
+        t0 = time.monotonic()
+        status, detail = self.inductive(everything[0], everything[1:], t0 + budget_s)
+        if status != PROVED:
+            return {}
+        spent = time.monotonic() - t0
+        out = {}
+        for g in goals:
+            others = [x.name for x in everything if x.name != g.name]
+            out[g.name] = PropertyProof(g.name, "always", PROVED, f"{detail}, jointly with every goal and lemma", 1, 0,
+                                        others, [x.name for x in self.assumed], seconds=spent, scope=self.scope)
         return out
 
     def _row(self, goal: Invariant, lemmas: Sequence[Invariant], budget_s: float, kind: str) -> PropertyProof:
