@@ -116,3 +116,22 @@ def test_v16_hook_stale_hook_refuted_with_a_replayed_spec(tmp_path: Path, capsys
 def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", "--parametric", "no-such-design"]) == 2
     assert "unknown design 'no-such-design'" in capsys.readouterr().err
+
+
+def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
+    """KVM_RUN on two VMs and assign/unassign of two adapters on their two mdevs, by any number of threads."""
+    goals = ["no-host-guest-sharing", "no-two-guests", "no-double-assignment", "crycb-within-bounds", "hook-safe"]
+    args = [x for g in goals for x in ("--property", g)]
+    rc = main(["prove", "--parametric", "specs/parametric-mainline.yaml", *args, "--crosscheck-states", "5",
+               "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    rows = {r["property"]: r for r in out["prove"]}
+    assert [r["status"] for r in out["prove"]] == ["PROVED"] * 6
+    assert rows["auto:lock-ownership"]["kind"] == "derived"
+    assert rows["hook-safe"]["scope"] == (
+        "all thread counts: any number of threads, each running any sequence of the operations any number of "
+        "times, an fd closed once (10 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
+        "runs up to the first failing check")
+    assert rows["hook-safe"]["detail"].endswith("jointly with every goal and lemma")
+    assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")

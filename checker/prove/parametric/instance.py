@@ -51,6 +51,12 @@ class InstanceReport:
     states: int
     transitions: int
     complete: bool
+    sampled: int = 0  # of ``states``, found by random walks beyond the breadth-first prefix
+
+    def text(self) -> str:
+        where = (f"all {self.states} reachable states" if self.complete else
+                 f"{self.states - self.sampled} breadth-first and {self.sampled} sampled reachable states")
+        return f"on {where} ({self.transitions} transitions)"
 
 
 class _Instance:
@@ -142,7 +148,7 @@ class _Instance:
 
 
 def check_instance(design: Design, scenario: Scenario, small: Program, copies: list[int],
-                   max_states: int = 5_000) -> InstanceReport:
+                   max_states: int = 5_000, samples: int = 300) -> InstanceReport:
     """Instantiate the lifted relation of ``small`` at ``copies`` and compare it with the explicit
     successor function of the design's program for that many copies, on every reachable state
     (up to ``max_states``, then a sample)."""
@@ -164,7 +170,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
             ok, post = lf.step(a, s, me)
             failing = z3.And(lf.guard(a, s, me), lf.bad(a, s, me))
             forms.append((a.aid, n, ok, failing, post))
-    states, complete, _ = reachable_sample(succ, init, max_states, 300)
+    states, complete, sampled = reachable_sample(succ, init, max_states, samples)
     transitions = 0
     pcs = [(inst.id_of[th.index], th.pc.name) for th in big.threads]
     for st in states:
@@ -196,7 +202,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
             side = "explicit only" if diff[0] in explicit or diff[0] in explicit_bad else "lifted only"
             raise InstanceMismatch(f"copies {copies}: state {st:#x}: {small.threads[a.thread].name}: {a.function}: "
                                    f"{a.text} (thread id {diff[0][1]}): {side}")
-    return InstanceReport(copies, len(states), transitions, complete)
+    return InstanceReport(copies, len(states), transitions, complete, sampled)
 
 
 __all__ = ["InstanceMismatch", "InstanceReport", "check_instance", "copies_scenario", "copy_name"]
