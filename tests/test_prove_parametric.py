@@ -135,3 +135,8 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
         "runs up to the first failing check")
     assert rows["hook-safe"]["detail"].endswith("jointly with every goal and lemma")
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")
+
+
+def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prove", "--parametric", "final", "--engine", "spacer"]) == 2
+    assert "--parametric proves by 1-induction" in capsys.readouterr().err

@@ -62,14 +62,14 @@ def resolve(ctx: click.Context, target: str) -> Target:
 
 def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemmas: tuple[str, ...],
                    timeout: float, bmc: int, auto_lemmas: bool, crosscheck_states: int | None, fmt: str,
-                   output: str | None, cex_dir: str) -> int:
+                   output: str | None, cex_dir: str, no_lemmas: bool = False) -> int:
     from checker.cli.cli import write_report
     from checker.cli.prove_cli import render_text, result_to_dict
     from checker.report.report_text import render_trace
     from checker.search.run import replay_trace
 
     tg = resolve(ctx, target)
-    design, spec_lemmas, shown = tg.design, tg.lemmas, tg.shown
+    design, spec_lemmas, shown = tg.design, () if no_lemmas else tg.lemmas, tg.shown
     make = getattr(design, "universal_scenario", None)
     if make is None:
         raise click.UsageError(f"design {design.name} has no universal_scenario hook: --parametric needs one")

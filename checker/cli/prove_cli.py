@@ -279,8 +279,11 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     if parametric:
         from checker.cli.parametric_cli import run_parametric
 
+        if engine != "induction" or houdini or save_lemmas or k not in (None, 1):
+            raise click.UsageError("--parametric proves by 1-induction: no --engine spacer, --houdini, "
+                                   "--save-lemmas or --k")
         return run_parametric(ctx, spec, props, lemmas, 30.0 if timeout is None else timeout, bmc or 0, auto_lemmas,
-                              crosscheck_states, fmt, output, cex_dir)
+                              crosscheck_states, fmt, output, cex_dir, no_lemmas)
     loaded = load(ctx, spec)
     program = build(loaded)
     known = list(goals_of(program))
