@@ -46,6 +46,14 @@ def test_instance_of_two_vcpu_threads_agrees_with_the_explicit_engine() -> None:
     assert (r.states, r.transitions, r.complete) == (488, 1016, True)
 
 
+@pytest.mark.slow
+def test_instance_of_two_assigning_threads_agrees_with_the_explicit_engine() -> None:
+    """Two copies of final-hotplug's assign_adapter(mdev1, 3) against one unassign and one vCPU."""
+    ld, p = _load("specs/final-hotplug.yaml")
+    r = check_instance(ld.design, ld.scenario, p, [1, 1, 2])
+    assert (r.states, r.transitions, r.complete) == (521, 1044, True)
+
+
 def test_a_relation_that_drops_behaviour_disagrees_with_the_explicit_engine() -> None:
     ld, p = _load("specs/final-lockdep.yaml")
     orig = Lifting.updated
