@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.build import substitute
-from checker.lang.expr import INT, Bin, Const, Expr, ExprError, Ite, Nary, Var, variables
+from checker.lang.expr import INT, Bin, Const, Expr, ExprError, Ite, Nary, Or, Var, variables
 from checker.lang.layout import THREAD_LOCAL, Field
 from checker.lang.program import Action, Program, RwSem
 from checker.prove.z3expr import literal, range_constraint, to_z3, z3_sort
@@ -85,6 +85,13 @@ class _Env(Mapping[Field, z3.ExprRef]):
             return self.binding[t]
         if f in lf.quant_fields:
             return lf.quantifier(f, self.s)
+        if f in lf.exists_fields:
+            k, at = lf.exists_fields[f]
+            s = self.s
+
+            def not_at(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+                return z3.Not(lf.term(at, s, b))
+            return z3.Not(lf.forall({k: lf.var("@e")}, not_at))
         if f is lf.nobody_field:
             return lf.nobody
         raise KeyError(f)
@@ -148,6 +155,7 @@ class Lifting:
         if universe is not None:
             self.kind = _kind_table({i: t for t, ids in universe.items() for i in ids})
         self._prepared: dict[int, tuple[Expr, Expr]] = {}
+        self.exists_fields: dict[Field, tuple[int, Expr]] = {}  # "some thread of kind k is at these steps"
 
     # ------------------------------------------------------------ expressions
     def prepare(self, e: Expr, owner_value: bool = False) -> Expr:
@@ -342,9 +350,30 @@ class Lifting:
         """``e``'s conjuncts (prepared), grouped by the kinds they name."""
         groups: dict[tuple[int, ...], list[Expr]] = {}
         for c in conjuncts(e):
-            p = self.prepare(c)
+            p = self._existential(self.prepare(c))
             groups.setdefault(tuple(self.threads_named(p)), []).append(p)
         return list(groups.items())
+
+    def _existential(self, p: Expr) -> Expr:
+        """In a disjunction, a disjunct that only says "thread T is at one of these steps" (T named
+        nowhere else in it) reads "some thread of T's kind is there": an existential over T's kind.
+        (Every other mention of a thread reads "every thread of its kind", ``conjunct``.)"""
+        if not (isinstance(p, Nary) and p.op == "or"):
+            return p
+        flat = _disjuncts(p)
+        named = [set(self.threads_named(x)) for x in flat]
+        pcs = {th.pc: th.index for th in self.program.threads}
+        pure = [len(ks) == 1 and _at_steps(x, pcs) for x, ks in zip(flat, named)]
+        others = {k for ks, ok in zip(named, pure) if not ok for k in ks}
+        out: list[Expr] = []
+        for x, ks, ok in zip(flat, named, pure):
+            if ok and not ks & others:
+                pf = Field(f"@some-thread-at#{len(self.exists_fields)}", "bool", 0, 1, 0)
+                self.exists_fields[pf] = (next(iter(ks)), x)
+                out.append(pf.var)
+            else:
+                out.append(x)
+        return Or(*out) if len(self.exists_fields) and any(o is not x for o, x in zip(out, flat)) else p
 
     def group(self, named: tuple[int, ...], ps: list[Expr], s: PState) -> z3.BoolRef:
         """One group of conjuncts for every thread of each kind it names (one quantifier)."""
@@ -407,6 +436,21 @@ def conjuncts(e: Expr) -> list[Expr]:
     if isinstance(e, Nary) and e.op == "and":
         return [c for x in e.args for c in conjuncts(x)]
     return [e]
+
+
+def _disjuncts(e: Expr) -> list[Expr]:
+    if isinstance(e, Nary) and e.op == "or":
+        return [d for x in e.args for d in _disjuncts(x)]
+    return [e]
+
+
+def _at_steps(e: Expr, pcs: Mapping[Field, int]) -> bool:
+    """``e`` is ``pc == label`` (or a disjunction of those) of one thread's pc."""
+    if isinstance(e, Bin) and e.op == "==" and isinstance(e.a, Var) and isinstance(e.b, Const):
+        return e.a.field in pcs
+    if isinstance(e, Nary) and e.op == "or":
+        return all(_at_steps(x, pcs) for x in e.args)
+    return False
 
 
 def _owner_valued(e: Expr) -> bool:
