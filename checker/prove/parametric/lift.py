@@ -3,21 +3,23 @@
 Derived from the built ``Program`` (the very actions the explicit search compiles), by renaming:
 every thread of the spec becomes a *kind*; a state of the lifted system has any number of
 threads of each kind, each with its own copy of the kind's per-thread fields. Threads are the
-elements of an uninterpreted sort ``Thread`` (``kind[n]`` says which script thread ``n`` runs;
+elements of an uninterpreted sort ``Thread`` (``kind(n)`` says which script thread ``n`` runs;
 ``kind`` is rigid; ``nobody`` has kind -1); a lock owner field holds a ``Thread`` (``nobody``:
 free), where the explicit engine holds ``index + 1`` (0: free). Quantified variables appear only
-as array indices of that sort, so Z3's model-based quantifier instantiation decides the queries
-(the fragment Ivy and mypyvy keep to).
+as arguments of uninterpreted functions of that sort, so Z3's model-based quantifier
+instantiation decides the queries (the fragment Ivy and mypyvy keep to; with arrays it did not).
 
-- per-thread fields (Z3 arrays indexed by thread id): the thread's pc, its reader and
-  queued bits of each rw_semaphore, and the fields marked ``THREAD_LOCAL`` (C locals, per-thread
-  ghosts); every other field is shared and stays one Z3 constant;
+- per-thread fields (Z3 functions of the thread): the thread's pc, its reader and queued bits
+  of each rw_semaphore, and the fields marked ``THREAD_LOCAL`` (C locals, per-thread ghosts);
+  every other field is shared and stays one Z3 constant;
 - an action of thread ``T`` becomes a template over a thread ``me`` of kind ``T``: its own
-  fields are ``arr[me]``, the constant ``T + 1`` in a lock owner position is ``me``;
+  fields are ``f(me)``, the constant ``T + 1`` in a lock owner position is ``me``; its
+  post-state is the pre-state with ``me``'s entries replaced;
 - the rwsem placeholders resolved over every thread at build time (``Program.quantified``:
   no reader holds it, a writer is queued) become quantifiers over all threads of every kind;
 - an invariant is split into its top-level conjuncts; a conjunct naming threads ``T1..Tk``
-  (their fields or owner ids) holds for all threads ``n1..nk`` of those kinds.
+  (their fields or owner ids) holds for all threads ``n1..nk`` of those kinds, except a
+  disjunct that only says "T is at these steps", which some thread of T's kind satisfies.
 
 Anything else that names another thread (which renaming cannot lift) is a ``LiftError``: the
 lifting refuses rather than guess.
