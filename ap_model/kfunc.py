@@ -252,6 +252,12 @@ class KernelDesign:
 
         return ONCE
 
+    def universal_lemmas(self) -> tuple[str, ...]:
+        """Lemmas of the universal scenario ``prove --parametric`` assumes (proved with each goal)."""
+        from .properties import PARAMETRIC_LEMMAS
+
+        return PARAMETRIC_LEMMAS
+
     def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
         """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""
         from .repro import repro_script

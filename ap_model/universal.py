@@ -60,6 +60,7 @@ def thread_name(op: str, args: dict[str, Any]) -> str:
 # closing a file descriptor happens once per fd (a dup'ed fd drops the reference only at its last close):
 # the parametric prover keeps exactly one thread of such a kind (KernelDesign.universal_once)
 ONCE = ("close_vm_fd", "close_vcpu_fd")
+SCENARIO_NAME = "all-operations"  # the final design's parametric lemmas are stated for it (properties.py)
 
 
 def universal_scenario(design: str, operations: dict[str, OperationSig], constants: dict[str, Any]) -> Scenario:
@@ -71,7 +72,7 @@ def universal_scenario(design: str, operations: dict[str, OperationSig], constan
     for op, sig in operations.items():
         for args in _arg_tuples(sig, cfg):
             threads.append(ThreadSpec(thread_name(op, args), [OpCall(op, args)], cyclic=False))
-    return Scenario("all-operations", design, "every operation of the design on every instance, any number of "
+    return Scenario(SCENARIO_NAME, design, "every operation of the design on every instance, any number of "
                     "threads, any number of times", dict(constants), threads)
 
 

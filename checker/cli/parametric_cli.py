@@ -76,7 +76,8 @@ def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemm
     scenario = make(tg.constants, tg.operations)
     program = design.build(scenario)
     always = {p.name: p.expr for p in program.properties if p.kind == "always"}
-    all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas))
+    extra = tuple(n for n in getattr(design, "universal_lemmas", tuple)() if n in always and not no_lemmas)
+    all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas + extra))
     for name in (*props, *all_lemmas):
         if name not in always:
             raise click.UsageError(f"unknown always property {name!r}; known: {', '.join(always)}")
