@@ -240,6 +240,29 @@ class KernelDesign:
         return pb.build()
 
 
+    def universal_scenario(self, constants: Mapping[str, Any], operations: Iterable[str] = ()) -> Scenario:
+        """The design hook of ``apcheck prove --parametric``: every operation (or those named) on every
+        instance of ``constants`` (the design's defaults for those not given), one thread each."""
+        from .universal import universal_scenario
+
+        given = {k: p.default for k, p in self.constants.items() if p.default is not None}
+        given.update(constants)
+        names = set(operations)
+        ops = {n: sig for n, sig in self.operations.items() if not names or n in names}
+        return universal_scenario(self.name, ops, given)
+
+    def universal_once(self) -> tuple[str, ...]:
+        """Operations of ``universal_scenario`` that run at most once (closing an fd)."""
+        from .universal import ONCE
+
+        return ONCE
+
+    def universal_lemmas(self) -> tuple[str, ...]:
+        """Lemmas of the universal scenario ``prove --parametric`` assumes (proved with each goal)."""
+        from .properties import PARAMETRIC_LEMMAS
+
+        return PARAMETRIC_LEMMAS
+
     def repro_script(self, scenario: Scenario, trace: Trace, prop: str, kind: str) -> str:
         """The design hook of ``apcheck repro``: a shell script driving ``trace`` on an s390 LPAR."""
         from .repro import repro_script

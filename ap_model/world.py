@@ -48,6 +48,7 @@ from checker.lang.layout import (
     MASK_BITMAP,
     MASK_ELEMENTS,
     MASK_LABELS,
+    THREAD_LOCAL,
     Field,
     bool_field,
     enum_field,
@@ -245,6 +246,11 @@ class World:
         """What the bits of an adapter or domain mask are (symmetry reduction may permute them)."""
         return tuple(f"{kind} {x}" for x in (self.cfg.adapters if kind == "adapter" else self.cfg.domains))
 
+    def _thread_local(self, thread: str, f: Field) -> Field:
+        """A C local or per-thread ghost of ``thread`` (each copy of the thread has its own: parametric proofs)."""
+        f.meta[THREAD_LOCAL] = thread
+        return self._var(f)
+
     def _initially_in_guest(self, m: int, i: int, j: int) -> bool:
         if m not in self.cfg.attached:
             return False
@@ -281,19 +287,19 @@ class World:
         """A thread-local variable (C local), e.g. the ``kvm`` of unset_kvm."""
         key = (t.name, name)
         if key not in self._locals:
-            self._locals[key] = self._var(ref_field(f"{t.name}.{name}", list(slots)))
+            self._locals[key] = self._thread_local(t.name, ref_field(f"{t.name}.{name}", list(slots)))
         return self._locals[key]
 
     def in_pqap_flag(self, t: ThreadBuilder, v: int) -> Field:
         if t.name not in self.in_pqap:
-            self.in_pqap[t.name] = (v, self._var(bool_field(f"ghost.{t.name}.in_handle_pqap")))
+            self.in_pqap[t.name] = (v, self._thread_local(t.name, bool_field(f"ghost.{t.name}.in_handle_pqap")))
         return self.in_pqap[t.name][1]
 
     def ret(self, t: ThreadBuilder) -> Field | None:
         if not self.cfg.track_errno:
             return None
         if t.name not in self.errno:
-            self.errno[t.name] = self._var(enum_field(f"{t.name}.ret", ERRNO))
+            self.errno[t.name] = self._thread_local(t.name, enum_field(f"{t.name}.ret", ERRNO))
         return self.errno[t.name]
 
     def set_ret(self, b: Body, t: ThreadBuilder, value: IntOrExpr | str) -> None:

@@ -247,6 +247,11 @@ def register(group: click.Group) -> None:
               help="Ignore the spec's prove: lemmas and found invariants (what Spacer finds alone).")
 @click.option("--save-lemmas", "save_lemmas", is_flag=True, default=False,
               help="With --engine spacer: write the re-checked invariants into SPEC's prove: found: list.")
+@click.option("--parametric", is_flag=True, default=False,
+              help="SPEC or DESIGN: prove for any number of threads, each running any sequence of the design's "
+                   "operations (checker.prove.parametric); --bmc writes a counterexample out as a spec.")
+@click.option("--counterexample-dir", "cex_dir", default=".", metavar="DIR", show_default=True,
+              help="With --parametric: where counterexample specs are written.")
 @click.option("--masks", is_flag=True, default=False,
               help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
 @click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
@@ -256,7 +261,8 @@ def register(group: click.Group) -> None:
 def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: tuple[str, ...], k: int | None,
           bmc: int | None, timeout: float | None, auto_lemmas: bool, houdini: bool, crosscheck_states: int | None,
           engine: str,
-          no_lemmas: bool, save_lemmas: bool, masks: bool, mask_width: int, fmt: str, output: str | None) -> int:
+          no_lemmas: bool, save_lemmas: bool, parametric: bool, cex_dir: str, masks: bool, mask_width: int, fmt: str,
+          output: str | None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
@@ -270,6 +276,14 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
         return prove_masks(mask_width, 60.0 if timeout is None else timeout, fmt, output)
     if spec is None:
         raise click.UsageError("Missing argument 'SPEC' (or give --masks).")
+    if parametric:
+        from checker.cli.parametric_cli import run_parametric
+
+        if engine != "induction" or houdini or save_lemmas or k not in (None, 1):
+            raise click.UsageError("--parametric proves by 1-induction: no --engine spacer, --houdini, "
+                                   "--save-lemmas or --k")
+        return run_parametric(ctx, spec, props, lemmas, 30.0 if timeout is None else timeout, bmc or 0, auto_lemmas,
+                              crosscheck_states, fmt, output, cex_dir, no_lemmas)
     loaded = load(ctx, spec)
     program = build(loaded)
     known = list(goals_of(program))

@@ -81,11 +81,18 @@ def finish(pb: ProgramBuilder) -> Program:
         threads.append(Thread(tb.name, tb.index, pc, tb.cyclic, labels, -1 if tb.cyclic else n))
     layout.freeze()
 
+    quantified: dict[int, tuple[Expr, str, RwSem]] = {}
+
     def resolve(node: Expr) -> Expr | None:
+        out: Expr
         if isinstance(node, NoReaders):
-            return And(*[f.var == 0 for f in node.rw.readers.values()])
+            out = And(*[f.var == 0 for f in node.rw.readers.values()])
+            quantified[id(out)] = (out, "no-readers", node.rw)
+            return out
         if isinstance(node, WriterWaiting):
-            return Or(*[f.var == 1 for f in node.rw.queued.values()])
+            out = Or(*[f.var == 1 for f in node.rw.queued.values()])
+            quantified[id(out)] = (out, "writer-waiting", node.rw)
+            return out
         return None
 
     actions: list[Action] = []
@@ -102,7 +109,7 @@ def finish(pb: ProgramBuilder) -> Program:
         by_label.append(per_pc)
     return Program(pb.name, layout, threads, actions, list(pb.locks), list(pb.flags), list(pb.pools),
                    list(pb.properties), dict(pb.shared), by_label, list(pb.permutables),
-                   dict(pb.unsynchronized))
+                   dict(pb.unsynchronized), quantified)
 
 
 def _queue_alternatives(act: Action, aid: int, resolve: Callable[[Expr], Expr | None]) -> list[Action]:

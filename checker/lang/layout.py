@@ -21,6 +21,9 @@ MASK_BITMAP = "bitmap"
 # Field.meta key: what a mask's bits are, bit i = elements[i] ("adapter 3"): a symmetry whose members
 # name elements (Member.slots) permutes the bits of every mask over them (checker.search.reduce.renaming)
 MASK_ELEMENTS = "elements"
+# Field.meta key: the field is a C local (or per-thread ghost) of the thread named by the value; the
+# parametric prover (checker.prove.parametric) gives every copy of that thread its own
+THREAD_LOCAL = "thread_local"
 
 
 @dataclass(eq=False)

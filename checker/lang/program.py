@@ -645,6 +645,9 @@ class Program:
     by_label: list[list[list[Action]]] = dc_field(default_factory=list)  # [thread][pc] -> actions
     permutables: list[Permutable] = dc_field(default_factory=list)  # symmetry declarations
     unsynchronized: dict[Field, str] = dc_field(default_factory=dict)  # exempt from race checks, with why
+    # build-time placeholders as resolved (id of the resolved node -> (node, "no-readers"|"writer-waiting",
+    # rwsem)): over every thread, which the parametric prover quantifies instead
+    quantified: dict[int, tuple[Expr, str, RwSem]] = dc_field(default_factory=dict)
 
     def add_property(self, name: str, kind: str, expr: Expr, description: str, source: str = "") -> None:
         """Add a derived property (see ProgramBuilder.derive); same rules as always/sometimes."""

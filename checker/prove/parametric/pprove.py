@@ -1,0 +1,198 @@
+"""Induction and BMC on the lifted relation: invariants for any number of copies of each thread.
+
+For goal P with lemmas L (Q = P and L, each lifted: ``Lifting.invariant``):
+
+- initiation: the initial state (every thread of every kind at its first step, whatever
+  their number) satisfies Q;
+- consecution, per action template and per formula F of Q: Q, the typing invariant and one
+  step of any thread ``me`` of the action's kind imply F in the post-state (Z3, quantifiers
+  over thread ids: unknown is UNKNOWN, never PROVED);
+- ``auto:lock-ownership`` (derived from the program, checker.prove.goals) is proved first
+  and assumed when PROVED, as in the one-scenario prover.
+
+BMC unrolls the lifted relation from the initial state with a fresh thread id per step: a
+violation comes with its size (how many threads of each kind took a step).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import z3
+
+from checker.lang.expr import Expr, variables
+from checker.lang.layout import Field
+from checker.lang.program import Program
+from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
+from checker.prove.parametric.lift import LiftError, Lifting
+from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, PropertyProof
+
+SCOPE = "all thread counts: any number of threads running each thread's operations (instances as in the spec)"
+
+
+@dataclass
+class Invariant:
+    name: str
+    expr: Expr
+
+
+@dataclass
+class LiftedTrace:
+    """A lifted BMC counterexample: (action id, thread id) per step, and each thread id's kind."""
+
+    steps: list[tuple[int, int]]
+    kinds: dict[int, int]
+
+    def copies(self, kinds: int) -> list[int]:
+        """How many threads of each kind the trace uses (at least one each: the spec's own)."""
+        out = [1] * kinds
+        for k in range(kinds):
+            out[k] = max(1, sum(1 for n, kk in self.kinds.items() if kk == k))
+        return out
+
+
+class ParametricProver:
+    def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE,
+                 singletons: Sequence[int] = ()) -> None:
+        self.program = program
+        self.scope = scope
+        self.lift = Lifting(program, singletons=singletons)
+        self.timeout_ms = int(timeout_s * 1000)
+        self.s = self.lift.state("s")
+        self.me = self.lift.var("@me")
+        self.assumed: list[Invariant] = []
+
+    def _solver(self) -> z3.Solver:
+        sv = z3.Solver()
+        sv.set("timeout", self.timeout_ms)
+        return sv
+
+    # ------------------------------------------------------------ induction
+    def inductive(self, goal: Invariant, lemmas: Sequence[Invariant], deadline: float) -> tuple[str, str]:
+        """(status, detail) of proving goal jointly with lemmas."""
+        lf, s = self.lift, self.s
+        formulas = [goal, *[x for x in lemmas if x.name != goal.name]]
+        sv = self._solver()
+        sv.add(lf.init(s))
+        for f in formulas:
+            sv.push()
+            sv.add(z3.Not(lf.invariant(f.expr, s)))
+            r = sv.check()
+            sv.pop()
+            if r == z3.sat:
+                return CTI if f is not goal else VIOLATED, f"initial state violates {f.name}"
+            if r != z3.unsat:
+                return UNKNOWN, f"initiation of {f.name}: solver {r}"
+        hyp = [lf.ranges(s), *[lf.invariant(f.expr, s) for f in formulas + self.assumed]]
+        # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
+        parts = [(f, named, ps, {v for p in ps for v in variables(p) if isinstance(v, Field)})
+                 for f in formulas for named, ps in lf.groups(f.expr)]
+        checked = 0
+        for a in self.program.actions:
+            ok, t = lf.step(a, s, self.me)
+            sv = self._solver()
+            sv.add(*hyp, ok)
+            for f, named, ps, reads in parts:
+                if not reads & set(a.updates):
+                    continue  # frame: the step writes nothing the group reads
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return UNKNOWN, f"timeout after {checked} consecution checks"
+                sv.set("timeout", int(min(self.timeout_ms, remaining * 1000)))
+                sv.push()
+                sv.add(z3.Not(lf.group(named, ps, t)))
+                r = sv.check()
+                sv.pop()
+                checked += 1
+                where = f"{self.program.threads[a.thread].name}: {a.function}: {a.text}"
+                if r == z3.sat:
+                    which = "" if f is goal else f" (lemma {f.name})"
+                    return CTI, f"not inductive{which}: a step of any copy of {where} breaks it"
+                if r != z3.unsat:
+                    return UNKNOWN, f"solver {r} on {f.name} after {where}"
+        return PROVED, f"inductive for every number of threads ({checked} consecution checks)"
+
+    def prove(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant], auto_lemmas: bool = True,
+              budget_s: float = 30.0) -> list[PropertyProof]:
+        """Each goal proved with ``lemmas``; first ``auto:lock-ownership`` (a row of kind "derived",
+        assumed in the others when PROVED)."""
+        out: list[PropertyProof] = []
+        own = ownership_expr(self.program) if auto_lemmas else None
+        if own is not None:
+            row = self._row(Invariant(AUTO_OWNERSHIP, own), [], budget_s, "derived")
+            if row.status == PROVED:
+                self.assumed.append(Invariant(AUTO_OWNERSHIP, own))
+            out.append(row)
+        joint = self._joint(goals, lemmas, budget_s)
+        out += [joint.get(g.name) or self._row(g, lemmas, budget_s, "always") for g in goals]
+        return out
+
+    def _joint(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant],
+               budget_s: float) -> dict[str, PropertyProof]:
+        """Every goal and lemma proved at once (one inductive conjunction proves each of them);
+        empty when that fails (then each goal is proved on its own, with the lemmas)."""
+        if len(goals) < 2:
+            return {}
+        everything = list({x.name: x for x in [*goals, *lemmas]}.values())
+        t0 = time.monotonic()
+        status, detail = self.inductive(everything[0], everything[1:], t0 + budget_s)
+        if status != PROVED:
+            return {}
+        spent = time.monotonic() - t0
+        out = {}
+        for g in goals:
+            others = [x.name for x in everything if x.name != g.name]
+            out[g.name] = PropertyProof(g.name, "always", PROVED, f"{detail}, jointly with every goal and lemma", 1, 0,
+                                        others, [x.name for x in self.assumed], seconds=spent, scope=self.scope)
+        return out
+
+    def _row(self, goal: Invariant, lemmas: Sequence[Invariant], budget_s: float, kind: str) -> PropertyProof:
+        t0 = time.monotonic()
+        try:
+            status, detail = self.inductive(goal, lemmas, t0 + budget_s)
+        except LiftError as e:
+            status, detail = UNKNOWN, f"not liftable: {e}"
+        p = PropertyProof(goal.name, kind, status, detail, 1, 0, [x.name for x in lemmas if x.name != goal.name],
+                          [x.name for x in self.assumed if x.name != goal.name], seconds=time.monotonic() - t0)
+        if status == PROVED:
+            p.scope = self.scope
+        return p
+
+    # ------------------------------------------------------------ BMC
+    def bmc(self, goal: Invariant, depth: int) -> LiftedTrace | None:
+        """The shortest lifted path (up to ``depth`` steps) to a state violating ``goal``, or None."""
+        lf = self.lift
+        states = [lf.state("b0")]
+        sv = self._solver()
+        sv.add(lf.init(states[0]))
+        ids: list[z3.ExprRef] = []
+        sels: list[z3.ArithRef] = []
+        for d in range(depth + 1):
+            sv.push()
+            sv.add(z3.Not(lf.invariant(goal.expr, states[d])))
+            r = sv.check()
+            if r == z3.sat:
+                m = sv.model()
+                elems: dict[str, int] = {}  # the model's thread elements, numbered in order of first step
+                steps = []
+                for i in range(d):
+                    key = str(m.eval(ids[i], model_completion=True))
+                    steps.append((m.eval(sels[i]).as_long(), elems.setdefault(key, len(elems) + 1)))
+                kinds = {elems[str(m.eval(ids[i], model_completion=True))]:
+                         m.eval(lf.kind(ids[i]), model_completion=True).as_long() for i in range(d)}
+                return LiftedTrace(steps, kinds)
+            sv.pop()
+            if d == depth:
+                break
+            me, sel = lf.var(f"@me{d}"), z3.Int(f"@sel{d}")
+            took, nxt = lf.successor(states[d], f"b{d + 1}", me, sel, self.program.actions)
+            sv.add(took)
+            states.append(nxt)
+            ids.append(me)
+            sels.append(sel)
+        return None
+
+
+__all__ = ["Invariant", "LiftedTrace", "ParametricProver", "SCOPE"]
