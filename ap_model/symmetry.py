@@ -174,7 +174,8 @@ def _vm_parts(w: World, v: int) -> tuple[list[Field], list[AnyLock]]:
 
 
 def _mdev_parts(w: World, m: int) -> tuple[list[Field], list[AnyLock]]:
-    per_mdev = [w.apm, w.aqm, w.sapm, w.saqm, w.adm, w.sadm, w.mkvm, w.vopen, w.closing, w.pending, w.vkvm]
+    per_mdev = [w.apm, w.aqm, w.sapm, w.saqm, w.adm, w.sadm, w.mkvm, w.vopen, w.closing, w.pending, w.vkvm,
+                w.unregistered]
     fields = [w.mdev.state[m]] + [fs[m] for fs in per_mdev if fs]
     fields += [w.BUSY[m].holder] if w.BUSY else []
     locks: list[AnyLock] = [w.VG[m]] if w.VG else []

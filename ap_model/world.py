@@ -160,6 +160,7 @@ class World:
             self.qdata[i, j] = self._var(enum_field(f"{name}.data", owners, data))
         # ---------------- matrix_mdevs
         self.apm, self.aqm, self.sapm, self.saqm, self.mkvm, self.vopen, self.closing = [], [], [], [], [], [], []
+        self.unregistered: list[Field] = []
         self.adm: list[Field] = []
         self.sadm: list[Field] = []
         self.pending: list[Field] = []
@@ -182,6 +183,11 @@ class World:
             self.mkvm.append(self._var(ref_field(f"mdev{m}.kvm", kslots, cfg.attached.get(m, -1)), mkvm_locks))
             # vfio core's open count: vfio core internals, not race-checked
             self.vopen.append(self._var(bool_field(f"mdev{m}.vfio_device.open", m in cfg.attached)))
+            if era.vfio_lock:  # the registration refcount reached 0 in vfio_unregister_group_dev: no new fd
+                self.unregistered.append(self._var(
+                    bool_field(f"mdev{m}.vfio_device.unregistered"),
+                    unsynchronized="the vfio_device registration refcount_t: vfio_device_try_get_registration's "
+                                   "refcount_inc_not_zero and vfio_device_put_registration are atomic"))
             self.closing.append(self._var(bool_field(f"ghost.mdev{m}.closing")))
         # ---------------- KVM side
         self.capm, self.caqm, self.csrc, self.hook, self.data = [], [], [], [], []
@@ -439,6 +445,12 @@ class World:
 
     def mdev_alive(self, m: IntOrExpr) -> Expr:
         return self.mdev.alive(m)
+
+    def vfio_device_gettable(self, m: int) -> Expr:
+        """The vfio core finds mdev ``m``'s device for a new fd (vfio_device_get_from_name ->
+        vfio_device_try_get_registration): alive and not past vfio_unregister_group_dev's wait."""
+        alive = self.mdev_alive(m)
+        return And(alive, Not(self.unregistered[m].var)) if self.unregistered else alive
 
     def kvm_refs(self, v: IntOrExpr) -> Expr:
         return self.kvm.refcount(v)

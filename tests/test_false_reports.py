@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from checker.report.results import CheckResult
 from checker.search.progmodel import ProgramModel
 from checker.search.run import check_program
@@ -330,3 +332,38 @@ def test_control_domains_reach_the_guest(tmp_path: Path) -> None:
     end = only_run(program)
     assert field(program, "mdev0.matrix.adm", end) == 0
     assert field(program, "admin.ret", end) == E["EBUSY"]
+
+
+OPEN_VS_REMOVE = """\
+name: open-vs-remove
+design: "{design}"
+constants: {{vms: 1, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: qemu1
+    run: [{{open_device: {{mdev: 1, vm: 0}}}}]
+  - name: remover
+    run: [{{mdev_remove: {{mdev: 1}}}}]
+  - name: vcpu0
+    run: [{{kvm_run: {{vm: 0}}}}]
+"""
+
+
+@pytest.mark.parametrize("design", ["mainline", "final", "6.2", "v18", "5.15", "v16-hook"])
+def test_9_mdev_remove_waits_for_an_open_in_progress(design: str, tmp_path: Path) -> None:
+    """vfio_unregister_group_dev waits for every registration reference, and an open holds one from
+    vfio_device_get_from_name to its end; once the wait is over no new fd gets one (-ENODEV). Before the
+    fix the remove passed its wait while an open of the same mdev held group_lock, freed the mdev under
+    it, and mainline reported hook-safe and memory-safety VIOLATED (13 steps) for a bug it does not have.
+    The designs with kernel-facts §5 C1 (a failed open leaves the hook) still report it, by that path."""
+    result, program = run(tmp_path, OPEN_VS_REMOVE.format(design=design))
+    got = status(result)
+    if design == "mainline":
+        assert (got["hook-safe"], got["memory-safety"]) == ("HOLDS", "HOLDS")
+        return
+    assert got["hook-safe"] == "VIOLATED"
+    trace = next(p.trace for p in result.properties if p.name == "hook-safe")
+    assert trace is not None
+    steps = [(s.thread, s.function) for s in trace.steps]
+    passed = steps.index(("remover", "vfio_unregister_group_dev"))
+    opened = max(i for i, (t, _) in enumerate(steps) if t == "qemu1")
+    assert opened < passed  # the open finished (-EPERM, hook left behind) before the remove went on

@@ -47,7 +47,7 @@ def open_entry(k: K, mdev: int, vm: int) -> None:
     register the group notifier: SET_KVM is replayed only if group->kvm is set (kvm_vfio_release clears it
     before the VM goes away)."""
     w, m = k.w, mdev
-    alive = w.mdev_alive(m)
+    alive = w.vfio_device_gettable(m)
     b = Body()
     k.ret(b, E["ENODEV"], when=Not(alive))
     k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())],

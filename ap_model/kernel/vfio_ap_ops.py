@@ -93,7 +93,7 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     unlock_vg, failed = k.label("open_unlock"), k.label("open_failed")
     k.lock(w.VG, "vfio_device_group_open", index=m)
     b = Body()
-    alive = w.mdev_alive(m)
+    alive = w.vfio_device_gettable(m)
     # kvm_vfio_release (from kvm_destroy_vm, before the struct kvm is freed) cleared group->kvm, and
     # kvm_get_kvm_safe takes a reference only while the count is non-zero: no kvm -> vfio_ap's
     # open_device returns -EINVAL (issue 8 #1)
@@ -251,8 +251,14 @@ def vfio_ap_mdev_remove(k: K, mdev: int) -> None:
     """vfio_unregister_group_dev waits until the device is closed; then guests_lock -> mdevs_lock: reset the
     queues, unlink them, list_del, kfree(matrix_mdev)."""
     w, m = k.w, mdev
+    # vfio_unregister_group_dev drops the registration reference and waits for every fd's: an open
+    # or close in progress holds one (taken before group_lock, dropped after it) and no new fd gets one
+    b = Body()
+    if w.unregistered:
+        b.set(w.unregistered[m], True)
+    in_progress = [w.VG[m].is_free()] if w.VG else []
     k.step("vfio_unregister_group_dev", "wait until the vfio device is closed (request -> QEMU)",
-           guard=Not(w.vopen[m].var))
+           guard=And(Not(w.vopen[m].var), *in_progress), body=b)
     if w.G is not None:
         k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
     k.lock(w.M, "vfio_ap_mdev_remove")

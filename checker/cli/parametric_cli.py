@@ -99,6 +99,7 @@ def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemm
             continue
         got = replay(design, scenario, program, trace, row.property)
         path = os.path.join(cex_dir, f"parametric-{design.name}-{row.property}.yaml")
+        os.makedirs(cex_dir, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(spec_text(got.scenario, row.property, f"{len(trace.steps)} steps"))
         row.status, row.bmc_depth, row.scope = VIOLATED, len(trace.steps), ""
