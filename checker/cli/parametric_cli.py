@@ -22,7 +22,7 @@ import click
 from checker.lang.design import Design
 from checker.lang.program import Program
 from checker.prove.parametric.instance import InstanceMismatch, check_instance
-from checker.prove.parametric.pprove import Invariant, ParametricProver
+from checker.prove.parametric.pprove import BmcInconclusive, Invariant, ParametricProver
 from checker.prove.parametric.refute import replay, spec_text
 from checker.prove.prove_results import PROVED, VIOLATED, ProveResult
 
@@ -92,7 +92,11 @@ def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemm
     for row in rows:
         if row.status == PROVED or bmc <= 0 or row.kind != "always":
             continue
-        trace = prover.bmc(Invariant(row.property, always[row.property]), bmc)
+        try:
+            trace = prover.bmc(Invariant(row.property, always[row.property]), bmc)
+        except BmcInconclusive as e:
+            row.detail += f"; {e}"
+            continue
         if trace is None:
             row.detail += f"; BMC: no violation up to depth {bmc} for any number of threads"
             row.bmc_depth = bmc

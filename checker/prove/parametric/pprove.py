@@ -53,6 +53,14 @@ class LiftedTrace:
         return out
 
 
+class BmcInconclusive(Exception):
+    """The solver answered unknown (timeout) at ``depth``: no shorter violation is excluded."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"BMC inconclusive at depth {depth} (solver timeout)")
+        self.depth = depth
+
+
 class ParametricProver:
     def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE,
                  singletons: Sequence[int] = ()) -> None:
@@ -162,7 +170,8 @@ class ParametricProver:
 
     # ------------------------------------------------------------ BMC
     def bmc(self, goal: Invariant, depth: int) -> LiftedTrace | None:
-        """The shortest lifted path (up to ``depth`` steps) to a state violating ``goal``, or None."""
+        """The shortest lifted path (up to ``depth`` steps) to a state violating ``goal``, or None;
+        ``BmcInconclusive`` where the solver gives up at some depth (a later path might not be shortest)."""
         lf = self.lift
         states = [lf.state("b0")]
         sv = self._solver()
@@ -183,6 +192,8 @@ class ParametricProver:
                 kinds = {elems[str(m.eval(ids[i], model_completion=True))]:
                          m.eval(lf.kind(ids[i]), model_completion=True).as_long() for i in range(d)}
                 return LiftedTrace(steps, kinds)
+            if r == z3.unknown:
+                raise BmcInconclusive(d)
             sv.pop()
             if d == depth:
                 break
