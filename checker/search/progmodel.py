@@ -15,7 +15,7 @@ from checker.lang.program import ALIVE, Program, RwSem
 from checker.report.lockdep import lockdep_name
 from checker.search.codegen import Compiled, compile_program
 from checker.search.pycompile import compile_predicate
-from checker.search.races import CHECK_BITS, RaceChecker
+from checker.search.races import ALL_CHECKS, CHECK_BITS, RaceChecker
 
 
 class ProgramModel:
@@ -31,6 +31,7 @@ class ProgramModel:
         self.races = RaceChecker(program)
         # set by the native core: race_bits(state, mask), the checks below decided in C, exactly
         self.race_filter: Callable[[int, int], int] | None = None
+        self._race_memo: tuple[int, int] = (-1, 0)  # (state, race_filter's bits for it)
 
     def _selected(self, name: str) -> bool:
         return (not self._only or name in self._only) and name not in self._skip
@@ -85,7 +86,12 @@ class ProgramModel:
         flt = self.race_filter
         if flt is None:
             return check
-        return lambda s, out: check(s, out) if flt(s, bit) else None
+
+        def run(s: int, out: list[tuple[int, int]]) -> str | None:
+            if self._race_memo[0] != s:  # both checks of one state: one call into C
+                self._race_memo = (s, flt(s, ALL_CHECKS))
+            return check(s, out) if self._race_memo[1] & bit else None
+        return run
 
     def on_deadlock(self, state: int) -> frozenset[str]:
         """Lock classes on the wait-for cycle of a deadlock state (empty if none)."""

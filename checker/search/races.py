@@ -36,6 +36,7 @@ from checker.search.pycompile import compile_predicate
 
 Site = tuple[int, Field, tuple[AnyLock, ...]]  # (action, field, declared locks)
 CHECK_BITS = {"data-race": 1, "lock-discipline": 2}  # the native core's race_bits mask
+ALL_CHECKS = 3
 
 
 def race_mask(checks: Iterable[tuple[str, object]], found: Container[str]) -> int:
