@@ -17,7 +17,7 @@ import click
 from checker.cli.params import Seconds
 from checker.lang.expr import variables
 from checker.lang.layout import Field
-from checker.lang.program import Program, RwSem
+from checker.lang.program_types import Program, RwSem
 from checker.prove.crosscheck import DEFAULT_MAX_STATES
 from checker.prove.prove import (
     CTI,

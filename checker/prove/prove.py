@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import z3
 
 from checker.lang.layout import Field
-from checker.lang.program import Action, Program
+from checker.lang.program_types import Action, Program
 from checker.prove.crosscheck import DEFAULT_MAX_STATES, CrossCheckError, CrossCheckReport, crosscheck_relation
 from checker.prove.goals import (  # re-exported: goals and concrete semantics
     AUTO_OWNERSHIP as AUTO_OWNERSHIP,
