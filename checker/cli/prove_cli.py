@@ -307,7 +307,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     except ProveError as e:
         where = "prove.found" if str(e).startswith("found[") else "--property" if props else "prove.lemmas"
         raise SpecError(loaded.path if where == "prove.found" else "", where, str(e)) from None
-    except KeyboardInterrupt:  # Z3 was told to stop (prove._interruptible_check): nothing was proved
+    except KeyboardInterrupt:  # Z3 was told to stop (attempt.interruptible_check): nothing was proved
         click.echo("apcheck: prove interrupted: no verdict (inconclusive)", err=True)
         return EXIT_INCONCLUSIVE
     if save_lemmas:

@@ -31,6 +31,10 @@ class DisagreementError(RuntimeError):
     """Z3 and the explicit evaluator disagree: an apcheck bug (exit 4)."""
 
 
+def disagree(what: str) -> DisagreementError:
+    return DisagreementError(f"Z3 and the explicit evaluator disagree on {what} (please report)")
+
+
 # --------------------------------------------------------------------------- concrete evaluation
 
 Values = Mapping[Field, int]
