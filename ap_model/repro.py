@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from checker.lang.design import OpCall, Scenario
 from checker.report.results import Trace
 
-from .config import Cfg, parse_cfg
+from .config import Cfg, parse_cfg, sysfs_hex
 
 MDEV_TYPE = "/sys/devices/vfio_ap/matrix/mdev_supported_types/vfio_ap-passthrough"
 MDEV_DEV = "/sys/bus/mdev/devices"
@@ -70,6 +70,12 @@ def _apqn(apid: int, apqi: int) -> str:
     return f"{apid:02x}.{apqi:04x}"
 
 
+def _mask_edit(cfg: Cfg, which: str, sign: str, n: int) -> str:
+    """One term of a relative apmask/aqmask edit (``+N`` sets bit N): the number in hex where the spec
+    wrote that mask in hex, as the trace shows it (the kernel's modify_bitmap reads hex and decimal)."""
+    return sign + (_hex(n) if which[:2] in cfg.sysfs_hex else str(n))
+
+
 class _Commands:
     """Shell text for each modelled operation (values are the real APIDs/APQIs of the spec)."""
 
@@ -105,7 +111,8 @@ class _Commands:
         return [f"echo 1 > {self.mdev(mdev)}/remove"]
 
     def _mask(self, which: str, reserve: list[int], release: list[int]) -> list[str]:
-        edits = [f"+{x}" for x in reserve] + [f"-{x}" for x in release]
+        edits = [_mask_edit(self.cfg, which, "+", x) for x in reserve] + \
+            [_mask_edit(self.cfg, which, "-", x) for x in release]
         return [f"echo {','.join(edits) or '+0,-0'} > /sys/bus/ap/{which}   # relative edit: +N sets bit N"]
 
     def op_apmask_store(self, reserve: list[int] = [], release: list[int] = []) -> list[str]:  # noqa: B006
@@ -195,7 +202,7 @@ def _setup(cfg: Cfg) -> list[str]:
         lines.append("modprobe vfio_ap")
     # relative edits (+N sets bit N, -N clears it) touch only the modelled APIDs/APQIs
     for which, values, kept in (("apmask", cfg.adapters, cfg.apmask), ("aqmask", cfg.domains, cfg.aqmask)):
-        edits = ",".join(("+" if i in kept else "-") + str(x) for i, x in enumerate(values))
+        edits = ",".join(_mask_edit(cfg, which, "+" if i in kept else "-", x) for i, x in enumerate(values))
         lines.append(f"echo {edits} > /sys/bus/ap/{which}   # + : left to zcrypt, - : free for vfio_ap")
     for m in cfg.created:
         lines.append(f"echo $UUID{m} > {MDEV_TYPE}/create   # mdev{m}")
@@ -238,6 +245,7 @@ start_guest() {  # start_guest VM NCPUS DEVICE-OPTIONS...: QEMU with the vfio-ap
 def repro_script(design_name: str, scenario: Scenario, trace: Trace, prop: str, kind: str,
                  entry: dict[str, str]) -> str:
     cfg = parse_cfg(dict(scenario.constants))
+    cfg.sysfs_hex = sysfs_hex(scenario.written)
     cmds = _Commands(cfg)
     calls = _calls(scenario, trace, entry)
     started = sorted((c for c in calls if c.first_step), key=lambda c: c.first_step)

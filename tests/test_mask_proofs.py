@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ap_model import mask_proofs as mp
 from ap_model import rules
+from ap_model.mask_obligations import p1_in_use
 from checker.lang.expr import BitOf, Expr
 from checker.lang.layout import Field, bool_field, int_field, mask_field
 from checker.prove.z3expr import from_z3_value, to_z3, value_term
@@ -81,7 +82,7 @@ def test_counterexample_that_does_not_replay_is_unknown(monkeypatch: pytest.Monk
         v = real(e, values)
         return True if e is ob.goal else v
 
-    ob = mp.p1_in_use(8, broken=True)
+    ob = p1_in_use(8, broken=True)
     monkeypatch.setattr(mp, "evaluate", lying)
     r = mp._check(ob, 30)
     assert r.status == mp.UNKNOWN and not r.ok

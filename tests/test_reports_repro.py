@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from checker.cli.cli import main
+from tests.test_reports_values import HEX_SPEC  # masks in hex or decimal: the same spec the traces are tested with
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,3 +72,29 @@ def test_design_without_a_mapping_is_a_usage_error(tmp_path: Path, capsys: pytes
     capsys.readouterr()
     assert main(["repro", str(ROOT / "examples/lockcycle3.yaml"), str(trace)]) == 2
     assert "design 'lock-program' has no reproduction mapping (no repro_script)" in capsys.readouterr().err
+
+
+def _mask_lines(tmp_path: Path, apmask: str, reserve: str) -> list[str]:
+    """The apmask/aqmask writes of the script for the witness of HEX_SPEC."""
+    spec = tmp_path / "hex.yaml"
+    spec.write_text(HEX_SPEC % (apmask, reserve), encoding="utf-8")
+    trace = report(tmp_path, str(spec))
+    script = tmp_path / "repro.sh"
+    assert main(["repro", str(spec), str(trace), "-o", str(script)]) == 0
+    return [x for x in script.read_text(encoding="utf-8").splitlines() if "/sys/bus/ap/a" in x]
+
+
+@pytest.mark.parametrize(("apmask", "reserve", "ap"), [
+    ("0x3", "4", ("+0x3,-0x4", "+0x4")),  # apmask in hex (the constant is enough): its edits in hex
+    ("3", "0x04", ("+0x3,-0x4", "+0x4")),  # or an apmask_store argument in hex
+    ("3", "4", ("+3,-4", "+4")),  # decimal: decimal
+])
+def test_masks_are_edited_as_the_spec_wrote_them(tmp_path: Path, apmask: str, reserve: str,
+                                                 ap: tuple[str, str]) -> None:
+    # aqmask, written in decimal, stays decimal either way
+    assert _mask_lines(tmp_path, apmask, reserve) == [
+        f"echo {ap[0]} > /sys/bus/ap/apmask   # + : left to zcrypt, - : free for vfio_ap",
+        "echo +5,+6 > /sys/bus/ap/aqmask   # + : left to zcrypt, - : free for vfio_ap",
+        f"    echo {ap[1]} > /sys/bus/ap/apmask   # relative edit: +N sets bit N",
+        "    echo -6 > /sys/bus/ap/aqmask   # relative edit: +N sets bit N",
+    ]

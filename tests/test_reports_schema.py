@@ -15,8 +15,8 @@ import yaml
 from checker.cli.cli import main
 from checker.cli.golden import run_spec
 from checker.report.report_json import result_to_dict
-from checker.spec.spec import _CoreLoader
 from checker.spec.spec_schema import spec_schema
+from checker.spec.yaml_reader import CoreLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "examples").glob("*.yaml"))
@@ -89,11 +89,11 @@ def test_report_schema_allows_additions_and_rejects_breakage() -> None:
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])
 def test_every_spec_validates(path: Path) -> None:
-    assert errors(SPEC, yaml.load(path.read_text(encoding="utf-8"), Loader=_CoreLoader)) == []
+    assert errors(SPEC, yaml.load(path.read_text(encoding="utf-8"), Loader=CoreLoader)) == []
 
 
 def test_spec_schema_catches_what_the_loader_catches() -> None:
-    doc = yaml.load((ROOT / "specs/v15-lockdep.yaml").read_text(encoding="utf-8"), Loader=_CoreLoader)
+    doc = yaml.load((ROOT / "specs/v15-lockdep.yaml").read_text(encoding="utf-8"), Loader=CoreLoader)
     doc["desing"] = "v15"
     doc["constants"]["vmz"] = 1
     doc["threads"][1]["run"] = [{"assign_adapter": {"apid": "4"}}, "handle_pqap"]

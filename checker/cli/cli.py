@@ -26,7 +26,7 @@ import click
 
 from checker.cli.params import Seconds
 from checker.lang.design import ScenarioError, ScenarioErrors
-from checker.lang.program import ModelError
+from checker.lang.program_types import ModelError
 from checker.report.results import (
     BUILTIN_PROPERTIES,
     EXIT_INCONCLUSIVE,
@@ -49,7 +49,7 @@ from checker.spec.spec import (
 from checker.spec.userprops import add_user_properties
 
 if TYPE_CHECKING:
-    from checker.lang.program import Program
+    from checker.lang.program_types import Program
     from checker.report.results import CheckResult
 
 F = TypeVar("F", bound=Callable[..., Any])

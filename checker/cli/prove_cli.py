@@ -17,7 +17,7 @@ import click
 from checker.cli.params import Seconds
 from checker.lang.expr import variables
 from checker.lang.layout import Field
-from checker.lang.program import Program, RwSem
+from checker.lang.program_types import Program, RwSem
 from checker.prove.crosscheck import DEFAULT_MAX_STATES
 from checker.prove.prove import (
     CTI,
@@ -307,7 +307,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
     except ProveError as e:
         where = "prove.found" if str(e).startswith("found[") else "--property" if props else "prove.lemmas"
         raise SpecError(loaded.path if where == "prove.found" else "", where, str(e)) from None
-    except KeyboardInterrupt:  # Z3 was told to stop (prove._interruptible_check): nothing was proved
+    except KeyboardInterrupt:  # Z3 was told to stop (attempt.interruptible_check): nothing was proved
         click.echo("apcheck: prove interrupted: no verdict (inconclusive)", err=True)
         return EXIT_INCONCLUSIVE
     if save_lemmas:

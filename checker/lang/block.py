@@ -25,7 +25,8 @@ from typing import Any
 
 from checker.lang.expr import BOOL, And, Const, Expr, If, Not, Or, Select, lift
 from checker.lang.layout import Field
-from checker.lang.program import Acquire, AnyLock, Check, Lock, Pool, ProgramBuilder, RwSem, ThreadBuilder, Wait
+from checker.lang.program import ProgramBuilder, ThreadBuilder
+from checker.lang.program_types import Acquire, AnyLock, Check, Lock, Pool, RwSem, Wait
 
 IntOrExpr = int | Expr
 LockOrFamily = AnyLock | Sequence[AnyLock]

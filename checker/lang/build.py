@@ -7,15 +7,15 @@ from collections.abc import Callable
 
 from checker.lang.expr import BOOL, And, Bin, Const, Expr, If, Ite, Nary, Not, Or, Un
 from checker.lang.layout import Field, int_field
-from checker.lang.program import (
+from checker.lang.program import ProgramBuilder, StepDef
+from checker.lang.program_types import (
     Action,
     Check,
+    Lock,
     ModelError,
     NoReaders,
     Program,
-    ProgramBuilder,
     RwSem,
-    StepDef,
     Thread,
     WriterWaiting,
 )
@@ -179,8 +179,6 @@ def _action(pb: ProgramBuilder, tname: str, th: Thread, p: int, sd: StepDef, lab
 
 def _held_after(lk: object, t: int, updates: dict[Field, Expr]) -> Expr:
     """Whether thread ``t`` holds ``lk`` after a step with ``updates`` (values from the pre-state)."""
-    from checker.lang.program import Lock
-
     if isinstance(lk, Lock):
         return updates.get(lk.owner, lk.owner.var) == t + 1
     assert isinstance(lk, RwSem)

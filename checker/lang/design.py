@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from checker.lang.program import Program
+from checker.lang.program_types import Program
 
 # Parameter types a spec may use. A type is a string:
 #   "int", "bool", "str", "ints" (list of ints), "strs" (list of strings),

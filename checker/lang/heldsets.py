@@ -9,7 +9,7 @@ instance chosen by state, trylock) the explorer records held sets at run time.
 from __future__ import annotations
 
 from checker.lang.expr import Const, Expr, Ite
-from checker.lang.program import Action, Program
+from checker.lang.program_types import Action, Program
 
 Held = frozenset[int]  # 2 * lock index, + 1 when held for reading (rwsem readers)
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from checker.lang.design import OperationSig, Param, Scenario, ScenarioError
 from checker.lang.inputs import InputError, bad_character, read_text
-from checker.lang.program import Lock, Program, ProgramBuilder
+from checker.lang.program import ProgramBuilder
+from checker.lang.program_types import Lock, Program
 
 # input limits (README, "Input limits"): the largest shared benchmark has 14 threads of 4 steps
 MAX_PROGRAM_BYTES = 4 << 20

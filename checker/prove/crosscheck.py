@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.layout import Field
-from checker.lang.program import Program
+from checker.lang.program_types import Program
 from checker.prove.symbolic import Encoding, StateVars
 from checker.prove.z3expr import literal
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from checker.lang.expr import And, Const, Expr, Implies, Not, Or
 from checker.lang.heldsets import static_held
-from checker.lang.program import ALIVE, Action, AnyLock, Program, RwSem
+from checker.lang.program_types import ALIVE, Action, AnyLock, Program, RwSem
 from checker.report.results import LockEdge
 
 AUTO_DEADLOCK = "auto:deadlock-free"

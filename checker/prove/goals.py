@@ -15,7 +15,7 @@ import z3
 
 from checker.lang.expr import And, Expr, Implies, Nary, Not
 from checker.lang.layout import Field
-from checker.lang.program import Action, Program
+from checker.lang.program_types import Action, Program, RwSem
 from checker.prove.symbolic import Encoding, StateVars
 from checker.prove.z3expr import expr_text, field_var, literal
 from checker.search.pycompile import evaluate
@@ -29,6 +29,10 @@ class ProveError(ValueError):
 
 class DisagreementError(RuntimeError):
     """Z3 and the explicit evaluator disagree: an apcheck bug (exit 4)."""
+
+
+def disagree(what: str) -> DisagreementError:
+    return DisagreementError(f"Z3 and the explicit evaluator disagree on {what} (please report)")
 
 
 # --------------------------------------------------------------------------- concrete evaluation
@@ -126,7 +130,6 @@ def ownership_expr(program: Program) -> Expr | None:
     induction before the prover assumes it.
     """
     from checker.lang.heldsets import static_held
-    from checker.lang.program import RwSem
 
     held = static_held(program)
     terms: list[Expr] = []

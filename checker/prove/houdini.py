@@ -30,7 +30,7 @@ import z3
 from checker.lang.expr import And, Const, Expr, Implies, Not, variables
 from checker.lang.heldsets import slot, static_held
 from checker.lang.layout import Field
-from checker.lang.program import Program
+from checker.lang.program_types import Program
 from checker.prove.crosscheck import reachable_sample
 from checker.prove.derived import held_expr
 from checker.prove.goals import Goal

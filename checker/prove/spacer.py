@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.layout import Field
-from checker.lang.program import Program
+from checker.lang.program_types import Program
 from checker.prove.goals import Goal, ProveError, goals_of
 from checker.prove.prove_results import PROVED, UNKNOWN, VIOLATED, PropertyProof
 from checker.prove.symbolic import Encoding, StateVars

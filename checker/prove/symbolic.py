@@ -26,7 +26,7 @@ import z3
 
 from checker.lang.expr import Expr
 from checker.lang.layout import Field
-from checker.lang.program import Action, Check, Program
+from checker.lang.program_types import Action, Check, Program
 from checker.prove.z3expr import field_var, literal, model_value, range_constraint, to_z3
 
 

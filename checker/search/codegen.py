@@ -15,7 +15,7 @@ from typing import Any
 from checker.lang.expr import BOOL, Bin, Const, Expr, Nary, Un, Var
 from checker.lang.heldsets import static_acquire, static_held
 from checker.lang.layout import Field
-from checker.lang.program import Action, Program, RwSem
+from checker.lang.program_types import Action, Program, RwSem
 from checker.search.pycompile import compile_fn, expr_src
 
 

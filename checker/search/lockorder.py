@@ -12,7 +12,7 @@ lock classes.
 
 from __future__ import annotations
 
-from checker.lang.program import Action, AnyLock, Program, RwSem
+from checker.lang.program_types import Action, AnyLock, Program, RwSem
 from checker.report.results import LockCycle, LockEdge
 from checker.search.codegen import Compiled
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from checker.lang.layout import Field
 from checker.lang.model import StateCheck
-from checker.lang.program import ALIVE, Program, RwSem
+from checker.lang.program_types import ALIVE, Program, RwSem
 from checker.report.lockdep import lockdep_name
 from checker.search.codegen import Compiled, compile_program
 from checker.search.pycompile import compile_predicate

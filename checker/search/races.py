@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from checker.lang.expr import And, Expr, Or, variables
 from checker.lang.heldsets import Held, slot, static_held
 from checker.lang.layout import Field
-from checker.lang.program import Action, AnyLock, Program, RwSem
+from checker.lang.program_types import Action, AnyLock, Program, RwSem
 from checker.search.pycompile import compile_predicate
 
 Site = tuple[int, Field, tuple[AnyLock, ...]]  # (action, field, declared locks)

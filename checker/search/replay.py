@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from checker.lang.program import Action, Program
+from checker.lang.program_types import Action, Program
 from checker.report.results import Trace, TraceStep
 from checker.search.progmodel import ProgramModel
 from checker.search.run import replay_trace

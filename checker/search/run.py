@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from checker.lang.design import Design, Scenario
 from checker.lang.layout import Field
-from checker.lang.program import Program, RwSem
+from checker.lang.program_types import Program, RwSem
 from checker.report.objects import freed_by
 from checker.report.results import (
     BOUNDED,

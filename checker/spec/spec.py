@@ -1,9 +1,9 @@
-"""Strict YAML spec loading. Specs are data: they never execute code.
+"""Strict spec loading: the spec schema over located YAML values. Specs are data: they never execute code.
 
-PyYAML only parses and composes here (nodes with positions); values are built
-by this module from the YAML 1.2 core schema (str, int, float, bool, null,
-lists, mappings). Any other tag, ``!!python/...`` included, is an error, so
-no spec can instantiate an object. Every mistake is reported with
+``checker.spec.yaml_reader`` composes the YAML (core schema only, every value
+with its position); this module checks it against the spec format and the
+registered design: top-level keys, constants, threads and their calls,
+properties, the ``check:`` and ``prove:`` blocks. Every mistake is reported with
 ``file:line:col`` and the dotted spec path, all of them in one pass.
 See docs/spec-format.md for the format.
 """
@@ -11,20 +11,17 @@ See docs/spec-format.md for the format.
 from __future__ import annotations
 
 import math
-import os
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from checker.lang.design import Design, OpCall, Param, Scenario, ScenarioError, ThreadSpec
+from checker.lang.design import Design, OpCall, Scenario, ScenarioError, ThreadSpec
 from checker.lang.inputs import InputError, read_text
 from checker.spec import safe_yaml
-from checker.spec.errors import SpecError, SpecErrors, closest, did_you_mean
+from checker.spec.errors import SpecError, SpecErrors, did_you_mean
 from checker.spec.options import OPTION_TYPES
 from checker.spec.registry import Registry
 from checker.spec.userprops import ExprSyntaxError, UserProperty, parse
+from checker.spec.yaml_reader import INVALID, Located, YamlReader, type_name
 
 TOP_KEYS = ("name", "design", "description", "program", "constants", "threads", "properties", "check", "prove")
 THREAD_KEYS = ("name", "run", "cyclic")
@@ -35,45 +32,6 @@ PROVE_TYPES = {"lemmas": "strs", "k": "int", "bmc": "int", "timeout": "number",
                "found": "strs"}  # found: Spacer invariants, SMT-LIB (apcheck prove --engine spacer --save-lemmas)
 # check: options that only make sense when positive (a zero limit would just mean "explore nothing")
 _POSITIVE = {"max_states", "max_depth", "timeout", "max_memory_mb", "walks", "walk_depth"}
-
-_T = "tag:yaml.org,2002:"
-STR, INT, FLOAT, BOOL, NULL, MAP, SEQ = (_T + s for s in ("str", "int", "float", "bool", "null", "map", "seq"))
-
-_NULL_RE = re.compile(r"^(?:~|null|Null|NULL|)$")
-_BOOL_RE = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
-_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
-
-
-class _CoreLoader(yaml.SafeLoader):
-    """SafeLoader resolving plain scalars by the YAML 1.2 core schema.
-
-    YAML 1.1 (PyYAML's default) reads ``no`` as false, ``1:20`` as 80 and
-    ``2024-01-01`` as a date; in a spec those are strings. Only the parser and
-    composer of this class are used, never its constructor.
-    """
-
-
-_CoreLoader.yaml_implicit_resolvers = {}  # drop the YAML 1.1 resolvers inherited from SafeLoader
-for _tag, _re, _first in ((NULL, _NULL_RE, "~nN"), (BOOL, _BOOL_RE, "tTfF"), (INT, _INT_RE, "-+0123456789"),
-                          (FLOAT, _FLOAT_RE, "-+0123456789.")):
-    _CoreLoader.add_implicit_resolver(_tag, _re, list(_first))
-_CoreLoader.add_implicit_resolver(NULL, _NULL_RE, [""])
-
-
-_INVALID = object()  # a value already reported as an error; validators skip it silently
-
-
-@dataclass
-class _Y:
-    """A composed YAML value with the position of the value and of its key."""
-
-    value: Any  # dict[str, _Y] | list[_Y] | scalar | _INVALID
-    line: int  # 1-based
-    col: int
-    kline: int = 0
-    kcol: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,249 +50,14 @@ class LoadedSpec:
     user_properties: tuple[UserProperty, ...] = ()
 
 
-def _tname(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, dict):
-        return "mapping"
-    return {int: "int", float: "float", str: "str", list: "list"}.get(type(v), type(v).__name__)
-
-
-def _short_tag(tag: str) -> str:
-    return "!!" + tag[len(_T):] if tag.startswith(_T) else tag
-
-
-class _Loader:
-    """Composes a spec and validates it, collecting every error."""
+class _Loader(YamlReader):
+    """Validates a composed spec against the spec schema and the registered design, collecting every error."""
 
     def __init__(self, filename: str, registry: Registry) -> None:
-        self.file = filename
-        self.base = os.path.dirname(filename)
+        super().__init__(filename)
         self.registry = registry
-        self.errors: list[SpecError] = []
-        self.where: dict[str, str] = {}
         self.lines: list[str] = []
         self.user_props: list[UserProperty] = []
-        self.written: dict[str, str] = {}  # dotted path -> an int scalar's text where its value drops the notation
-
-    # ------------------------------------------------------------ helpers
-
-    def at(self, line: int, col: int) -> str:
-        return f"{self.file}:{line}:{col}"
-
-    def err(self, y: _Y | None, path: str, msg: str, key: bool = False) -> None:
-        if y is None:
-            where = self.file
-        elif key and y.kline:
-            where = self.at(y.kline, y.kcol)
-        else:
-            where = self.at(y.line, y.col)
-        self.errors.append(SpecError(where, path, msg))
-
-    def mark(self, y: _Y, path: str, key: bool = False) -> None:
-        self.where[path] = self.at(y.kline, y.kcol) if key and y.kline else self.at(y.line, y.col)
-
-    # ------------------------------------------------------------ composing
-
-    def compose(self, text: str) -> _Y | None:
-        try:  # bounded depth, alias expansion and characters (safe_yaml)
-            node = safe_yaml.compose(_CoreLoader, text, self.file)
-        except SpecError as e:
-            self.errors.append(e)
-            return None
-        except yaml.MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            where = self.at(mark.line + 1, mark.column + 1) if mark else self.file
-            msg = " ".join(p for p in (e.context, e.problem) if p) or "invalid YAML"
-            self.errors.append(SpecError(where, "", msg))
-            return None
-        except yaml.YAMLError as e:
-            self.errors.append(SpecError(self.file, "", f"invalid YAML: {e}"))
-            return None
-        return None if node is None else self.convert(node, "", set())
-
-    def convert(self, node: yaml.Node, path: str, stack: set[int]) -> _Y:
-        y = _Y(_INVALID, node.start_mark.line + 1, node.start_mark.column + 1)
-        if id(node) in stack:  # &a [*a]
-            self.err(y, path, "recursive alias")
-            return y
-        if isinstance(node, yaml.ScalarNode):
-            y.value = self.scalar(node, y, path)
-        elif isinstance(node, yaml.SequenceNode):
-            if node.tag != SEQ:
-                self.err(y, path, self.bad_tag(node.tag))
-                return y
-            stack.add(id(node))
-            y.value = [self.convert(n, f"{path}[{i}]", stack) for i, n in enumerate(node.value)]
-            stack.discard(id(node))
-        elif isinstance(node, yaml.MappingNode):
-            if node.tag != MAP:
-                self.err(y, path, self.bad_tag(node.tag))
-                return y
-            stack.add(id(node))
-            y.value = self.mapping(node, path, stack)
-            stack.discard(id(node))
-        return y
-
-    def mapping(self, node: yaml.MappingNode, path: str, stack: set[int]) -> dict[str, _Y]:
-        out: dict[str, _Y] = {}
-        for knode, vnode in node.value:
-            kl, kc = knode.start_mark.line + 1, knode.start_mark.column + 1
-            ky = _Y(_INVALID, kl, kc)
-            if knode.tag == _T + "merge":
-                self.err(ky, path, "merge keys ('<<') are not supported; repeat the keys")
-                continue
-            if not isinstance(knode, yaml.ScalarNode) or knode.tag != STR:
-                shown = _tname(self.scalar(knode, ky, path)) if isinstance(knode, yaml.ScalarNode) else "a collection"
-                self.err(ky, path, f"mapping keys must be strings, got {shown}")
-                continue
-            key = knode.value
-            sub = f"{path}.{key}" if path else key
-            if key in out:
-                first = out[key]
-                self.err(ky, sub, f"duplicate key {key!r} (first at line {first.kline}, column {first.kcol})")
-                continue
-            vy = self.convert(vnode, sub, stack)
-            vy.kline, vy.kcol = kl, kc
-            out[key] = vy
-        return out
-
-    def bad_tag(self, tag: str) -> str:
-        return (f"tag {_short_tag(tag)!r} is not allowed: a spec is plain data "
-                "(strings, numbers, booleans, null, lists and mappings)")
-
-    def scalar(self, node: yaml.ScalarNode, y: _Y, path: str) -> Any:
-        tag, v = node.tag, node.value
-        ok: Any = _INVALID
-        if tag == STR:
-            ok = v
-        elif tag == NULL and _NULL_RE.match(v):
-            ok = None
-        elif tag == BOOL and _BOOL_RE.match(v):
-            ok = v.lower() == "true"
-        elif tag == INT and _INT_RE.match(v):
-            ok = int(v, 0) if v.startswith(("0o", "0x")) else int(v, 10)  # base 0 would reject "017"
-            if v.startswith(("0o", "0x")):  # a design may show the value as written (sysfs masks in hex)
-                self.written[path] = v
-        elif tag == FLOAT and _FLOAT_RE.match(v):
-            low = v.lower()
-            ok = math.nan if low == ".nan" else (-math.inf if low.startswith("-") else math.inf) if "inf" in low \
-                else float(v)
-        elif tag in (NULL, BOOL, INT, FLOAT):
-            self.err(y, path, f"invalid {_short_tag(tag)} value {v!r}")
-        else:
-            self.err(y, path, self.bad_tag(tag))
-        return ok
-
-    # ------------------------------------------------------------ shapes
-
-    def as_map(self, y: _Y | None, path: str, empty_ok: bool = True) -> dict[str, _Y] | None:
-        if y is None or y.value is _INVALID:
-            return None
-        if path:
-            self.mark(y, path)
-        if y.value is None and empty_ok:
-            return {}
-        if not isinstance(y.value, dict):
-            self.err(y, path, f"expected mapping, got {_tname(y.value)}")
-            return None
-        return y.value
-
-    def as_list(self, y: _Y | None, path: str) -> list[_Y] | None:
-        if y is None or y.value is _INVALID:
-            return None
-        self.mark(y, path)
-        if y.value is None:
-            return []
-        if not isinstance(y.value, list):
-            self.err(y, path, f"expected list, got {_tname(y.value)}")
-            return None
-        return y.value
-
-    def keys(self, m: dict[str, _Y], parent: _Y | None, path: str, known: tuple[str, ...] | list[str],
-             required: tuple[str, ...] = (), what: str = "key") -> None:
-        suggested: set[str] = set()
-        for k, v in m.items():
-            if k not in known:
-                c = closest(k, known)
-                if c is not None:
-                    suggested.add(c)
-                self.err(v, f"{path}.{k}" if path else k, f"unknown {what} {k!r}{did_you_mean(k, known)}", key=True)
-        for k in required:
-            if k not in m and k not in suggested:  # a typo of k is already reported
-                self.err(parent, path, f"missing required {what} {k!r}")
-
-    def typed(self, y: _Y, typ: str, path: str) -> Any:
-        """Check ``y`` against a Param type string; return the value or _INVALID."""
-        v = y.value
-        if v is _INVALID:
-            return _INVALID
-        self.mark(y, path)
-        bad = _INVALID
-        if typ == "int":
-            if isinstance(v, int) and not isinstance(v, bool):
-                return v
-        elif typ == "bool":
-            if isinstance(v, bool):
-                return v
-        elif typ == "str":
-            if isinstance(v, str):
-                return v
-        elif typ == "number":
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-        elif typ in ("ints", "strs"):
-            if not isinstance(v, list):
-                self.err(y, path, f"expected a list of {'ints' if typ == 'ints' else 'strings'}, got {_tname(v)}")
-                return bad
-            items = [self.typed(e, typ[:-1], f"{path}[{i}]") for i, e in enumerate(v)]
-            return bad if any(i is _INVALID for i in items) else items
-        elif typ == "path":
-            if isinstance(v, str):
-                resolved = os.path.normpath(os.path.join(self.base, v))
-                if not os.path.exists(resolved):
-                    self.err(y, path, f"no such file: {v!r} (looked for {resolved})")
-                    return bad
-                return resolved
-            typ = "str (a file path)"
-        elif typ.startswith("one of:"):
-            choices = [c.strip() for c in typ[len("one of:"):].split("|")]
-            shown = "|".join(choices)
-            if isinstance(v, str) and v in choices:
-                return v
-            got = repr(v) if isinstance(v, str) else _tname(v)
-            hint = did_you_mean(v, choices) if isinstance(v, str) else ""
-            self.err(y, path, f"expected one of {shown}, got {got}{hint}")
-            return bad
-        else:
-            raise TypeError(f"unknown parameter type {typ!r} (design bug)")
-        self.err(y, path, f"expected {typ}, got {_tname(v)}")
-        return bad
-
-    def params(self, y: _Y | None, at: _Y | None, path: str, params: dict[str, Param], what: str,
-               owner: str = "") -> dict[str, Any]:
-        """Validate a mapping of named values against declared Params; fill defaults."""
-        m = self.as_map(y, path) if y is not None else {}
-        out: dict[str, Any] = {}
-        if m is None:
-            return out
-        suffix = f" of {owner}" if owner else ""
-        for k, v in m.items():
-            if k not in params:
-                hint = did_you_mean(k, params) if params else f" ({owner or 'it'} takes no {what}s)"
-                self.err(v, f"{path}.{k}", f"unknown {what} {k!r}{suffix}{hint}", key=True)
-        for name, p in params.items():
-            if name in m:
-                val = self.typed(m[name], p.type, f"{path}.{name}")
-                if val is not _INVALID:
-                    out[name] = val
-            elif p.required:
-                self.err(at, path, f"missing required {what} {name!r}{suffix}")
-            else:
-                out[name] = p.default
-        return out
 
     # ------------------------------------------------------------ the schema
 
@@ -377,7 +100,7 @@ class _Loader:
         )
         return LoadedSpec(scenario, design, check, only, skip, self.where, self.file, prove, tuple(self.user_props))
 
-    def constants(self, top: dict[str, _Y], root: _Y, design: Design | None) -> dict[str, Any]:
+    def constants(self, top: dict[str, Located], root: Located, design: Design | None) -> dict[str, Any]:
         cy = top.get("constants")
         cmap = self.as_map(cy, "constants") if cy is not None else {}
         if cmap is None or design is None:  # not a mapping (reported), or nothing to check against
@@ -396,18 +119,18 @@ class _Loader:
             val = self.typed(prog, declared.pop("program").type, "program")
             self.where["constants.program"] = self.where["program"]
             out = self.params(cy, at, "constants", declared, "constant")
-            if val is not _INVALID:
+            if val is not INVALID:
                 out["program"] = val
             return out
         return self.params(cy, at, "constants", declared, "constant")
 
-    def threads(self, ty: _Y | None, design: Design | None) -> list[ThreadSpec]:
+    def threads(self, ty: Located | None, design: Design | None) -> list[ThreadSpec]:
         items = self.as_list(ty, "threads")
         if items is not None and ty is not None and len(items) > safe_yaml.MAX_THREADS:
             self.err(ty, "threads", f"more than {safe_yaml.MAX_THREADS} threads (the input limit)")
             return []
         out: list[ThreadSpec] = []
-        seen: dict[str, _Y] = {}
+        seen: dict[str, Located] = {}
         for i, t in enumerate(items or []):
             tp = f"threads[{i}]"
             m = self.as_map(t, tp, empty_ok=False)
@@ -415,7 +138,7 @@ class _Loader:
                 continue
             self.mark(t, tp)
             self.keys(m, t, tp, THREAD_KEYS, required=("name", "run"))
-            tname = self.typed(m["name"], "str", f"{tp}.name") if "name" in m else _INVALID
+            tname = self.typed(m["name"], "str", f"{tp}.name") if "name" in m else INVALID
             if isinstance(tname, str):
                 if tname in seen:
                     first = seen[tname]
@@ -439,16 +162,16 @@ class _Loader:
                 out.append(ThreadSpec(tname, calls, cyclic, self.where[tp]))
         return out
 
-    def call(self, c: _Y, cp: str, design: Design | None) -> OpCall | None:
-        args_y: _Y | None = None
+    def call(self, c: Located, cp: str, design: Design | None) -> OpCall | None:
+        args_y: Located | None = None
         if isinstance(c.value, str):
             op, op_y = c.value, c
         elif isinstance(c.value, dict) and len(c.value) == 1:
             op, args_y = next(iter(c.value.items()))
-            op_y = _Y(op, args_y.kline, args_y.kcol)
+            op_y = Located(op, args_y.kline, args_y.kcol)
         else:
-            if c.value is not _INVALID:
-                got = f"a mapping with {len(c.value)} keys" if isinstance(c.value, dict) else _tname(c.value)
+            if c.value is not INVALID:
+                got = f"a mapping with {len(c.value)} keys" if isinstance(c.value, dict) else type_name(c.value)
                 self.err(c, cp, f"expected an operation name or a single-key mapping "
                                 f"'operation: {{arg: value}}', got {got}")
             return None
@@ -464,7 +187,7 @@ class _Loader:
         self.mark(op_y, cp)  # the call is located at its operation name, not its args mapping
         return OpCall(op, args, self.where[cp])
 
-    def properties(self, py: _Y | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def properties(self, py: Located | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         m = self.as_map(py, "properties")
         if m is None:
             return (), ()
@@ -478,7 +201,7 @@ class _Loader:
                 self.user_property(item, kind, f"properties.{kind}[{i}]")
         return got[0], got[1]
 
-    def user_property(self, y: _Y, kind: str, path: str) -> None:
+    def user_property(self, y: Located, kind: str, path: str) -> None:
         """One ``{name, expr, description}`` entry; the expression's syntax is checked now, its names after build."""
         m = self.as_map(y, path, empty_ok=False)
         if m is None:
@@ -504,7 +227,7 @@ class _Loader:
         desc = values.get("description", "")
         self.user_props.append(UserProperty(name, kind, text, desc if isinstance(desc, str) else "", line, col, path))
 
-    def check(self, cy: _Y | None) -> dict[str, Any]:
+    def check(self, cy: Located | None) -> dict[str, Any]:
         m = self.as_map(cy, "check")
         if m is None:
             return {}
@@ -514,7 +237,7 @@ class _Loader:
             if k not in m:
                 continue
             v = self.typed(m[k], typ, f"check.{k}")
-            if v is _INVALID:
+            if v is INVALID:
                 continue
             if k in _POSITIVE and not 0 < v < math.inf:  # also refuses .nan and .inf
                 what = "a positive int" if typ == "int" else "a positive finite number"
@@ -526,7 +249,7 @@ class _Loader:
             out[k] = v
         return out
 
-    def prove(self, py: _Y | None) -> dict[str, Any]:
+    def prove(self, py: Located | None) -> dict[str, Any]:
         m = self.as_map(py, "prove")
         if m is None:
             return {}
@@ -536,7 +259,7 @@ class _Loader:
             if k not in m:
                 continue
             v = self.typed(m[k], typ, f"prove.{k}")
-            if v is _INVALID:
+            if v is INVALID:
                 continue
             if k in ("k", "bmc") and v < 0:
                 self.err(m[k], f"prove.{k}", f"expected a non-negative int, got {v}")

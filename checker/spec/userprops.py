@@ -48,7 +48,7 @@ from checker.report.results import BUILTIN_PROPERTIES
 from checker.spec.errors import SpecError, SpecErrors, did_you_mean
 
 if TYPE_CHECKING:
-    from checker.lang.program import Program
+    from checker.lang.program_types import Program
     from checker.spec.spec import LoadedSpec
 
 KEYWORDS = {"and": "&&", "or": "||", "not": "!", "in": "in", "true": "true", "false": "false", "NULL": "NULL"}

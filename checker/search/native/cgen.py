@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from checker.lang.expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
 from checker.lang.heldsets import static_acquire, static_held
 from checker.lang.layout import Field
-from checker.lang.program import Action, Program, RwSem
+from checker.lang.program_types import Action, Program, RwSem
 from checker.search.codegen import Violation, eq_pattern, neq_pattern, split_updates
 from checker.search.native.runtime import HEAD, TAIL
 from checker.search.races import SiteRule

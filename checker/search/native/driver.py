@@ -42,7 +42,7 @@ from types import ModuleType
 from typing import Any
 
 from checker.lang.model import Model
-from checker.lang.program import Property
+from checker.lang.program_types import Property
 from checker.search.explore import Search, _arrays, _finish, _Progress, _Recorder
 from checker.search.limits import current_mb
 from checker.search.native.build import BuildError, build, compiler, load_indexed, toolchain, write_index

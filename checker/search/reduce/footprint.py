@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from checker.lang.expr import Bin, Const, Expr, Ite, Var, children
 from checker.lang.layout import Field
-from checker.lang.program import Action, Lock, Program
+from checker.lang.program_types import Action, Lock, Program
 
 
 def _mask(fields: set[object]) -> int:

@@ -70,7 +70,7 @@ from collections.abc import Callable
 
 from checker.lang.expr import variables
 from checker.lang.layout import Field
-from checker.lang.program import AnyLock, Lock, Program
+from checker.lang.program_types import AnyLock, Lock, Program
 from checker.search.reduce.footprint import ThreadGraph, owned_lock_fields, thread_graph
 
 LockRow = tuple[int, int, int, list[int]]  # owner field offset, mask, stored value "t holds it", row

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from checker.lang.expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
 from checker.lang.layout import MASK_ELEMENTS, Field
-from checker.lang.program import Action, AnyLock, Lock, Member, Program
+from checker.lang.program_types import Action, AnyLock, Lock, Member, Program
 
 # (offset, names): value v names names[v - offset]; offset MASK: a mask, bit i is names[i]
 Domain = tuple[int, tuple[str, ...]] | None

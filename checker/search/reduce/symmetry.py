@@ -47,7 +47,7 @@ from collections.abc import Callable
 from itertools import permutations, product
 from typing import Any
 
-from checker.lang.program import Member, Program
+from checker.lang.program_types import Member, Program
 from checker.search.reduce.renaming import Refused, Renaming, identity
 
 MAX_PERMUTATIONS = 5040  # 7!: beyond, canonicalisation would cost more than it saves
