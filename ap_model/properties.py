@@ -144,6 +144,7 @@ LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lem
           "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
           "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
 PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs")
+FD_RELEASES = ("kvm_vm_release", "kvm_vcpu_release")  # close(vm fd), close(vcpu fd): each drops the fd's reference
 
 
 def has_lemmas(w: World) -> bool:
@@ -391,9 +392,13 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
                 held_refs = held_refs + If(w.mkvm[m].var == v, 1, 0)
                 if w.vkvm:
                     held_refs = held_refs + If(w.vkvm[m].var == v, 1, 0)
+            for a in program.actions:  # the VM and vCPU fds, until their close's kvm_put_kvm
+                if a.function in FD_RELEASES and w.kvm.refs[v] in a.updates:
+                    held_refs = held_refs + If(program.threads[a.thread].pc.var <= a.label, 1, 0)
             rf.append(w.kvm.refs[v].var >= held_refs)
     _add(program, "lemma-kvm-refs", And(*rf),
-         "a struct kvm holds a reference for each mdev attached to it and each vfio device open on it",
+         "a struct kvm holds a reference for each mdev attached to it, each vfio device open on it, and its VM and "
+         "vCPU fds until they are closed",
          "vfio_ap_mdev_set_kvm / unset_kvm (kvm_get_kvm / kvm_put_kvm); vfio_device_get_kvm_safe / put_kvm")
     _add(program, "lemma-close-local-kvm", And(*lk),
          "a thread closing an mdev's vfio device has read matrix_mdev->kvm into its local and, holding the "
