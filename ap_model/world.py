@@ -123,7 +123,9 @@ class World:
                    if era.vfio_lock else [])
         self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
         # ---------------- objects
-        refmax = 1 + cfg.vcpus + cfg.mdevs * (2 if era.vfio_kvm_ref else 1)
+        # before 5.15 every open of an mdev calls set_kvm (kvm_get_kvm again: the second is leaked)
+        gets = [1 if era.vfio_lock else max(1, int(m in cfg.attached) + cfg.opens.get(m, 0)) for m in self.mdevs]
+        refmax = 1 + cfg.vcpus + sum(gets) * (2 if era.vfio_kvm_ref else 1)
         self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax, ctype="struct kvm",
                            init_alive=self.vms, init_refs=1)
         for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
@@ -166,6 +168,10 @@ class World:
         self.pending: list[Field] = []
         self.vkvm: list[Field] = []
         mkvm_locks = [x for x in (self.G, M) if x is not None]
+        # the vfio device's users: 5.15+ the vfio core's open_count (fds, under group_lock/dev_set->lock);
+        # before, the vfio_device kref minus the driver's own: one per fd and per GET_DEVICE_FD in progress
+        self.open_max = max([1] + [int(m in cfg.attached) + cfg.opens.get(m, 0) for m in self.mdevs])
+        users = "open_count" if era.vfio_lock else "refs"
         for m in self.mdevs:
             a_idx, d_idx = cfg.matrix.get(m, ([], []))
             # written under guests_lock and the matrix lock, read under either: the update-lock helpers
@@ -181,13 +187,17 @@ class World:
             if era.dynamic:
                 self.sadm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.adm", nD, 0), [M]))
             self.mkvm.append(self._var(ref_field(f"mdev{m}.kvm", kslots, cfg.attached.get(m, -1)), mkvm_locks))
-            # vfio core's open count: vfio core internals, not race-checked
-            self.vopen.append(self._var(bool_field(f"mdev{m}.vfio_device.open", m in cfg.attached)))
-            if era.vfio_lock:  # the registration refcount reached 0 in vfio_unregister_group_dev: no new fd
-                self.unregistered.append(self._var(
-                    bool_field(f"mdev{m}.vfio_device.unregistered"),
-                    unsynchronized="the vfio_device registration refcount_t: vfio_device_try_get_registration's "
-                                   "refcount_inc_not_zero and vfio_device_put_registration are atomic"))
+            self.vopen.append(self._var(
+                int_field(f"mdev{m}.vfio_device.{users}", 0, self.open_max, int(m in cfg.attached)),
+                unsynchronized="vfio core internals: open_count under dev_set->lock, the remove's wait on the "
+                               "atomic registration refcount (5.15+); before, the vfio_device kref (atomic)"))
+            # the mdev's remove is past its wait for the device's users (vfio_unregister_group_dev: the
+            # registration refcount reached 0; vfio_del_group_dev: the last vfio_device_put took the device
+            # off the group's device_list): a new open finds no device
+            self.unregistered.append(self._var(
+                bool_field(f"mdev{m}.vfio_device.unregistered"),
+                unsynchronized="vfio_device_try_get_registration's refcount_inc_not_zero (5.15+) / the "
+                               "device_list lookup under group->device_lock (before) against the last put"))
             self.closing.append(self._var(bool_field(f"ghost.mdev{m}.closing")))
         # ---------------- KVM side
         self.capm, self.caqm, self.csrc, self.hook, self.data = [], [], [], [], []
@@ -447,10 +457,17 @@ class World:
         return self.mdev.alive(m)
 
     def vfio_device_gettable(self, m: int) -> Expr:
-        """The vfio core finds mdev ``m``'s device for a new fd (vfio_device_get_from_name ->
-        vfio_device_try_get_registration): alive and not past vfio_unregister_group_dev's wait."""
-        alive = self.mdev_alive(m)
-        return And(alive, Not(self.unregistered[m].var)) if self.unregistered else alive
+        """The vfio core finds mdev ``m``'s device for a new fd (vfio_device_get_from_name; 5.15+ through
+        vfio_device_try_get_registration): alive and its remove not past the wait for the users."""
+        return And(self.mdev_alive(m), Not(self.unregistered[m].var))
+
+    def vfio_device_open(self, m: IntOrExpr) -> Expr:
+        """Some fd of mdev ``m``'s vfio device is open (before 5.15: or a GET_DEVICE_FD holds a reference)."""
+        return Select([f.var for f in self.vopen], m, 0) != 0
+
+    def vfio_users(self, b: Body, m: int, delta: int, when: Expr | None = None) -> None:
+        """open_count (5.15+) / the vfio_device reference of an fd (before) of mdev ``m`` += ``delta``."""
+        b.set(self.vopen[m], b[self.vopen[m]] + delta, when=when)
 
     def kvm_refs(self, v: IntOrExpr) -> Expr:
         return self.kvm.refcount(v)
@@ -570,7 +587,6 @@ class World:
                             (Not(has_kvm), "vfio_register_notifier(SET_KVM): group->kvm == NULL, no replay")])
         t.label(no_kvm)
         b = Body()
-        b.set(self.vopen[m], True)
         self.set_ret(b, t, 0)
         self.unlock(t, function, (self.VG, None, m), body=b, text="group->kvm == NULL: no SET_KVM; "
                     "open returns 0; mutex_unlock(group_lock)", goto=self.end_label(t))

@@ -367,3 +367,75 @@ def test_9_mdev_remove_waits_for_an_open_in_progress(design: str, tmp_path: Path
     passed = steps.index(("remover", "vfio_unregister_group_dev"))
     opened = max(i for i, (t, _) in enumerate(steps) if t == "qemu1")
     assert opened < passed  # the open finished (-EPERM, hook left behind) before the remove went on
+
+
+@pytest.mark.parametrize("design", ["5.10", "5.11", "5.12", "5.15-pre", "v15", "v16"])
+def test_10_before_5_15_remove_waits_for_the_vfio_device_reference(design: str, tmp_path: Path) -> None:
+    """<= v5.14 (and the v15/v16 postings): vfio_group_get_device_fd -> vfio_device_get_from_name takes a
+    reference on the vfio_device before calling the driver's open, the fd keeps it, and mdev remove's
+    vfio_del_group_dev waits until the last one is put; a lookup after that finds no device (-ENODEV).
+    Before the fix the remove freed mdev1 while its open was in progress and every one of these designs
+    reported a use after free of "matrix_mdev (open)" in 6 steps. What remains is the real finding of the
+    unlocked per-mdev hook (priv.c reads it without matrix_dev->lock: 1e753732bda6); 5.15-pre has the rwsem."""
+    result, _ = run(tmp_path, OPEN_VS_REMOVE.format(design=design))
+    got = status(result)
+    assert (got["memory-safety"], got["hook-safe"], got["data-race"], got["deadlock"]) == ("HOLDS",) * 4, got
+    if design == "5.15-pre":
+        assert got["lock-discipline"] == "HOLDS"
+    else:
+        ld = next(p for p in result.properties if p.name == "lock-discipline")
+        assert ld.status == "VIOLATED"
+        assert ld.detail.startswith("vcpu0 (handle_pqap) reads kvm0->arch.crypto.pqap_hook without "
+                                    "matrix_dev->lock"), ld.detail
+    # the remove first: the open finds no device
+    _, program = run(tmp_path, f"""
+name: open-after-remove
+design: "{design}"
+constants: {{vms: 1, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: qemu
+    run: [{{mdev_remove: {{mdev: 1}}}}, {{open_device: {{mdev: 1, vm: 0}}}}]
+""")
+    from ap_model.world import E
+
+    end = only_run(program)
+    assert field(program, "qemu.ret", end) == E["ENODEV"]
+    assert field(program, "mdev1.vfio_device.refs", end) == 0
+    steps = executed(program)
+    assert steps[0] == ("vfio_del_group_dev", "wait until the vfio device is closed (request -> QEMU)"), steps
+
+
+DOUBLE_OPEN = """
+name: double-open
+design: "{design}"
+constants: {{vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: qemu
+    run: [{ops}]
+"""
+
+
+@pytest.mark.parametrize("design,users,after", [
+    # (kvm0.refs, mdev0.kvm, users) after open, open; then after close; then after the second close
+    ("5.11", "refs", [(4, 0, 2), (3, -1, 1), (3, -1, 0)]),
+    ("5.12", "refs", [(4, 0, 2), (3, -1, 1), (3, -1, 0)]),
+    ("5.15", "open_count", [(3, 0, 2), (3, 0, 1), (2, -1, 0)]),
+    ("final", "open_count", [(4, 0, 2), (4, 0, 1), (2, -1, 0)]),
+])
+def test_11_two_fds_of_one_mdev(design: str, users: str, after: list[tuple[int, int, int]],
+                                tmp_path: Path) -> None:
+    """5.15+: the vfio core calls open_device only on the first open and close_device only on the last
+    close (device->open_count under dev_set->lock); the guest stays attached while one fd is open. Before
+    5.15 every VFIO_GROUP_GET_DEVICE_FD calls vfio_ap_mdev_open: the second registration of the group
+    notifier only WARNs ("double register detected") and the SET_KVM replay runs set_kvm again
+    (kvm_get_kvm again); the first release detaches the guest and the second finds no kvm: one struct kvm
+    reference is never put. (The model called set_kvm on every open in every era: a second kvm reference
+    and a detach at the first close in 6.x.) kvm0.refs: VM fd + vCPU fd + vfio_ap's (+ the vfio core's)."""
+    ops = ["{open_device: {mdev: 0}}"] * 2 + ["{close_device: {mdev: 0}}"] * 2
+    for n, want in zip((2, 3, 4), after):
+        _, program = run(tmp_path, DOUBLE_OPEN.format(design=design, ops=", ".join(ops[:n])))
+        end = only_run(program)
+        got = (field(program, "kvm0.refs", end), field(program, "mdev0.kvm", end),
+               field(program, f"mdev0.vfio_device.{users}", end))
+        assert got == want, (n, got)
+        assert field(program, "qemu.ret", end) == 0

@@ -115,6 +115,7 @@ def set_kvm_v17(k: K, mdev: int, vm: int, failed: str) -> None:
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), (w.KL, None, vm), (w.G, None, None, "w"), body=b,
              text="other guest with this kvm: -EPERM; add ap_guest; kvm_get_kvm; "
                   "kvm->arch.crypto.data = matrix_mdev; set masks; unlock",
+             jumps=[(other, failed)],
              branches=[(other, "another guest has this kvm: -EPERM"),
                        (Not(other), "add ap_guest; kvm_get_kvm; kvm->arch.crypto.data = matrix_mdev; set masks"),
                        (None, "unlock")])
@@ -179,7 +180,7 @@ def vfio_ap_exit(k: K) -> None:
     """rmmod (module refcount: no vfio device open): vfio_ap_mdev_unregister removes every mdev (the mdev
     parent goes away), then kvm_s390_pqap_hook_unregister under pqap_hook_lock."""
     w = k.w
-    k.step("vfio_ap_exit", "module refcount: no vfio device open", guard=And(*[Not(f.var) for f in w.vopen]))
+    k.step("vfio_ap_exit", "module refcount: no vfio device open", guard=And(*[f.var == 0 for f in w.vopen]))
     k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
     k.lock(w.M, "vfio_ap_mdev_remove")
     b = Body()

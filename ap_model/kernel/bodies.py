@@ -98,12 +98,10 @@ def unplug_domain(w: World, b: Body, m: int, x: int, when: Expr | None = None, a
 
 def attach(w: World, b: Body, m: int, vm: int, apm: Expr, aqm: Expr) -> Expr:
     """vfio_ap_mdev_set_kvm's critical section: another mdev already has this kvm -> -EPERM (returned:
-    the condition); else kvm_get_kvm, matrix_mdev->kvm = kvm, kvm_arch_crypto_set_masks(apm, aqm), the
-    device is open."""
+    the condition); else kvm_get_kvm, matrix_mdev->kvm = kvm, kvm_arch_crypto_set_masks(apm, aqm)."""
     other = Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
     ok = Not(other)
     w.get_kvm(b, vm, when=ok)
     b.set(w.mkvm[m], vm, when=ok)
     w.set_masks(b, vm, apm, aqm, m, when=ok)
-    b.set(w.vopen[m], True, when=ok)
     return other
