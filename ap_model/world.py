@@ -428,13 +428,13 @@ class World:
             return Const(False, BOOL)
         return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
 
-    def filter_cdoms(self, b: Body, m: int) -> Expr:
+    def filter_cdoms(self, b: Body, m: int, when: Expr | None = None) -> Expr:
         """vfio_ap_mdev_filter_cdoms: shadow.adm = matrix.adm & host adm (the model's host configuration has
         one set of domains, ``matrix_dev->info.aqm``, for usage and control). Returns "changed"."""
         new = b[self.adm[m]] & b[self.info_aqm]
         changed = Not(new == b[self.sadm[m]])
-        b.set(self.sadm[m], new)
-        return changed
+        b.set(self.sadm[m], new, when=when)
+        return changed if when is None else And(when, changed)
 
     def guest_masks(self, m: int) -> tuple[Expr, Expr]:
         """What set_kvm hands to kvm_arch_crypto_set_masks: the shadow APCB where the era has one (dynamic

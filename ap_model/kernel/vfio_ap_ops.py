@@ -306,18 +306,34 @@ def assign_store_unlock(k: K, mk: Expr | int) -> list[tuple[Any, ...]]:
     return k.call("release_update_locks_for_mdev", mk=mk, perms=True)  # type: ignore[no-any-return]
 
 
+@kernel(OPS, name="store:bypass")
+def store_bypass(k: K, b: Body, f: Any, x: int, assign: bool) -> Expr | None:
+    """"s390/vfio-ap: bypass unnecessary processing of AP resources" (Aug 2022, v6.0): an assign store of a
+    bit already set, or an unassign of a bit already clear, returns count at once, still under the locks
+    (adapter, domain and control domain). Returns that condition (None: the era has no such test)."""
+    return b[f].has(x) if assign else Not(b[f].has(x))
+
+
+BYPASSED = "return count (bypass)"
+
+
 def _assign(k: K, m: int, kind: str, x: int) -> None:
     w = k.w
     fn = f"assign_{kind}_store"
     mk = w.mkvm[m].var
     k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
-    ok = assign_body(w, b, k.t, m, kind, x)
+    done = k.call("store:bypass", b=b, f=w.apm[m] if kind == "adapter" else w.aqm[m], x=x, assign=True)
+    if done is not None:
+        w.use_mdev(b, m, "matrix_mdev (sysfs attribute)", when=done)
+        k.ret(b, 0, when=done)
+    ok = assign_body(w, b, k.t, m, kind, x, when=None if done is None else Not(done))
     changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
     k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                   "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock",
-             branches=[*assign_refusals(w, b, k.t, ok),
+             branches=[*([(done, f"{kind} already assigned: {BYPASSED}")] if done is not None else []),
+                       *assign_refusals(w, b, k.t, Or(ok, done) if done is not None else ok),
                        (ok, f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                             "vfio_ap_mdev_filter_matrix"),
                        (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
@@ -332,14 +348,18 @@ def _unassign(k: K, m: int, kind: str, x: int) -> None:
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     f = w.apm[m] if kind == "adapter" else w.aqm[m]
-    b.set(f, b[f].without_bit(x))
-    was = (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x)
+    done = k.call("store:bypass", b=b, f=f, x=x, assign=False)
+    go = None if done is None else Not(done)
+    b.set(f, b[f].without_bit(x), when=go)
+    was = (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x, when=go)
     k.ret(b, 0)
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text=f"clear bit; vfio_ap_mdev_unlink_{kind}; hot unplug from shadow + guest; reset queues; unlock",
-             branches=[(None, f"clear bit; vfio_ap_mdev_unlink_{kind}"),
+             branches=[*([(done, f"{kind} not assigned: {BYPASSED}")] if done is not None else []),
+                       (go, f"clear bit; vfio_ap_mdev_unlink_{kind}"),
                        (was, f"in the shadow: vfio_ap_mdev_hot_unplug_{kind} (shadow, guest); reset its queues"),
-                       (Not(was), "not in the shadow: guest unchanged, no reset"), (None, "unlock")])
+                       (And(Not(was), go) if go is not None else Not(was),
+                        "not in the shadow: guest unchanged, no reset"), (None, "unlock")])
 
 
 @kernel(OPS)
@@ -378,14 +398,19 @@ def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     f = w.adm[m]
-    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x))
-    changed = w.filter_cdoms(b, m)
+    done = k.call("store:bypass", b=b, f=f, x=x, assign=assign)
+    go = None if done is None else Not(done)
+    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x), when=go)
+    changed = w.filter_cdoms(b, m, when=go)
     w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
     k.ret(b, 0)
     what = f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config"
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text=f"{what}; if changed: update_guest_apcb; unlock",
-             branches=[(None, what), (Not(changed), "shadow unchanged"), (And(changed, mk == -1), "no guest"),
+             branches=[*([(done, f"control domain {'already' if assign else 'not'} assigned: {BYPASSED}")]
+                         if done is not None else []),
+                       (go, what), (And(go, Not(changed)) if go is not None else Not(changed), "shadow unchanged"),
+                       (And(changed, mk == -1), "no guest"),
                        (And(changed, mk != -1), "vfio_ap_mdev_update_guest_apcb"),
                        (None, "release_update_locks_for_mdev")])
 
