@@ -421,15 +421,19 @@ class World(WorldState):
 
     def close_device_entry(self, t: ThreadBuilder, m: int, vfio_fn: str,
                            jumps: Sequence[tuple[Expr, str]]) -> Expr:
-        """vfio core takes its group/dev_set lock and calls close_device; vfio_ap_mdev_unset_kvm
-        reads matrix_mdev->kvm into a local. Returns that local (the kvm being detached)."""
+        """vfio core takes its group/dev_set lock and, for the last fd (open_count 1), calls close_device;
+        vfio_ap_mdev_unset_kvm reads matrix_mdev->kvm into a local. Returns that local (the kvm being
+        detached). ``jumps`` send the other cases (not the last fd, no fd) elsewhere."""
         self.lock(t, self.VG, vfio_fn, index=m)
         lk = self.local(t, "kvm", self.kslots)
+        last = self.vopen[m].var == 1
         b = Body()
         b.set(lk, self.mkvm[m].var)
-        b.set(self.closing[m], True)
-        self.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
-                  jumps=jumps)
+        b.set(self.closing[m], True, when=last)
+        text = "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm"
+        self.step(t, "vfio_ap_mdev_close_device", text, body=b, jumps=jumps,
+                  branches=[(last, text), (self.vopen[m].var > 1, "open_count > 1: not the last fd, no close_device"),
+                            (self.vopen[m].var == 0, "no fd open: nothing to close")])
         return lk.var
 
     def notifier_open(self, t: ThreadBuilder, m: int, vm: int, function: str) -> str:

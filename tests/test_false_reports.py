@@ -442,6 +442,10 @@ def test_11_two_fds_of_one_mdev(design: str, users: str, after: list[tuple[int, 
                field(program, f"mdev0.vfio_device.{users}", end))
         assert got == want, (n, got)
         assert field(program, "qemu.ret", end) == 0
+    if users == "open_count":  # the first of the two closes does not reach the driver
+        texts = [text for fn, text in shown(program) if fn == "vfio_ap_mdev_close_device"]
+        assert texts == ["open_count > 1: not the last fd, no close_device",
+                         "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm"], texts
 
 
 def shown(program: object) -> list[tuple[str, str]]:
