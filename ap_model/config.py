@@ -29,6 +29,7 @@ class Cfg:
     apie_off: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     sysfs_hex: frozenset[str] = frozenset()  # "ap"/"aq": the spec wrote that AP bus mask's values in hex
+    opens: dict[int, int] = field(default_factory=dict)  # mdev -> open_device calls of the scenario (fd bound)
 
 
 def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:

@@ -199,6 +199,10 @@ class KernelDesign:
         errors = ScenarioErrorCollector()  # every bad constant and call of the spec at once, not only the first
         cfg = parse_cfg(dict(scenario.constants), errors)
         cfg.sysfs_hex = sysfs_hex(scenario.written)
+        for ts in scenario.threads:  # how many fds of one vfio device the scenario can hold at once
+            for c in ts.run:
+                if c.name == "open_device" and isinstance(c.args.get("mdev"), int):
+                    cfg.opens[c.args["mdev"]] = cfg.opens.get(c.args["mdev"], 0) + 1
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)

@@ -202,7 +202,7 @@ def add_lemmas(w: World, program: Program) -> None:
     zA, zQ = MaskConst(w.nA), MaskConst(w.nD)
     st = []
     for m in w.mdevs:
-        st.append(Implies(w.mkvm[m].var != -1, And(w.mdev_alive(m), w.vopen[m].var)))
+        st.append(Implies(w.mkvm[m].var != -1, And(w.mdev_alive(m), w.vopen[m].var != 0)))
         st.append(Implies(w.mdev.state[m].var == FREED, And(w.apm[m].var == zA, w.aqm[m].var == zQ,
                                                             w.sapm[m].var == zA, w.saqm[m].var == zQ)))
         if m in w.cfg.created:

@@ -11,14 +11,16 @@ building blocks the designs' kernel paths are written with:
 - lock helpers that name the lock instance chosen by state (the ``kvm->lock`` of
   ``matrix_mdev->kvm``) and add use-after-free checks on locks living inside
   the ``struct kvm``;
-- domain expressions: APQN membership, reservation (``ap_model.rules``),
-  shadow filtering, CRYCB writes (``kvm_arch_crypto_set_masks``) with the
-  residual-data tracking used by ``reset-before-owner-change``;
+- (inherited from ``ap_model.domain.WorldState``) object uses, kvm references,
+  the vfio device's users and the domain statements: APQN membership,
+  reservation (``ap_model.rules``), shadow filtering, CRYCB writes
+  (``kvm_arch_crypto_set_masks``) with the residual-data tracking used by
+  ``reset-before-owner-change``, resets;
 - the named properties of the vfio_ap model.
 
 Abstractions (all designs): adapters and domains are the few the spec lists
-(real numbers for display, bit i = i-th listed resource); control domains
-(adm) are not modelled; a queue's reset is instantaneous (no ``reset_work``);
+(real numbers for display, bit i = i-th listed resource); the host's control
+domains are its usage domains (``matrix_dev->info.aqm``); a queue's reset is instantaneous (no ``reset_work``);
 IRQ enablement (NIB pinning, GISC) is reduced to "the vCPU reaches the mdev";
 SRCU and the vCPU kick of ``kvm_s390_vcpu_block_all`` are not modelled (they
 wait on no lock: a vCPU inside an intercept is out of SIE).
@@ -31,19 +33,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from checker.lang.block import (
-    Block,
     Use,
     emit,
     eq,
     family_name,
-    get_ref,
     is_rw,
-    put_ref,
     true,
-    use_checks,
     wait_clear,
 )
-from checker.lang.expr import BOOL, INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, lift
+from checker.lang.expr import BOOL, INT, Const, Expr, If, Not, Select, lift
 from checker.lang.layout import (
     MASK_BITMAP,
     MASK_ELEMENTS,
@@ -60,12 +58,8 @@ from checker.lang.program import Lock, ProgramBuilder, RwSem, ThreadBuilder, Wai
 
 from . import rules
 from .config import Cfg, parse_cfg
+from .domain import CLEAN, DRIVERS, HOST, NODRV, VFIO, ZCRYPT, Body, IntOrExpr, WorldState
 
-IntOrExpr = int | Expr
-
-DRIVERS = ("none", "zcrypt", "vfio_ap")
-NODRV, ZCRYPT, VFIO = 0, 1, 2
-CLEAN, HOST = 0, 1  # queue data owners; guest v is 2 + v
 ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRINUSE", "EADDRNOTAVAIL",
          "EOPNOTSUPP")
 E = {n: i for i, n in enumerate(ERRNO)}
@@ -85,13 +79,10 @@ class Era:
     vfio_kvm_ref: bool  # vfio core holds its own kvm reference while open (v6.2+)
 
 
-Body = Block  # the engine's atomic block of C statements
-
-
 SYSFS_MASK_BITS = 256  # AP_DEVICES, AP_DOMAINS: apmask_show prints "0x%016lx%016lx%016lx%016lx"
 
 
-class World:
+class World(WorldState):
     """State, locks and helpers of one scenario for one era."""
 
     # v17's global hook registry (era.hook == "global")
@@ -123,7 +114,9 @@ class World:
                    if era.vfio_lock else [])
         self.BUSY = [pb.flag(f"mdev{m}->kvm_busy") for m in self.mdevs] if era.busy else []
         # ---------------- objects
-        refmax = 1 + cfg.vcpus + cfg.mdevs * (2 if era.vfio_kvm_ref else 1)
+        # before 5.15 every open of an mdev calls set_kvm (kvm_get_kvm again: the second is leaked)
+        gets = [1 if era.vfio_lock else max(1, int(m in cfg.attached) + cfg.opens.get(m, 0)) for m in self.mdevs]
+        refmax = 1 + cfg.vcpus + sum(gets) * (2 if era.vfio_kvm_ref else 1)
         self.kvm = pb.pool("kvm", [f"kvm{v}" for v in self.vms], refcount_max=refmax, ctype="struct kvm",
                            init_alive=self.vms, init_refs=1)
         for v in self.vms:  # VM fd + vCPU fds + vfio_ap's ref (+ vfio core's ref) when attached
@@ -166,6 +159,10 @@ class World:
         self.pending: list[Field] = []
         self.vkvm: list[Field] = []
         mkvm_locks = [x for x in (self.G, M) if x is not None]
+        # the vfio device's users: 5.15+ the vfio core's open_count (fds, under group_lock/dev_set->lock);
+        # before, the vfio_device kref minus the driver's own: one per fd and per GET_DEVICE_FD in progress
+        self.open_max = max([1] + [int(m in cfg.attached) + cfg.opens.get(m, 0) for m in self.mdevs])
+        users = "open_count" if era.vfio_lock else "refs"
         for m in self.mdevs:
             a_idx, d_idx = cfg.matrix.get(m, ([], []))
             # written under guests_lock and the matrix lock, read under either: the update-lock helpers
@@ -181,13 +178,17 @@ class World:
             if era.dynamic:
                 self.sadm.append(self._var(mask_field(f"mdev{m}.shadow_apcb.adm", nD, 0), [M]))
             self.mkvm.append(self._var(ref_field(f"mdev{m}.kvm", kslots, cfg.attached.get(m, -1)), mkvm_locks))
-            # vfio core's open count: vfio core internals, not race-checked
-            self.vopen.append(self._var(bool_field(f"mdev{m}.vfio_device.open", m in cfg.attached)))
-            if era.vfio_lock:  # the registration refcount reached 0 in vfio_unregister_group_dev: no new fd
-                self.unregistered.append(self._var(
-                    bool_field(f"mdev{m}.vfio_device.unregistered"),
-                    unsynchronized="the vfio_device registration refcount_t: vfio_device_try_get_registration's "
-                                   "refcount_inc_not_zero and vfio_device_put_registration are atomic"))
+            self.vopen.append(self._var(
+                int_field(f"mdev{m}.vfio_device.{users}", 0, self.open_max, int(m in cfg.attached)),
+                unsynchronized="vfio core internals: open_count under dev_set->lock, the remove's wait on the "
+                               "atomic registration refcount (5.15+); before, the vfio_device kref (atomic)"))
+            # the mdev's remove is past its wait for the device's users (vfio_unregister_group_dev: the
+            # registration refcount reached 0; vfio_del_group_dev: the last vfio_device_put took the device
+            # off the group's device_list): a new open finds no device
+            self.unregistered.append(self._var(
+                bool_field(f"mdev{m}.vfio_device.unregistered"),
+                unsynchronized="vfio_device_try_get_registration's refcount_inc_not_zero (5.15+) / the "
+                               "device_list lookup under group->device_lock (before) against the last put"))
             self.closing.append(self._var(bool_field(f"ghost.mdev{m}.closing")))
         # ---------------- KVM side
         self.capm, self.caqm, self.csrc, self.hook, self.data = [], [], [], [], []
@@ -418,143 +419,21 @@ class World:
             return Const(False, BOOL)
         return Select([fl.holder.var for fl in self.BUSY], m, 0) != 0
 
-    def filter_cdoms(self, b: Body, m: int) -> Expr:
-        """vfio_ap_mdev_filter_cdoms: shadow.adm = matrix.adm & host adm (the model's host configuration has
-        one set of domains, ``matrix_dev->info.aqm``, for usage and control). Returns "changed"."""
-        new = b[self.adm[m]] & b[self.info_aqm]
-        changed = Not(new == b[self.sadm[m]])
-        b.set(self.sadm[m], new)
-        return changed
-
-    def guest_masks(self, m: int) -> tuple[Expr, Expr]:
-        """What set_kvm hands to kvm_arch_crypto_set_masks: the shadow APCB where the era has one (dynamic
-        series), else the assigned matrix."""
-        if self.era.dynamic:
-            return self.sapm[m].var, self.saqm[m].var
-        return self.apm[m].var, self.aqm[m].var
-
-    # ---------------------------------------------------------- objects
-    def use_kvm(self, b: Body, v: IntOrExpr, what: str, when: Expr | None = None) -> None:
-        use_checks(self.pb, b, self.kvm, v, what, when)
-
-    def use_mdev(self, b: Body, m: IntOrExpr, what: str, when: Expr | None = None) -> None:
-        use_checks(self.pb, b, self.mdev, m, what, when)
-
-    def kvm_alive(self, v: IntOrExpr) -> Expr:
-        return self.kvm.alive(v)
-
-    def mdev_alive(self, m: IntOrExpr) -> Expr:
-        return self.mdev.alive(m)
-
-    def vfio_device_gettable(self, m: int) -> Expr:
-        """The vfio core finds mdev ``m``'s device for a new fd (vfio_device_get_from_name ->
-        vfio_device_try_get_registration): alive and not past vfio_unregister_group_dev's wait."""
-        alive = self.mdev_alive(m)
-        return And(alive, Not(self.unregistered[m].var)) if self.unregistered else alive
-
-    def kvm_refs(self, v: IntOrExpr) -> Expr:
-        return self.kvm.refcount(v)
-
-    def get_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
-        """kvm_get_kvm."""
-        get_ref(self.pb, b, self.kvm, v, "kvm_get_kvm", when)
-
-    def put_kvm(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
-        """kvm_put_kvm: the last reference runs kvm_destroy_vm, which takes kvm->lock (and tears down the
-        kvm-vfio device, which calls back into vfio) before freeing the struct kvm: the last put waits for
-        that kvm->lock, and by a thread holding it never returns (issue 8 #6)."""
-        put_ref(self.pb, b, self.kvm, v, "kvm_put_kvm", when, destroy_lock=self.KL, destructor="kvm_destroy_vm")
-
-    # ---------------------------------------------------------- AP domain
-    def bound(self, i: int, j: int, b: Body | None = None) -> Expr:
-        f = self.drv[i, j]
-        return (b[f] if b else f.var) == VFIO
-
-    def bound_rows(self, b: Body) -> list[Expr]:
-        """Per adapter, the mask of domains whose queue is bound to vfio_ap: a union of one-bit masks
-        (no order among the domains, so a symmetry swapping domains sees the same row)."""
-        return [rules.mask_or([If(self.bound(i, j, b), BitOf(self.nD, j), MaskConst(self.nD))
-                               for j in range(self.nD)], self.nD) for i in range(self.nA)]
-
-    def kvm_of(self, m: IntOrExpr) -> Expr:
-        """matrix_mdev->kvm of the mdev ``m`` (a slot or an expression): a kvm slot, -1 for NULL."""
-        return Select([f.var for f in self.mkvm], m, -1)
-
-    def reserved(self, b: Body | None, i: int, j: int) -> Expr:
-        am = b[self.apmask] if b else self.apmask.var
-        qm = b[self.aqmask] if b else self.aqmask.var
-        return rules.apqn_reserved(am, qm, i, j)
-
-    def in_matrix(self, m: int, i: int, j: int, b: Body | None = None) -> Expr:
-        a = b[self.apm[m]] if b else self.apm[m].var
-        q = b[self.aqm[m]] if b else self.aqm[m].var
-        return And(self.mdev_alive(m), a.has(i), q.has(j))
-
-    def owner_mdev(self, i: int, j: int, b: Body | None = None) -> Expr:
-        """The mdev whose matrix holds APQN (i, j) (``vfio_ap_mdev_for_queue``), or -1."""
-        out: Expr = lift(-1, INT)
-        for m in reversed(self.mdevs):
-            out = If(self.in_matrix(m, i, j, b), m, out)
-        return out
-
-    def in_crycb(self, v: int, i: int, j: int, b: Body | None = None) -> Expr:
-        a = b[self.capm[v]] if b else self.capm[v].var
-        q = b[self.caqm[v]] if b else self.caqm[v].var
-        return And(a.has(i), q.has(j))
-
-    def filter(self, b: Body, m: int) -> tuple[Expr, Expr]:
-        """vfio_ap_mdev_filter_matrix (rules.filter_matrix) over the current body values."""
-        return rules.filter_matrix(b[self.apm[m]], b[self.aqm[m]], b[self.info_apm], b[self.info_aqm],
-                                   self.bound_rows(b))
-
-    def set_masks(self, b: Body, v: IntOrExpr, apm: Expr, aqm: Expr, src: IntOrExpr,
-                  when: Expr | None = None) -> None:
-        """kvm_arch_crypto_set_masks: vCPUs blocked, APCB written, VSIE restart, unblocked.
-
-        Ghost effects: ``crycb_from`` records whose masks the CRYCB carries; every
-        APQN entering the guest that holds no one's data becomes the guest's."""
-        c = when if when is not None else true()
-        self.use_kvm(b, v, "kvm_arch_crypto_set_masks", when)
-        b.set_at(self.capm, v, apm, when=c)
-        b.set_at(self.caqm, v, aqm, when=c)
-        # the control domains go with the source mdev's masks (its shadow adm, or its matrix adm pre-dynamic)
-        adms = [b[f] for f in (self.sadm if self.era.dynamic else self.adm)]
-        b.set_at(self.cadm, v, Select(adms, src, MaskConst(self.nD)) if adms else MaskConst(self.nD), when=c)
-        b.set_at(self.csrc, v, lift(src, INT) if isinstance(src, int) else src, when=c)
-        for i, j in self.queues:
-            d = self.qdata[i, j]
-            for k in self.vms:
-                enter = And(c, eq(v, k), apm.has(i), aqm.has(j), b[d] == CLEAN)
-                b.set(d, 2 + k, when=enter)
-
-    def clear_masks(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
-        """kvm_arch_crypto_clear_masks."""
-        self.set_masks(b, v, MaskConst(self.nA), MaskConst(self.nD), -1, when)
-
-    def configured(self, i: int, j: int, b: Body | None = None) -> Expr:
-        """APQN (i, j) is in the host's AP configuration (matrix_dev->info)."""
-        am = b[self.info_apm] if b else self.info_apm.var
-        qm = b[self.info_aqm] if b else self.info_aqm.var
-        return And(am.has(i), qm.has(j))
-
-    def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
-        """vfio_ap_mdev_reset_queue (ZAPQ + TAPQ until done): the queue holds no one's data.
-
-        A queue outside the host configuration is not reset (reset would fail, rc 01; b9bd10c43456)."""
-        incfg = self.configured(i, j, b)
-        b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
-
     def close_device_entry(self, t: ThreadBuilder, m: int, vfio_fn: str,
                            jumps: Sequence[tuple[Expr, str]]) -> Expr:
-        """vfio core takes its group/dev_set lock and calls close_device; vfio_ap_mdev_unset_kvm
-        reads matrix_mdev->kvm into a local. Returns that local (the kvm being detached)."""
+        """vfio core takes its group/dev_set lock and, for the last fd (open_count 1), calls close_device;
+        vfio_ap_mdev_unset_kvm reads matrix_mdev->kvm into a local. Returns that local (the kvm being
+        detached). ``jumps`` send the other cases (not the last fd, no fd) elsewhere."""
         self.lock(t, self.VG, vfio_fn, index=m)
         lk = self.local(t, "kvm", self.kslots)
+        last = self.vopen[m].var == 1
         b = Body()
         b.set(lk, self.mkvm[m].var)
-        b.set(self.closing[m], True)
-        self.step(t, "vfio_ap_mdev_close_device", "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm", body=b,
-                  jumps=jumps)
+        b.set(self.closing[m], True, when=last)
+        text = "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm"
+        self.step(t, "vfio_ap_mdev_close_device", text, body=b, jumps=jumps,
+                  branches=[(last, text), (self.vopen[m].var > 1, "open_count > 1: not the last fd, no close_device"),
+                            (self.vopen[m].var == 0, "no fd open: nothing to close")])
         return lk.var
 
     def notifier_open(self, t: ThreadBuilder, m: int, vm: int, function: str) -> str:
@@ -570,49 +449,11 @@ class World:
                             (Not(has_kvm), "vfio_register_notifier(SET_KVM): group->kvm == NULL, no replay")])
         t.label(no_kvm)
         b = Body()
-        b.set(self.vopen[m], True)
         self.set_ret(b, t, 0)
         self.unlock(t, function, (self.VG, None, m), body=b, text="group->kvm == NULL: no SET_KVM; "
                     "open returns 0; mutex_unlock(group_lock)", goto=self.end_label(t))
         t.label(go)
         return go
-
-    def remove_mdev_body(self, b: Body, m: int, when: Expr | None = None) -> None:
-        """vfio_ap_mdev_remove under the matrix lock: reset the mdev's queues, empty its matrix
-        (and shadow), list_del and kfree(matrix_mdev). Shared by every era; ``when``: only if it holds."""
-        self.use_mdev(b, m, "matrix_mdev (remove)", when)
-        self.reset_mdev_queues(b, m, when=when)
-        upd, chk = self.pb.free(self.mdev, m)
-        for f, v in upd.items():
-            b.set(f, v, when=when)
-        for c in chk:
-            b.check(c.bad if when is None else And(when, c.bad), c.prop, c.message)
-        fields = [(self.apm[m], self.nA), (self.aqm[m], self.nD), (self.adm[m], self.nD)]
-        if self.era.dynamic:
-            fields += [(self.sapm[m], self.nA), (self.saqm[m], self.nD), (self.sadm[m], self.nD)]
-        for f, width in fields:
-            b.set(f, MaskConst(width), when=when)
-
-    def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
-                          when: Expr | None = None) -> None:
-        """Reset the queues bound to vfio_ap in apm x aqm of mdev ``m`` (or the given rows/cols)."""
-        ra = rows if rows is not None else b[self.apm[m]]
-        ca = cols if cols is not None else b[self.aqm[m]]
-        for i, j in self.queues:
-            cond = And(ra.has(i), ca.has(j), self.bound(i, j, b))
-            self.reset_queue(b, i, j, And(cond, when) if when is not None else cond)
-
-    def hook_target_freed(self, b: Body, m: IntOrExpr, when: Expr) -> None:
-        """Ghost for ``hook-safe``, set BEFORE the dereference (a memory-safety violation ends the path):
-        the hook/data leads the vCPU to an mdev that is not alive (reads only the pool state)."""
-        b.set(self.hook_unsafe, True, when=And(when, Not(self.mdev_alive(m))))
-
-    def hook_target_detached(self, b: Body, v: int, m: IntOrExpr, when: Expr) -> None:
-        """Ghost for ``hook-safe`` (under the matrix lock): the mdev reached by the vCPU of kvm ``v``
-        is attached to another KVM, or to a freed one."""
-        mk = Select([b[f] for f in self.mkvm], m, -1)
-        bad = Or(And(mk != -1, mk != v), And(mk != -1, Not(self.kvm_alive(mk))))
-        b.set(self.hook_unsafe, True, when=And(when, self.mdev_alive(m), bad))
 
     # ---------------------------------------------------------- properties
     def add_properties(self) -> None:

@@ -367,3 +367,174 @@ def test_9_mdev_remove_waits_for_an_open_in_progress(design: str, tmp_path: Path
     passed = steps.index(("remover", "vfio_unregister_group_dev"))
     opened = max(i for i, (t, _) in enumerate(steps) if t == "qemu1")
     assert opened < passed  # the open finished (-EPERM, hook left behind) before the remove went on
+
+
+@pytest.mark.parametrize("design", ["5.10", "5.11", "5.12", "5.15-pre", "v15", "v16"])
+def test_10_before_5_15_remove_waits_for_the_vfio_device_reference(design: str, tmp_path: Path) -> None:
+    """<= v5.14 (and the v15/v16 postings): vfio_group_get_device_fd -> vfio_device_get_from_name takes a
+    reference on the vfio_device before calling the driver's open, the fd keeps it, and mdev remove's
+    vfio_del_group_dev waits until the last one is put; a lookup after that finds no device (-ENODEV).
+    Before the fix the remove freed mdev1 while its open was in progress and every one of these designs
+    reported a use after free of "matrix_mdev (open)" in 6 steps. What remains is the real finding of the
+    unlocked per-mdev hook (priv.c reads it without matrix_dev->lock: 1e753732bda6); 5.15-pre has the rwsem.
+    QEMU closes the fd: set_kvm's -EPERM does not fail the open there (test_13), the remove waits for it."""
+    spec = OPEN_VS_REMOVE.replace("{{open_device: {{mdev: 1, vm: 0}}}}]",
+                                  "{{open_device: {{mdev: 1, vm: 0}}}}, {{close_device: {{mdev: 1}}}}]")
+    result, _ = run(tmp_path, spec.format(design=design))
+    got = status(result)
+    assert (got["memory-safety"], got["hook-safe"], got["data-race"], got["deadlock"]) == ("HOLDS",) * 4, got
+    if design == "5.15-pre":
+        assert got["lock-discipline"] == "HOLDS"
+    else:
+        ld = next(p for p in result.properties if p.name == "lock-discipline")
+        assert ld.status == "VIOLATED"
+        assert ld.detail.startswith("vcpu0 (handle_pqap) reads kvm0->arch.crypto.pqap_hook without "
+                                    "matrix_dev->lock"), ld.detail
+    # the remove first: the open finds no device
+    _, program = run(tmp_path, f"""
+name: open-after-remove
+design: "{design}"
+constants: {{vms: 1, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: qemu
+    run: [{{mdev_remove: {{mdev: 1}}}}, {{open_device: {{mdev: 1, vm: 0}}}}]
+""")
+    from ap_model.world import E
+
+    end = only_run(program)
+    assert field(program, "qemu.ret", end) == E["ENODEV"]
+    assert field(program, "mdev1.vfio_device.refs", end) == 0
+    steps = executed(program)
+    assert steps[0] == ("vfio_del_group_dev", "wait until the vfio device is closed (request -> QEMU)"), steps
+
+
+DOUBLE_OPEN = """
+name: double-open
+design: "{design}"
+constants: {{vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"]}}
+threads:
+  - name: qemu
+    run: [{ops}]
+"""
+
+
+@pytest.mark.parametrize("design,users,after", [
+    # (kvm0.refs, mdev0.kvm, users) after open, open; then after close; then after the second close
+    ("5.11", "refs", [(4, 0, 2), (3, -1, 1), (3, -1, 0)]),
+    ("5.12", "refs", [(4, 0, 2), (3, -1, 1), (3, -1, 0)]),
+    ("5.15", "open_count", [(3, 0, 2), (3, 0, 1), (2, -1, 0)]),
+    ("final", "open_count", [(4, 0, 2), (4, 0, 1), (2, -1, 0)]),
+])
+def test_11_two_fds_of_one_mdev(design: str, users: str, after: list[tuple[int, int, int]],
+                                tmp_path: Path) -> None:
+    """5.15+: the vfio core calls open_device only on the first open and close_device only on the last
+    close (device->open_count under dev_set->lock); the guest stays attached while one fd is open. Before
+    5.15 every VFIO_GROUP_GET_DEVICE_FD calls vfio_ap_mdev_open: the second registration of the group
+    notifier only WARNs ("double register detected") and the SET_KVM replay runs set_kvm again
+    (kvm_get_kvm again); the first release detaches the guest and the second finds no kvm: one struct kvm
+    reference is never put. (The model called set_kvm on every open in every era: a second kvm reference
+    and a detach at the first close in 6.x.) kvm0.refs: VM fd + vCPU fd + vfio_ap's (+ the vfio core's)."""
+    ops = ["{open_device: {mdev: 0}}"] * 2 + ["{close_device: {mdev: 0}}"] * 2
+    for n, want in zip((2, 3, 4), after):
+        _, program = run(tmp_path, DOUBLE_OPEN.format(design=design, ops=", ".join(ops[:n])))
+        end = only_run(program)
+        got = (field(program, "kvm0.refs", end), field(program, "mdev0.kvm", end),
+               field(program, f"mdev0.vfio_device.{users}", end))
+        assert got == want, (n, got)
+        assert field(program, "qemu.ret", end) == 0
+    if users == "open_count":  # the first of the two closes does not reach the driver
+        texts = [text for fn, text in shown(program) if fn == "vfio_ap_mdev_close_device"]
+        assert texts == ["open_count > 1: not the last fd, no close_device",
+                         "vfio_ap_mdev_unset_kvm: kvm = matrix_mdev->kvm"], texts
+
+
+def shown(program: object) -> list[tuple[str, str]]:
+    """(function, the text a trace shows) of every step of a one-thread scenario's only run."""
+    from checker.search.pycompile import evaluate
+
+    model = ProgramModel(program)  # type: ignore[arg-type]
+    s, out = model.init_states()[0], []
+    while not model.is_done(s):
+        values = {f: f.get(s) for f in program.layout.fields}  # type: ignore[attr-defined]
+        (aid, s), = model.successors(s)
+        act = program.actions[aid]  # type: ignore[attr-defined]
+        out.append((act.function, act.shown_text(lambda c, v=values: bool(evaluate(c, v)))))
+    return out
+
+
+BYPASS = """
+name: bypass
+design: "{design}"
+constants: {{vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: admin
+    run: [{{assign_adapter: {{mdev: 0, apid: 3}}}}, {{unassign_adapter: {{mdev: 0, apid: 4}}}},
+          {{assign_control_domain: {{mdev: 0, apqi: 5}}}}, {{assign_control_domain: {{mdev: 0, apqi: 5}}}}]
+"""
+
+
+@pytest.mark.parametrize("design", ["6.2", "final", "mainline", "v17", "v18"])
+def test_12_stores_bypass_a_bit_already_so(design: str, tmp_path: Path) -> None:
+    """v6.0+ "s390/vfio-ap: bypass unnecessary processing of AP resources": assign_adapter/domain/
+    control_domain_store of a bit already set (unassign of a bit already clear) return count at once, under
+    the locks: no validation, link, filter or guest update. The v17/v18 postings predate it."""
+    _, program = run(tmp_path, BYPASS.format(design=design))
+    locking = ("mutex_lock(", "down_")
+    stores = [text for fn, text in shown(program) if fn.endswith("_store") and not text.startswith(locking)]
+    assert len(stores) == 4, stores
+    if design in ("v17", "v18"):
+        assert not any("bypass" in text for text in stores), stores
+        return
+    assert stores == ["adapter already assigned: return count (bypass); unlock",
+                      "adapter not assigned: return count (bypass); unlock",
+                      "set adm bit; shadow adm = adm & host config; vfio_ap_mdev_update_guest_apcb; "
+                      "release_update_locks_for_mdev",
+                      "control domain already assigned: return count (bypass); release_update_locks_for_mdev"], stores
+
+
+def test_12_bypass_leaves_a_pending_host_change_to_scan_complete(tmp_path: Path) -> None:
+    """Where the bypass is visible in the state: adapter 4 (assigned to mdev0) comes online; between
+    vfio_ap_on_cfg_changed and vfio_ap_on_scan_complete the admin writes adapter 3 (already assigned) to
+    assign_adapter. v6.0+ returns at once; the store without the bypass re-filtered and plugged adapter 4
+    into kvm0's CRYCB ahead of on_scan_complete: 66 states instead of 62 (no reduction)."""
+    p = tmp_path / "spec.yaml"
+    p.write_text("""
+name: pending
+design: final
+constants: {vms: 1, mdevs: 1, adapters: [3, 4], domains: [5], config_apm: [3], matrix: ["mdev0: 3,4 x 5"],
+            attached: ["mdev0 -> kvm0"]}
+threads:
+  - name: bus
+    run: [{adapter_online: {apid: 4}}]
+  - name: admin
+    run: [{assign_adapter: {mdev: 0, apid: 3}}]
+""", encoding="utf-8")
+    loaded = load_spec(str(p), default_registry())
+    res = check_program(loaded.design.build(loaded.scenario), Options(quiet=True, reduction="none"))
+    assert (res.result, res.stats.states) == ("HOLDS", 62)
+
+
+@pytest.mark.parametrize("design,users", [("5.10", "refs"), ("5.12", "refs"), ("v15", "refs"),
+                                          ("5.15", "open_count")])
+def test_13_notifier_era_eperm_does_not_fail_the_open(design: str, users: str, tmp_path: Path) -> None:
+    """<= v5.14 (and the v15/v16 postings): the group notifier's SET_KVM replay returns NOTIFY_DONE when
+    vfio_ap_mdev_set_kvm finds another mdev with this kvm (-EPERM), and vfio_register_group_notifier
+    ignores what the replay returns: the open succeeds, the fd holds the device, no KVM is attached, and
+    the mdev's remove waits for that fd. (The model failed the open with -EPERM.) 5.15 keeps -EPERM: the
+    design also stands for v5.19, where open_device returns it (docs/designs/world.md)."""
+    from ap_model.world import E
+
+    _, program = run(tmp_path, f"""
+name: second-mdev
+design: "{design}"
+constants: {{vms: 1, mdevs: 2, matrix: ["mdev0: 3 x 5", "mdev1: 4 x 6"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - name: qemu
+    run: [{{open_device: {{mdev: 1, vm: 0}}}}]
+""")
+    end = only_run(program)
+    assert field(program, "mdev1.kvm", end) == -1
+    if design == "5.15":
+        assert (field(program, "qemu.ret", end), field(program, f"mdev1.vfio_device.{users}", end)) == (E["EPERM"], 0)
+    else:
+        assert (field(program, "qemu.ret", end), field(program, f"mdev1.vfio_device.{users}", end)) == (0, 1)

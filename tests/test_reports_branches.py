@@ -263,16 +263,17 @@ def test_every_operation_of_every_design_has_its_branches(design: str) -> None:
 def test_final_assign_shows_the_refusal_or_whether_the_guest_was_updated(tmp_path: Path) -> None:
     steps = run_in_order(tmp_path, """\
 design: final
-constants: {adapters: [3, 4, 10], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"],
-            attached: ["mdev0 -> kvm0"], apmask: [4]}
+constants: {adapters: [3, 4, 10, 11], domains: [5], vms: 1, mdevs: 1, matrix: ["mdev0: 3 x 5"],
+            attached: ["mdev0 -> kvm0"], apmask: [4], config_apm: [3, 4, 10]}
 threads: [{name: a, run: [assign_adapter: {mdev: 0, apid: 4}, assign_adapter: {mdev: 0, apid: 10},
-                          assign_adapter: {mdev: 0, apid: 10}]}]
+                          assign_adapter: {mdev: 0, apid: 10}, assign_adapter: {mdev: 0, apid: 11}]}]
 """)
     done = "set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_adapter; vfio_ap_mdev_filter_matrix; "
     assert [a for _, _, a in steps if not a.startswith("mutex_lock(")] == [
         "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL; unlock",
         done + "shadow changed: vfio_ap_mdev_update_guest_apcb; unlock",
-        done + "shadow unchanged; unlock"]
+        "adapter already assigned: return count (bypass); unlock",  # v6.0 "bypass unnecessary processing"
+        done + "shadow unchanged; unlock"]  # adapter 11 is not in the host configuration: filtered out
 
 
 def test_a_lock_not_taken_says_why(tmp_path: Path) -> None:

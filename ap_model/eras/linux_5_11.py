@@ -18,12 +18,12 @@ unlocked read of matrix_mdev->kvm before matrix_dev->lock (5.12's check under th
 
 from __future__ import annotations
 
-from checker.lang.expr import If, Not
+from checker.lang.expr import Not
 
 from ..kernel.vfio_ap_ops import OPS
 from ..kfunc import K, kernel
-from ..world import Body, E, Era
-from .linux_5_12 import LINUX_5_12, VFIO_MDEV, notifier_entry
+from ..world import Body, Era
+from .linux_5_12 import LINUX_5_12, SWALLOWED, VFIO_MDEV, notifier_entry
 
 
 @kernel(OPS, name="vfio_ap_ops.handle_pqap")
@@ -55,13 +55,12 @@ def _set_kvm(k: K, m: int, vm: int, masks_under_lock: bool) -> None:
     w.get_kvm(b, vm, when=ok)
     b.set(w.mkvm[m], vm, when=ok)
     b.set(w.hook[vm], m, when=ok)
-    b.set(w.vopen[m], True, when=ok)
-    k.ret(b, If(other, E["EPERM"], 0))
+    k.ret(b, 0)
     apm, aqm = w.guest_masks(m)
     if masks_under_lock:  # 5.11: set_masks (kvm->lock inside) with matrix_dev->lock held, both dropped together
         k.step("vfio_ap_mdev_set_kvm", "other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                                        "pqap_hook = &matrix_mdev->pqap_hook", body=b, jumps=[(other, eperm)],
-               branches=[(other, "another mdev has this kvm: -EPERM"),
+               branches=[(other, f"another mdev has this kvm: {SWALLOWED}"),
                          (ok, "kvm_get_kvm; matrix_mdev->kvm = kvm; pqap_hook = &matrix_mdev->pqap_hook")])
         k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m,
                release_m=True)
@@ -69,7 +68,7 @@ def _set_kvm(k: K, m: int, vm: int, masks_under_lock: bool) -> None:
         k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, jumps=[(other, end)],
                  text="other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                       "pqap_hook = &matrix_mdev->pqap_hook; mutex_unlock",
-                 branches=[(other, "another mdev has this kvm: -EPERM"),
+                 branches=[(other, f"another mdev has this kvm: {SWALLOWED}"),
                            (ok, "kvm_get_kvm; matrix_mdev->kvm = kvm; pqap_hook = &matrix_mdev->pqap_hook"),
                            (None, "mutex_unlock")])
         k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m,
@@ -77,10 +76,9 @@ def _set_kvm(k: K, m: int, vm: int, masks_under_lock: bool) -> None:
     k.goto(end)
     if masks_under_lock:
         k.at(eperm)
-        k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), text="-EPERM: mutex_unlock", goto=end)
+        k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), text="-EPERM (ignored): mutex_unlock", goto=end)
     k.at(no_kvm)
     b = Body()
-    b.set(w.vopen[m], True)
     k.ret(b, 0)
     k.step("vfio_ap_mdev_open", "group->kvm == NULL: no SET_KVM replayed; open returns 0", body=b)
 
@@ -110,8 +108,8 @@ def _unset_a1(k: K, m: int, fn: str, release: bool) -> None:
                                      "matrix_mdev->kvm = NULL", body=b)
     k.at(done)
     b = Body()
-    if release:
-        b.set(w.vopen[m], False)
+    if release:  # vfio_device_fops_release: ops->release, then vfio_device_put (the fd's reference)
+        w.vfio_users(b, m, -1, when=b[w.vopen[m]] > 0)
     b.set(lk, -1)
     k.ret(b, 0)
     k.unlock(fn, (w.M, None, None), body=b, text="mutex_unlock(matrix_dev->lock)")

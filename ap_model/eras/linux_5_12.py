@@ -10,7 +10,7 @@ and share its functions. No vfio core group lock around open/release. docs/desig
 
 from __future__ import annotations
 
-from checker.lang.expr import And, Expr, If, Not, Or
+from checker.lang.expr import And, Expr, Not, Or
 
 from ..kernel.kvm import KVM_S390, PRIV
 from ..kernel.vfio_ap_ops import NO_HOOK, OPS
@@ -19,6 +19,8 @@ from ..world import Body, E, Era, eq
 from .linux_5_15 import LINUX_5_15
 
 VFIO_MDEV = "drivers/vfio/mdev/vfio_mdev.c"
+SWALLOWED = ("set_kvm -EPERM, NOTIFY_DONE; vfio_register_group_notifier ignores the replay's result: "
+             "the open returns an fd with no KVM")
 
 
 @kernel(PRIV, name="handle_pqap")
@@ -130,18 +132,33 @@ def kvm_arch_crypto_set_masks(k: K, fn: str, kv: Expr | int, apm: Expr | None, a
 
 
 def notifier_entry(k: K, m: int, vm: int) -> tuple[str, Body, Expr] | None:
-    """The group notifier's SET_KVM(kvm) replay at open, up to "another mdev has this kvm": None for a VM
-    without a CRYCB (handled); else (the label of the no-kvm tail, the block under matrix_dev->lock, the
-    -EPERM condition). With the VM gone (group->kvm cleared by kvm_vfio_release) nothing is replayed: the
-    lock step jumps to the no-kvm tail, which the caller emits."""
+    """VFIO_GROUP_GET_DEVICE_FD (<= v5.14: no open count, device->ops->open on every open) up to "another
+    mdev has this kvm": None for a VM without a CRYCB (handled); else (the label of the no-kvm tail, the
+    block under matrix_dev->lock, the -EPERM condition).
+
+    vfio_group_get_device_fd -> vfio_device_get_from_name takes a reference on the vfio_device (the fd
+    keeps it; vfio_del_group_dev in the mdev's remove waits for it); a device no longer in the group's
+    device_list (its remove is past that wait) is not found: -ENODEV. Then vfio_mdev_open ->
+    vfio_ap_mdev_open registers the group notifier, which replays SET_KVM(kvm) if group->kvm is set. With
+    the VM gone (group->kvm cleared by kvm_vfio_release) nothing is replayed: the lock step jumps to the
+    no-kvm tail, which the caller emits. The lookup is folded into the notifier's lock step (the lookup
+    touches only the vfio core's device list, which no other modelled step reads)."""
     w = k.w
     if vm in w.cfg.no_crycb:
         k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=m)
         return None
     no_kvm = k.label("open_no_kvm")
     alive = w.kvm_alive(vm)
-    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=alive, jumps=[(Not(alive), no_kvm)],
-           skip="group->kvm == NULL: no SET_KVM replayed")
+    found = w.vfio_device_gettable(m)
+    b = Body()
+    w.vfio_users(b, m, 1, when=found)
+    k.ret(b, E["ENODEV"], when=Not(found))
+    k.lock(w.M, "vfio_ap_mdev_group_notifier", when=And(found, alive), body=b,
+           jumps=[(Not(found), k.end()), (Not(alive), no_kvm)],
+           branches=[(Not(found), "vfio_device_get_from_name: mdev removed, no device: -ENODEV"),
+                     (found, "vfio_device_get_from_name: vfio_device_get"),
+                     (And(found, Not(alive)), "group->kvm == NULL: no SET_KVM replayed"),
+                     (And(found, alive), "{lock}")])
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (open)")
     return no_kvm, b, Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
@@ -161,11 +178,11 @@ def open_a2(k: K, mdev: int, vm: int) -> None:
     ok = Not(other)
     w.get_kvm(b, vm, when=ok)
     w.busy_set(b, k.t, m, True, when=ok)
-    k.ret(b, If(other, E["EPERM"], 0))
+    k.ret(b, 0)
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, jumps=[(other, end)],
              text="other mdev has this kvm: -EPERM; kvm_get_kvm; kvm_busy = true; mutex_unlock",
-             branches=[(other, "another mdev has this kvm: -EPERM"), (ok, "kvm_get_kvm; kvm_busy = true"),
-                       (None, "mutex_unlock")])
+             branches=[(other, f"another mdev has this kvm: {SWALLOWED}"),
+                       (ok, "kvm_get_kvm; kvm_busy = true"), (None, "mutex_unlock")])
     k.call("vfio_ap_mdev_set_kvm:publish_hook", mdev=m, vm=vm)
     apm, aqm = w.guest_masks(m)
     k.call("kvm_arch_crypto_set_masks", fn="vfio_ap_mdev_set_kvm", kv=vm, apm=apm, aqm=aqm, src=m, release_m=False)
@@ -174,13 +191,11 @@ def open_a2(k: K, mdev: int, vm: int) -> None:
     hook = k.call("vfio_ap_mdev_set_kvm:hook_under_lock", b=b, mdev=m, vm=vm)
     b.set(w.mkvm[m], vm)
     w.busy_set(b, k.t, m, False)
-    b.set(w.vopen[m], True)
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), body=b, goto=end,
              text=f"{hook}matrix_mdev->kvm = kvm; kvm_busy = false; wake_up_all; unlock")
     k.at(no_kvm)
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (open)")
-    b.set(w.vopen[m], True)
     k.ret(b, 0)
     k.step("vfio_ap_mdev_open", "group->kvm == NULL: no SET_KVM replayed; open returns 0", body=b)
 
@@ -246,7 +261,7 @@ def _unset_a2(k: K, m: int, release: bool) -> None:
     b.set(w.mkvm[m], -1)
     w.busy_set(b, k.t, m, False)
     if release:
-        b.set(w.vopen[m], False)
+        w.vfio_users(b, m, -1, when=b[w.vopen[m]] > 0)
         b.set(w.closing[m], False)
     k.ret(b, 0)
     k.unlock("vfio_ap_mdev_unset_kvm", (w.M, None, None), body=b, goto=k.end(),
@@ -255,7 +270,7 @@ def _unset_a2(k: K, m: int, release: bool) -> None:
     k.at(done)
     b = Body()
     if release:
-        b.set(w.vopen[m], False)
+        w.vfio_users(b, m, -1, when=b[w.vopen[m]] > 0)
         b.set(w.closing[m], False)
     k.unlock(fn, (w.M, None, None), body=b, goto=k.end())
     k.at(wait)

@@ -34,24 +34,33 @@ def vfio_device_open_notifier(k: K, mdev: int, vm: int) -> None:
     if vm in w.cfg.no_crycb:
         k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=mdev)
         return
-    k.call("vfio_device_open:entry", mdev=m, vm=vm)
-    unlock = k.label("open_unlock")
-    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=unlock)  # -EPERM: continue at the unlock
+    unlock, failed = k.label("open_unlock"), k.label("open_failed")
+    k.call("vfio_device_open:entry", mdev=m, vm=vm, opened=unlock)
+    k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=failed)
     k.at(unlock)
-    k.unlock("vfio_device_open", (w.VG, None, m))
+    k.unlock("vfio_device_open", (w.VG, None, m), goto=k.end())
+    k.at(failed)  # -EPERM (the model fails the open: kernel-facts §5 C1 and docs/designs/5.15.md)
+    b = Body()
+    w.vfio_users(b, m, -1)
+    k.unlock("vfio_device_open", (w.VG, None, m), body=b, text="open_device failed: open_count--; mutex_unlock")
 
 
 @kernel(VFIO_MAIN, name="vfio_device_open:entry")
-def open_entry(k: K, mdev: int, vm: int) -> None:
-    """The device of a removed mdev (or of an unloaded module) cannot be opened: -ENODEV. Group lock;
-    register the group notifier: SET_KVM is replayed only if group->kvm is set (kvm_vfio_release clears it
-    before the VM goes away)."""
+def open_entry(k: K, mdev: int, vm: int, opened: str) -> None:
+    """The device of a removed mdev (or of an unloaded module) cannot be opened: -ENODEV. dev_set->lock
+    (named group_lock); open_count++; a device already open (``opened``: continue at the unlock) does not
+    call open_device again. The first open registers the group notifier: SET_KVM is replayed only if
+    group->kvm is set (kvm_vfio_release clears it before the VM goes away)."""
     w, m = k.w, mdev
     alive = w.vfio_device_gettable(m)
+    again = w.vopen[m].var != 0
     b = Body()
-    k.ret(b, E["ENODEV"], when=Not(alive))
-    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b, jumps=[(Not(alive), k.end())],
-           branches=[(Not(alive), "mdev removed: -ENODEV"), (alive, "{lock}")])
+    k.ret(b, If(alive, 0, E["ENODEV"]), when=Or(Not(alive), again))
+    w.vfio_users(b, m, 1, when=alive)
+    k.lock(w.VG, "vfio_device_open", index=m, when=alive, body=b,
+           jumps=[(Not(alive), k.end()), (again, opened)],
+           branches=[(Not(alive), "mdev removed: -ENODEV"), (alive, "{lock}; open_count++"),
+                     (And(alive, again), "already open: open_device not called")])
     w.notifier_open(k.t, m, vm, "vfio_device_open")
 
 
@@ -69,6 +78,7 @@ def set_kvm_5_15(k: K, mdev: int, vm: int, failed: str) -> None:
     k.unlock("vfio_ap_mdev_set_kvm", (w.KL, None, vm), (w.M, None, None), body=b,
              text="other mdev has this kvm: -EPERM; kvm_get_kvm; matrix_mdev->kvm = kvm; "
                   "kvm_arch_crypto_set_masks(matrix); unlock",
+             jumps=[(other, failed)],
              branches=[(other, "another mdev has this kvm: -EPERM"),
                        (Not(other), "kvm_get_kvm; matrix_mdev->kvm = kvm; kvm_arch_crypto_set_masks(matrix)"),
                        (None, "unlock")])
@@ -76,17 +86,20 @@ def set_kvm_5_15(k: K, mdev: int, vm: int, failed: str) -> None:
 
 @kernel(VFIO_GROUP, name="vfio_device_close")
 def vfio_device_close_5_15(k: K, mdev: int) -> None:
-    """vfio_ap_mdev_close_device -> vfio_ap_mdev_unset_kvm (group lock held); no vfio-core kvm reference."""
+    """Last fd (open_count 1): vfio_ap_mdev_close_device -> vfio_ap_mdev_unset_kvm (group lock held); no
+    vfio-core kvm reference. Another fd still open: open_count-- only."""
     w, m = k.w, mdev
     done = k.label("close_done")
-    kv = w.close_device_entry(k.t, m, "vfio_device_close", [(Or(Not(w.vopen[m].var), w.mkvm[m].var == -1), done)])
+    users = w.vopen[m].var
+    kv = w.close_device_entry(k.t, m, "vfio_device_close", [(Or(users != 1, w.mkvm[m].var == -1), done)])
     k.call("vfio_ap_mdev_unset_kvm", mdev=m, kv=kv)
     k.at(done)
     b = Body()
-    b.set(w.vopen[m], False)
+    w.vfio_users(b, m, -1, when=b[w.vopen[m]] > 0)
     b.set(w.closing[m], False)
     b.set(k.local("kvm", w.kslots), -1)
-    k.unlock("vfio_device_close", (w.VG, None, m), body=b)
+    k.unlock("vfio_device_close", (w.VG, None, m), body=b,
+             text="open_count--; mutex_unlock(group_lock)")
 
 
 @kernel(OPS, name="vfio_ap_mdev_unset_kvm")

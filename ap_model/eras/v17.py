@@ -100,6 +100,13 @@ def vfio_ap_handle_pqap_v17(k: K, v: int, skip: str) -> None:
     k.unlock("handle_pqap", (w.M, None, None), text="vfio_ap: mutex_unlock(matrix_dev->lock)")
 
 
+@kernel(OPS, name="store:bypass")
+def no_store_bypass(k: K, b: Body, f: Any, x: int, assign: bool) -> Expr | None:
+    """The v17/v18 postings (Jan/Feb 2022) predate "bypass unnecessary processing of AP resources" (v6.0): an
+    assign of a bit already set (unassign of a clear one) redoes the whole store."""
+    return None
+
+
 @kernel(OPS, name="vfio_ap_mdev_set_kvm")
 def set_kvm_v17(k: K, mdev: int, vm: int, failed: str) -> None:
     """guests_lock (write) -> kvm->lock -> matrix_dev->lock { other guest with this kvm -> -EPERM; add
@@ -115,6 +122,7 @@ def set_kvm_v17(k: K, mdev: int, vm: int, failed: str) -> None:
     k.unlock("vfio_ap_mdev_set_kvm", (w.M, None, None), (w.KL, None, vm), (w.G, None, None, "w"), body=b,
              text="other guest with this kvm: -EPERM; add ap_guest; kvm_get_kvm; "
                   "kvm->arch.crypto.data = matrix_mdev; set masks; unlock",
+             jumps=[(other, failed)],
              branches=[(other, "another guest has this kvm: -EPERM"),
                        (Not(other), "add ap_guest; kvm_get_kvm; kvm->arch.crypto.data = matrix_mdev; set masks"),
                        (None, "unlock")])
@@ -179,7 +187,7 @@ def vfio_ap_exit(k: K) -> None:
     """rmmod (module refcount: no vfio device open): vfio_ap_mdev_unregister removes every mdev (the mdev
     parent goes away), then kvm_s390_pqap_hook_unregister under pqap_hook_lock."""
     w = k.w
-    k.step("vfio_ap_exit", "module refcount: no vfio device open", guard=And(*[Not(f.var) for f in w.vopen]))
+    k.step("vfio_ap_exit", "module refcount: no vfio device open", guard=And(*[f.var == 0 for f in w.vopen]))
     k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
     k.lock(w.M, "vfio_ap_mdev_remove")
     b = Body()
@@ -230,7 +238,7 @@ V17 = LINUX_6_8.derive(
     "kvm->arch.crypto.data, guests_lock rwsem (v17 01/15, 08/15, 09/15; Tony/Halil thread Jan 2022)",
     era=Era(dynamic=True, hook="global", busy=False, matrix_lock="matrix_dev->lock", guests_lock="rwsem",
             vfio_lock=True, vfio_kvm_ref=False),
-    override=[get_locks_v17, release_locks_v17, in_use_lock_v17, in_use_unlock_v17, handle_pqap_v17,
+    override=[no_store_bypass, get_locks_v17, release_locks_v17, in_use_lock_v17, in_use_unlock_v17, handle_pqap_v17,
               vfio_ap_handle_pqap_v17, vfio_device_open_notifier, set_kvm_v17, vfio_device_close_5_15,
               unset_kvm_v17, filter_matrix_no_reset, vfio_ap_init_v17],
     add=[open_entry, unset_detach_v17, vfio_ap_exit, kvm_s390_pqap_hook_register],

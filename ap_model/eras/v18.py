@@ -29,6 +29,7 @@ from ..world import Era
 from .linux_5_15 import kvm_vfio_group_del_5_15, open_entry, vfio_device_close_5_15, vfio_device_open_notifier
 from .linux_6_2 import filter_matrix_no_reset, remove_queue_unplug_only
 from .linux_6_8 import LINUX_6_8
+from .v17 import no_store_bypass
 
 
 @kernel(OPS, name="assign_store:lock")
@@ -61,7 +62,7 @@ V18 = LINUX_6_8.derive(
     "matrix_dev->lock, group notifier; assign takes ap_perms_mutex inside validation (before v19 15/20)",
     era=Era(dynamic=True, hook="rwsem", busy=False, matrix_lock="matrix_dev->lock", guests_lock="mutex",
             vfio_lock=True, vfio_kvm_ref=False),
-    override=[assign_lock_v18, assign_unlock_v18, cfg_remove_visit_v18, vfio_device_open_notifier,
+    override=[no_store_bypass, assign_lock_v18, assign_unlock_v18, cfg_remove_visit_v18, vfio_device_open_notifier,
               vfio_device_close_5_15, filter_matrix_no_reset, remove_queue_unplug_only],
     add=[open_entry, kvm_vfio_group_del_5_15],
     operations=operations("kvm_vfio_group_del"), doc="docs/designs/v18.md")

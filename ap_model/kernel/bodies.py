@@ -16,8 +16,10 @@ def errno_of(err: Expr) -> Expr:
               If(err == rules.EADDRINUSE, E["EADDRINUSE"], If(err == rules.ENODEV, E["ENODEV"], E["0"])))
 
 
-def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int) -> Expr:
-    """Set the bit, validate (reserved -> EADDRNOTAVAIL, sharing -> EADDRINUSE), revert on error.
+def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int,
+                when: Expr | None = None) -> Expr:
+    """Set the bit, validate (reserved -> EADDRNOTAVAIL, sharing -> EADDRINUSE), revert on error; only
+    ``when`` it holds (else nothing: the caller returned before).
 
     Returns "assignment done" (the bit is now set). Linking queues is derived
     (a queue is linked iff bound to vfio_ap and in the matrix)."""
@@ -30,12 +32,12 @@ def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int) 
     mine, other = (w.apm[m], w.aqm[m]) if kind == "adapter" else (w.aqm[m], w.apm[m])
     apm, aqm = b[w.apm[m]], b[w.aqm[m]]
     new, err = fn(apm, aqm, x, b[w.apmask], b[w.aqmask], oapm, oaqm)
-    b.set(mine, new)
+    b.set(mine, new, when=when)
     f = w.ret(t)
     if f is not None:
-        b.set(f, errno_of(err))
+        b.set(f, errno_of(err), when=when)
     del other
-    return err == 0
+    return err == 0 if when is None else And(when, err == 0)
 
 
 def assign_refusals(w: World, b: Body, t: ThreadBuilder, ok: Expr) -> list[tuple[Expr | None, str]]:
@@ -44,8 +46,8 @@ def assign_refusals(w: World, b: Body, t: ThreadBuilder, ok: Expr) -> list[tuple
     ret = w.ret(t)
     if ret is None:
         return [(Not(ok), "validate: refused (errno not tracked)")]
-    return [(b[ret] == E["EADDRNOTAVAIL"], "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
-            (b[ret] == E["EADDRINUSE"], "validate: APQN assigned to another mdev: -EADDRINUSE")]
+    return [(And(Not(ok), b[ret] == E["EADDRNOTAVAIL"]), "validate: APQN reserved for zcrypt: -EADDRNOTAVAIL"),
+            (And(Not(ok), b[ret] == E["EADDRINUSE"]), "validate: APQN assigned to another mdev: -EADDRINUSE")]
 
 
 def _and(*xs: Expr | None) -> Expr:
@@ -98,12 +100,10 @@ def unplug_domain(w: World, b: Body, m: int, x: int, when: Expr | None = None, a
 
 def attach(w: World, b: Body, m: int, vm: int, apm: Expr, aqm: Expr) -> Expr:
     """vfio_ap_mdev_set_kvm's critical section: another mdev already has this kvm -> -EPERM (returned:
-    the condition); else kvm_get_kvm, matrix_mdev->kvm = kvm, kvm_arch_crypto_set_masks(apm, aqm), the
-    device is open."""
+    the condition); else kvm_get_kvm, matrix_mdev->kvm = kvm, kvm_arch_crypto_set_masks(apm, aqm)."""
     other = Or(*[And(w.mdev_alive(o), w.mkvm[o].var == vm) for o in w.mdevs if o != m])
     ok = Not(other)
     w.get_kvm(b, vm, when=ok)
     b.set(w.mkvm[m], vm, when=ok)
     w.set_masks(b, vm, apm, aqm, m, when=ok)
-    b.set(w.vopen[m], True, when=ok)
     return other

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import And, Expr, If, Not, Select
+from checker.lang.expr import And, Expr, If, Not, Or, Select
 
 from ..kfunc import K, kernel
 from ..world import Body, E
@@ -84,8 +84,10 @@ def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
 
 @kernel(VFIO_GROUP)
 def vfio_device_open(k: K, mdev: int, vm: int) -> None:
-    """vfio_device_group_open (group_lock held): the vfio core takes its own kvm reference
-    (kvm_get_kvm_safe), vfio_ap_mdev_open_device -> vfio_ap_mdev_set_kvm; on failure the core drops it."""
+    """vfio_device_group_open (group_lock held) -> vfio_device_open: open_count++; only the first open
+    (open_count was 0) takes the vfio core's own kvm reference (kvm_get_kvm_safe) and calls
+    vfio_ap_mdev_open_device -> vfio_ap_mdev_set_kvm; on failure the core drops it and open_count--.
+    A later open only counts its fd: no kvm check, no set_kvm."""
     w, m, end = k.w, mdev, k.end()
     if vm in w.cfg.no_crycb:
         k.call("vfio_ap_mdev_set_kvm:no_crycb", mdev=mdev)
@@ -94,21 +96,24 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     k.lock(w.VG, "vfio_device_group_open", index=m)
     b = Body()
     alive = w.vfio_device_gettable(m)
+    again = w.vopen[m].var != 0
     # kvm_vfio_release (from kvm_destroy_vm, before the struct kvm is freed) cleared group->kvm, and
     # kvm_get_kvm_safe takes a reference only while the count is non-zero: no kvm -> vfio_ap's
     # open_device returns -EINVAL (issue 8 #1)
     has_kvm = w.kvm_alive(vm)
-    ok = And(alive, has_kvm)
+    ok = And(alive, Not(again), has_kvm)
+    w.vfio_users(b, m, 1, when=And(alive, Or(again, has_kvm)))
     w.get_kvm(b, vm, when=ok)
     b.set(w.vkvm[m], vm, when=ok)
-    k.ret(b, If(alive, If(has_kvm, 0, E["EINVAL"]), E["ENODEV"]))
-    k.step("vfio_device_get_kvm_safe", "vfio core: group->kvm && kvm_get_kvm_safe(group->kvm); "
-                                       "vfio_ap_mdev_open_device: if (!vdev->kvm) return -EINVAL",
+    k.ret(b, If(alive, If(Or(again, has_kvm), 0, E["EINVAL"]), E["ENODEV"]))
+    k.step("vfio_device_get_kvm_safe", "vfio core: open_count++; first open: group->kvm && "
+                                       "kvm_get_kvm_safe(group->kvm); vfio_ap_mdev_open_device",
            body=b, jumps=[(Not(ok), unlock_vg)],
            branches=[(Not(alive), "mdev removed: -ENODEV"),
-                     (ok, "vfio core: kvm_get_kvm_safe(group->kvm); vfio_ap_mdev_open_device"),
-                     (And(alive, Not(has_kvm)), "vfio core: no group->kvm (VM released): vdev->kvm == NULL; "
-                                                "vfio_ap_mdev_open_device: -EINVAL")])
+                     (And(alive, again), "vfio core: open_count++ (already open: open_device not called)"),
+                     (ok, "vfio core: open_count = 1; kvm_get_kvm_safe(group->kvm); vfio_ap_mdev_open_device"),
+                     (And(alive, Not(again), Not(has_kvm)), "vfio core: no group->kvm (VM released): "
+                                                            "vdev->kvm == NULL; vfio_ap_mdev_open_device: -EINVAL")])
     k.call("vfio_ap_mdev_set_kvm", mdev=m, vm=vm, failed=failed)
     k.at(unlock_vg)
     k.unlock("vfio_device_group_open", (w.VG, None, m), goto=end)
@@ -117,20 +122,25 @@ def vfio_device_open(k: K, mdev: int, vm: int) -> None:
     b = Body()
     w.put_kvm(b, vm)
     b.set(w.vkvm[m], -1)
+    w.vfio_users(b, m, -1)
     k.unlock("vfio_device_put_kvm", (w.VG, None, m), body=b,
-             text="open_device failed: vfio core kvm_put_kvm; mutex_unlock(group_lock)")
+             text="open_device failed: vfio core kvm_put_kvm; open_count--; mutex_unlock(group_lock)")
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm:no_crycb")
 def set_kvm_no_crycb(k: K, mdev: int) -> None:
     """``if (kvm->arch.crypto.crycbd)`` is false: set_kvm sets nothing (no hook, no kvm, no masks) and
-    returns 0 in every modelled era (the v4.20 open callback failed instead, [S-v10])."""
+    returns 0 in every modelled era (the v4.20 open callback failed instead, [S-v10]); the fd is counted
+    (a removed mdev's device is not found: -ENODEV)."""
     w = k.w
     b = Body()
-    w.use_mdev(b, mdev, "matrix_mdev (open_device)")
-    b.set(w.vopen[mdev], True)
-    k.ret(b, 0)
-    k.step("vfio_ap_mdev_set_kvm", "kvm->arch.crypto.crycbd == 0: nothing to set up", body=b)
+    found = w.vfio_device_gettable(mdev)
+    w.use_mdev(b, mdev, "matrix_mdev (open_device)", when=found)
+    w.vfio_users(b, mdev, 1, when=found)
+    k.ret(b, If(found, 0, E["ENODEV"]))
+    k.step("vfio_ap_mdev_set_kvm", "kvm->arch.crypto.crycbd == 0: nothing to set up", body=b,
+           branches=[(Not(found), "mdev removed: -ENODEV"),
+                     (found, "kvm->arch.crypto.crycbd == 0: nothing to set up")])
 
 
 @kernel(OPS)
@@ -175,16 +185,17 @@ def vfio_device_close(k: K, mdev: int) -> None:
     """vfio_device_group_close (group_lock held): vfio_ap_mdev_close_device -> vfio_ap_mdev_unset_kvm,
     then the vfio core drops its own kvm reference (may be the last: kvm_destroy_vm)."""
     w, m, end = k.w, mdev, k.end()
-    not_open, vput = k.label("close_not_open"), k.label("close_vfio_put")
+    not_last, vput = k.label("close_not_last"), k.label("close_vfio_put")
+    users = w.vopen[m].var
     kv = w.close_device_entry(k.t, m, "vfio_device_group_close",
-                              [(Not(w.vopen[m].var), not_open), (w.mkvm[m].var == -1, vput)])
+                              [(users != 1, not_last), (w.mkvm[m].var == -1, vput)])
     k.call("vfio_ap_mdev_unset_kvm", mdev=m, kv=kv)
     k.at(vput)
     b = Body()
     vk = w.vkvm[m].var
     w.put_kvm(b, vk, when=vk != -1)
     b.set(w.vkvm[m], -1)
-    b.set(w.vopen[m], False)
+    w.vfio_users(b, m, -1)
     b.set(w.closing[m], False)
     b.set(k.local("kvm", w.kslots), -1)
     last = And(vk != -1, w.kvm.refcount(vk) == 1)
@@ -193,10 +204,13 @@ def vfio_device_close(k: K, mdev: int) -> None:
              branches=[(vk == -1, "vfio core: no kvm reference held"),
                        (last, "vfio core: kvm_put_kvm, the last reference: kvm_destroy_vm"),
                        (And(vk != -1, Not(last)), "vfio core: kvm_put_kvm"), (None, "mutex_unlock(group_lock)")])
-    k.at(not_open)
+    k.at(not_last)  # open_count > 1: only this fd goes; 0: no fd (the scenario closes a device it never got)
     b = Body()
+    w.vfio_users(b, m, -1, when=users > 1)
     b.set(w.closing[m], False)
-    k.unlock("vfio_device_group_close", (w.VG, None, m), body=b)
+    k.unlock("vfio_device_group_close", (w.VG, None, m), body=b,
+             branches=[(users > 1, "open_count-- (not the last fd: close_device not called)"),
+                       (None, "mutex_unlock(group_lock)")])
 
 
 @kernel(OPS)
@@ -248,17 +262,21 @@ def vfio_ap_mdev_probe(k: K, mdev: int) -> None:
 
 @kernel(OPS)
 def vfio_ap_mdev_remove(k: K, mdev: int) -> None:
-    """vfio_unregister_group_dev waits until the device is closed; then guests_lock -> mdevs_lock: reset the
-    queues, unlink them, list_del, kfree(matrix_mdev)."""
+    """The vfio core waits until the device is closed; then guests_lock -> mdevs_lock: reset the queues,
+    unlink them, list_del, kfree(matrix_mdev).
+
+    5.15+: vfio_unregister_group_dev drops the registration reference and waits for every fd's: an open
+    or close in progress holds one (taken before group_lock, dropped after it) and no new fd gets one.
+    Before (vfio_mdev_remove -> vfio_del_group_dev, then mdev core -> vfio_ap_mdev_remove): the driver's
+    vfio_device_put, then wait until the device leaves the group's device_list, i.e. until the last
+    reference of an fd or of a VFIO_GROUP_GET_DEVICE_FD in progress is put; later lookups fail (-ENODEV)."""
     w, m = k.w, mdev
-    # vfio_unregister_group_dev drops the registration reference and waits for every fd's: an open
-    # or close in progress holds one (taken before group_lock, dropped after it) and no new fd gets one
     b = Body()
-    if w.unregistered:
-        b.set(w.unregistered[m], True)
+    b.set(w.unregistered[m], True)
     in_progress = [w.VG[m].is_free()] if w.VG else []
-    k.step("vfio_unregister_group_dev", "wait until the vfio device is closed (request -> QEMU)",
-           guard=And(Not(w.vopen[m].var), *in_progress), body=b)
+    k.step("vfio_unregister_group_dev" if w.VG else "vfio_del_group_dev",
+           "wait until the vfio device is closed (request -> QEMU)",
+           guard=And(w.vopen[m].var == 0, *in_progress), body=b)
     if w.G is not None:
         k.lock(w.G, "vfio_ap_mdev_remove", mode="w")
     k.lock(w.M, "vfio_ap_mdev_remove")
@@ -288,18 +306,34 @@ def assign_store_unlock(k: K, mk: Expr | int) -> list[tuple[Any, ...]]:
     return k.call("release_update_locks_for_mdev", mk=mk, perms=True)  # type: ignore[no-any-return]
 
 
+@kernel(OPS, name="store:bypass")
+def store_bypass(k: K, b: Body, f: Any, x: int, assign: bool) -> Expr | None:
+    """"s390/vfio-ap: bypass unnecessary processing of AP resources" (Aug 2022, v6.0): an assign store of a
+    bit already set, or an unassign of a bit already clear, returns count at once, still under the locks
+    (adapter, domain and control domain). Returns that condition (None: the era has no such test)."""
+    return b[f].has(x) if assign else Not(b[f].has(x))
+
+
+BYPASSED = "return count (bypass)"
+
+
 def _assign(k: K, m: int, kind: str, x: int) -> None:
     w = k.w
     fn = f"assign_{kind}_store"
     mk = w.mkvm[m].var
     k.call("assign_store:lock", fn=fn, mk=mk)
     b = Body()
-    ok = assign_body(w, b, k.t, m, kind, x)
+    done = k.call("store:bypass", b=b, f=w.apm[m] if kind == "adapter" else w.aqm[m], x=x, assign=True)
+    if done is not None:
+        w.use_mdev(b, m, "matrix_mdev (sysfs attribute)", when=done)
+        k.ret(b, 0, when=done)
+    ok = assign_body(w, b, k.t, m, kind, x, when=None if done is None else Not(done))
     changed = k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=ok)
     k.unlock(fn, *k.call("assign_store:unlock", mk=mk), body=b,
              text=f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                   "vfio_ap_mdev_filter_matrix; update_guest_apcb; unlock",
-             branches=[*assign_refusals(w, b, k.t, ok),
+             branches=[*([(done, f"{kind} already assigned: {BYPASSED}")] if done is not None else []),
+                       *assign_refusals(w, b, k.t, Or(ok, done) if done is not None else ok),
                        (ok, f"set bit; vfio_ap_mdev_validate_masks; vfio_ap_mdev_link_{kind}; "
                             "vfio_ap_mdev_filter_matrix"),
                        (changed, "shadow changed: vfio_ap_mdev_update_guest_apcb"),
@@ -314,14 +348,18 @@ def _unassign(k: K, m: int, kind: str, x: int) -> None:
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     f = w.apm[m] if kind == "adapter" else w.aqm[m]
-    b.set(f, b[f].without_bit(x))
-    was = (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x)
+    done = k.call("store:bypass", b=b, f=f, x=x, assign=False)
+    go = None if done is None else Not(done)
+    b.set(f, b[f].without_bit(x), when=go)
+    was = (unplug_adapter if kind == "adapter" else unplug_domain)(w, b, m, x, when=go)
     k.ret(b, 0)
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text=f"clear bit; vfio_ap_mdev_unlink_{kind}; hot unplug from shadow + guest; reset queues; unlock",
-             branches=[(None, f"clear bit; vfio_ap_mdev_unlink_{kind}"),
+             branches=[*([(done, f"{kind} not assigned: {BYPASSED}")] if done is not None else []),
+                       (go, f"clear bit; vfio_ap_mdev_unlink_{kind}"),
                        (was, f"in the shadow: vfio_ap_mdev_hot_unplug_{kind} (shadow, guest); reset its queues"),
-                       (Not(was), "not in the shadow: guest unchanged, no reset"), (None, "unlock")])
+                       (And(Not(was), go) if go is not None else Not(was),
+                        "not in the shadow: guest unchanged, no reset"), (None, "unlock")])
 
 
 @kernel(OPS)
@@ -360,14 +398,19 @@ def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     b = Body()
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     f = w.adm[m]
-    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x))
-    changed = w.filter_cdoms(b, m)
+    done = k.call("store:bypass", b=b, f=f, x=x, assign=assign)
+    go = None if done is None else Not(done)
+    b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x), when=go)
+    changed = w.filter_cdoms(b, m, when=go)
     w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
     k.ret(b, 0)
     what = f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config"
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text=f"{what}; if changed: update_guest_apcb; unlock",
-             branches=[(None, what), (Not(changed), "shadow unchanged"), (And(changed, mk == -1), "no guest"),
+             branches=[*([(done, f"control domain {'already' if assign else 'not'} assigned: {BYPASSED}")]
+                         if done is not None else []),
+                       (go, what), (And(go, Not(changed)) if go is not None else Not(changed), "shadow unchanged"),
+                       (And(changed, mk == -1), "no guest"),
                        (And(changed, mk != -1), "vfio_ap_mdev_update_guest_apcb"),
                        (None, "release_update_locks_for_mdev")])
 

@@ -3,7 +3,7 @@
     properties:
       always:
         - name: guest-only-when-open
-          expr: "kvm0.crycb.apm != {} => mdev0.vfio_device.open"
+          expr: "kvm0.crycb.apm != {} => mdev0.vfio_device.open_count > 0"
       sometimes:
         - name: kvm-freed
           expr: kvm0.state == freed
