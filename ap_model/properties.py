@@ -382,6 +382,25 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
                 if drop:
                     lk.append(Implies(_at(program, (a.thread, list(range(cleared + 1, min(drop) + 1)))),
                                       And(w.mkvm[m].var == -1, *held)))
+    # program points: the first open of an mdev's vfio device (the step that counts its fd up to 1 calls
+    # open_device) holds the group_lock and finds matrix_mdev->kvm NULL until vfio_ap_mdev_set_kvm attaches it
+    # (close_device, which clears it, runs for the last fd under that lock; a failed open attached nothing)
+    for a in program.actions:
+        counted = [m for m in w.mdevs if w.vopen[m] in a.updates and a.function != "vfio_ap_mdev_set_kvm"]
+        if len(counted) != 1 or any(w.vopen[counted[0]] in c.updates for c in program.actions
+                                    if c.thread == a.thread and c.label < a.label):
+            continue
+        m = counted[0]
+        attach = [c.label for c in program.actions
+                  if c.thread == a.thread and c.label > a.label and w.mkvm[m] in c.updates]
+        if attach:
+            held = [w.VG[m].owner.var == a.thread + 1] if w.VG else []
+            # its fd is counted (no remove got past its wait) and, 6.2+, the vfio core holds its kvm reference
+            step = min(program.by_label[a.thread][min(attach)], key=lambda c: c.aid)
+            vms = [v for v in w.vms if w.kvm.refs is not None and w.kvm.refs[v] in step.updates]
+            core = [w.vkvm[m].var == vms[0]] if w.vkvm and len(vms) == 1 else []
+            lk.append(Implies(_at(program, (a.thread, list(range(a.label + 1, min(attach) + 1)))),
+                              And(w.mkvm[m].var == -1, w.vopen[m].var >= 1, w.mdev_alive(m), *held, *core)))
     # reference counts: a struct kvm holds at least the references of the mdevs attached to it (vfio_ap's) and of
     # the vfio devices open on it (the vfio core's, 6.2+)
     rf = []
@@ -396,9 +415,10 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
                 if a.function in FD_RELEASES and w.kvm.refs[v] in a.updates:
                     held_refs = held_refs + If(program.threads[a.thread].pc.var <= a.label, 1, 0)
             rf.append(w.kvm.refs[v].var >= held_refs)
+            rf.append(Implies(w.kvm.refs[v].var > 0, w.kvm_alive(v)))  # kvm_destroy_vm only on the last put
     _add(program, "lemma-kvm-refs", And(*rf),
          "a struct kvm holds a reference for each mdev attached to it, each vfio device open on it, and its VM and "
-         "vCPU fds until they are closed",
+         "vCPU fds until they are closed; a struct kvm with a reference is alive",
          "vfio_ap_mdev_set_kvm / unset_kvm (kvm_get_kvm / kvm_put_kvm); vfio_device_get_kvm_safe / put_kvm")
     _add(program, "lemma-close-local-kvm", And(*lk),
          "a thread closing an mdev's vfio device has read matrix_mdev->kvm into its local and, holding the "
