@@ -251,6 +251,13 @@ class KernelDesign:
         ops = {n: sig for n, sig in self.operations.items() if not names or n in names}
         return universal_scenario(self.name, ops, given)
 
+    def sized_constants(self, vms: int, adapters: int, domains: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The design hook of ``apcheck prove --parametric --sizes``: the constants of one size and the
+        operations every size adds to the target's (universal.sized_constants)."""
+        from .universal import SIZED_OPERATIONS, sized_constants
+
+        return sized_constants(vms, adapters, domains), SIZED_OPERATIONS
+
     def universal_once(self) -> tuple[str, ...]:
         """Operations of ``universal_scenario`` that run at most once (closing an fd)."""
         from .universal import ONCE

@@ -76,4 +76,29 @@ def universal_scenario(design: str, operations: dict[str, OperationSig], constan
                     "threads, any number of times", dict(constants), threads)
 
 
-__all__ = ["thread_name", "universal_scenario"]
+# The instances of one size of ``apcheck prove --parametric --sizes`` (sized_constants). APIDs and APQIs are
+# numbered as the bundled specs and the design defaults do (adapters 3, 4, domains 5, 6), continued upwards.
+FIRST_APID, FIRST_APQI = 3, 5
+# What every size adds to the target's operations: with the guests started on empty matrices, these are the
+# steps that reach the other matrices (assign_adapter/assign_domain add any APID/APQI, one at a time; the
+# unassigns take them away again), so that a goal proved at a size is proved for every matrix of that size.
+SIZED_OPERATIONS = ("assign_adapter", "unassign_adapter", "assign_domain", "unassign_domain")
+
+
+def sized_constants(vms: int, adapters: int, domains: int) -> dict[str, Any]:
+    """The constants of one size: ``vms`` VMs (one vCPU each), mdev i attached to kvm i (so as many mdevs as
+    VMs: ``attached`` allows one mdev per KVM), every matrix empty, so every guest starts with an empty
+    CRYCB; ``adapters`` APIDs from 3 and ``domains`` APQIs from 5, all in the host configuration and none
+    reserved by apmask/aqmask (apmask empty), so every queue is bound to vfio_ap at start. Every matrix of
+    the size is then reached from the empty one by the assign operations (SIZED_OPERATIONS), which
+    ``apcheck prove --parametric --sizes`` always runs."""
+    return {
+        "vms": vms, "vcpus": 1, "mdevs": vms,
+        "adapters": [FIRST_APID + i for i in range(adapters)],
+        "domains": [FIRST_APQI + i for i in range(domains)],
+        "matrix": [], "attached": [f"mdev{i} -> kvm{i}" for i in range(vms)],
+        "apmask": [],  # config_apm/config_aqm: the defaults, every adapter and domain configured
+    }
+
+
+__all__ = ["SIZED_OPERATIONS", "sized_constants", "thread_name", "universal_scenario"]
