@@ -100,7 +100,7 @@ def test_mainline_small_grid_proves_the_five_goals_at_every_size(capsys: pytest.
     assert [(r["property"], r["status"], r["scope"]) for r in out["prove"]] == [
         (g, PROVED, scope) for g in ["auto:lock-ownership", *FIVE]]
     assert out["prove"][1]["detail"] == "inductive for every number of threads at each of the 2 sizes"
-    assert out["scope"] == scope
+    assert (out["spec"], out["design"], out["scope"]) == ("specs/parametric-mainline.yaml", "mainline", scope)
     assert out["grid"] == {"vms": [1, 1], "adapters": [1, 2], "domains": [1, 1], "count": 2,
                            "text": "vms 1, adapters 1..2, domains 1 (2 sizes)"}
     assert [(s["vms"], s["adapters"], s["domains"], s["operation_instances"]) for s in out["sizes"]] == [

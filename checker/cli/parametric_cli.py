@@ -233,7 +233,7 @@ def run_sizes(tg: Target, sizes: str, props: tuple[str, ...], lemmas: tuple[str,
     first = plans[0][2]
     shown = f"{tg.shown} --sizes {sizes}"
     if fmt == "json":
-        doc = result_to_dict(first, result, shown, design.name)
+        doc = result_to_dict(first, result, tg.shown, design.name)  # the grid: its own key
         doc["grid"] = {**{d: list(r) for d, r in zip(DIMENSIONS, grid.ranges)}, "count": len(outcomes),
                        "text": grid.text()}
         doc["scope"] = scope
