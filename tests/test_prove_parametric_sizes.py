@@ -153,7 +153,7 @@ def test_combine_takes_the_worst_status_at_the_first_size_it_was_reached() -> No
                              "first not PROVED at size vms 2, adapters 1, domains 1)")
 
 
-@pytest.mark.slow  # about a minute and a half on an idle machine (docs/prove.md: measured per size)
+@pytest.mark.slow  # 82 s at load average 2.7 (docs/prove.md: measured per size)
 def test_mainline_grid_of_eight_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _run(["specs/parametric-mainline.yaml", "--sizes", "vms=1..2,adapters=1..2,domains=1..2"], capsys)
     assert rc == 0
