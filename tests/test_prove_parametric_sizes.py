@@ -133,6 +133,9 @@ def test_text_output_has_a_line_per_size(capsys: pytest.CaptureFixture[str]) -> 
     assert rc == 0
     assert text.startswith("spec specs/parametric-hook-5.15.yaml --sizes vms=1  design v16-hook  prove\n")
     assert "NOT every matrix: the assign operations do not reach them" in " ".join(text.split())
+    assert "no-two-guests PROVED 1 0" in " ".join(text.split())
+    assert "inductive for every number of threads at the one size [scope: all thread counts; every size with vms 1, " \
+        "adapters 1, domains 1 (1 size):" in " ".join(text.split())
     lines = text.splitlines()
     at = lines.index("sizes: vms 1, adapters 1, domains 1 (1 size)")
     assert lines[at + 1].startswith("  size vms 1, adapters 1, domains 1: 2/2 PROVED, 7 operation instances, ")

@@ -113,13 +113,14 @@ def combine(grid: Grid, outcomes: Sequence[SizeOutcome], scope: str) -> list[Pro
     """One row per goal for the whole grid: PROVED (with ``scope``) when PROVED at every size; else the worst
     status, at the first size where it was reached, with that size's detail (and its lemmas)."""
     n = len(outcomes)
+    every, of_n = ("the one size", "1 size") if n == 1 else (f"each of the {n} sizes", f"the {n} sizes")
     out: list[PropertyProof] = []
     for first in outcomes[0].rows:
         at = [(o.size, _row(o, first.property)) for o in outcomes]
         seconds = sum(r.seconds for _, r in at)
         if all(r.status == PROVED for _, r in at):
             out.append(PropertyProof(first.property, first.kind, PROVED,
-                                     f"{first.detail.split(' (')[0]} at each of the {n} sizes", first.k, 0,
+                                     f"{first.detail.split(' (')[0]} at {every}", first.k, 0,
                                      first.lemmas, first.assumed, seconds=seconds, scope=scope))
             continue
         worst = max(SEVERITY[r.status] for _, r in at)
@@ -127,7 +128,7 @@ def combine(grid: Grid, outcomes: Sequence[SizeOutcome], scope: str) -> list[Pro
         proved = sum(1 for _, r in at if r.status == PROVED)
         first_bad = next(s for s, r in at if r.status != PROVED)
         also = "" if first_bad == size else f"; first not PROVED at size {first_bad.label()}"
-        detail = f"at size {size.label()}: {row.detail} (PROVED at {proved} of the {n} sizes{also})"
+        detail = f"at size {size.label()}: {row.detail} (PROVED at {proved} of {of_n}{also})"
         out.append(PropertyProof(first.property, first.kind, row.status, detail, row.k, row.bmc_depth, row.lemmas,
                                  row.assumed, cti=row.cti, trace=row.trace, seconds=seconds))
     return out
