@@ -255,6 +255,20 @@ class KernelDesign:
         ops = {n: sig for n, sig in self.operations.items() if not names or n in names}
         return universal_scenario(self.name, ops, given)
 
+    def sized_constants(self, vms: int, adapters: int,
+                        domains: int) -> tuple[dict[str, Any], tuple[str, ...], str]:
+        """The design hook of ``apcheck prove --parametric --sizes``: the constants of one size, the
+        operations every size adds to the target's, and what the instances are (universal.sized_constants)."""
+        from .universal import SIZED_OPERATIONS, SIZED_TEXT, sized_constants
+
+        return sized_constants(vms, adapters, domains), SIZED_OPERATIONS, SIZED_TEXT
+
+    def sized_coverage(self, scenario: Scenario, program: Program) -> tuple[bool, str]:
+        """Whether the assign operations reach every matrix of a size (universal.sized_coverage)."""
+        from .universal import sized_coverage
+
+        return sized_coverage(scenario, program)
+
     def universal_once(self) -> tuple[str, ...]:
         """Operations of ``universal_scenario`` that run at most once (closing an fd)."""
         from .universal import ONCE

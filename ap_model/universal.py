@@ -14,9 +14,11 @@ which the lock checks require released at return, and its errno -- is its own).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from checker.lang.design import OpCall, OperationSig, Scenario, ThreadSpec
+from checker.lang.program import Program
 
 from .config import Cfg, parse_cfg
 
@@ -76,4 +78,92 @@ def universal_scenario(design: str, operations: dict[str, OperationSig], constan
                     "threads, any number of times", dict(constants), threads)
 
 
-__all__ = ["thread_name", "universal_scenario"]
+# The instances of one size of ``apcheck prove --parametric --sizes`` (sized_constants). APIDs and APQIs are
+# numbered as the bundled specs and the design defaults do (adapters 3, 4, domains 5, 6), continued upwards.
+FIRST_APID, FIRST_APQI = 3, 5
+# What every size adds to the target's operations: with the guests started on empty matrices, these are the
+# steps that reach the other matrices (assign_adapter/assign_domain add any APID/APQI, one at a time; the
+# unassigns take them away again), so that a goal proved at a size is proved for every matrix of that size.
+SIZED_OPERATIONS = ("assign_adapter", "unassign_adapter", "assign_domain", "unassign_domain")
+
+
+# what every size's instances are, for the scope of a PROVED row
+SIZED_TEXT = ("at start: mdev i attached to kvm i, 1 vCPU per VM, every matrix empty; APIDs from 3, APQIs from 5, "
+              "all configured, every queue bound to vfio_ap")
+COVERED = ("every matrix reached from the empty ones (checked at each size: each assign, run alone, adds its "
+           "APID/APQI to the mdev's matrix and its guest's CRYCB, each unassign takes it out)")
+
+
+def sized_constants(vms: int, adapters: int, domains: int) -> dict[str, Any]:
+    """The constants of one size: ``vms`` VMs (one vCPU each), mdev i attached to kvm i (so as many mdevs as
+    VMs: ``attached`` allows one mdev per KVM), every matrix empty, so every guest starts with an empty
+    CRYCB; ``adapters`` APIDs from 3 and ``domains`` APQIs from 5, all in the host configuration and none
+    reserved by apmask/aqmask (apmask empty), so every queue is bound to vfio_ap at start. Every matrix of
+    the size is then reached from the empty one by the assign operations (SIZED_OPERATIONS), which
+    ``apcheck prove --parametric --sizes`` always runs."""
+    return {
+        "vms": vms, "vcpus": 1, "mdevs": vms,
+        "adapters": [FIRST_APID + i for i in range(adapters)],
+        "domains": [FIRST_APQI + i for i in range(domains)],
+        "matrix": [], "attached": [f"mdev{i} -> kvm{i}" for i in range(vms)],
+        "apmask": [],  # config_apm/config_aqm: the defaults, every adapter and domain configured
+    }
+
+
+def sized_coverage(scenario: Scenario, program: Program) -> tuple[bool, str]:
+    """(True, COVERED) when the assign operations reach every matrix at this size, else (False, what went
+    wrong first): ``_coverage``."""
+    why = _coverage(scenario, program)
+    return (False, f"NOT every matrix: the assign operations do not reach them ({why})") if why else (True, COVERED)
+
+
+def _coverage(scenario: Scenario, program: Program) -> str:
+    """Whether the assign operations reach the matrices at this size: for each mdev m, from the initial state,
+    m's assign threads run alone one after the other must each add their APID/APQI to m's matrix and to its
+    guest's CRYCB (the hot-plug path: all queues are bound and configured, so the filter keeps them), then
+    m's unassign threads must empty both again. "" when they do, else what went wrong first (a design that
+    refuses assignments while the guest runs, -EBUSY before the dynamic configuration, covers only the empty
+    matrix). With unassign taking any subset back out, this reaches every matrix of one mdev; mdevs' matrices
+    are set by independent threads under the same sharing check (vfio_ap_mdev_verify_no_sharing)."""
+    from checker.search.codegen import compile_program
+
+    succ = compile_program(program).succ
+    threads = {t.name: t.index for t in program.threads}
+    cfg = parse_cfg(dict(scenario.constants))
+    for m, v in sorted(cfg.attached.items()):
+        state = program.layout.initial()
+        for op in ("assign", "unassign"):
+            for ts in scenario.threads:
+                call = ts.run[0]
+                if call.name not in (f"{op}_adapter", f"{op}_domain") or call.args.get("mdev") != m:
+                    continue
+                state, why = _run_alone(program, succ, state, threads[ts.name])
+                if why:
+                    return f"{ts.name}: {why}"
+            values = program.layout.decode(state)
+            want = (0, 0) if op == "unassign" else ((1 << len(cfg.adapters)) - 1, (1 << len(cfg.domains)) - 1)
+            for where in (f"mdev{m}.matrix", f"kvm{v}.crycb"):
+                got = (values[f"{where}.apm"], values[f"{where}.aqm"])
+                if got != want:
+                    return (f"after the {op}_adapter/{op}_domain threads of mdev{m}, run alone, {where} is "
+                            f"apm {got[0]:#x} aqm {got[1]:#x}, not apm {want[0]:#x} aqm {want[1]:#x}")
+    return ""
+
+
+def _run_alone(program: Program, succ: Callable[[int], list[tuple[int, int]]], state: int,
+               thread: int) -> tuple[int, str]:
+    """``thread``'s steps from ``state`` until it has none (it runs alone: one step at a time)."""
+    for _ in range(10_000):
+        mine = [(aid, ns) for aid, ns in succ(state) if program.actions[aid].thread == thread]
+        if not mine:
+            return state, ""
+        aid, ns = mine[0]
+        if ns < 0 or len(mine) > 1:
+            a = program.actions[aid]
+            return state, f"{a.function}: {a.text}: " + ("a check fails" if ns < 0 else "more than one step")
+        state = ns
+    return state, "does not finish"
+
+
+__all__ = ["COVERED", "SIZED_OPERATIONS", "SIZED_TEXT", "sized_constants", "sized_coverage", "thread_name",
+           "universal_scenario"]

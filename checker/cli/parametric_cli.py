@@ -19,12 +19,13 @@ from typing import Any
 
 import click
 
-from checker.lang.design import Design
+from checker.lang.design import Design, Scenario, ScenarioError
 from checker.lang.program import Program
-from checker.prove.parametric.instance import InstanceMismatch, check_instance
+from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, check_instance
 from checker.prove.parametric.pprove import BmcInconclusive, Invariant, ParametricProver
 from checker.prove.parametric.refute import replay, spec_text
-from checker.prove.prove_results import PROVED, VIOLATED, ProveResult
+from checker.prove.parametric.sizes import DIMENSIONS, SizeOutcome, SizesError, combine, parse_sizes
+from checker.prove.prove_results import PROVED, VIOLATED, PropertyProof, ProveResult
 
 DEFAULT_CROSSCHECK_STATES = 60  # a few seconds per 500 actions; the instance test covers whole spaces
 
@@ -60,37 +61,41 @@ def resolve(ctx: click.Context, target: str) -> Target:
     return Target(design, {}, (), (), f"all operations of {target}")
 
 
-def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemmas: tuple[str, ...],
-                   timeout: float, bmc: int, auto_lemmas: bool, crosscheck_states: int | None, fmt: str,
-                   output: str | None, cex_dir: str, no_lemmas: bool = False) -> int:
-    from checker.cli.cli import write_report
-    from checker.cli.prove_cli import render_text, result_to_dict
+@dataclass
+class Proof:
+    """One universal scenario proved: its rows, the swimlanes of its refutations, what was cross-checked,
+    and the counterexample specs written (goal -> path)."""
+
+    program: Program
+    rows: list[PropertyProof]
+    swimlanes: list[str]
+    crosscheck: str
+    written: dict[str, str]
+    checked: InstanceReport | None  # the cross-check (None: no PROVED row, or --crosscheck-states 0)
+
+
+def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: list[str], lemmas: tuple[str, ...],
+                   timeout: float, bmc: int, auto_lemmas: bool, states: int, cex_dir: str, scope: str,
+                   suffix: str = "", no_bmc: frozenset[str] = frozenset()) -> Proof:
+    """Lift ``program`` (the design's build of ``scenario``), prove ``goals`` with ``lemmas`` for any number of
+    threads, look for counterexamples of those not proved with BMC (except ``no_bmc``), and cross-check the
+    lifted relation against the explicit engine before any PROVED."""
     from checker.report.report_text import render_trace
     from checker.search.run import replay_trace
 
-    tg = resolve(ctx, target)
-    design, spec_lemmas, shown = tg.design, () if no_lemmas else tg.lemmas, tg.shown
-    make = getattr(design, "universal_scenario", None)
-    if make is None:
-        raise click.UsageError(f"design {design.name} has no universal_scenario hook: --parametric needs one")
-    scenario = make(tg.constants, tg.operations)
-    program = design.build(scenario)
     always = {p.name: p.expr for p in program.properties if p.kind == "always"}
-    extra = tuple(n for n in getattr(design, "universal_lemmas", tuple)() if n in always and not no_lemmas)
-    all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas + extra))
-    for name in (*props, *all_lemmas):
-        if name not in always:
-            raise click.UsageError(f"unknown always property {name!r}; known: {', '.join(always)}")
-    goals = list(props) or list(always)
-    t0 = time.monotonic()
     once_ops = set(getattr(design, "universal_once", tuple)())  # one thread of these kinds (closing an fd)
     once = [i for i, t in enumerate(scenario.threads) if any(c.name in once_ops for c in t.run)]
-    prover = ParametricProver(program, timeout, scope_text(program, dict(scenario.constants)), once)
-    rows = prover.prove([Invariant(g, always[g]) for g in goals], [Invariant(n, always[n]) for n in all_lemmas],
+    prover = ParametricProver(program, timeout, scope, once)
+    rows = prover.prove([Invariant(g, always[g]) for g in goals], [Invariant(n, always[n]) for n in lemmas],
                         auto_lemmas=auto_lemmas, budget_s=max(timeout, 10 * timeout))
     swimlanes: list[str] = []
+    written: dict[str, str] = {}
     for row in rows:
         if row.status == PROVED or bmc <= 0 or row.kind != "always":
+            continue
+        if row.property in no_bmc:
+            row.detail += "; no BMC here: VIOLATED at an earlier size"
             continue
         try:
             trace = prover.bmc(Invariant(row.property, always[row.property]), bmc)
@@ -102,31 +107,148 @@ def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemm
             row.bmc_depth = bmc
             continue
         got = replay(design, scenario, program, trace, row.property)
-        path = os.path.join(cex_dir, f"parametric-{design.name}-{row.property}.yaml")
+        path = os.path.join(cex_dir, f"parametric-{design.name}-{row.property}{suffix}.yaml")
         os.makedirs(cex_dir, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(spec_text(got.scenario, row.property, f"{len(trace.steps)} steps"))
+        written[row.property] = path
         row.status, row.bmc_depth, row.scope = VIOLATED, len(trace.steps), ""
         row.detail = (f"violated in {len(trace.steps)} steps with {got.threads} thread(s); replayed by the explicit "
                       f"engine; written to {path} (apcheck check {path})")
         swimlanes.append(render_trace(replay_trace(got.program, got.actions), title=f"{row.property}: {row.detail}"))
-    result = ProveResult(design.name, rows, seconds=time.monotonic() - t0)
-    states = DEFAULT_CROSSCHECK_STATES if crosscheck_states is None else crosscheck_states
+    crosscheck, rep = "", None
     if any(r.status == PROVED for r in rows) and states > 0:
         try:
             rep = check_instance(design, scenario, program, [1] * len(program.threads), states, states // 3)
         except InstanceMismatch as e:
             raise RuntimeError(f"Z3 and the explicit engine disagree on the parametric relation: {e} "
                                "(please report)") from None
-        result.crosscheck = ("lifted relation at one thread per operation instance agrees exactly with the explicit "
-                             f"successor function {rep.text()}")
+        crosscheck = ("lifted relation at one thread per operation instance agrees exactly with the explicit "
+                      f"successor function {rep.text()}")
+    return Proof(program, rows, swimlanes, crosscheck, written, rep)
+
+
+def _lemmas_and_goals(design: Design, program: Program, spec_lemmas: tuple[str, ...], lemmas: tuple[str, ...],
+                      props: tuple[str, ...], no_lemmas: bool) -> tuple[tuple[str, ...], list[str]]:
+    """The lemmas (the spec's, --lemma, the design's universal_lemmas) and goals of ``program``; an unknown
+    name is a usage error."""
+    always = [p.name for p in program.properties if p.kind == "always"]
+    extra = tuple(n for n in getattr(design, "universal_lemmas", tuple)() if n in always and not no_lemmas)
+    all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas + extra))
+    for name in (*props, *all_lemmas):
+        if name not in always:
+            raise click.UsageError(f"unknown always property {name!r}; known: {', '.join(always)}")
+    return all_lemmas, list(props) or always
+
+
+def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemmas: tuple[str, ...],
+                   timeout: float, bmc: int, auto_lemmas: bool, crosscheck_states: int | None, fmt: str,
+                   output: str | None, cex_dir: str, no_lemmas: bool = False, sizes: str | None = None) -> int:
+    from checker.cli.cli import write_report
+    from checker.cli.prove_cli import render_text, result_to_dict
+
+    tg = resolve(ctx, target)
+    design, spec_lemmas, shown = tg.design, () if no_lemmas else tg.lemmas, tg.shown
+    make = getattr(design, "universal_scenario", None)
+    if make is None:
+        raise click.UsageError(f"design {design.name} has no universal_scenario hook: --parametric needs one")
+    states = DEFAULT_CROSSCHECK_STATES if crosscheck_states is None else crosscheck_states
+    if sizes is not None:
+        return run_sizes(tg, sizes, props, lemmas, timeout, bmc, auto_lemmas, states, fmt, output, cex_dir,
+                         no_lemmas)
+    scenario = make(tg.constants, tg.operations)
+    program = design.build(scenario)
+    all_lemmas, goals = _lemmas_and_goals(design, program, spec_lemmas, lemmas, props, no_lemmas)
+    t0 = time.monotonic()
+    proof = prove_scenario(design, scenario, program, goals, all_lemmas, timeout, bmc, auto_lemmas, states, cex_dir,
+                           scope_text(program, dict(scenario.constants)))
+    result = ProveResult(design.name, proof.rows, seconds=time.monotonic() - t0, crosscheck=proof.crosscheck)
     if fmt == "json":
         text = json.dumps(result_to_dict(program, result, shown, design.name), indent=2, ensure_ascii=False) + "\n"
     else:
         text = render_text(program, result, shown, design.name).rstrip("\n") + "\n"
+        text += "".join("\n" + s.rstrip("\n") + "\n" for s in proof.swimlanes)
+    write_report(text, output)
+    return result.exit_code()
+
+
+def run_sizes(tg: Target, sizes: str, props: tuple[str, ...], lemmas: tuple[str, ...], timeout: float, bmc: int,
+              auto_lemmas: bool, states: int, fmt: str, output: str | None, cex_dir: str, no_lemmas: bool) -> int:
+    """``--sizes``: the target's operations (plus the design's sized operations) on every size of the grid,
+    each proved for any number of threads; one row per goal for the grid (checker.prove.parametric.sizes)."""
+    from checker.cli.cli import write_report
+    from checker.cli.prove_cli import render_text, result_to_dict
+
+    design = tg.design
+    try:
+        grid = parse_sizes(sizes)
+    except SizesError as e:
+        raise click.UsageError(f"--sizes: {e}") from None
+    hook, make = getattr(design, "sized_constants", None), getattr(design, "universal_scenario", None)
+    if hook is None or make is None:
+        raise click.UsageError(f"design {design.name} has no sized_constants hook: --sizes needs one")
+    plans = []  # every size built and its names checked before any proof: a usage error comes first
+    goals: list[str] = list(props)
+    for size in grid.sizes():
+        constants, sized_ops, instances = hook(size.vms, size.adapters, size.domains)
+        ops = tuple(dict.fromkeys(tg.operations + tuple(sized_ops))) if tg.operations else ()
+        try:
+            scenario = make(constants, ops)
+            program = design.build(scenario)
+        except ScenarioError as e:
+            raise click.UsageError(f"--sizes: size {size.label()}: design {design.name} does not model it "
+                                   f"({e.key}: {e.message})") from None
+        all_lemmas, size_goals = _lemmas_and_goals(design, program, () if no_lemmas else tg.lemmas, lemmas,
+                                                   tuple(goals), no_lemmas)
+        goals = goals or size_goals
+        covered = getattr(design, "sized_coverage", lambda sc, p: (False, "matrices reached: not checked"))
+        plans.append((size, scenario, program, all_lemmas, covered(scenario, program)))
+    ran = tuple(dict.fromkeys(c.name for t in plans[0][1].threads for c in t.run))
+    matrices = next((f"{why} at size {size.label()}" for size, *_, (ok, why) in plans if not ok), plans[0][4][1])
+    scope = (f"all thread counts; every size with {grid.text()}: any number of threads, each running any sequence "
+             f"of the operations any number of times, an fd closed once (operations {', '.join(ran)} on every "
+             f"instance of each size; {instances}; {matrices}); runs up to the first failing check")
+    t0 = time.monotonic()
+    outcomes: list[SizeOutcome] = []
+    swimlanes: list[str] = []
+    checked: list[InstanceReport] = []
+    violated: set[str] = set()
+    for size, scenario, program, all_lemmas, (_, coverage) in plans:
+        t1 = time.monotonic()
+        proof = prove_scenario(design, scenario, program, goals, all_lemmas, timeout, bmc, auto_lemmas, states,
+                               cex_dir, scope_text(program, dict(scenario.constants)), f"-{size.key()}",
+                               frozenset(violated))
+        violated |= {r.property for r in proof.rows if r.status == VIOLATED}
+        outcomes.append(SizeOutcome(size, proof.rows, len(program.threads), time.monotonic() - t1,
+                                    proof.crosscheck, proof.written, coverage))
+        swimlanes += [f"at size {size.label()}: {x}" for x in proof.swimlanes]
+        checked += [proof.checked] if proof.checked else []
+    rows = combine(grid, outcomes, scope)
+    result = ProveResult(design.name, rows, seconds=time.monotonic() - t0)
+    if checked:
+        result.crosscheck = (f"at {len(checked)} of the {_count(len(outcomes), 'size')} (those with a PROVED goal), "
+                             "the lifted relation at one thread per operation instance agrees exactly with the "
+                             f"explicit successor function ({sum(c.states for c in checked):,} states, "
+                             f"{sum(c.transitions for c in checked):,} transitions in all)")
+    first = plans[0][2]
+    shown = f"{tg.shown} --sizes {sizes}"
+    if fmt == "json":
+        doc = result_to_dict(first, result, tg.shown, design.name)  # the grid: its own key
+        doc["grid"] = {**{d: list(r) for d, r in zip(DIMENSIONS, grid.ranges)}, "count": len(outcomes),
+                       "text": grid.text()}
+        doc["scope"] = scope
+        doc["sizes"] = [o.to_json() for o in outcomes]
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render_text(first, result, shown, design.name).rstrip("\n") + "\n\n"
+        text += f"sizes: {grid.text()}\n" + "".join(f"  {o.summary()}\n" for o in outcomes)
         text += "".join("\n" + s.rstrip("\n") + "\n" for s in swimlanes)
     write_report(text, output)
     return result.exit_code()
 
 
-__all__ = ["run_parametric", "scope_text"]
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+__all__ = ["Proof", "prove_scenario", "run_parametric", "run_sizes", "scope_text"]

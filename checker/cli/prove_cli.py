@@ -252,6 +252,9 @@ def register(group: click.Group) -> None:
                    "operations (checker.prove.parametric); --bmc writes a counterexample out as a spec.")
 @click.option("--counterexample-dir", "cex_dir", default=".", metavar="DIR", show_default=True,
               help="With --parametric: where counterexample specs are written.")
+@click.option("--sizes", "sizes", default=None, metavar="GRID",
+              help="With --parametric: prove at every size of GRID, e.g. vms=1..2,adapters=1..2,domains=1..2 "
+                   "(the design's sized constants; a dimension not given is 1).")
 @click.option("--masks", is_flag=True, default=False,
               help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
 @click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
@@ -262,7 +265,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
           bmc: int | None, timeout: float | None, auto_lemmas: bool, houdini: bool, crosscheck_states: int | None,
           engine: str,
           no_lemmas: bool, save_lemmas: bool, parametric: bool, cex_dir: str, masks: bool, mask_width: int, fmt: str,
-          output: str | None) -> int:
+          output: str | None, sizes: str | None = None) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
@@ -283,7 +286,9 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
             raise click.UsageError("--parametric proves by 1-induction: no --engine spacer, --houdini, "
                                    "--save-lemmas or --k")
         return run_parametric(ctx, spec, props, lemmas, 30.0 if timeout is None else timeout, bmc or 0, auto_lemmas,
-                              crosscheck_states, fmt, output, cex_dir, no_lemmas)
+                              crosscheck_states, fmt, output, cex_dir, no_lemmas, sizes)
+    if sizes is not None:
+        raise click.UsageError("--sizes goes with --parametric")
     loaded = load(ctx, spec)
     program = build(loaded)
     known = list(goals_of(program))

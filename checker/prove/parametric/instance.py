@@ -59,6 +59,27 @@ class InstanceReport:
         return f"on {where} ({self.transitions} transitions)"
 
 
+class Substitution:
+    """Concrete values for a state's terms, substituted many times: the arrays are built once (``z3.substitute``
+    re-checks the sort of every pair in Python on each call, which was most of the cross-check's time)."""
+
+    def __init__(self, pairs: list[tuple[z3.ExprRef, z3.ExprRef]]) -> None:
+        self.pairs = pairs  # keeps the terms (and so the ASTs in the arrays) alive
+        self.n = len(pairs)
+        self.src = (z3.Ast * max(1, self.n))()
+        self.dst = (z3.Ast * max(1, self.n))()
+        for i, (a, b) in enumerate(pairs):
+            if not a.sort().eq(b.sort()):
+                raise InstanceMismatch(f"substitution of {a} by a value of sort {b.sort()}")
+            self.src[i], self.dst[i] = a.as_ast(), b.as_ast()
+
+    def value(self, term: z3.ExprRef) -> z3.ExprRef:
+        """``term`` with the values substituted, simplified."""
+        ctx = term.ctx
+        ast = z3.Z3_substitute(ctx.ref(), term.as_ast(), self.n, self.src, self.dst)
+        return z3.simplify(z3.z3._to_expr_ref(ast, ctx))
+
+
 class _Instance:
     """Thread ids, field correspondence and value conversion between the two programs."""
 
@@ -133,12 +154,12 @@ class _Instance:
                 out.append((s.thread[sf](z3.IntVal(n)), literal(sf.sort, v)))
         return out
 
-    def encode(self, post: PState, sub: list[tuple[z3.ExprRef, z3.ExprRef]]) -> int:
+    def encode(self, post: PState, sub: Substitution) -> int:
         """The big program's packed state for a lifted post-state."""
         values: dict[str, int] = {}
         for bf, (sf, n) in self.fmap.items():
             term = post.shared[sf] if n is None else post.thread[sf](z3.IntVal(n))
-            v = from_z3_value(z3.simplify(z3.substitute(term, *sub)))
+            v = from_z3_value(sub.value(term))
             if n is None and sf.kind == "owner" and v:
                 if v not in self.id_to_owner:
                     raise InstanceMismatch(f"{bf.name}: lifted owner {v} is no thread of the instance")
@@ -175,7 +196,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
     pcs = [(inst.id_of[th.index], th.pc.name) for th in big.threads]
     for st in states:
         values = big.layout.decode(st)
-        sub = inst.pairs(s, values)
+        sub = Substitution(inst.pairs(s, values))
         at = {n: values[pc] for n, pc in pcs}  # the lifted guard starts with pc(me) == label: skip the others
         explicit: set[tuple[int, int, int]] = set()
         explicit_bad: set[tuple[int, int]] = set()
@@ -190,9 +211,9 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
         for aid, n, ok, failing, post in forms:
             if small.actions[aid].label != at[n]:
                 continue
-            if z3.is_true(z3.simplify(z3.substitute(ok, *sub))):
+            if z3.is_true(sub.value(ok)):
                 lifted.add((aid, n, inst.encode(post, sub)))
-            if z3.is_true(z3.simplify(z3.substitute(failing, *sub))):
+            if z3.is_true(sub.value(failing)):
                 lifted_bad.add((aid, n))
         transitions += len(explicit) + len(explicit_bad)
         if explicit != lifted or explicit_bad != lifted_bad:
