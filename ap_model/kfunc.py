@@ -203,6 +203,10 @@ class KernelDesign:
             for c in ts.run:
                 if c.name == "open_device" and isinstance(c.args.get("mdev"), int):
                     cfg.opens[c.args["mdev"]] = cfg.opens.get(c.args["mdev"], 0) + 1
+                if c.name == "close_vcpu_fd":  # its vCPU's ioctls then see a closed fd (-EBADF)
+                    vm, vcpu = c.args.get("vm", 0), c.args.get("vcpu", 0)
+                    if isinstance(vm, int) and isinstance(vcpu, int):
+                        cfg.closed_vcpu_fds.add((vm, vcpu))
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)

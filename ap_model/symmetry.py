@@ -55,7 +55,8 @@ def _declare_vcpus(w: World, scenario: Scenario) -> None:
         vc = {(c.args.get("vm", 0), c.args.get("vcpu", 0)) for c in ts.run if c.name == "kvm_run"}
         if len(vc) == 1 and all(c.name == "kvm_run" for c in ts.run) and ts.name in w.in_pqap:
             (v, c), = vc
-            members.append(Member([ts.name], [w.eca_apie[v][c], *_thread_fields(w, ts.name)], [w.VM[v][c]]))
+            fd = [w.vcpu_fd_closed[v, c]] if (v, c) in w.vcpu_fd_closed else []
+            members.append(Member([ts.name], [w.eca_apie[v][c], *fd, *_thread_fields(w, ts.name)], [w.VM[v][c]]))
     if len(members) > 1 and len({len(m.fields) for m in members}) == 1:
         w.pb.permutable("vcpus", members)
 
@@ -168,6 +169,7 @@ def _thread_fields(w: World, name: str) -> list[Field]:
 def _vm_parts(w: World, v: int) -> tuple[list[Field], list[AnyLock]]:
     fields = [w.kvm.state[v], *(w.kvm.refs[v:v + 1] if w.kvm.refs else []), w.capm[v], w.caqm[v], w.cadm[v],
               w.csrc[v], w.apie[v], *w.eca_apie[v]]
+    fields += [w.vcpu_fd_closed[v, c] for c in range(len(w.eca_apie[v])) if (v, c) in w.vcpu_fd_closed]
     fields += [w.hook[v]] if w.hook else [w.data[v]] if w.data else []
     locks: list[AnyLock] = [w.KL[v], *w.VM[v]] + ([w.HR[v]] if w.HR else [])
     return fields, locks

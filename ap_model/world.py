@@ -61,7 +61,7 @@ from .config import Cfg, parse_cfg
 from .domain import CLEAN, DRIVERS, HOST, NODRV, VFIO, ZCRYPT, Body, IntOrExpr, WorldState
 
 ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRINUSE", "EADDRNOTAVAIL",
-         "EOPNOTSUPP")
+         "EOPNOTSUPP", "EBADF")
 E = {n: i for i, n in enumerate(ERRNO)}
 HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
 
@@ -217,6 +217,11 @@ class World(WorldState):
                                     unsynchronized="a word of the SIE control block, rewritten by "
                                     "kvm_s390_vcpu_crypto_setup with the vCPUs out of SIE; priv.c reads it once")
                           for c in range(cfg.vcpus)] for v in self.vms]
+        # a vCPU fd the scenario closes: released (kvm_vcpu_release) once no ioctl on it is in flight, then
+        # fdget fails: KVM_RUN on it returns -EBADF without reaching the struct kvm
+        self.vcpu_fd_closed = {(v, c): self._var(bool_field(f"kvm{v}.vcpu{c}.fd_closed"),
+                                                 unsynchronized="the fd table: close() against fdget()")
+                               for v, c in sorted(cfg.closed_vcpu_fds) if v in self.vms and c < cfg.vcpus}
         # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
         self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))
         self.hook_unsafe = self._var(bool_field("ghost.hook_unsafe"))

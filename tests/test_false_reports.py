@@ -538,3 +538,42 @@ threads:
         assert (field(program, "qemu.ret", end), field(program, f"mdev1.vfio_device.{users}", end)) == (E["EPERM"], 0)
     else:
         assert (field(program, "qemu.ret", end), field(program, f"mdev1.vfio_device.{users}", end)) == (0, 1)
+
+
+VCPU_FD_CLOSE = """
+name: vcpu-fd-closed-while-running
+design: "{design}"
+constants: {{vms: 1, mdevs: 1, domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}}
+threads:
+  - {{name: vcpu0, run: [{{kvm_run: {{vm: 0}}}}, {{kvm_run: {{vm: 0}}}}]}}
+  - {{name: qemu, run: [{{close_vcpu_fd: {{vm: 0}}}}, {{close_vm_fd: {{vm: 0}}}}, {{close_device: {{mdev: 0}}}}]}}
+"""
+
+
+@pytest.mark.parametrize("design", ["mainline", "5.15", "v17", "5.12"])
+def test_14_vcpu_fd_closed_while_kvm_run_is_in_flight(design: str, tmp_path: Path) -> None:
+    """close(vcpu fd) in one QEMU thread while another runs KVM_RUN on it: the file is released at its last
+    fput, after the ioctl returns, so the struct kvm outlives the run; a later KVM_RUN fails in fdget with
+    -EBADF. (The model put the vCPU fd's kvm reference at once: with the VM fd and the mdev's references
+    gone too, "use after free of struct kvm kvm0: vcpu->kvm", 12 steps on mainline and on 5.12; 5.15 and
+    v17 did not reach it here and stay as controls.)"""
+    res, _ = run(tmp_path, VCPU_FD_CLOSE.format(design=design))
+    assert status(res)["memory-safety"] == "HOLDS"
+
+
+def test_14_kvm_run_on_a_closed_vcpu_fd_is_ebadf(tmp_path: Path) -> None:
+    from ap_model.world import E
+
+    _, program = run(tmp_path, """
+name: run-after-close
+design: mainline
+constants: {vms: 1, mdevs: 1, domains: [5], matrix: ["mdev0: 3 x 5"], attached: ["mdev0 -> kvm0"]}
+threads:
+  - {name: vcpu0, run: [{close_vcpu_fd: {vm: 0}}, {kvm_run: {vm: 0}}]}
+""")
+    assert executed(program) == [("kvm_vcpu_release", "kvm_put_kvm (vCPU 0 fd)"),
+                                 ("kvm_vcpu_ioctl", "mutex_lock(kvm0.vcpu0->mutex)"),  # fdget fails here
+                                 ("syscall_exit", "return to user space")]
+    end = only_run(program)
+    assert field(program, "vcpu0.ret", end) == E["EBADF"]
+    assert field(program, "kvm0.vcpu0.fd_closed", end) == 1

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from checker.lang.expr import If, Not
+from checker.lang.expr import And, If, Not
 
 from ..kfunc import K, kernel
 from ..world import Body, E
@@ -24,19 +24,34 @@ def kvm_vcpu_ioctl(k: K, vm: int, vcpu: int) -> None:
     hook's first step touches kvm->lock or ECA, so the interleavings are the same."""
     w = k.w
     b = Body()
-    w.use_kvm(b, vm, "vcpu->kvm")
+    fd = w.vcpu_fd_closed.get((vm, vcpu))  # the scenario closes this vCPU's fd: fdget may fail
+    closed = fd.var if fd is not None else None
+    w.use_kvm(b, vm, "vcpu->kvm", when=Not(closed) if closed is not None else None)
     apie = w.eca_apie[vm][vcpu].var
     ret_lab = None
+    badf = k.end() if closed is not None else None  # -EBADF: straight back to QEMU
     if vm not in w.cfg.apie_off and w.cfg.ap_instructions and "set_apie" not in w.scenario_ops:
-        k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
+        if closed is None:
+            k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
+        else:
+            assert badf is not None
+            k.ret(b, "EBADF", when=closed)
+            k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b, when=Not(closed), jumps=[(closed, badf)],
+                   branches=[(closed, "fdget(vcpu fd): closed: return -EBADF"), (Not(closed), "{lock}")])
     else:
         ret_lab = k.label("kvm_run_return")
-        k.ret(b, If(apie, 0, E["EOPNOTSUPP"]))
+        ok = apie if closed is None else And(Not(closed), apie)
+        k.ret(b, If(ok, 0, E["EOPNOTSUPP"]) if closed is None else If(closed, E["EBADF"], If(apie, 0, E["EOPNOTSUPP"])))
         k.step("kvm_vcpu_ioctl", "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap: "
                                  "if (!(sie_block->eca & ECA_APIE)) return -EOPNOTSUPP",
-               body=b, acquire=[(w.VM[vm][vcpu], None, None, "w")], jumps=[(Not(apie), ret_lab)],
-               branches=[(None, "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap"),
-                         (apie, "ECA_APIE set"), (Not(apie), "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")])
+               body=b, acquire=[(w.VM[vm][vcpu], None if closed is None else Not(closed), None, "w")],
+               jumps=[(Not(apie), ret_lab)] if closed is None else [(closed, badf), (Not(apie), ret_lab)],
+               branches=([] if closed is None else [(closed, "fdget(vcpu fd): closed: return -EBADF")]) + [
+                   (None if closed is None else Not(closed),
+                    "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap"),
+                   (ok, "ECA_APIE set"),
+                   (Not(apie) if closed is None else And(Not(closed), Not(apie)),
+                    "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")])
     k.call("handle_pqap", v=vm)
     if ret_lab is not None:
         k.at(ret_lab)
@@ -106,7 +121,16 @@ def kvm_vm_release(k: K, vm: int) -> None:
 
 @kernel(KVM_MAIN)
 def kvm_vcpu_release(k: K, vm: int, vcpu: int) -> None:
-    """close(vcpu fd): kvm_put_kvm."""
+    """close(vcpu fd): the file is released at its last fput, so not while a vCPU ioctl on it (KVM_RUN,
+    which holds vcpu->mutex from start to return in the model) is in flight: then kvm_put_kvm. The wait
+    is on vcpu->mutex being free (kvm_s390_handle_pv's holding of it only delays the close; that ioctl's
+    VM fd keeps the kvm alive anyway); later ioctls on the fd fail in fdget (-EBADF)."""
+    w = k.w
     b = Body()
-    k.w.put_kvm(b, vm)
-    k.step("kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b)
+    w.put_kvm(b, vm)
+    fd = w.vcpu_fd_closed.get((vm, vcpu))
+    guard = None
+    if fd is not None:
+        b.set(fd, True)
+        guard = w.VM[vm][vcpu].owner.var == 0
+    k.step("kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b, guard=guard)
