@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from checker.lang.expr import And, If, Not
+from checker.lang.expr import And, Expr, If, Not
 
 from ..kfunc import K, kernel
 from ..world import Body, E
@@ -24,34 +24,35 @@ def kvm_vcpu_ioctl(k: K, vm: int, vcpu: int) -> None:
     hook's first step touches kvm->lock or ECA, so the interleavings are the same."""
     w = k.w
     b = Body()
-    fd = w.vcpu_fd_closed.get((vm, vcpu))  # the scenario closes this vCPU's fd: fdget may fail
-    closed = fd.var if fd is not None else None
-    w.use_kvm(b, vm, "vcpu->kvm", when=Not(closed) if closed is not None else None)
+    # where the scenario closes this vCPU's fd, fdget may fail first: -EBADF, straight back to QEMU
+    fd = w.vcpu_fd_closed.get((vm, vcpu))
+    fd_open = Not(fd.var) if fd is not None else None
+
+    def if_open(c: Expr) -> Expr:
+        return And(fd_open, c) if fd_open is not None else c
+
+    badf: list[tuple[Expr, str]] = []
+    badf_shown: list[tuple[Expr | None, str]] = []
+    if fd is not None:
+        k.ret(b, "EBADF", when=fd.var)
+        badf, badf_shown = [(fd.var, k.end())], [(fd.var, "fdget(vcpu fd): closed: return -EBADF")]
+    w.use_kvm(b, vm, "vcpu->kvm", when=fd_open)
     apie = w.eca_apie[vm][vcpu].var
     ret_lab = None
-    badf = k.end() if closed is not None else None  # -EBADF: straight back to QEMU
     if vm not in w.cfg.apie_off and w.cfg.ap_instructions and "set_apie" not in w.scenario_ops:
-        if closed is None:
-            k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b)  # APIE on for the whole run
-        else:
-            assert badf is not None
-            k.ret(b, "EBADF", when=closed)
-            k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b, when=Not(closed), jumps=[(closed, badf)],
-                   branches=[(closed, "fdget(vcpu fd): closed: return -EBADF"), (Not(closed), "{lock}")])
+        # APIE on for the whole run
+        k.lock(w.VM[vm][vcpu], "kvm_vcpu_ioctl", body=b, when=fd_open, jumps=badf,
+               branches=[*badf_shown, (fd_open, "{lock}")] if badf_shown else ())
     else:
         ret_lab = k.label("kvm_run_return")
-        ok = apie if closed is None else And(Not(closed), apie)
-        k.ret(b, If(ok, 0, E["EOPNOTSUPP"]) if closed is None else If(closed, E["EBADF"], If(apie, 0, E["EOPNOTSUPP"])))
+        k.ret(b, If(apie, 0, E["EOPNOTSUPP"]), when=fd_open)
         k.step("kvm_vcpu_ioctl", "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap: "
                                  "if (!(sie_block->eca & ECA_APIE)) return -EOPNOTSUPP",
-               body=b, acquire=[(w.VM[vm][vcpu], None if closed is None else Not(closed), None, "w")],
-               jumps=[(Not(apie), ret_lab)] if closed is None else [(closed, badf), (Not(apie), ret_lab)],
-               branches=([] if closed is None else [(closed, "fdget(vcpu fd): closed: return -EBADF")]) + [
-                   (None if closed is None else Not(closed),
-                    "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap"),
-                   (ok, "ECA_APIE set"),
-                   (Not(apie) if closed is None else And(Not(closed), Not(apie)),
-                    "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")])
+               body=b, acquire=[(w.VM[vm][vcpu], fd_open, None, "w")], jumps=[*badf, (Not(apie), ret_lab)],
+               branches=[*badf_shown,
+                         (fd_open, "mutex_lock(vcpu->mutex); KVM_RUN; PQAP intercept -> priv.c handle_pqap"),
+                         (if_open(apie), "ECA_APIE set"),
+                         (if_open(Not(apie)), "!(sie_block->eca & ECA_APIE): return -EOPNOTSUPP")])
     k.call("handle_pqap", v=vm)
     if ret_lab is not None:
         k.at(ret_lab)
