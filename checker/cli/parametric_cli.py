@@ -144,9 +144,6 @@ def _lemmas_and_goals(design: Design, program: Program, spec_lemmas: tuple[str, 
 def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemmas: tuple[str, ...],
                    timeout: float, bmc: int, auto_lemmas: bool, crosscheck_states: int | None, fmt: str,
                    output: str | None, cex_dir: str, no_lemmas: bool = False, sizes: str | None = None) -> int:
-    from checker.cli.cli import write_report
-    from checker.cli.prove_cli import render_text, result_to_dict
-
     tg = resolve(ctx, target)
     design, spec_lemmas, shown = tg.design, () if no_lemmas else tg.lemmas, tg.shown
     make = getattr(design, "universal_scenario", None)
@@ -163,11 +160,24 @@ def run_parametric(ctx: click.Context, target: str, props: tuple[str, ...], lemm
     proof = prove_scenario(design, scenario, program, goals, all_lemmas, timeout, bmc, auto_lemmas, states, cex_dir,
                            scope_text(program, dict(scenario.constants)))
     result = ProveResult(design.name, proof.rows, seconds=time.monotonic() - t0, crosscheck=proof.crosscheck)
+    return _report(program, result, shown, design.name, proof.swimlanes, fmt, output)
+
+
+def _report(program: Program, result: ProveResult, shown: str, design: str, swimlanes: list[str], fmt: str,
+            output: str | None, json_extra: dict[str, Any] | None = None, text_extra: str = "",
+            json_shown: str | None = None) -> int:
+    """Write the prove report (text: the table, ``text_extra``, then the refutations' swimlanes; JSON: the
+    prove document with ``json_extra``'s keys) and return its exit code."""
+    from checker.cli.cli import write_report
+    from checker.cli.prove_cli import render_text, result_to_dict
+
     if fmt == "json":
-        text = json.dumps(result_to_dict(program, result, shown, design.name), indent=2, ensure_ascii=False) + "\n"
+        doc = {**result_to_dict(program, result, shown if json_shown is None else json_shown, design),
+               **(json_extra or {})}
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = render_text(program, result, shown, design.name).rstrip("\n") + "\n"
-        text += "".join("\n" + s.rstrip("\n") + "\n" for s in proof.swimlanes)
+        text = render_text(program, result, shown, design).rstrip("\n") + "\n" + text_extra
+        text += "".join("\n" + s.rstrip("\n") + "\n" for s in swimlanes)
     write_report(text, output)
     return result.exit_code()
 
@@ -176,9 +186,6 @@ def run_sizes(tg: Target, sizes: str, props: tuple[str, ...], lemmas: tuple[str,
               auto_lemmas: bool, states: int, fmt: str, output: str | None, cex_dir: str, no_lemmas: bool) -> int:
     """``--sizes``: the target's operations (plus the design's sized operations) on every size of the grid,
     each proved for any number of threads; one row per goal for the grid (checker.prove.parametric.sizes)."""
-    from checker.cli.cli import write_report
-    from checker.cli.prove_cli import render_text, result_to_dict
-
     design = tg.design
     try:
         grid = parse_sizes(sizes)
@@ -230,21 +237,12 @@ def run_sizes(tg: Target, sizes: str, props: tuple[str, ...], lemmas: tuple[str,
                              "the lifted relation at one thread per operation instance agrees exactly with the "
                              f"explicit successor function ({sum(c.states for c in checked):,} states, "
                              f"{sum(c.transitions for c in checked):,} transitions in all)")
-    first = plans[0][2]
-    shown = f"{tg.shown} --sizes {sizes}"
-    if fmt == "json":
-        doc = result_to_dict(first, result, tg.shown, design.name)  # the grid: its own key
-        doc["grid"] = {**{d: list(r) for d, r in zip(DIMENSIONS, grid.ranges)}, "count": len(outcomes),
-                       "text": grid.text()}
-        doc["scope"] = scope
-        doc["sizes"] = [o.to_json() for o in outcomes]
-        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-    else:
-        text = render_text(first, result, shown, design.name).rstrip("\n") + "\n\n"
-        text += f"sizes: {grid.text()}\n" + "".join(f"  {o.summary()}\n" for o in outcomes)
-        text += "".join("\n" + s.rstrip("\n") + "\n" for s in swimlanes)
-    write_report(text, output)
-    return result.exit_code()
+    grid_json = {"grid": {**{d: list(r) for d, r in zip(DIMENSIONS, grid.ranges)}, "count": len(outcomes),
+                          "text": grid.text()},
+                 "scope": scope, "sizes": [o.to_json() for o in outcomes]}
+    sizes_text = f"\nsizes: {grid.text()}\n" + "".join(f"  {o.summary()}\n" for o in outcomes)
+    return _report(plans[0][2], result, f"{tg.shown} --sizes {sizes}", design.name, swimlanes, fmt, output,
+                   grid_json, sizes_text, json_shown=tg.shown)  # JSON: the target as its spec, the grid its own key
 
 
 def _count(n: int, what: str) -> str:
