@@ -391,15 +391,15 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
                                     if c.thread == a.thread and c.label < a.label):
             continue
         m = counted[0]
-        attach = [c.label for c in program.actions
-                  if c.thread == a.thread and c.label > a.label and w.mkvm[m] in c.updates]
-        if attach:
+        attach = min((c for c in program.actions
+                      if c.thread == a.thread and c.label > a.label and w.mkvm[m] in c.updates),
+                     key=lambda c: (c.label, c.aid), default=None)
+        if attach is not None:
             held = [w.VG[m].owner.var == a.thread + 1] if w.VG else []
             # its fd is counted (no remove got past its wait) and, 6.2+, the vfio core holds its kvm reference
-            step = min(program.by_label[a.thread][min(attach)], key=lambda c: c.aid)
-            vms = [v for v in w.vms if w.kvm.refs is not None and w.kvm.refs[v] in step.updates]
+            vms = [v for v in w.vms if w.kvm.refs is not None and w.kvm.refs[v] in attach.updates]
             core = [w.vkvm[m].var == vms[0]] if w.vkvm and len(vms) == 1 else []
-            lk.append(Implies(_at(program, (a.thread, list(range(a.label + 1, min(attach) + 1)))),
+            lk.append(Implies(_at(program, (a.thread, list(range(a.label + 1, attach.label + 1)))),
                               And(w.mkvm[m].var == -1, w.vopen[m].var >= 1, w.mdev_alive(m), *held, *core)))
     # reference counts: a struct kvm holds at least the references of the mdevs attached to it (vfio_ap's) and of
     # the vfio devices open on it (the vfio core's, 6.2+)
