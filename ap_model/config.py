@@ -31,6 +31,7 @@ class Cfg:
     sysfs_hex: frozenset[str] = frozenset()  # "ap"/"aq": the spec wrote that AP bus mask's values in hex
     opens: dict[int, int] = field(default_factory=dict)  # mdev -> open_device calls of the scenario (fd bound)
     closed_vcpu_fds: set[tuple[int, int]] = field(default_factory=set)  # (vm, vcpu) the scenario's close_vcpu_fd
+    closed_vm_fds: set[int] = field(default_factory=set)  # VMs whose fd the scenario closes and runs a VM ioctl on
 
 
 def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:

@@ -44,7 +44,7 @@ from checker.report.results import Trace
 
 from .config import sysfs_hex
 from .symmetry import declare_symmetry
-from .world import Body, E, Era, World, parse_cfg
+from .world import VM_IOCTLS, Body, E, Era, World, parse_cfg
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,8 @@ class KernelDesign:
                     vm, vcpu = c.args.get("vm", 0), c.args.get("vcpu", 0)
                     if isinstance(vm, int) and isinstance(vcpu, int):
                         cfg.closed_vcpu_fds.add((vm, vcpu))
+        # a VM fd the scenario closes while it also runs VM ioctls on it: those ioctls hold the file (fdget)
+        cfg.closed_vm_fds = _vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)
@@ -290,6 +292,12 @@ class KernelDesign:
         from .repro import repro_script
 
         return repro_script(self.name, scenario, trace, prop, kind, {n: op.entry for n, op in self.catalog.items()})
+
+
+def _vms_of(scenario: Scenario, names: Sequence[str]) -> set[int]:
+    """The VMs the scenario's calls of ``names`` name (their ``vm`` argument, 0 by default)."""
+    vms = {c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name in names}
+    return {v for v in vms if isinstance(v, int)}
 
 
 def check_args(w: World, sig: OperationSig, args: dict[str, Any], key: str) -> dict[str, Any]:

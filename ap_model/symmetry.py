@@ -6,7 +6,7 @@ claim:
 
 - ``vcpus``: a vCPU thread that only runs KVM_RUN on one vCPU, with its ``vcpu->mutex``, its
   ``ECA_APIE`` bit and its ghost and errno fields.
-- ``vms``: a whole VM group -- the ``struct kvm`` slot (pool state, refcount, CRYCB masks, APIE,
+- ``vms``: a whole VM group -- the ``struct kvm`` slot (pool state, refcount, CRYCB masks, APIE, its fds' state,
   hook or crypto data pointer, ``kvm->lock``, the hook rw-semaphore, every vCPU's ``vcpu->mutex``),
   the ``matrix_mdev`` slot the scenario pairs with it (``attached``, or an operation naming both,
   as ``open_device``: matrix, shadow APCB, ``matrix_mdev->kvm``, vfio core state, group lock,
@@ -170,6 +170,7 @@ def _vm_parts(w: World, v: int) -> tuple[list[Field], list[AnyLock]]:
     fields = [w.kvm.state[v], *(w.kvm.refs[v:v + 1] if w.kvm.refs else []), w.capm[v], w.caqm[v], w.cadm[v],
               w.csrc[v], w.apie[v], *w.eca_apie[v]]
     fields += [w.vcpu_fd_closed[v, c] for c in range(len(w.eca_apie[v])) if (v, c) in w.vcpu_fd_closed]
+    fields += [w.vm_fd[v]] if v in w.vm_fd else []
     fields += [w.hook[v]] if w.hook else [w.data[v]] if w.data else []
     locks: list[AnyLock] = [w.KL[v], *w.VM[v]] + ([w.HR[v]] if w.HR else [])
     return fields, locks

@@ -64,6 +64,9 @@ ERRNO = ("0", "EPERM", "EAGAIN", "EBUSY", "EACCES", "ENODEV", "EINVAL", "EADDRIN
          "EOPNOTSUPP", "EBADF")
 E = {n: i for i, n in enumerate(ERRNO)}
 HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
+# a VM fd: open; held by a VM ioctl in flight (fdget to return: the file's extra reference); closed
+VM_FD = ("open", "ioctl", "closed")
+VM_IOCTLS = ("set_apie", "pv_switch")  # the operations that are ioctls on the VM fd (kvm_vm_ioctl)
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,12 @@ class World(WorldState):
         self.vcpu_fd_closed = {(v, c): self._var(bool_field(f"kvm{v}.vcpu{c}.fd_closed"),
                                                  unsynchronized="the fd table: close() against fdget()")
                                for v, c in sorted(cfg.closed_vcpu_fds) if v in self.vms and c < cfg.vcpus}
+        # a VM fd the scenario closes and runs VM ioctls on: a VM ioctl holds the struct file from its fdget to
+        # its return (VM_FD "ioctl"), the close releases it (kvm_vm_release) only when none does, then fdget
+        # fails: a later VM ioctl returns -EBADF without reaching the struct kvm
+        self.vm_fd = {v: self._var(enum_field(f"kvm{v}.vm_fd", VM_FD, "open"),
+                                   unsynchronized="the fd table and the file's reference: close() against fdget()")
+                      for v in sorted(cfg.closed_vm_fds) if v in self.vms}
         # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
         self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))
         self.hook_unsafe = self._var(bool_field("ghost.hook_unsafe"))
@@ -482,4 +491,4 @@ def _bits(idx: Any) -> int:
 
 
 __all__ = ["World", "Era", "Cfg", "Body", "parse_cfg", "eq", "true", "VFIO", "ZCRYPT", "NODRV", "CLEAN", "HOST",
-           "E", "ERRNO", "HOOK_OWNERS", "int_field"]
+           "E", "ERRNO", "HOOK_OWNERS", "VM_FD", "VM_IOCTLS", "int_field"]

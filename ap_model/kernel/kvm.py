@@ -9,11 +9,50 @@ from __future__ import annotations
 from checker.lang.expr import And, Expr, If, Not
 
 from ..kfunc import K, kernel
-from ..world import Body, E
+from ..world import VM_FD, Body, E
 
 KVM_MAIN = "virt/kvm/kvm_main.c"
 KVM_S390 = "arch/s390/kvm/kvm-s390.c"
 PRIV = "arch/s390/kvm/priv.c"
+
+
+Jumps = list[tuple[Expr, str]]
+Shown = list[tuple[Expr | None, str]]
+
+
+def _fdget(k: K, b: Body, closed: Expr | None, fd: str) -> tuple[Expr | None, Jumps, Shown]:
+    """ioctl(2)'s fdget of ``fd`` where the scenario closes it (``closed``: no longer in the fd table): fails
+    with -EBADF, straight back to user space, the struct kvm untouched. Returns the condition "the fd is
+    open" (None: the scenario never closes it), the jump of the -EBADF path and what a trace shows of it."""
+    if closed is None:
+        return None, [], []
+    k.ret(b, "EBADF", when=closed)
+    return Not(closed), [(closed, k.end())], [(closed, f"fdget({fd}): closed: return -EBADF")]
+
+
+def _vm_ioctl_lock(k: K, vm: int, function: str) -> None:
+    """A VM ioctl's first step: ioctl(2)'s fdget of the VM fd (-> kvm_vm_ioctl -> kvm_arch_vm_ioctl), folded
+    into ``function``'s mutex_lock(kvm->lock) (nothing between them touches state the model tracks). Where
+    the scenario closes that fd, a successful fdget holds the struct file (QEMU's threads share the fd table,
+    so fdget takes a reference): ``kvmV.vm_fd`` is "ioctl" until the return (``_vm_fdput``). At most one VM
+    ioctl is in flight per VM in the model: both (set_apie, pv_switch) hold kvm->lock from this step to their
+    return, so the one value is exact."""
+    w = k.w
+    b = Body()
+    fd = w.vm_fd.get(vm)
+    closed = fd.var == VM_FD.index("closed") if fd is not None else None
+    fd_open, badf, shown = _fdget(k, b, closed, "vm fd")
+    if fd is not None:
+        b.set(fd, VM_FD.index("ioctl"), when=fd_open)
+    k.lock(w.KL, function, index=vm, kvm_index=vm, body=b, when=fd_open, jumps=badf,
+           branches=[*shown, (fd_open, "{lock}")] if shown else ())
+
+
+def _vm_fdput(k: K, b: Body, vm: int) -> None:
+    """The VM ioctl returns: fdput drops the reference its fdget took (the fd, if still open, keeps the file)."""
+    fd = k.w.vm_fd.get(vm)
+    if fd is not None:
+        b.set(fd, VM_FD.index("open"))
 
 
 @kernel(KVM_MAIN)
@@ -26,16 +65,11 @@ def kvm_vcpu_ioctl(k: K, vm: int, vcpu: int) -> None:
     b = Body()
     # where the scenario closes this vCPU's fd, fdget may fail first: -EBADF, straight back to QEMU
     fd = w.vcpu_fd_closed.get((vm, vcpu))
-    fd_open = Not(fd.var) if fd is not None else None
+    fd_open, badf, badf_shown = _fdget(k, b, fd.var if fd is not None else None, "vcpu fd")
 
     def if_open(c: Expr) -> Expr:
         return And(fd_open, c) if fd_open is not None else c
 
-    badf: list[tuple[Expr, str]] = []
-    badf_shown: list[tuple[Expr | None, str]] = []
-    if fd is not None:
-        k.ret(b, "EBADF", when=fd.var)
-        badf, badf_shown = [(fd.var, k.end())], [(fd.var, "fdget(vcpu fd): closed: return -EBADF")]
     w.use_kvm(b, vm, "vcpu->kvm", when=fd_open)
     apie = w.eca_apie[vm][vcpu].var
     ret_lab = None
@@ -84,8 +118,9 @@ def kvm_s390_vm_set_crypto(k: K, vm: int, on: bool) -> None:
     kvm_s390_vcpu_unblock_all. ENABLE_APIE fails with -EOPNOTSUPP without AP instructions. One step under
     kvm->lock."""
     w = k.w
-    k.lock(w.KL, "kvm_s390_vm_set_crypto", index=vm, kvm_index=vm)
+    _vm_ioctl_lock(k, vm, "kvm_s390_vm_set_crypto")  # KVM_SET_DEVICE_ATTR -> kvm_s390_vm_set_attr -> here
     b = Body()
+    _vm_fdput(k, b, vm)
     if on and not w.cfg.ap_instructions:
         k.ret(b, "EOPNOTSUPP")
         k.unlock("kvm_s390_vm_set_crypto", (w.KL, None, vm), body=b,
@@ -102,22 +137,36 @@ def kvm_s390_vm_set_crypto(k: K, vm: int, on: bool) -> None:
 
 @kernel(KVM_S390)
 def kvm_s390_handle_pv(k: K, vm: int) -> None:
-    """KVM_S390_PV_COMMAND under kvm->lock: kvm_s390_cpus_to_pv takes each vCPU's vcpu->mutex (KL -> VM)."""
+    """KVM_S390_PV_COMMAND (kvm_arch_vm_ioctl) under kvm->lock: kvm_s390_cpus_to_pv takes each vCPU's
+    vcpu->mutex (KL -> VM)."""
     w = k.w
-    k.lock(w.KL, "kvm_s390_handle_pv", index=vm, kvm_index=vm)
+    _vm_ioctl_lock(k, vm, "kvm_s390_handle_pv")
     for c in range(w.cfg.vcpus):
         k.lock(w.VM[vm][c], "kvm_s390_cpus_to_pv")
         k.unlock("kvm_s390_cpus_to_pv", (w.VM[vm][c], None, None),
                  text="kvm_s390_pv_create_cpu; mutex_unlock(vcpu->mutex)")
-    k.unlock("kvm_s390_handle_pv", (w.KL, None, vm))
+    b = Body()
+    if vm in w.vm_fd:  # the return value is tracked where an earlier call can have returned -EBADF
+        k.ret(b, 0)
+    _vm_fdput(k, b, vm)
+    k.unlock("kvm_s390_handle_pv", (w.KL, None, vm), body=b)
 
 
 @kernel(KVM_MAIN)
 def kvm_vm_release(k: K, vm: int) -> None:
-    """close(vm fd): kvm_put_kvm."""
+    """close(vm fd): kvm_put_kvm. The file is released at its last fput, so not while a VM ioctl on it
+    (set_apie, pv_switch: ``kvmV.vm_fd`` "ioctl", from its fdget to its return) is in flight; later VM
+    ioctls on the fd fail in fdget (-EBADF). (The kernel's close() returns at once and the ioctl's fdput runs
+    the release; here the closing thread waits for it: only its own later operations are delayed.)"""
+    w = k.w
     b = Body()
-    k.w.put_kvm(b, vm)
-    k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b)
+    w.put_kvm(b, vm)
+    fd = w.vm_fd.get(vm)
+    guard = None
+    if fd is not None:
+        b.set(fd, VM_FD.index("closed"))
+        guard = fd.var != VM_FD.index("ioctl")
+    k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b, guard=guard)
 
 
 @kernel(KVM_MAIN)
