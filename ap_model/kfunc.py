@@ -296,8 +296,8 @@ class KernelDesign:
 
 def _vms_of(scenario: Scenario, names: Sequence[str]) -> set[int]:
     """The VMs the scenario's calls of ``names`` name (their ``vm`` argument, 0 by default)."""
-    vms = {c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name in names}
-    return {v for v in vms if isinstance(v, int)}
+    vms = [c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name in names]
+    return {v for v in vms if isinstance(v, int)}  # a bad argument is reported by check_args
 
 
 def check_args(w: World, sig: OperationSig, args: dict[str, Any], key: str) -> dict[str, Any]:
