@@ -32,7 +32,8 @@ def _fdget(k: K, b: Body, closed: Expr | None, fd: str) -> tuple[Expr | None, Ju
 
 def _vm_ioctl_lock(k: K, vm: int, function: str) -> None:
     """A VM ioctl's first step: ioctl(2)'s fdget of the VM fd (-> kvm_vm_ioctl -> kvm_arch_vm_ioctl), folded
-    into ``function``'s mutex_lock(kvm->lock) (nothing between them touches state the model tracks). Where
+    into ``function``'s mutex_lock(kvm->lock) (an ioctl still waiting for the lock when the fd is closed gets
+    -EBADF here, where the kernel's had its file already: a behaviour missed, docs/designs/world.md). Where
     the scenario closes that fd, a successful fdget holds the struct file (QEMU's threads share the fd table,
     so fdget takes a reference): ``kvmV.vm_fd`` is "ioctl" until the return (``_vm_fdput``). At most one VM
     ioctl is in flight per VM in the model: both (set_apie, pv_switch) hold kvm->lock from this step to their
