@@ -32,6 +32,7 @@ class Cfg:
     opens: dict[int, int] = field(default_factory=dict)  # mdev -> open_device calls of the scenario (fd bound)
     closed_vcpu_fds: set[tuple[int, int]] = field(default_factory=set)  # (vm, vcpu) the scenario's close_vcpu_fd
     closed_vm_fds: set[int] = field(default_factory=set)  # VMs whose fd the scenario closes and runs a VM ioctl on
+    sysfs_removed: set[int] = field(default_factory=set)  # mdevs whose attributes the scenario writes and removes
 
 
 def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:

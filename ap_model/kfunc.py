@@ -44,7 +44,7 @@ from checker.report.results import Trace
 
 from .config import sysfs_hex
 from .symmetry import declare_symmetry
-from .world import VM_IOCTLS, Body, E, Era, World, parse_cfg
+from .world import MDEV_ATTRIBUTES, VM_IOCTLS, Body, E, Era, World, parse_cfg
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,8 @@ class KernelDesign:
                         cfg.closed_vcpu_fds.add((vm, vcpu))
         # a VM fd the scenario closes while it also runs VM ioctls on it: those ioctls hold the file (fdget)
         cfg.closed_vm_fds = _vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)
+        # an mdev whose attributes the scenario writes and which it removes: the writes against the drain
+        cfg.sysfs_removed = _args_of(scenario, MDEV_ATTRIBUTES, "mdev") & _args_of(scenario, ("mdev_remove",), "mdev")
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)
@@ -235,7 +237,7 @@ class KernelDesign:
                 w.begin_op(t)
                 w.ops_used.add(call.name)
                 with t.op(op.entry):
-                    k.call(op.function, **args)
+                    _run(k, op.function, call.name, args)
             w.end_thread(t)
         errors.raise_if_any()
         w.add_properties()
@@ -294,10 +296,34 @@ class KernelDesign:
         return repro_script(self.name, scenario, trace, prop, kind, {n: op.entry for n, op in self.catalog.items()})
 
 
+def _args_of(scenario: Scenario, names: Sequence[str], key: str) -> set[int]:
+    """The instances the scenario's calls of ``names`` name (their ``key`` argument, 0 by default)."""
+    xs = [c.args.get(key, 0) for ts in scenario.threads for c in ts.run if c.name in names]
+    return {x for x in xs if isinstance(x, int)}  # a bad argument is reported by check_args
+
+
 def _vms_of(scenario: Scenario, names: Sequence[str]) -> set[int]:
     """The VMs the scenario's calls of ``names`` name (their ``vm`` argument, 0 by default)."""
-    vms = [c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name in names]
-    return {v for v in vms if isinstance(v, int)}  # a bad argument is reported by check_args
+    return _args_of(scenario, names, "vm")
+
+
+def _run(k: K, function: str, op: str, args: dict[str, Any]) -> None:
+    """Operation ``op``'s kernel function; an attribute write or the remove of an mdev whose files the
+    scenario both writes and removes goes through kernfs (ap_model/kernel/kernfs.py)."""
+    from .kernel import kernfs
+
+    m = args.get("mdev")
+    if m not in k.w.KN:
+        k.call(function, **args)
+    elif op in MDEV_ATTRIBUTES:
+        kernfs.attribute_write(k, m, lambda: k.call(function, **args))
+    elif op == "mdev_remove":
+        kernfs.remove_attributes(k, m)
+        k.call(function, **args)
+    else:
+        if op == "mdev_create":
+            kernfs.add_attributes(k, m)
+        k.call(function, **args)
 
 
 def check_args(w: World, sig: OperationSig, args: dict[str, Any], key: str) -> dict[str, Any]:

@@ -67,6 +67,9 @@ HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
 # a VM fd: open; held by a VM ioctl in flight (fdget to return: the file's extra reference); closed
 VM_FD = ("open", "ioctl", "closed")
 VM_IOCTLS = ("set_apie", "pv_switch")  # the operations that are ioctls on the VM fd (kvm_vm_ioctl)
+# the mdev attribute files a spec writes (kernfs_fop_write_iter -> the vfio_ap store)
+MDEV_ATTRIBUTES = ("assign_adapter", "unassign_adapter", "assign_domain", "unassign_domain", "assign_control_domain",
+                   "unassign_control_domain")
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,14 @@ class World(WorldState):
         self.vm_fd = {v: self._var(enum_field(f"kvm{v}.vm_fd", VM_FD, "open"),
                                    unsynchronized="the fd table and the file's reference: close() against fdget()")
                       for v in sorted(cfg.closed_vm_fds) if v in self.vms}
+        # an mdev the scenario removes and writes attributes of: a write holds kernfs's active reference
+        # (lockdep's kn->active) from kernfs_get_active to its return, the remove drains them first, and later
+        # writes fail -ENODEV (ap_model/kernel/kernfs.py)
+        self.KN = {m: pb.rwsem(f"mdev{m} attributes: kn->active", cls="kn->active")
+                   for m in sorted(cfg.sysfs_removed) if m in self.mdevs}
+        self.sysfs_gone = {m: self._var(bool_field(f"mdev{m}.attributes_removed"),
+                                    unsynchronized="kn->active: the drain's deactivation against kernfs_get_active's "
+                                    "atomic_inc_unless_negative") for m in self.KN}
         # vfio_ap module loaded: matrix device, AP queue driver and mdev parent registered (vfio_ap_init)
         self.loaded = self._var(bool_field("vfio_ap.loaded", cfg.module_loaded))
         self.hook_unsafe = self._var(bool_field("ghost.hook_unsafe"))
