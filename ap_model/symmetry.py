@@ -181,5 +181,6 @@ def _mdev_parts(w: World, m: int) -> tuple[list[Field], list[AnyLock]]:
                 w.unregistered]
     fields = [w.mdev.state[m]] + [fs[m] for fs in per_mdev if fs]
     fields += [w.BUSY[m].holder] if w.BUSY else []
-    locks: list[AnyLock] = [w.VG[m]] if w.VG else []
+    fields += [w.sysfs_gone[m]] if m in w.sysfs_gone else []
+    locks: list[AnyLock] = ([w.VG[m]] if w.VG else []) + ([w.KN[m]] if m in w.KN else [])
     return fields, locks

@@ -102,3 +102,23 @@ threads:
 """)
     names = [f.name for f in program.layout.fields]
     assert not [n for n in names if "attributes" in n or "kn->active" in n]
+
+
+def test_two_vm_groups_keep_their_symmetry(tmp_path: Path) -> None:
+    """The VM-group symmetry carries each mdev's kn->active and attributes_removed (without them the engine
+    refuses the swap: no reduction)."""
+    from checker.search.reduce.symmetry import symmetry_for
+
+    _, program = run(tmp_path, """
+name: two-vms-remove-against-store
+design: mainline
+constants: {vms: 2, mdevs: 2, domains: [5], matrix: ["mdev0: 3 x 5", "mdev1: 4 x 5"],
+            attached: ["mdev0 -> kvm0", "mdev1 -> kvm1"]}
+threads:
+  - {name: q0, run: [{close_device: {mdev: 0}}, {mdev_remove: {mdev: 0}}]}
+  - {name: q1, run: [{close_device: {mdev: 1}}, {mdev_remove: {mdev: 1}}]}
+  - {name: a0, run: [{unassign_adapter: {mdev: 0, apid: 3}}]}
+  - {name: a1, run: [{unassign_adapter: {mdev: 1, apid: 4}}]}
+""")
+    sym, why = symmetry_for(program)  # type: ignore[arg-type]
+    assert sym is not None, why
