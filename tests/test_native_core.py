@@ -264,3 +264,28 @@ def test_auto_core_restarts_large_searches_natively_then_uses_the_cache(monkeypa
     monkeypatch.setattr(driver, "AUTO_PYTHON_SECONDS", 1e9)
     cached = run_spec(path, reduction="none")
     assert cached.stats.store == "exact" and digest(cached) == digest(py)
+
+
+# The C loop under a depth bound: states on the bound have their steps checked (a failing check, a broken
+# invariant or a witness one step past it is found) but their successors not stored, as explore.bfs does.
+# final-hooks: hook-safe breaks in a state at depth 27, a step from depth 27 fails memory-safety (shortest
+# traces 27 and 28); two-vcpus: guest-apcb-changed is first witnessed at depth 4.
+@pytest.mark.parametrize(("spec", "depth", "reduction"), [
+    pytest.param("specs/final-hooks.yaml", 26, "none", marks=pytest.mark.slow),  # hook-safe one step past
+    pytest.param("specs/final-hooks.yaml", 27, "none", marks=pytest.mark.slow),  # the failing step past it
+    ("specs/final-hooks.yaml", 21, "all"), ("specs/v15-lockdep.yaml", 6, "all"), ("specs/final-mixed.yaml", 12, "por"),
+    ("examples/lockcycle3.yaml", 3, "none"), ("tests/data/two-vcpus.yaml", 3, "all"),  # the witness one step past
+    ("tests/data/two-vcpus.yaml", 9, "symmetry")])
+def test_native_loop_under_a_depth_bound_matches_python(spec: str, depth: int, reduction: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from checker.search.native import driver
+
+    loops: list[object] = []
+    real = driver.native_bfs
+    monkeypatch.setattr(driver, "native_bfs", lambda *a, **k: loops.append(a[0]) or real(*a, **k))
+    path = os.path.join(ROOT, spec)
+    py = run_spec(path, core="python", reduction=reduction, max_depth=depth)
+    nat = run_spec(path, core="native", reduction=reduction, max_depth=depth)
+    assert len(loops) == 1  # the C loop ran it
+    assert digest(nat) == digest(py)
+    assert nat.stats.reductions == py.stats.reductions

@@ -132,15 +132,20 @@ class _Recorder:
             if seen_key(n):
                 continue
             cut = True
-            for c in list(self.invs):
-                if not c.pred(n):
-                    self.record(c.name, Finding(idx, s, a))
-                    self.invs.remove(c)
-            for c in list(self.wits):
-                if c.pred(n):
-                    self.record(c.name, Finding(idx, s, a))
-                    self.wits.remove(c)
+            self.past(idx, s, a, n)
         return cut
+
+    def past(self, idx: int, s: int, a: int, n: int) -> None:
+        """A new successor ``n`` one step past the depth bound, by action ``a`` of state ``s``: the
+        invariants it breaks and the witnesses it satisfies are findings of that step."""
+        for c in list(self.invs):
+            if not c.pred(n):
+                self.record(c.name, Finding(idx, s, a))
+                self.invs.remove(c)
+        for c in list(self.wits):
+            if c.pred(n):
+                self.record(c.name, Finding(idx, s, a))
+                self.wits.remove(c)
 
     def expanded(self, idx: int, s: int, out: list[tuple[int, int]]) -> None:
         """Called for states with no plain successor or with special checks."""
@@ -295,7 +300,7 @@ def bfs(model: Model, opts: Options, stop: StopRequest | None = None, identity: 
                 out = select(s, out)
             transitions += len(out)
             if depth >= max_depth:
-                if rec.beyond(cur, s, out, lambda n: (n if keyf is None else keyf(n)) in seen):
+                if rec.beyond(cur, s, out, lambda n: _key(n, canon, keyf) in seen):
                     cut = 1
             else:
                 for a, n in out:
@@ -365,7 +370,7 @@ def dfs(model: Model, opts: Options, stop: StopRequest | None = None, identity: 
                 out = select(s, out)
             search.transitions += len(out)
             if d >= max_depth:
-                if rec.beyond(idx, s, out, lambda n: (n if keyf is None else keyf(n)) in seen):
+                if rec.beyond(idx, s, out, lambda n: _key(n, canon, keyf) in seen):
                     cut = 1
             else:
                 for a, n in reversed(out):
@@ -456,6 +461,13 @@ def path_to(search: Search, index: int) -> list[int]:
         index = search.parent[index]
     acts.reverse()
     return acts
+
+
+def _key(n: int, canon: Callable[[int], int] | None, keyf: Callable[[int], int] | None) -> int:
+    """What ``seen`` holds for state ``n``: its symmetry representative, then its store key."""
+    if canon is not None:
+        n = canon(n)
+    return n if keyf is None else keyf(n)
 
 
 def _reduction(reducer: Reducer | None) -> tuple[Callable[[int, list[tuple[int, int]]], list[tuple[int, int]]] | None,

@@ -61,7 +61,7 @@ Perms = list[tuple[int, list[Move]]]  # Symmetry.perms: (bits kept, fields moved
 AUTO_PYTHON_SECONDS = 1.0
 LIMITS = {0: "", 1: "timeout", 2: "memory", 3: "max-depth", 4: "max-states"}
 INTERRUPTED = 5  # tick's answer when a signal asked the search to stop (the reason is the stop request's)
-EV_EXPANDED, EV_RACE, EV_VIOLATION, EV_NEW_STATE = 0, 1, 2, 3
+EV_EXPANDED, EV_RACE, EV_VIOLATION, EV_NEW_STATE, EV_BEYOND = 0, 1, 2, 3, 4
 
 _warned: set[str] = set()
 
@@ -205,14 +205,14 @@ def explore_native(model: Model, opts: Options, python_bfs: Callable[[Model, Opt
     """The search under ``opts.core``; None: let the caller's Python explorer run.
 
     The loop in C runs breadth-first searches, with the reducer's partial-order and symmetry
-    reductions, without checkpoints or a depth bound (the Python loop checks one step past a depth
-    bound and saves checkpoints); the others (DFS, random walks) run the Python loop on the C
-    successor function. ``stop``: a signal's stop request, polled at every tick."""
+    reductions and a depth bound (checked one step past it, as explore.bfs does), without
+    checkpoints (the Python loop saves them); the others (DFS, random walks) run the Python loop
+    on the C successor function. ``stop``: a signal's stop request, polled at every tick."""
     core = getattr(opts, "core", "auto")
     if core == "python" or not isinstance(model, ProgramModel):
         return None
     por, sym = getattr(reducer, "por", None), getattr(reducer, "symmetry", None)
-    if opts.strategy != "bfs" or opts.max_depth is not None or opts.checkpoint or opts.resume:
+    if opts.strategy != "bfs" or opts.checkpoint or opts.resume:
         use_native_successors(model, opts)
         return None
     tables = None if por is None else por.tables()
@@ -285,6 +285,8 @@ def native_bfs(nc: NativeCore, opts: Options, stop: Any = None, por: Any = None)
             return race_mask(rec.state_checks, findings)
         if kind == EV_VIOLATION:
             rec.violation(idx, s, a, code)
+        elif kind == EV_BEYOND:  # state idx is on the depth bound; its step a reaches a new state
+            rec.past(idx, s, a, next(n for b, n in succ(s) if b == a))
         else:
             rec.new_state(idx, s)
         return 0

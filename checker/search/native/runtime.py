@@ -378,7 +378,7 @@ static int store_has(const store_t *st, const uint64_t *s) {
     return store_find(st, s, hash_words(s, W), &slot) >= 0;
 }
 
-enum { EV_EXPANDED = 0, EV_RACE = 1, EV_VIOLATION = 2, EV_NEW_STATE = 3 };
+enum { EV_EXPANDED = 0, EV_RACE = 1, EV_VIOLATION = 2, EV_NEW_STATE = 3, EV_BEYOND = 4 };
 enum { LIM_NONE = 0, LIM_TIMEOUT = 1, LIM_MEMORY = 2, LIM_DEPTH = 3, LIM_STATES = 4 };
 
 /* ev(kind, index, state, action, code) -> int; -1 on a Python error */
@@ -390,6 +390,23 @@ static long call_ev(PyObject *ev, int kind, size_t idx, const uint64_t *s, int a
     long v = PyLong_AsLong(r);
     Py_DECREF(r);
     return (v == -1 && PyErr_Occurred()) ? -1 : v;
+}
+
+/* the first violation of each kind: reported once (explore.bfs records the first finding per property) */
+static long report_violation(PyObject *ev, uint8_t *vio_seen, size_t cur, const uint64_t *s, int aid, int code) {
+    if (vio_seen[code]) return 0;
+    vio_seen[code] = 1;
+    return call_ev(ev, EV_VIOLATION, cur, s, aid, code);
+}
+
+/* the invariants a new state breaks and the witnesses it satisfies, each switched off once found */
+static int new_state_hits(const uint64_t *n, uint8_t *inv_on, uint8_t *wit_on, int *n_inv_on, int *n_wit_on) {
+    int hit = 0;
+    for (int k = 0; k < NINV; k++)
+        if (inv_on[k] && !inv_pred(k, n)) { inv_on[k] = 0; (*n_inv_on)--; hit = 1; }
+    for (int k = 0; k < NWIT; k++)
+        if (wit_on[k] && wit_pred(k, n)) { wit_on[k] = 0; (*n_wit_on)--; hit = 1; }
+    return hit;
 }
 
 static PyObject *py_bfs(PyObject *self, PyObject *args) {
@@ -431,6 +448,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
     long long depth = 0;
     unsigned long long transitions = 0, ample_states = 0;
     int check_new = n_inv_on + n_wit_on > 0;
+    int cut = 0;  /* a state on the depth bound had a new successor */
     {   /* explore.bfs polls its limits before the first expansion: a deadline already passed stops here */
         PyObject *r = PyObject_CallFunction(tick, "nnKLn", (Py_ssize_t)0, (Py_ssize_t)st.count,
                                             transitions, depth, (Py_ssize_t)st.count);
@@ -465,9 +483,22 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             for (int i = 0; i < o->n; i++)
                 if (o->vio[i] < 0) canon(o->nxt[i]);
         if (depth >= max_depth) {
-            if (limit == LIM_NONE)
-                for (int i = 0; i < o->n; i++)
-                    if (o->vio[i] < 0 && !store_has(&st, o->nxt[i])) { limit = LIM_DEPTH; break; }
+            /* as explore.bfs (Recorder.beyond): a state on the bound has its steps checked -- a failing
+               check and a predicate of a new successor are findings of this state's step -- but its
+               successors are not stored; the bound cut the search if one of them is new */
+            for (int i = 0; i < o->n; i++) {
+                if (o->vio[i] >= 0) {
+                    if (report_violation(ev, vio_seen, cur, s, o->aid[i], o->vio[i]) < 0) goto fail;
+                    continue;
+                }
+                if (store_has(&st, o->nxt[i])) continue;
+                cut = 1;
+                if (check_new) {
+                    int hit = new_state_hits(o->nxt[i], inv_on, wit_on, &n_inv_on, &n_wit_on);
+                    if (hit && call_ev(ev, EV_BEYOND, cur, s, o->aid[i], -1) < 0) goto fail;
+                    check_new = n_inv_on + n_wit_on > 0;
+                }
+            }
             continue;
         }
         uint64_t hs[NACT];
@@ -477,10 +508,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             if (o->vio[i] < 0) store_prefetch_state(&st, hs[i]);
         for (int i = 0; i < o->n; i++) {
             if (o->vio[i] >= 0) {
-                if (!vio_seen[o->vio[i]]) {
-                    vio_seen[o->vio[i]] = 1;
-                    if (call_ev(ev, EV_VIOLATION, cur, s, o->aid[i], o->vio[i]) < 0) goto fail;
-                }
+                if (report_violation(ev, vio_seen, cur, s, o->aid[i], o->vio[i]) < 0) goto fail;
                 continue;
             }
             int r = store_add_h(&st, o->nxt[i], hs[i]);
@@ -490,11 +518,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             st.via[st.count - 1] = (via_t)o->aid[i];
             if (check_new) {
                 const uint64_t *n = o->nxt[i];
-                int hit = 0;
-                for (int k = 0; k < NINV; k++)
-                    if (inv_on[k] && !inv_pred(k, n)) { inv_on[k] = 0; n_inv_on--; hit = 1; }
-                for (int k = 0; k < NWIT; k++)
-                    if (wit_on[k] && wit_pred(k, n)) { wit_on[k] = 0; n_wit_on--; hit = 1; }
+                int hit = new_state_hits(n, inv_on, wit_on, &n_inv_on, &n_wit_on);
                 if (hit && call_ev(ev, EV_NEW_STATE, st.count - 1, n, -1, -1) < 0) goto fail;
                 check_new = n_inv_on + n_wit_on > 0;
             }
@@ -509,6 +533,7 @@ static PyObject *py_bfs(PyObject *self, PyObject *args) {
             if (v) { limit = (int)v; break; }
         }
     }
+    if (limit == LIM_NONE && cut) limit = LIM_DEPTH;
 done:
     free(o);
     o = NULL;

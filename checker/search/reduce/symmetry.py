@@ -281,8 +281,8 @@ def concretize(successors: Callable[[int], list[tuple[int, int]]], canonical: Ca
 
     ``actions`` were taken from canonical states; at each step the concrete run
     takes the first enabled action whose successor has the same canonical form as
-    the recorded one. ``last_action`` (a step firing into a violation) is matched
-    by the violated property."""
+    the recorded one. ``last_action`` (the finding's own step) is matched by the
+    violated property where it fails a check, else by its target's canonical form."""
     canon_state, concrete, out = init, init, []
     for a in actions:
         target = canonical(next(n for b, n in successors(canon_state) if b == a))
@@ -290,9 +290,14 @@ def concretize(successors: Callable[[int], list[tuple[int, int]]], canonical: Ca
         out.append(b)
         canon_state, concrete = target, n
     if last_action >= 0:
-        assert violation_prop is not None
-        want = violation_prop(next(n for b, n in successors(canon_state) if b == last_action))
-        out.append(next(b for b, n in successors(concrete) if n < 0 and violation_prop(n) == want))
+        last = next(n for b, n in successors(canon_state) if b == last_action)
+        if last < 0:  # a step failing a check: the concrete step failing the same property
+            assert violation_prop is not None
+            want = violation_prop(last)
+            out.append(next(b for b, n in successors(concrete) if n < 0 and violation_prop(n) == want))
+        else:  # a step one past a depth bound into a state breaking an invariant (or witnessing one)
+            target = canonical(last)
+            out.append(next(b for b, n in successors(concrete) if n >= 0 and canonical(n) == target))
     return out
 
 
