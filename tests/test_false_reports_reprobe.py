@@ -96,6 +96,19 @@ def test_every_end_has_the_queue_on_vfio_ap_and_both_stores_succeed(tmp_path: Pa
             ("admin1", "device_driver_detach"), ("admin1", "bus_rescan_devices_helper")} <= fired
 
 
+def test_no_driver_binds_a_queue_device_deleted_under_the_reprobe(tmp_path: Path) -> None:
+    """A release of adapter 3 against its leaving the configuration: once device_unregister has deleted
+    03.0005 (kill_device: dev->p->dead), the reprobe's device_attach probes nothing. Before, an end had
+    vfio_ap bound to the deleted queue."""
+    spec = SPEC.format(design="mainline").replace("  - {name: admin2, run: [{apmask_store: {release: [3]}}]}\n", "")
+    _, program = run(tmp_path, spec.replace("{assign_adapter: {mdev: 0, apid: 3}}", "{adapter_standby: {apid: 3}}"))
+    lay = program.layout  # type: ignore[attr-defined]
+    done = ProgramModel(program).is_done  # type: ignore[arg-type]
+    ends = {(DRIVERS[int(lay["ap_queue[03.0005].driver"].get(s))], int(lay["ap_queue[03.0005]->device.dead"].get(s)))
+            for s in filter(done, explore(program))}
+    assert ends == {("none", 1)}
+
+
 def test_device_lock_only_where_two_threads_reach_the_queue(tmp_path: Path) -> None:
     """The state vector of a scenario with one thread on the AP bus side is unchanged: no device lock."""
     _, program = run(tmp_path, SPEC.format(design="mainline").replace(

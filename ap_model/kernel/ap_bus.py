@@ -132,9 +132,14 @@ def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
 def release_driver(k: K, i: int, j: int, fn: str, why: str, after: str, only_vfio: bool = False) -> None:
     """device_release_driver of queue (i, j) (device_driver_detach / device_del): under its device lock when
     the world declares one, the bound driver's remove (``only_vfio``: unbind_store's, vfio_ap's only);
-    continue at ``after``."""
+    continue at ``after``. device_unregister's device_del also marks the device dead (kill_device, in its
+    own device_lock section just before: one section here, the mark written where it ends), so a later
+    device_attach probes nothing."""
     w = k.w
     d = w.drv[i, j].var
+    b = Body()
+    if why == "device_unregister" and (i, j) in w.dev_dead:
+        b.set(w.dev_dead[i, j], True)
     zc, done = k.label("zc_remove"), _device_lock_end(k, i, j, after)
     bound = [(d == VFIO, "bound to vfio_ap: its remove")] + ([] if only_vfio else [(d == ZCRYPT, "bound to zcrypt: "
                                                                                      "its remove")])
@@ -147,26 +152,35 @@ def release_driver(k: K, i: int, j: int, fn: str, why: str, after: str, only_vfi
         k.goto(done)
         k.at(zc)
         k.call("zcrypt_queue_remove", i=i, j=j)
-    _device_unlock(k, i, j, fn, done, after)
+    _device_unlock(k, i, j, fn, done, after, b)
 
 
 def attach(k: K, i: int, j: int, fn: str, registered: Expr | None, after: str) -> None:
     """device_attach of queue (i, j) (bus_rescan_devices_helper / device_register's bus_probe_device): under
     its device lock when the world declares one, nothing if a driver is bound, else ap_device_probe of each
-    driver in turn: devres picks zcrypt or vfio_ap. ``registered``: the device exists (else no attach)."""
+    driver in turn: devres picks zcrypt or vfio_ap. ``registered``: device_register of a device that exists
+    (else none); without it, the reprobe's attach, which probes nothing on a device deleted meanwhile
+    (dev->p->dead)."""
     w = k.w
     d = w.drv[i, j].var
     zc, done = k.label("zc_probe"), _device_lock_end(k, i, j, after)
     q = w.apqn(i, j)
+    b, dead = Body(), w.dev_dead.get((i, j))
+    skip = d != NODRV
+    branches: list[tuple[Expr | None, str]] = [(skip, "a driver is bound: nothing to probe")]
+    if dead is not None and registered is not None:
+        b.set(dead, False)  # a new struct device (set where the section ends, as the kill above)
+    elif dead is not None:
+        skip = Or(skip, dead.var)
+        branches.append((dead.var, "device deleted (dev->p->dead): nothing to probe"))
     _device_lock(k, i, j, fn, f"device_attach({q})" if registered is None else f"device_register({q})", registered,
-                 ([] if registered is None else [(Not(registered), after)]) + [(d != NODRV, done)],
-                 [(d != NODRV, "a driver is bound: nothing to probe")])
+                 ([] if registered is None else [(Not(registered), after)]) + [(skip, done)], branches)
     k.call("ap_device_probe", i=i, j=j, zc=zc)
     k.call("vfio_ap_mdev_probe_queue", i=i, j=j)
     k.goto(done)
     k.at(zc)
     k.call("zcrypt_queue_probe", i=i, j=j)
-    _device_unlock(k, i, j, fn, done, after)
+    _device_unlock(k, i, j, fn, done, after, b)
 
 
 def _device_lock_end(k: K, i: int, j: int, after: str) -> str:
@@ -187,14 +201,15 @@ def _device_lock(k: K, i: int, j: int, fn: str, text: str, when: Expr | None, ju
     k.lock(lk, fn, when=when, text=text, jumps=jumps, branches=[(when, text), *branches])
 
 
-def _device_unlock(k: K, i: int, j: int, fn: str, label: str, after: str) -> None:
-    """device_unlock at ``label`` (if the world declares the lock), then continue at ``after``."""
+def _device_unlock(k: K, i: int, j: int, fn: str, label: str, after: str, body: Body) -> None:
+    """device_unlock at ``label`` (if the world declares the lock), with ``body`` (what the locked section
+    wrote of the device: atomic for every other holder of the lock), then continue at ``after``."""
     lk = k.w.DEV.get((i, j))
     if lk is None:
         k.goto(after)
         return
     k.at(label)
-    k.unlock(fn, (lk, None, None), text=f"device_unlock({k.w.apqn(i, j)})", goto=after)
+    k.unlock(fn, (lk, None, None), text=f"device_unlock({k.w.apqn(i, j)})", goto=after, body=body)
 
 
 @kernel(AP_BUS)
