@@ -129,20 +129,21 @@ def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
             k.at(nxt)
 
 
-def release_driver(k: K, i: int, j: int, fn: str, why: str, after: str, only_vfio: bool = False) -> None:
+def release_driver(k: K, i: int, j: int, fn: str, why: str, after: str, only_vfio: bool = False,
+                   kill: bool = False) -> None:
     """device_release_driver of queue (i, j) (device_driver_detach / device_del): under its device lock when
     the world declares one, the bound driver's remove (``only_vfio``: unbind_store's, vfio_ap's only);
-    continue at ``after``. device_unregister's device_del also marks the device dead (kill_device, in its
-    own device_lock section just before: one section here, the mark written where it ends), so a later
-    device_attach probes nothing."""
+    continue at ``after``. ``kill``: device_unregister's device_del also marks the device dead (kill_device,
+    in its own device_lock section just before: one section here, the mark written where it ends), so a
+    later device_attach probes nothing."""
     w = k.w
     d = w.drv[i, j].var
     b = Body()
-    if why == "device_unregister" and (i, j) in w.dev_dead:
+    if kill and (i, j) in w.dev_dead:
         b.set(w.dev_dead[i, j], True)
     zc, done = k.label("zc_remove"), _device_lock_end(k, i, j, after)
-    bound = [(d == VFIO, "bound to vfio_ap: its remove")] + ([] if only_vfio else [(d == ZCRYPT, "bound to zcrypt: "
-                                                                                     "its remove")])
+    bound = [(d == VFIO, "bound to vfio_ap: its remove")]
+    bound += [] if only_vfio else [(d == ZCRYPT, "bound to zcrypt: its remove")]
     unbound = "not bound to vfio_ap: nothing to release" if only_vfio else "no driver bound: nothing to release"
     _device_lock(k, i, j, fn, f"{why}({w.apqn(i, j)})", None,
                  ([] if only_vfio else [(d == ZCRYPT, zc)]) + [(d != VFIO, done)],
@@ -330,7 +331,7 @@ def adapter_removed(k: K, apid: int) -> None:
     k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b, text="matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
         nxt = k.label("next_q")
-        release_driver(k, x, j, "ap_scan_bus", "device_unregister", nxt)
+        release_driver(k, x, j, "ap_scan_bus", "device_unregister", nxt, kill=True)
         k.at(nxt)
     k.step("ap_scan_bus", "scan done")
 
