@@ -33,6 +33,7 @@ class Cfg:
     closed_vcpu_fds: set[tuple[int, int]] = field(default_factory=set)  # (vm, vcpu) the scenario's close_vcpu_fd
     closed_vm_fds: set[int] = field(default_factory=set)  # VMs whose fd the scenario closes and runs a VM ioctl on
     sysfs_removed: set[int] = field(default_factory=set)  # mdevs whose attributes the scenario writes and removes
+    device_locked: set[tuple[int, int]] = field(default_factory=set)  # queues whose AP bus device two threads reach
 
 
 def _parse_matrix(entries: list[str], cfg: Cfg, errors: ScenarioErrorCollector) -> None:
@@ -166,3 +167,28 @@ def sysfs_hex(written: dict[str, str]) -> frozenset[str]:
             if text.startswith("0x") and (key.startswith(f"constants.{kind}mask[") or f".{kind}mask_store." in key):
                 out.add(kind)
     return frozenset(out)
+
+
+def queues_reached_twice(cfg: Cfg, threads: list[list[tuple[str, dict[str, Any]]]]) -> set[tuple[int, int]]:
+    """The queues (adapter idx, domain idx) whose AP bus device two of the scenario's threads reach: a mask
+    store's reprobe (its adapters or domains), a driver unbind, a configuration scan of an adapter. Their
+    driver detach and attach then run under the driver core's device lock (ap_model/kernel/ap_bus.py)."""
+    nA, nD = range(len(cfg.adapters)), range(len(cfg.domains))
+
+    def ids(values: list[int], xs: Any) -> list[int]:
+        xs = xs if isinstance(xs, list) else [xs]
+        return [values.index(x) for x in xs if isinstance(x, int) and x in values]  # bad ones: check_args
+
+    def reached(op: str, a: dict[str, Any]) -> set[tuple[int, int]]:
+        if op in ("apmask_store", "aqmask_store"):
+            vals = cfg.adapters if op == "apmask_store" else cfg.domains
+            bits = ids(vals, a.get("reserve")) + ids(vals, a.get("release"))
+            return {(i, j) for i in bits for j in nD} if op == "apmask_store" else {(i, j) for i in nA for j in bits}
+        if op == "unbind_queue":
+            return {(i, j) for i in ids(cfg.adapters, a.get("apid")) for j in ids(cfg.domains, a.get("apqi"))}
+        if op in ("adapter_standby", "adapter_online"):
+            return {(i, j) for i in ids(cfg.adapters, a.get("apid")) for j in nD}
+        return set()
+
+    per_thread = [set().union(*(reached(op, a) for op, a in calls)) for calls in threads]
+    return {q for n, qs in enumerate(per_thread) for q in qs if any(q in other for other in per_thread[n + 1:])}

@@ -42,7 +42,7 @@ from checker.lang.expr import Expr
 from checker.lang.program import ModelError, Program, ProgramBuilder, RwSem, ThreadBuilder
 from checker.report.results import Trace
 
-from .config import sysfs_hex
+from .config import queues_reached_twice, sysfs_hex
 from .symmetry import declare_symmetry
 from .world import MDEV_ATTRIBUTES, VM_IOCTLS, Body, E, Era, World, parse_cfg
 
@@ -211,6 +211,8 @@ class KernelDesign:
         cfg.closed_vm_fds = _vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)
         # an mdev whose attributes the scenario writes and which it removes: the writes against the drain
         cfg.sysfs_removed = _args_of(scenario, MDEV_ATTRIBUTES, "mdev") & _args_of(scenario, ("mdev_remove",), "mdev")
+        # a queue device two threads detach or attach drivers of: the driver core's device lock (ap_bus.py)
+        cfg.device_locked = queues_reached_twice(cfg, [[(c.name, c.args) for c in ts.run] for ts in scenario.threads])
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
         try:
             w = World(pb, cfg, self.era)

@@ -173,6 +173,8 @@ def _lock_steps_before(program: Program, a: Action) -> list[int]:
     p = a.label - 1
     while p >= 0:
         acts = program.by_label[a.thread][p]
+        if any(acq.lock.cls == "dev->mutex" for x in acts for acq in x.acquires):
+            break  # from the device lock on, no other thread binds or unbinds the queue (ap_bus.py)
         if not all((x.acquires or x.releases) and set(x.updates) <= owners | {program.threads[a.thread].pc}
                    for x in acts):
             break

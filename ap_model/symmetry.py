@@ -148,13 +148,17 @@ def _add_elements(w: World, members: list[Member], mdevs: list[int | None], call
     if any(len(owned[0][k]) != len(owned[1][k]) for k in owned[0]) or not any(owned[0].values()):
         return
     swap = {k: dict(zip(owned[0][k], owned[1][k])) | dict(zip(owned[1][k], owned[0][k])) for k in owned[0]}
+    images = {q: (swap["adapter"].get(q[0], q[0]), swap["domain"].get(q[1], q[1])) for q in w.queues}
+    if any((q in w.DEV) != (img in w.DEV) for q, img in images.items()):
+        return  # a queue device with its lock (ap_bus.py) would swap with one without: no reduction
     for g in range(2):
         members[g].slots += [w.elements(k)[i] for k in owned[g] for i in owned[g][k]]
-    for i, j in w.queues:
-        img = (swap["adapter"].get(i, i), swap["domain"].get(j, j))
-        if (i, j) < img:
-            members[0].fields += [w.drv[i, j], w.qdata[i, j]]
+    for q, img in images.items():
+        if q < img:
+            members[0].fields += [w.drv[q], w.qdata[q]]
             members[1].fields += [w.drv[img], w.qdata[img]]
+            members[0].locks += [w.DEV[q]] if q in w.DEV else []
+            members[1].locks += [w.DEV[img]] if img in w.DEV else []
 
 
 def _thread_fields(w: World, name: str) -> list[Field]:

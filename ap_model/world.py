@@ -144,6 +144,10 @@ class World(WorldState):
         self.info_apm = self._var(mask_field("matrix_dev->info.apm", nA, _bits(cfg.config_apm)), info_locks)
         self.info_aqm = self._var(mask_field("matrix_dev->info.aqm", nD, _bits(cfg.config_aqm)), info_locks)
         self.drv: dict[tuple[int, int], Field] = {}
+        # the driver core's device lock of a queue device two threads reach (cfg.device_locked): it serializes
+        # their driver detach and attach (ap_model/kernel/ap_bus.py); lockdep does not validate it
+        self.DEV: dict[tuple[int, int], Lock] = {}
+        self.dev_dead: dict[tuple[int, int], Field] = {}
         self.qdata: dict[tuple[int, int], Field] = {}
         owners = ("clean", "host") + tuple(kslots)
         for i, j in self.queues:
@@ -152,6 +156,10 @@ class World(WorldState):
             reserved = i in cfg.apmask and j in cfg.aqmask
             d = NODRV if not incfg else (ZCRYPT if reserved else VFIO)
             self.drv[i, j] = self._var(enum_field(f"{name}.driver", DRIVERS, DRIVERS[d]))
+            if (i, j) in cfg.device_locked:  # and device_del's kill_device, under that lock (race-checked as
+                # the driver field: __device_attach reads it in the step that takes the lock)
+                self.DEV[i, j] = pb.mutex(f"{name}->device.mutex", cls="dev->mutex")
+                self.dev_dead[i, j] = self._var(bool_field(f"{name}->device.dead"))
             data = "host" if d == ZCRYPT else "clean"
             for m, v in cfg.attached.items():
                 if self._initially_in_guest(m, i, j):

@@ -52,6 +52,20 @@ def executed(program: object) -> list[tuple[str, str]]:
     return out
 
 
+def explore(program: object) -> dict[int, list[tuple[int, int]]]:
+    """Every reachable state of the unreduced program with its successors (action, state; a negative
+    state is a violation)."""
+    model = ProgramModel(program)  # type: ignore[arg-type]
+    graph: dict[int, list[tuple[int, int]]] = {}
+    todo = list(model.init_states())
+    while todo:
+        s = todo.pop()
+        if s not in graph:
+            graph[s] = model.successors(s)
+            todo += [n for _, n in graph[s] if n >= 0]
+    return graph
+
+
 def field(program: object, name: str, state: int) -> int:
     f = program.layout[name]  # type: ignore[attr-defined]
     return int(f.get(state))

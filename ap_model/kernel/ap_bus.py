@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.expr import BOOL, And, Const, Expr, If, MaskConst, Not, Or, Select
 
 from .. import rules
 from ..kfunc import K, kernel
@@ -38,7 +38,9 @@ def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None
     b = Body()
     apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
     aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
-    if kind == "ap":
+    if not reserve:  # nothing newly reserved: the in_use callbacks are not called, no mdev's matrix is read
+        busy: Expr = Const(False, BOOL)
+    elif kind == "ap":
         busy = rules.in_use(newly, w.aqmask.var, apms, aqms)
     else:
         busy = rules.in_use(w.apmask.var, newly, apms, aqms)
@@ -83,11 +85,18 @@ def in_use_unlock(k: K, cond: Expr) -> list[tuple[Any, ...]]:
 
 @kernel(AP_BUS)
 def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
-    """__ap_revise_reserved per queue of ``qs``: devres read under ap_perms_mutex; device_reprobe when the
-    binding no longer matches (vfio_ap remove + zcrypt probe, or zcrypt remove + vfio_ap probe)."""
+    """__ap_revise_reserved per queue of ``qs``: devres read under ap_perms_mutex, drvres = the bound driver's
+    default flag (dev->driver read without the device lock); device_reprobe when they differ.
+
+    device_reprobe detaches the driver bound when it runs and ap_device_probe reads devres again before a
+    driver binds. Where a second thread reaches the queue's device (``w.DEV``) both are modelled under the
+    device lock; else nothing can rebind the queue or change its devres in between, and the reprobe is the
+    bound driver's remove and the other driver's probe."""
     w = k.w
     for n, (i, j) in enumerate(qs):
-        to_zc, to_vf = k.label("to_zcrypt"), k.label("to_vfio_ap")
+        locked = (i, j) in w.DEV
+        to_zc = k.label("device_reprobe" if locked else "to_zcrypt")
+        to_vf = to_zc if locked else k.label("to_vfio_ap")  # one device_reprobe: what it does is read when it runs
         nxt = k.label("reprobe_next") if n + 1 < len(qs) else k.end()
         d = w.drv[i, j].var
         res = w.reserved(None, i, j)
@@ -102,15 +111,106 @@ def ap_bus_revise_bindings(k: K, qs: list[tuple[int, int]]) -> None:
                            (to_vfio_ap, "not reserved, bound to zcrypt: device_reprobe"),
                            (d == NODRV, "no driver bound: no reprobe"),
                            (And(d != NODRV, Not(to_zcrypt), Not(to_vfio_ap)), "devres == drvres: no reprobe")])
-        k.at(to_zc)
-        k.call("vfio_ap_mdev_remove_queue", i=i, j=j)
-        k.call("zcrypt_queue_probe", i=i, j=j)
-        k.goto(nxt)
-        k.at(to_vf)
-        k.call("zcrypt_queue_remove", i=i, j=j)
-        k.call("vfio_ap_mdev_probe_queue", i=i, j=j)
+        if locked:
+            k.at(to_zc)
+            rescan = k.label("rescan")
+            release_driver(k, i, j, "device_driver_detach", "device_reprobe", rescan)
+            k.at(rescan)
+            attach(k, i, j, "bus_rescan_devices_helper", None, nxt)
+        else:
+            k.at(to_zc)
+            k.call("vfio_ap_mdev_remove_queue", i=i, j=j)
+            k.call("zcrypt_queue_probe", i=i, j=j)
+            k.goto(nxt)
+            k.at(to_vf)
+            k.call("zcrypt_queue_remove", i=i, j=j)
+            k.call("vfio_ap_mdev_probe_queue", i=i, j=j)
         if n + 1 < len(qs):
             k.at(nxt)
+
+
+def release_driver(k: K, i: int, j: int, fn: str, why: str, after: str, only_vfio: bool = False,
+                   kill: bool = False) -> None:
+    """device_release_driver of queue (i, j) (device_driver_detach / device_del): under its device lock when
+    the world declares one, the bound driver's remove (``only_vfio``: unbind_store's, vfio_ap's only);
+    continue at ``after``. ``kill``: device_unregister's device_del also marks the device dead (kill_device,
+    in its own device_lock section just before: one section here, the mark written where it ends), so a
+    later device_attach probes nothing."""
+    w = k.w
+    d = w.drv[i, j].var
+    b = Body()
+    if kill and (i, j) in w.dev_dead:
+        b.set(w.dev_dead[i, j], True)
+    zc, done = k.label("zc_remove"), _device_lock_end(k, i, j, after)
+    bound = [(d == VFIO, "bound to vfio_ap: its remove")]
+    bound += [] if only_vfio else [(d == ZCRYPT, "bound to zcrypt: its remove")]
+    unbound = "not bound to vfio_ap: nothing to release" if only_vfio else "no driver bound: nothing to release"
+    _device_lock(k, i, j, fn, f"{why}({w.apqn(i, j)})", None,
+                 ([] if only_vfio else [(d == ZCRYPT, zc)]) + [(d != VFIO, done)],
+                 [*bound, (Not(Or(*[c for c, _ in bound])), unbound)])
+    k.call("vfio_ap_mdev_remove_queue", i=i, j=j)
+    if not only_vfio:
+        k.goto(done)
+        k.at(zc)
+        k.call("zcrypt_queue_remove", i=i, j=j)
+    _device_unlock(k, i, j, fn, done, after, b)
+
+
+def attach(k: K, i: int, j: int, fn: str, registered: Expr | None, after: str) -> None:
+    """device_attach of queue (i, j) (bus_rescan_devices_helper / device_register's bus_probe_device): under
+    its device lock when the world declares one, nothing if a driver is bound, else ap_device_probe of each
+    driver in turn: devres picks zcrypt or vfio_ap. ``registered``: device_register of a device that exists
+    (else none); without it, the reprobe's attach, which probes nothing on a device deleted meanwhile
+    (dev->p->dead)."""
+    w = k.w
+    d = w.drv[i, j].var
+    zc, done = k.label("zc_probe"), _device_lock_end(k, i, j, after)
+    q = w.apqn(i, j)
+    b, dead = Body(), w.dev_dead.get((i, j))
+    skip = d != NODRV
+    branches: list[tuple[Expr | None, str]] = [(skip, "a driver is bound: nothing to probe")]
+    if dead is not None and registered is not None:
+        b.set(dead, False)  # a new struct device (set where the section ends, as the kill above)
+    elif dead is not None:
+        skip = Or(skip, dead.var)
+        branches.append((dead.var, "device deleted (dev->p->dead): nothing to probe"))
+    _device_lock(k, i, j, fn, f"device_attach({q})" if registered is None else f"device_register({q})", registered,
+                 ([] if registered is None else [(Not(registered), after)]) + [(skip, done)], branches)
+    k.call("ap_device_probe", i=i, j=j, zc=zc)
+    k.call("vfio_ap_mdev_probe_queue", i=i, j=j)
+    k.goto(done)
+    k.at(zc)
+    k.call("zcrypt_queue_probe", i=i, j=j)
+    _device_unlock(k, i, j, fn, done, after, b)
+
+
+def _device_lock_end(k: K, i: int, j: int, after: str) -> str:
+    """Where the driver core's section ends: its device_unlock step, or ``after`` without a device lock."""
+    return k.label("device_unlock") if (i, j) in k.w.DEV else after
+
+
+def _device_lock(k: K, i: int, j: int, fn: str, text: str, when: Expr | None, jumps: list[tuple[Expr, str]],
+                 branches: list[tuple[Expr | None, str]]) -> None:
+    """The driver core's first step on the queue device: device_lock (``when`` the device exists) if the
+    world declares the lock, with the read of dev->driver that ``jumps`` on. Without the lock, the plain
+    step the model had before (no branches shown)."""
+    lk = k.w.DEV.get((i, j))
+    if lk is None:
+        k.step(fn, text, jumps=jumps)
+        return
+    text += ": device_lock"
+    k.lock(lk, fn, when=when, text=text, jumps=jumps, branches=[(when, text), *branches])
+
+
+def _device_unlock(k: K, i: int, j: int, fn: str, label: str, after: str, body: Body) -> None:
+    """device_unlock at ``label`` (if the world declares the lock), with ``body`` (what the locked section
+    wrote of the device: atomic for every other holder of the lock), then continue at ``after``."""
+    lk = k.w.DEV.get((i, j))
+    if lk is None:
+        k.goto(after)
+        return
+    k.at(label)
+    k.unlock(fn, (lk, None, None), text=f"device_unlock({k.w.apqn(i, j)})", goto=after, body=body)
 
 
 @kernel(AP_BUS)
@@ -149,11 +249,7 @@ def zcrypt_queue_remove(k: K, i: int, j: int) -> None:
 @kernel(BASE_BUS)
 def unbind_store(k: K, apid: int, apqi: int) -> None:
     """echo APQN > /sys/bus/ap/drivers/vfio_ap/unbind: device_release_driver -> vfio_ap_mdev_remove_queue."""
-    w = k.w
-    end = k.end()
-    k.step("unbind_store", f"device_release_driver({w.apqn(apid, apqi)})",
-           jumps=[(w.drv[apid, apqi].var != VFIO, end)])
-    k.call("vfio_ap_mdev_remove_queue", i=apid, j=apqi)
+    release_driver(k, apid, apqi, "unbind_store", "device_release_driver", k.end(), only_vfio=True)
 
 
 # ---------------------------------------------------------------- vfio_ap queue callbacks
@@ -234,13 +330,8 @@ def adapter_removed(k: K, apid: int) -> None:
     b.set(w.info_apm, w.info_apm.var.without_bit(x))
     k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b, text="matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
-        zc, nxt = k.label("zc_remove"), k.label("next_q")
-        d = w.drv[x, j].var
-        k.step("ap_scan_bus", f"device_unregister({w.apqn(x, j)})", jumps=[(d == ZCRYPT, zc), (d != VFIO, nxt)])
-        k.call("vfio_ap_mdev_remove_queue", i=x, j=j)
-        k.goto(nxt)
-        k.at(zc)
-        k.call("zcrypt_queue_remove", i=x, j=j)
+        nxt = k.label("next_q")
+        release_driver(k, x, j, "ap_scan_bus", "device_unregister", nxt, kill=True)
         k.at(nxt)
     k.step("ap_scan_bus", "scan done")
 
@@ -291,14 +382,8 @@ def adapter_added(k: K, apid: int) -> None:
     k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b,
              text="vfio_ap_mdev_cfg_add: record apm_add per mdev; matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
-        zc, nxt = k.label("zc_probe"), k.label("next_q")
-        k.step("ap_scan_bus", f"device_register({w.apqn(x, j)})",
-               jumps=[(Or(w.drv[x, j].var != NODRV, Not(w.info_aqm.var.has(j))), nxt)])
-        k.call("ap_device_probe", i=x, j=j, zc=zc)
-        k.call("vfio_ap_mdev_probe_queue", i=x, j=j)
-        k.goto(nxt)
-        k.at(zc)
-        k.call("zcrypt_queue_probe", i=x, j=j)
+        nxt = k.label("next_q")
+        attach(k, x, j, "ap_scan_bus", w.info_aqm.var.has(j), nxt)
         k.at(nxt)
     k.call("vfio_ap_on_scan_complete")
 
