@@ -145,7 +145,7 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
     assert rows["auto:lock-ownership"]["kind"] == "derived"
     assert rows["hook-safe"]["scope"] == (
         "all thread counts: any number of threads, each running any sequence of the operations any number of "
-        "times, an fd closed once (22 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
+        "times, an fd closed once (30 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
         "runs up to the first failing check")
     assert rows["hook-safe"]["detail"].endswith("jointly with every goal and lemma")
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")
