@@ -154,3 +154,26 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
 def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", "--parametric", "final", "--engine", "spacer"]) == 2
     assert "--parametric proves by 1-induction" in capsys.readouterr().err
+
+
+def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
+    """KVM_RUN, close and remove of one mdev, any number of each: without lemma-mdev-removed a freed mdev may
+    still be named by the KVM's PQAP hook in the induction, and hook-safe is a CTI at handle_pqap; with it,
+    PROVED."""
+    design = default_registry().get("mainline")
+    constants = {"vms": 1, "mdevs": 1, "domains": [5], "matrix": ["mdev0: 3 x 5"], "attached": ["mdev0 -> kvm0"]}
+    p = design.build(design.universal_scenario(constants, ("kvm_run", "close_device", "mdev_remove")))
+    always = {x.name: x.expr for x in p.properties if x.kind == "always"}
+    lemmas = ["no-double-assignment", "no-two-guests", "lemma-mdev-state", "lemma-hook-target",
+              "lemma-guest-is-shadow", "lemma-shadow-within-bounds", "lemma-assigned-not-reserved",
+              "lemma-binding-steps", "lemma-queue-data", "lemma-kvm-refs", "lemma-close-local-kvm", "lemma-frame"]
+    out = []
+    for extra in ([], ["lemma-mdev-removed"]):
+        rows = ParametricProver(p, 30.0).prove([Invariant("hook-safe", always["hook-safe"])],
+                                               [Invariant(n, always[n]) for n in lemmas + extra])
+        out.append([(r.property, r.status) for r in rows])
+        assert rows[1].detail == ("not inductive: a step of any copy of kvm_run.vm0.vcpu0: handle_pqap: "
+                                  "mutex_lock(matrix_dev->mdevs_lock) breaks it" if not extra else
+                                  "inductive for every number of threads (49 consecution checks)")
+    assert out == [[("auto:lock-ownership", "PROVED"), ("hook-safe", "CTI")],
+                   [("auto:lock-ownership", "PROVED"), ("hook-safe", "PROVED")]]
