@@ -131,6 +131,8 @@ def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixtur
     assert "unknown design 'no-such-design'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 34 operation instances: about a minute (auto:lock-ownership); the quick suite proves the five
+# goals on this spec's operations at 1-VM sizes (test_prove_parametric_sizes.py, small grid)
 def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
     """KVM_RUN on two VMs, assign/unassign of two adapters, the domain and the control domain on their two mdevs,
     closing and removing them (lemma-mdev-removed), unbinding either queue, by any number of threads."""
