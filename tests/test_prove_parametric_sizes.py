@@ -158,7 +158,7 @@ def test_combine_takes_the_worst_status_at_the_first_size_it_was_reached() -> No
                              "first not PROVED at size vms 2, adapters 1, domains 1)")
 
 
-@pytest.mark.slow  # 118 s at load average 1 (docs/prove.md: measured per size)
+@pytest.mark.slow  # 492 s at load average 2.4-3.2 (44 operation instances at 2 x 2 x 2; docs/prove.md)
 def test_mainline_grid_of_eight_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _run(["specs/parametric-mainline.yaml", "--sizes", "vms=1..2,adapters=1..2,domains=1..2"], capsys)
     assert rc == 0
