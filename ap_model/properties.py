@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from checker.lang.expr import INT, And, Bin, Const, Expr, If, Implies, MaskConst, Not, Or, Select, Var
+from checker.lang.expr import INT, And, Bin, Const, Expr, If, Implies, Ite, MaskConst, Not, Or, Select, Var
 from checker.lang.layout import THREAD_LOCAL, Field
 from checker.lang.program import FREED, UNBORN, Action, Lock, Program, RwSem
 
@@ -143,7 +143,7 @@ def add_properties(w: World) -> None:
 LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lemma-shadow-within-bounds",
           "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
           "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
-PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs")
+PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed")
 FD_RELEASES = ("kvm_vm_release", "kvm_vcpu_release")  # close(vm fd), close(vcpu fd): each drops the fd's reference
 
 
@@ -354,6 +354,7 @@ def add_lemmas(w: World, program: Program) -> None:
          "vfio_ap_mdev_reset_queue(s) on unplug, unassign, close, remove; zcrypt ap_zapq on unbind")
     if program.name.endswith(":" + UNIVERSAL):
         _add_parametric_lemmas(w, program)
+        _add_removed_lemma(w, program)
     _add_frame(program)
 
 
@@ -426,6 +427,59 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
          "a thread closing an mdev's vfio device has read matrix_mdev->kvm into its local and, holding the "
          "group_lock, finds it unchanged until vfio_ap_mdev_unset_kvm clears it",
          "vfio_device_group_close -> vfio_ap_mdev_close_device -> vfio_ap_mdev_unset_kvm")
+
+
+def _add_removed_lemma(w: World, program: Program) -> None:
+    """``lemma-mdev-removed``, for ``apcheck prove --parametric`` with ``mdev_remove`` among the operations (a
+    PARAMETRIC_LEMMAS entry: stated for the universal scenario only, as the others)."""
+    rm: list[Expr] = []
+    for m in w.mdevs:
+        # program points: vfio_ap_mdev_remove past the vfio core's wait for the last fd (the step that marks the
+        # device unregistered) until its end
+        waits = [a for a in program.actions if w.unregistered[m] in a.updates]
+        for a in waits:
+            th = program.threads[a.thread]
+            end = th.done if th.done >= 0 else len(th.labels) - 1
+            rm.append(Implies(_at(program, (a.thread, list(range(a.label + 1, end + 1)))), w.unregistered[m].var))
+        if waits:
+            # an unregistered device gets no new fd (the open fails: -ENODEV), so after the wait it has none, no
+            # kvm of the vfio core's and no guest; only vfio_ap_mdev_remove frees the mdev, after its wait
+            core = [w.vkvm[m].var == -1] if w.vkvm else []
+            rm.append(Implies(w.unregistered[m].var, And(w.vopen[m].var == 0, w.mkvm[m].var == -1, *core)))
+            rm.append(Implies(w.mdev.state[m].var == FREED, w.unregistered[m].var))
+            if w.vkvm:  # the vfio core holds its kvm reference only while an fd is open (taken, dropped with it)
+                rm.append(Implies(w.vkvm[m].var != -1, w.vopen[m].var >= 1))
+        # with no step that publishes a hook (no open_device), a KVM's hook names the mdev attached to it or
+        # nothing: vfio_ap_mdev_unset_kvm clears the hook before it clears matrix_mdev->kvm
+        for v in w.vms:
+            if all(_only_clears(a.updates[w.hook[v]], w.hook[v]) for a in program.actions if w.hook[v] in a.updates):
+                rm.append(Implies(w.hook[v].var == m, w.mkvm[m].var == v))
+    # program points: vfio_ap_mdev_unset_kvm, from its hook = NULL (for the kvm in its local) until it clears
+    # matrix_mdev->kvm, finds that hook still NULL (no step publishes one meanwhile)
+    for a in program.actions:
+        for v in w.vms:
+            e = a.updates.get(w.hook[v])
+            if not (isinstance(e, Ite) and isinstance(e.a, Const) and e.a.value == -1 and isinstance(e.b, Var)
+                    and e.b.field is w.hook[v]):
+                continue
+            later = [c.label for c in program.actions if c.thread == a.thread and c.label > a.label
+                     and any(f in c.updates for f in w.mkvm)]
+            if later and all(_only_clears(c.updates[w.hook[v]], w.hook[v])
+                             for c in program.actions if w.hook[v] in c.updates):
+                rm.append(Implies(_at(program, (a.thread, list(range(a.label + 1, min(later) + 1)))),
+                                  Implies(e.c, w.hook[v].var == -1)))
+    _add(program, "lemma-mdev-removed", And(*rm),
+         "vfio_ap_mdev_remove, once past the vfio core's wait, finds the device unregistered; an unregistered "
+         "device has no fd, no vfio core kvm and no guest, and only such an mdev is freed; with no hook "
+         "published, a KVM's hook names only the mdev attached to it",
+         "vfio_unregister_group_dev (waits for the last fd) -> vfio_ap_mdev_remove; vfio_ap_mdev_unset_kvm")
+
+
+def _only_clears(e: Expr, f: Field) -> bool:
+    """The update ``e`` of ``f`` sets it to -1 (NULL) or keeps it, whatever the branch."""
+    if isinstance(e, Ite):
+        return _only_clears(e.a, f) and _only_clears(e.b, f)
+    return (isinstance(e, Var) and e.field is f) or (isinstance(e, Const) and e.value == -1)
 
 
 def _add_frame(program: Program) -> None:

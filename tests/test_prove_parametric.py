@@ -131,9 +131,11 @@ def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixtur
     assert "unknown design 'no-such-design'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 34 operation instances: about a minute (auto:lock-ownership); the quick suite proves the five
+# goals on this spec's operations at 1-VM sizes (test_prove_parametric_sizes.py, small grid)
 def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
-    """KVM_RUN on two VMs, assign/unassign of two adapters on their two mdevs and closing them, by any number
-    of threads."""
+    """KVM_RUN on two VMs, assign/unassign of two adapters, the domain and the control domain on their two mdevs,
+    closing and removing them (lemma-mdev-removed), unbinding either queue, by any number of threads."""
     goals = ["no-host-guest-sharing", "no-two-guests", "no-double-assignment", "crycb-within-bounds", "hook-safe"]
     args = [x for g in goals for x in ("--property", g)]
     rc = main(["prove", "--parametric", "specs/parametric-mainline.yaml", *args, "--crosscheck-states", "5",
@@ -145,7 +147,7 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
     assert rows["auto:lock-ownership"]["kind"] == "derived"
     assert rows["hook-safe"]["scope"] == (
         "all thread counts: any number of threads, each running any sequence of the operations any number of "
-        "times, an fd closed once (22 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
+        "times, an fd closed once (34 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
         "runs up to the first failing check")
     assert rows["hook-safe"]["detail"].endswith("jointly with every goal and lemma")
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")
@@ -154,3 +156,26 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
 def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", "--parametric", "final", "--engine", "spacer"]) == 2
     assert "--parametric proves by 1-induction" in capsys.readouterr().err
+
+
+def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
+    """KVM_RUN, close and remove of one mdev, any number of each: without lemma-mdev-removed a freed mdev may
+    still be named by the KVM's PQAP hook in the induction, and hook-safe is a CTI at handle_pqap; with it,
+    PROVED."""
+    design = default_registry().get("mainline")
+    constants = {"vms": 1, "mdevs": 1, "domains": [5], "matrix": ["mdev0: 3 x 5"], "attached": ["mdev0 -> kvm0"]}
+    p = design.build(design.universal_scenario(constants, ("kvm_run", "close_device", "mdev_remove")))
+    always = {x.name: x.expr for x in p.properties if x.kind == "always"}
+    lemmas = ["no-double-assignment", "no-two-guests", "lemma-mdev-state", "lemma-hook-target",
+              "lemma-guest-is-shadow", "lemma-shadow-within-bounds", "lemma-assigned-not-reserved",
+              "lemma-binding-steps", "lemma-queue-data", "lemma-kvm-refs", "lemma-close-local-kvm", "lemma-frame"]
+    out = []
+    for extra in ([], ["lemma-mdev-removed"]):
+        rows = ParametricProver(p, 30.0).prove([Invariant("hook-safe", always["hook-safe"])],
+                                               [Invariant(n, always[n]) for n in lemmas + extra])
+        out.append([(r.property, r.status) for r in rows])
+        assert rows[1].detail == ("not inductive: a step of any copy of kvm_run.vm0.vcpu0: handle_pqap: "
+                                  "mutex_lock(matrix_dev->mdevs_lock) breaks it" if not extra else
+                                  "inductive for every number of threads (49 consecution checks)")
+    assert out == [[("auto:lock-ownership", "PROVED"), ("hook-safe", "CTI")],
+                   [("auto:lock-ownership", "PROVED"), ("hook-safe", "PROVED")]]
