@@ -210,7 +210,7 @@ class KernelDesign:
         # a VM fd the scenario closes while it also runs VM ioctls on it: those ioctls hold the file (fdget)
         cfg.closed_vm_fds = _vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)
         # an mdev whose attributes the scenario writes and which it removes: the writes against the drain
-        cfg.sysfs_removed = _args_of(scenario, MDEV_ATTRIBUTES, "mdev") & _args_of(scenario, ("mdev_remove",), "mdev")
+        cfg.sysfs_removed = _written_after_removal(scenario)
         # a queue device two threads detach or attach drivers of: the driver core's device lock (ap_bus.py)
         cfg.device_locked = queues_reached_twice(cfg, [[(c.name, c.args) for c in ts.run] for ts in scenario.threads])
         pb = ProgramBuilder(f"{self.name}:{scenario.name}")
@@ -298,15 +298,34 @@ class KernelDesign:
         return repro_script(self.name, scenario, trace, prop, kind, {n: op.entry for n, op in self.catalog.items()})
 
 
-def _args_of(scenario: Scenario, names: Sequence[str], key: str) -> set[int]:
-    """The instances the scenario's calls of ``names`` name (their ``key`` argument, 0 by default)."""
-    xs = [c.args.get(key, 0) for ts in scenario.threads for c in ts.run if c.name in names]
-    return {x for x in xs if isinstance(x, int)}  # a bad argument is reported by check_args
+def _written_after_removal(scenario: Scenario) -> set[int]:
+    """The mdevs an attribute write can reach once their remove has begun: written in one thread and removed
+    in another, or written after the remove in one thread (cyclic: anywhere). A thread that writes and then
+    removes, alone, never needs the drain."""
+    out: set[int] = set()
+    removers: dict[int, set[int]] = {}
+    writers: dict[int, set[int]] = {}
+    for ti, ts in enumerate(scenario.threads):
+        removed: set[int] = set()
+        for c in list(ts.run) * (2 if ts.cyclic else 1):
+            m = c.args.get("mdev", 0)
+            if not isinstance(m, int):
+                continue  # a bad argument is reported by check_args
+            if c.name == "mdev_remove":
+                removed.add(m)
+                removers.setdefault(m, set()).add(ti)
+            elif c.name in MDEV_ATTRIBUTES:
+                writers.setdefault(m, set()).add(ti)
+                if m in removed:
+                    out.add(m)
+    out |= {m for m, ws in writers.items() if any(w != r for w in ws for r in removers.get(m, ()))}
+    return out
 
 
 def _vms_of(scenario: Scenario, names: Sequence[str]) -> set[int]:
     """The VMs the scenario's calls of ``names`` name (their ``vm`` argument, 0 by default)."""
-    return _args_of(scenario, names, "vm")
+    vms = [c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name in names]
+    return {v for v in vms if isinstance(v, int)}  # a bad argument is reported by check_args
 
 
 def _run(k: K, function: str, op: str, args: dict[str, Any]) -> None:

@@ -122,3 +122,20 @@ threads:
 """)
     sym, why = symmetry_for(program)  # type: ignore[arg-type]
     assert sym is not None, why
+
+
+def test_a_thread_writing_then_removing_needs_no_drain(tmp_path: Path) -> None:
+    """One thread's writes all come before its own remove: no write can meet the drain, no kernfs state
+    (specs/parametric-mainline.yaml's admin0); a write after the remove in the same thread does."""
+    threads = "[{assign_adapter: {mdev: 0, apid: 3}}, {mdev_remove: {mdev: 0}}]"
+    text = """
+name: write-then-remove
+design: mainline
+constants: {vms: 1, mdevs: 1, adapters: [3], domains: [5]}
+threads:
+  - {name: admin, run: THREADS}
+"""
+    _, program = run(tmp_path, text.replace("THREADS", threads))
+    assert not [f.name for f in program.layout.fields if "attributes" in f.name or "kn->active" in f.name]
+    _, program = run(tmp_path, text.replace("THREADS", threads.replace("]", ", {unassign_adapter: {mdev: 0, apid: 3}}]")))
+    assert "mdev0.attributes_removed" in [f.name for f in program.layout.fields]

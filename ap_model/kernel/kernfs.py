@@ -7,8 +7,9 @@ the bus remove callback reaches ``vfio_ap_mdev_remove``: the drain deactivates t
 ``kernfs_get_active`` fails (the write returns -ENODEV), and waits for the writes in progress to return.
 So no store ever runs on a removed mdev.
 
-Modelled where the scenario both writes an attribute of mdev M and removes M (``Cfg.sysfs_removed``; every
-other scenario builds the same program as before): lockdep's own view, an rwsem ``kn->active`` per mdev
+Modelled where a write to an attribute of mdev M can meet M's removal: the write and the remove in
+different threads, or a write after the remove in one thread (``Cfg.sysfs_removed``; every other scenario
+builds the same program as before): lockdep's own view, an rwsem ``kn->active`` per mdev
 (read side: a write in progress; write side: the drain, whose waiting writer makes new readers queue, as
 deactivation makes new ``kernfs_get_active`` fail) and ``mdevM.attributes_removed``, set by the drain. Not
 modelled: the files of an mdev created again after its removal (``mdev_create`` clears the flag at its
