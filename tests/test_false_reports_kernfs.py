@@ -137,5 +137,6 @@ threads:
 """
     _, program = run(tmp_path, text.replace("THREADS", threads))
     assert not [f.name for f in program.layout.fields if "attributes" in f.name or "kn->active" in f.name]
-    _, program = run(tmp_path, text.replace("THREADS", threads.replace("]", ", {unassign_adapter: {mdev: 0, apid: 3}}]")))
+    again = threads.replace("]", ", {unassign_adapter: {mdev: 0, apid: 3}}]")
+    _, program = run(tmp_path, text.replace("THREADS", again))
     assert "mdev0.attributes_removed" in [f.name for f in program.layout.fields]
