@@ -131,3 +131,15 @@ def test_queues_reached_twice() -> None:
     assert queues_reached_twice(cfg, [[store], [aq], [scan]]) == {(0, 0), (1, 0)}
     assert queues_reached_twice(cfg, [[store], [("assign_adapter", {"mdev": 0, "apid": 3})]]) == set()
     assert queues_reached_twice(cfg, [[("apmask_store", {"reserve": [9, "x"]})], [unbind]]) == set()
+
+
+def test_v17_probe_releases_the_kvm_lock_of_the_mdev_it_looked_up(tmp_path: Path) -> None:
+    """v17's guests_lock is an rwsem both the queue probe and an assign hold for reading: the assign can
+    give the APQN to an attached mdev between the probe's lookup (get_update_locks_by_apqn: no mdev, no
+    kvm->lock) and its mdevs lock. The probe releases the locks of the mdev it looked up (the C local it
+    returned); the model looked it up again at the release: "bad unlock balance: mutex_unlock(kvm0->lock)"."""
+    spec = SPEC.format(design="v17").replace("  - {name: admin2, run: [{apmask_store: {release: [3]}}]}\n", "")
+    res, _ = run(tmp_path, spec)
+    assert (res.stats.states, res.stats.transitions) == (56, 68)
+    assert status(res)["lock-order"] == "HOLDS"
+    assert status(res)["crycb-within-bounds"] == "HOLDS"

@@ -16,11 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from checker.lang.expr import And, Expr, If, Not, Or
+from checker.lang.layout import Field
 
 from ..kernel.bodies import attach
 from ..kernel.catalog import operations
 from ..kernel.kvm import PRIV
-from ..kernel.vfio_ap_ops import NO_IN_USE, NO_KVM_LOCK, OPS, attached
+from ..kernel.vfio_ap_ops import NO_IN_USE, NO_KVM_LOCK, OPS, attached, found_body
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, World
 from .linux_5_15 import open_entry, vfio_device_close_5_15, vfio_device_open_notifier
@@ -32,11 +33,12 @@ KVM_S390 = "arch/s390/kvm/kvm-s390.c"
 
 
 @kernel(OPS, name="get_update_locks_for_mdev")
-def get_locks_v17(k: K, fn: str, mk: Expr | int, perms: bool = False) -> None:
+def get_locks_v17(k: K, fn: str, mk: Expr | int, perms: bool = False,
+                  found: tuple[Field, Expr] | None = None) -> None:
     """vfio_ap_mdev_get_locks: guests_lock (read) -> [guest's kvm->lock] -> matrix_dev->lock (no P)."""
     w = k.w
     k.lock(w.G, fn, mode="r")
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK, body=found_body(found))
     k.lock(w.M, fn)
 
 

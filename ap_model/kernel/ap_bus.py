@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from checker.lang.expr import BOOL, And, Const, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.layout import Field
+from checker.lang.program import RwSem
 
 from .. import rules
 from ..kfunc import K, kernel
@@ -261,6 +263,23 @@ def queue_owner(k: K, i: int, j: int) -> tuple[Expr, Expr]:
     return own, Select([f.var for f in k.w.mkvm], own, -1)
 
 
+def apqn_locks(k: K, i: int, j: int) -> tuple[Expr, Expr, Field | None]:
+    """get_update_locks_by_apqn: the mdev holding the APQN, looked up once under guests_lock and returned,
+    is the C local ``matrix_mdev`` vfio_ap_mdev_probe_queue's body and release use. Where guests_lock is
+    read-held (v17's rwsem) an assign can change the matrices before the mdevs lock is taken, so the model
+    keeps that local (reset at the release); where it is a mutex every matrix writer holds, the lookup
+    cannot change and is re-evaluated. Returns (the mdev, its kvm, the local or None). (The remove path,
+    get_update_locks_for_queue, follows q->matrix_mdev, re-read at its release: re-evaluated everywhere.)"""
+    w = k.w
+    own, mk = queue_owner(k, i, j)
+    if not isinstance(w.G, RwSem):
+        k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
+        return own, mk, None
+    local = k.local("matrix_mdev", w.mslots)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk, found=(local, own))
+    return local.var, Select([f.var for f in w.mkvm], local.var, -1), local
+
+
 @kernel(OPS)
 def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     """Driver remove (unbind, reprobe, device unregister) under get_update_locks_for_queue: if the queue is
@@ -297,9 +316,10 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
     """get_update_locks_by_apqn; alloc q; link it to the mdev; unless a host-config addition is pending
     (deferred to on_scan_complete, 774d10196e64): filter + update the guest."""
     w = k.w
-    own, mk = queue_owner(k, i, j)
-    k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
+    own, mk, local = apqn_locks(k, i, j)
     b = Body()
+    if local is not None:
+        b.set(local, -1)
     b.set(w.drv[i, j], VFIO)
     changed = Or(*[k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
                    for m in w.mdevs])

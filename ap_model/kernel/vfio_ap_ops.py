@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from checker.lang.expr import And, Expr, If, Not, Or, Select
+from checker.lang.layout import Field
 
 from ..kfunc import K, kernel
 from ..world import Body, E
@@ -34,15 +35,26 @@ def attached(mk: Expr | int) -> Expr | None:
 
 
 @kernel(OPS)
-def get_update_locks_for_mdev(k: K, fn: str, mk: Expr | int, perms: bool = False) -> None:
+def get_update_locks_for_mdev(k: K, fn: str, mk: Expr | int, perms: bool = False,
+                              found: tuple[Field, Expr] | None = None) -> None:
     """get_update_locks_for_mdev / _by_apqn / _for_queue / _for_kvm: [ap_perms_mutex] -> guests_lock ->
-    [the kvm->lock of matrix_mdev->kvm, if attached] -> mdevs_lock (``fn`` names the caller)."""
+    [the kvm->lock of matrix_mdev->kvm, if attached] -> mdevs_lock (``fn`` names the caller). ``found``: the
+    C local that keeps the matrix_mdev looked up under guests_lock (_by_apqn / _for_queue), and that mdev."""
     w = k.w
     if perms:
         k.lock(w.P, fn)
     k.lock(w.G, fn)
-    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK)
+    k.lock(w.KL, fn, when=attached(mk), index=mk, kvm_index=mk, skip=NO_KVM_LOCK, body=found_body(found))
     k.lock(w.M, fn)
+
+
+def found_body(found: tuple[Field, Expr] | None) -> Body | None:
+    """The step that looks the mdev up also stores it in the caller's local (None: no local)."""
+    if found is None:
+        return None
+    b = Body()
+    b.set(found[0], found[1])
+    return b
 
 
 @kernel(OPS)
