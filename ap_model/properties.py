@@ -165,6 +165,12 @@ def _at(program: Program, a: Action | tuple[int, list[int]]) -> Expr:
     return Or(*[pc == p for p in pcs])
 
 
+def _dev_held(w: World, i: int, j: int, a: Action) -> list[Expr]:
+    """Where the queue device's lock is modelled, the driver core holds it around every bind and unbind."""
+    lk = w.DEV.get((i, j))
+    return [] if lk is None else [lk.owner.var == a.thread + 1]
+
+
 def _lock_steps_before(program: Program, a: Action) -> list[int]:
     """The pcs of the lock-only steps (they take or drop locks and write nothing else) right before ``a``'s
     step (e.g. ap_device_probe's ap_perms_mutex section and the update locks before a queue probe)."""
@@ -267,7 +273,7 @@ def add_lemmas(w: World, program: Program) -> None:
                 seen.add((a.thread, a.label))
                 pcs = _lock_steps_before(program, a) + [a.label]
                 zs.append(Implies(_at(program, (a.thread, pcs)),
-                                  And(w.drv[i, j].var == NODRV, w.qdata[i, j].var != HOST)))
+                                  And(w.drv[i, j].var == NODRV, w.qdata[i, j].var != HOST, *_dev_held(w, i, j, a))))
                 continue
             if any(g in a.updates for g in w.sapm):
                 continue
@@ -277,7 +283,7 @@ def add_lemmas(w: World, program: Program) -> None:
                 ok = w.drv[i, j].var != VFIO
                 if e.value == ZCRYPT:  # the queue was reset (or is the host's) before zcrypt gets it
                     ok = And(ok, Or(d == CLEAN, d == HOST))
-                zs.append(Implies(_at(program, a), ok))
+                zs.append(Implies(_at(program, a), And(ok, *_dev_held(w, i, j, a))))
     _add(program, "lemma-binding-steps", And(*zs),
          "a thread about to bind a queue to zcrypt (ap_device_probe) or to unbind it from zcrypt "
          "(ap_queue_remove) finds it not bound to vfio_ap",
