@@ -153,6 +153,21 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")
 
 
+@pytest.mark.slow  # 40 operation instances: two to three minutes
+def test_mainline_goals_with_apmask_aqmask_stores(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same with a host writing apmask and aqmask (reserve and release): any number of stores, reprobes
+    and assigns at once. Provable since the reprobe detaches the driver bound when it runs and re-reads the
+    reservation under the queue's device lock, and lemma-binding-steps says the binding thread holds it."""
+    goals = ["no-host-guest-sharing", "no-two-guests", "no-double-assignment", "crycb-within-bounds", "hook-safe"]
+    args = [x for g in goals for x in ("--property", g)]
+    rc = main(["prove", "--parametric", "tests/data/parametric-mainline-masks.yaml", *args, "--crosscheck-states", "5",
+               "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert [r["status"] for r in out["prove"]] == ["PROVED"] * 6
+    assert "(40 operation instances;" in {r["property"]: r for r in out["prove"]}["hook-safe"]["scope"]
+
+
 def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prove", "--parametric", "final", "--engine", "spacer"]) == 2
     assert "--parametric proves by 1-induction" in capsys.readouterr().err
