@@ -23,7 +23,7 @@ from checker.lang.design import Design, Scenario, ScenarioError
 from checker.lang.program import Program
 from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, check_instance
 from checker.prove.parametric.pprove import BmcInconclusive, Invariant, ParametricProver
-from checker.prove.parametric.refute import replay, spec_text
+from checker.prove.parametric.refute import explicit_counterexample, replay, spec_text
 from checker.prove.parametric.sizes import DIMENSIONS, SizeOutcome, SizesError, combine, parse_sizes
 from checker.prove.prove_results import PROVED, VIOLATED, PropertyProof, ProveResult
 
@@ -97,11 +97,15 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
         if row.property in no_bmc:
             row.detail += "; no BMC here: VIOLATED at an earlier size"
             continue
-        try:
-            trace = prover.bmc(Invariant(row.property, always[row.property]), bmc)
-        except BmcInconclusive as e:
-            row.detail += f"; {e}"
-            continue
+        how = "the explicit engine, one thread per operation instance"
+        trace = explicit_counterexample(program, row.property)
+        if trace is None or len(trace.steps) > bmc:
+            how = "BMC on the lifted relation"
+            try:
+                trace = prover.bmc(Invariant(row.property, always[row.property]), bmc)
+            except BmcInconclusive as e:
+                row.detail += f"; {e}"
+                continue
         if trace is None:
             row.detail += f"; BMC: no violation up to depth {bmc} for any number of threads"
             row.bmc_depth = bmc
@@ -113,8 +117,8 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
             fh.write(spec_text(got.scenario, row.property, f"{len(trace.steps)} steps"))
         written[row.property] = path
         row.status, row.bmc_depth, row.scope = VIOLATED, len(trace.steps), ""
-        row.detail = (f"violated in {len(trace.steps)} steps with {got.threads} thread(s); replayed by the explicit "
-                      f"engine; written to {path} (apcheck check {path})")
+        row.detail = (f"violated in {len(trace.steps)} steps with {got.threads} thread(s) (found by {how}); replayed "
+                      f"by the explicit engine; written to {path} (apcheck check {path})")
         swimlanes.append(render_trace(replay_trace(got.program, got.actions), title=f"{row.property}: {row.detail}"))
     crosscheck, rep = "", None
     if any(r.status == PROVED for r in rows) and states > 0:

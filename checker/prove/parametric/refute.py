@@ -79,6 +79,25 @@ def replay(design: Design, scenario: Scenario, small: Program, trace: LiftedTrac
     return Replayed(sized, big, actions, len(sized.threads))
 
 
+EXPLICIT_STATES = 1_000_000  # the explicit engine's share of a refutation: about a second natively
+
+
+def explicit_counterexample(program: Program, goal: str, max_states: int = EXPLICIT_STATES) -> LiftedTrace | None:
+    """The shortest violation of ``goal`` in ``program`` itself, one thread per operation instance (a size
+    the lifted relation covers: the cross-check's instance), by the explicit engine's breadth-first search
+    with no reduction, within ``max_states``; as a lifted trace (thread n + 1 runs kind n). None: no
+    violation found there (the lifted BMC may still find one with more copies)."""
+    from checker.search.run import check_program
+    from checker.spec.options import Options
+
+    res = check_program(program, Options(quiet=True, reduction="none", max_states=max_states, properties=(goal,)))
+    found = next((p for p in res.properties if p.name == goal and p.status == "VIOLATED" and p.trace), None)
+    if found is None or found.trace is None:
+        return None
+    steps = [(aid, program.actions[aid].thread + 1) for aid in found.trace.actions]
+    return LiftedTrace(steps, {n: n - 1 for _, n in steps})
+
+
 def spec_text(scenario: Scenario, goal: str, how: str) -> str:
     """The counterexample's scenario as a spec ``apcheck check`` runs."""
     doc: dict[str, Any] = {
@@ -93,4 +112,4 @@ def spec_text(scenario: Scenario, goal: str, how: str) -> str:
     return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=110)
 
 
-__all__ = ["Replayed", "cex_scenario", "replay", "spec_text"]
+__all__ = ["EXPLICIT_STATES", "Replayed", "cex_scenario", "explicit_counterexample", "replay", "spec_text"]
