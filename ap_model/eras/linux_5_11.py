@@ -23,7 +23,8 @@ from checker.lang.expr import Not
 from ..kernel.vfio_ap_ops import OPS
 from ..kfunc import K, kernel
 from ..world import Body, Era
-from .linux_5_12 import LINUX_5_12, SWALLOWED, VFIO_MDEV, notifier_entry
+from .linux_5_12 import LINUX_5_12, VFIO_MDEV, notifier_entry
+from .linux_5_15 import SWALLOWED
 
 
 @kernel(OPS, name="vfio_ap_ops.handle_pqap")

@@ -16,11 +16,9 @@ from ..kernel.kvm import KVM_S390, PRIV
 from ..kernel.vfio_ap_ops import NO_HOOK, OPS
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, eq
-from .linux_5_15 import LINUX_5_15
+from .linux_5_15 import LINUX_5_15, SWALLOWED
 
 VFIO_MDEV = "drivers/vfio/mdev/vfio_mdev.c"
-SWALLOWED = ("set_kvm -EPERM, NOTIFY_DONE; vfio_register_group_notifier ignores the replay's result: "
-             "the open returns an fd with no KVM")
 
 
 @kernel(PRIV, name="handle_pqap")

@@ -7,7 +7,8 @@ hook with that mutex held (every PQAP(AQIC) of every VM serialized); vfio_ap fin
 ``kvm->arch.crypto.data`` under ``matrix_dev->lock``; ``guests_lock`` is an rw_semaphore (set/unset_kvm
 write, hot-plug paths read, then the guest's kvm->lock, then matrix_dev->lock); unset_kvm writes
 ``data = NULL`` and unlocks kvm->lock AFTER kvm_put_kvm. The group notifier opens as in 5.15. The
-hot-plug bodies are 6.8's without the 2024 reset of filtered APIDs; assign takes no ap_perms_mutex.
+hot-plug bodies are 6.8's without the 2024 reset of filtered APIDs; assign takes no ap_perms_mutex; an
+unassigned control domain re-filters the shadow's (v17 09/15).
 Derived from 6.8. docs/designs/v17.md.
 """
 
@@ -107,6 +108,14 @@ def no_store_bypass(k: K, b: Body, f: Any, x: int, assign: bool) -> Expr | None:
     """The v17/v18 postings (Jan/Feb 2022) predate "bypass unnecessary processing of AP resources" (v6.0): an
     assign of a bit already set (unassign of a clear one) redoes the whole store."""
     return None
+
+
+@kernel(OPS, name="unassign_control_domain_store:shadow")
+def unassign_cdom_refilter(k: K, b: Body, m: int, x: int, when: Expr | None) -> tuple[Expr, str]:
+    """v17 09/15: after clearing the adm bit, ``if (vfio_ap_mdev_filter_cdoms(matrix_mdev))
+    vfio_ap_mdev_hotplug_apcb`` -- the shadow's control domains re-filtered against the host configuration
+    (v18 07/18 replaced it by clearing the one shadow bit, as merged)."""
+    return k.w.filter_cdoms(b, m, when=when), "clear adm bit; shadow adm = adm & host config"
 
 
 @kernel(OPS, name="vfio_ap_mdev_set_kvm")
@@ -242,7 +251,7 @@ V17 = LINUX_6_8.derive(
             vfio_lock=True, vfio_kvm_ref=False),
     override=[no_store_bypass, get_locks_v17, release_locks_v17, in_use_lock_v17, in_use_unlock_v17, handle_pqap_v17,
               vfio_ap_handle_pqap_v17, vfio_device_open_notifier, set_kvm_v17, vfio_device_close_5_15,
-              unset_kvm_v17, filter_matrix_no_reset, vfio_ap_init_v17],
+              unset_kvm_v17, filter_matrix_no_reset, vfio_ap_init_v17, unassign_cdom_refilter],
     add=[open_entry, unset_detach_v17, vfio_ap_exit, kvm_s390_pqap_hook_register],
     operations=operations("vfio_ap_exit", "hook_register_other"),
     properties=[one_hook_registrant], doc="docs/designs/v17.md")

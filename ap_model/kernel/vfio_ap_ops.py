@@ -399,10 +399,20 @@ def unassign_domain_store(k: K, mdev: int, apqi: int) -> None:
     _unassign(k, mdev, "domain", apqi)
 
 
+@kernel(OPS, name="unassign_control_domain_store:shadow")
+def unassign_cdom_shadow(k: K, b: Body, m: int, x: int, when: Expr | None) -> tuple[Expr, str]:
+    """v6.0+ (from v18 07/18 on): no re-filter: if the shadow APCB has the control domain, clear it there
+    (then the guest is updated). Returns (shadow changed, what the step does)."""
+    w = k.w
+    had = b[w.sadm[m]].has(x) if when is None else And(when, b[w.sadm[m]].has(x))
+    b.set(w.sadm[m], b[w.sadm[m]].without_bit(x), when=had)
+    return had, "clear adm bit; shadow adm has it: clear it there"
+
+
 def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     """Update locks; set/clear the adm bit (no reservation or sharing check for control domains);
-    vfio_ap_mdev_filter_cdoms (assign) or clear the shadow bit (unassign); if the shadow changed and a guest
-    is attached: vfio_ap_mdev_update_guest_apcb."""
+    vfio_ap_mdev_filter_cdoms (assign) or the hunk ``unassign_control_domain_store:shadow`` (unassign); if the
+    shadow changed and a guest is attached: vfio_ap_mdev_update_guest_apcb."""
     w = k.w
     fn = f"{'' if assign else 'un'}assign_control_domain_store"
     mk = w.mkvm[m].var
@@ -413,10 +423,12 @@ def _control_domain(k: K, m: int, x: int, assign: bool) -> None:
     done = k.call("store:bypass", b=b, f=f, x=x, assign=assign)
     go = None if done is None else Not(done)
     b.set(f, b[f].with_bit(x) if assign else b[f].without_bit(x), when=go)
-    changed = w.filter_cdoms(b, m, when=go)
+    if assign:
+        changed, what = w.filter_cdoms(b, m, when=go), "set adm bit; shadow adm = adm & host config"
+    else:
+        changed, what = k.call("unassign_control_domain_store:shadow", b=b, m=m, x=x, when=go)
     w.set_masks(b, mk, b[w.sapm[m]], b[w.saqm[m]], m, when=And(changed, mk != -1))
     k.ret(b, 0)
-    what = f"{'set' if assign else 'clear'} adm bit; shadow adm = adm & host config"
     k.unlock(fn, *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text=f"{what}; if changed: update_guest_apcb; unlock",
              branches=[*([(done, f"control domain {'already' if assign else 'not'} assigned: {BYPASSED}")]
