@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -144,14 +145,8 @@ def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixtur
 def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
     """KVM_RUN on two VMs, assign/unassign of two adapters, the domain and the control domain on their two mdevs,
     closing and removing them (lemma-mdev-removed), unbinding either queue, by any number of threads."""
-    goals = ["no-host-guest-sharing", "no-two-guests", "no-double-assignment", "crycb-within-bounds", "hook-safe"]
-    args = [x for g in goals for x in ("--property", g)]
-    rc = main(["prove", "--parametric", "specs/parametric-mainline.yaml", *args, "--crosscheck-states", "5",
-               "--format", "json"])
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0
+    out = _five_goals_proved("specs/parametric-mainline.yaml", capsys)
     rows = {r["property"]: r for r in out["prove"]}
-    assert [r["status"] for r in out["prove"]] == ["PROVED"] * 6
     assert rows["auto:lock-ownership"]["kind"] == "derived"
     assert rows["hook-safe"]["scope"] == (
         "all thread counts: any number of threads, each running any sequence of the operations any number of "
@@ -166,14 +161,19 @@ def test_mainline_goals_with_apmask_aqmask_stores(capsys: pytest.CaptureFixture[
     """The same with a host writing apmask and aqmask (reserve and release): any number of stores, reprobes
     and assigns at once. Provable since the reprobe detaches the driver bound when it runs and re-reads the
     reservation under the queue's device lock, and lemma-binding-steps says the binding thread holds it."""
+    out = _five_goals_proved("tests/data/parametric-mainline-masks.yaml", capsys)
+    assert "(40 operation instances;" in {r["property"]: r for r in out["prove"]}["hook-safe"]["scope"]
+
+
+def _five_goals_proved(spec: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``prove --parametric SPEC`` of issue 11's five goals: exit 0, each PROVED with auto:lock-ownership."""
     goals = ["no-host-guest-sharing", "no-two-guests", "no-double-assignment", "crycb-within-bounds", "hook-safe"]
-    args = [x for g in goals for x in ("--property", g)]
-    rc = main(["prove", "--parametric", "tests/data/parametric-mainline-masks.yaml", *args, "--crosscheck-states", "5",
-               "--format", "json"])
+    rc = main(["prove", "--parametric", spec, *[x for g in goals for x in ("--property", g)], "--crosscheck-states",
+               "5", "--format", "json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert [r["status"] for r in out["prove"]] == ["PROVED"] * 6
-    assert "(40 operation instances;" in {r["property"]: r for r in out["prove"]}["hook-safe"]["scope"]
+    return out
 
 
 def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[str]) -> None:
