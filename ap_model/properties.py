@@ -167,8 +167,11 @@ def _at(program: Program, a: Action | tuple[int, list[int]]) -> Expr:
 
 def _dev_held(w: World, i: int, j: int, a: Action) -> list[Expr]:
     """Where the queue device's lock is modelled, the driver core holds it around every bind and unbind."""
+    from checker.prove.derived import held_expr
+
     lk = w.DEV.get((i, j))
-    return [] if lk is None else [lk.owner.var == a.thread + 1]
+    held = None if lk is None else held_expr(lk, "w", a.thread)
+    return [] if held is None else [held]
 
 
 def _lock_steps_before(program: Program, a: Action) -> list[int]:
