@@ -15,7 +15,7 @@ these two (not retrieved). Both derive from 6.8. docs/designs/v15.md.
 
 from __future__ import annotations
 
-from checker.lang.expr import If, MaskConst, Not
+from checker.lang.expr import BOOL, Const, Expr, If, MaskConst, Not
 
 from .. import rules
 from ..kernel.catalog import operations
@@ -72,18 +72,23 @@ def _mask_store_trylock(k: K, kind: str, reserve: list[int], release: list[int])
     b = Body()
     apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
     aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
-    busy = rules.in_use(newly, w.aqmask.var, apms, aqms) if kind == "ap" else \
-        rules.in_use(w.apmask.var, newly, apms, aqms)
+    busy: Expr = Const(False, BOOL)  # a write that sets no bit calls no in_use: no mdev's matrix is read
+    if reserve:
+        busy = rules.in_use(newly, w.aqmask.var, apms, aqms) if kind == "ap" else \
+            rules.in_use(w.apmask.var, newly, apms, aqms)
     new, _err = rules.mask_store(mine.var, (mine.var | rmask) & ~cmask, busy)
     b.set(mine, new)
     k.ret(b, If(busy, E["EBUSY"], 0))
     rel = [(w.M, None, None), (w.P, None, None)] if reserve else [(w.P, None, None)]
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
-    k.unlock(f"{kind}mask_commit", *rel, body=b,
-             text=f"{verify} -> vfio_ap in_use: verify_no_sharing; commit ap_perms.{kind}m; unlock",
-             branches=[(None, f"{verify} -> vfio_ap in_use: verify_no_sharing"),
-                       (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
-                       (None, "unlock")])
+    if reserve:
+        k.unlock(f"{kind}mask_commit", *rel, body=b,
+                 text=f"{verify} -> vfio_ap in_use: verify_no_sharing; commit ap_perms.{kind}m; unlock",
+                 branches=[(None, f"{verify} -> vfio_ap in_use: verify_no_sharing"),
+                           (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
+                           (None, "unlock")])
+    else:
+        k.unlock(f"{kind}mask_commit", *rel, body=b, text=f"commit ap_perms.{kind}m; mutex_unlock(ap_perms_mutex)")
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)

@@ -19,10 +19,11 @@ from typing import Any
 from checker.lang.expr import And, Expr, If, Not, Or
 from checker.lang.layout import Field
 
+from ..kernel.ap_bus import in_use_test_and_lock
 from ..kernel.bodies import attach
 from ..kernel.catalog import operations
 from ..kernel.kvm import PRIV
-from ..kernel.vfio_ap_ops import NO_IN_USE, NO_KVM_LOCK, OPS, attached, found_body
+from ..kernel.vfio_ap_ops import NO_KVM_LOCK, OPS, attached, found_body
 from ..kfunc import K, kernel
 from ..world import Body, E, Era, World
 from .linux_5_15 import open_entry, vfio_device_close_5_15, vfio_device_open_notifier
@@ -50,16 +51,15 @@ def release_locks_v17(k: K, mk: Expr | int, perms: bool = False) -> list[tuple[A
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
-def in_use_lock_v17(k: K, cond: Expr) -> None:
-    """in_use: down_read(guests_lock) -> matrix_dev->lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, mode="r", skip=NO_IN_USE)
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
+def in_use_lock_v17(k: K, fn: str, verify: str, cond: Expr, skip_to: str) -> None:
+    """The commit's test, then in_use: down_read(guests_lock) -> matrix_dev->lock."""
+    in_use_test_and_lock(k, fn, verify, cond, skip_to, "r")
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
-def in_use_unlock_v17(k: K, cond: Expr) -> list[tuple[Any, ...]]:
+def in_use_unlock_v17(k: K) -> list[tuple[Any, ...]]:
     """in_use unlocks, then the caller's ap_perms_mutex."""
-    return [(k.w.M, cond, None), (k.w.G, cond, None, "r"), (k.w.P, None, None)]
+    return [(k.w.M, None, None), (k.w.G, None, None, "r"), (k.w.P, None, None)]
 
 
 @kernel(PRIV, name="handle_pqap")

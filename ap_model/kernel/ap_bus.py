@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import BOOL, And, Const, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
 from checker.lang.layout import Field
 from checker.lang.program import RwSem
 
@@ -27,8 +27,12 @@ BASE_BUS = "drivers/base/bus.c"
 
 
 def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None:
-    """P { newly reserved bits -> every driver's in_use (vfio_ap: guests_lock -> mdevs_lock); commit };
-    then the reprobe outside P."""
+    """P { if bits are newly reserved: every driver's in_use (vfio_ap: guests_lock -> mdevs_lock), commit
+    or -EBUSY; else commit }; then the reprobe outside P.
+
+    apmask_commit / aqmask_commit test ``bitmap_andnot(reserved, new, ap_perms.Xm)`` (bits, not APQNs)
+    and call the in_use callbacks only when it is non-empty: only that path takes vfio_ap's locks and
+    reads the mdevs' matrices. ap_perms is stable under ap_perms_mutex, so the test and the commit agree."""
     w = k.w
     fn = f"{kind}mask_store"
     k.lock(w.P, fn)
@@ -36,25 +40,34 @@ def _mask_store(k: K, kind: str, reserve: list[int], release: list[int]) -> None
     width = w.nA if kind == "ap" else w.nD
     rmask, cmask = MaskConst(width, reserve), MaskConst(width, release)
     newly = rules.newly_reserved(mine.var, mine.var | rmask)
-    k.call("vfio_ap_mdev_resource_in_use:lock", cond=newly.nonempty())
-    b = Body()
-    apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
-    aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
-    if not reserve:  # nothing newly reserved: the in_use callbacks are not called, no mdev's matrix is read
-        busy: Expr = Const(False, BOOL)
-    elif kind == "ap":
-        busy = rules.in_use(newly, w.aqmask.var, apms, aqms)
-    else:
-        busy = rules.in_use(w.apmask.var, newly, apms, aqms)
-    new, _err = rules.mask_store(mine.var, (mine.var | rmask) & ~cmask, busy)
-    b.set(mine, new)
-    k.ret(b, If(busy, E["EBUSY"], 0))
+    stored = (mine.var | rmask) & ~cmask
     verify = "__verify_card_reservations" if kind == "ap" else "__verify_queue_reservations"
-    k.unlock(f"{kind}mask_commit", *k.call("vfio_ap_mdev_resource_in_use:unlock", cond=newly.nonempty()), body=b,
-             text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock",
-             branches=[(newly.nonempty(), f"{verify} -> vfio_ap in_use"),
-                       (busy, "assigned to an mdev: -EBUSY"), (Not(busy), f"commit ap_perms.{kind}m"),
-                       (None, "unlock")])
+    commit, after = f"{kind}mask_commit", k.label("revise")
+    if reserve:  # a write that sets no bit never reserves one: no test to show
+        no_in_use = k.label("commit_without_in_use")
+        k.call("vfio_ap_mdev_resource_in_use:lock", fn=commit, verify=verify, cond=newly.nonempty(),
+               skip_to=no_in_use)
+        apms = [If(w.mdev_alive(m), w.apm[m].var, MaskConst(w.nA)) for m in w.mdevs]
+        aqms = [If(w.mdev_alive(m), w.aqm[m].var, MaskConst(w.nD)) for m in w.mdevs]
+        busy = rules.in_use(newly, w.aqmask.var, apms, aqms) if kind == "ap" else \
+            rules.in_use(w.apmask.var, newly, apms, aqms)
+        b = Body()
+        new, _err = rules.mask_store(mine.var, stored, busy)
+        b.set(mine, new)
+        k.ret(b, If(busy, E["EBUSY"], 0))
+        k.unlock(commit, *k.call("vfio_ap_mdev_resource_in_use:unlock"), body=b, goto=after,
+                 text=f"{verify} -> vfio_ap in_use; commit ap_perms.{kind}m; unlock",
+                 branches=[(None, f"{verify} -> vfio_ap in_use"), (busy, "assigned to an mdev: -EBUSY"),
+                           (Not(busy), f"commit ap_perms.{kind}m"), (None, "unlock")])
+        k.at(no_in_use)
+    b = Body()
+    b.set(mine, stored)
+    k.ret(b, 0)
+    # the guard is the test's else branch (always true here: ap_perms_mutex is held since the test), so the
+    # step alone never reserves a bit, as the one-step mask proofs check (tests/test_mask_link.py)
+    k.step(commit, f"commit ap_perms.{kind}m; mutex_unlock(ap_perms_mutex)", body=b, guard=Not(newly.nonempty()),
+           release=[(w.P, None, None)])
+    k.at(after)
     ids = sorted(set(reserve) | set(release))
     qs = [(i, j) for i in ids for j in range(w.nD)] if kind == "ap" else [(i, j) for i in range(w.nA) for j in ids]
     k.call("ap_bus_revise_bindings", qs=qs)
@@ -73,16 +86,25 @@ def aqmask_store(k: K, reserve: list[int], release: list[int]) -> None:
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:lock")
-def in_use_lock(k: K, cond: Expr) -> None:
-    """vfio_ap_mdev_resource_in_use (ap_perms_mutex held by the caller): guests_lock -> mdevs_lock."""
-    k.lock(k.w.G, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
-    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use", when=cond, skip=NO_IN_USE)
+def in_use_lock(k: K, fn: str, verify: str, cond: Expr, skip_to: str) -> None:
+    """The commit's test (``cond``: bits newly reserved; else on to ``skip_to``), then
+    vfio_ap_mdev_resource_in_use (ap_perms_mutex held by the caller): guests_lock -> mdevs_lock."""
+    in_use_test_and_lock(k, fn, verify, cond, skip_to, "w")
+
+
+def in_use_test_and_lock(k: K, fn: str, verify: str, cond: Expr, skip_to: str, mode: str) -> None:
+    """The test folded into the first lock step (guests_lock in ``mode``), then mdevs_lock."""
+    call = "down_read" if mode == "r" else "mutex_lock"
+    k.lock(k.w.G, fn, when=cond, mode=mode, jumps=[(Not(cond), skip_to)],
+           text=f"{verify} -> vfio_ap_mdev_resource_in_use: {call}(matrix_dev->guests_lock)",
+           branches=[(cond, "{lock}"), (Not(cond), NO_IN_USE)])
+    k.lock(k.w.M, "vfio_ap_mdev_resource_in_use")
 
 
 @kernel(OPS, name="vfio_ap_mdev_resource_in_use:unlock")
-def in_use_unlock(k: K, cond: Expr) -> list[tuple[Any, ...]]:
+def in_use_unlock(k: K) -> list[tuple[Any, ...]]:
     """The in_use unlocks and the caller's mutex_unlock(ap_perms_mutex), in one step with the commit."""
-    return [(k.w.M, cond, None), (k.w.G, cond, None), (k.w.P, None, None)]
+    return [(k.w.M, None, None), (k.w.G, None, None), (k.w.P, None, None)]
 
 
 @kernel(AP_BUS)

@@ -22,7 +22,7 @@ VFIO_GROUP = "drivers/vfio/group.c"
 
 
 NO_KVM_LOCK = "matrix_mdev->kvm == NULL: no kvm->lock"
-NO_IN_USE = "no APQN newly reserved: in_use not called"
+NO_IN_USE = "no bit newly reserved: in_use not called"
 NO_HOOK = "priv.c: pqap_hook == NULL: response code 0x01, cc 3"  # handle_pqap with no hook (every era)
 
 
