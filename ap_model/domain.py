@@ -109,9 +109,12 @@ class WorldState:
         return b[f] if b else f.var
 
     def find_queue(self, i: int, j: int, b: Body | None = None) -> Expr:
-        """vfio_ap_find_queue (as in 5.15 and 5.19: ap_get_qdev): the queue device's dev->driver compared with
-        vfio_ap's driver, read without the device lock, then its drvdata: reads both the driver core's field
-        and vfio_ap's record."""
+        """vfio_ap_find_queue (as in 5.19, since "use new AP bus interface to search for queue devices", v15
+        02/13 of Apr 2021: ap_get_qdev): the queue device's dev->driver compared with vfio_ap's driver, read
+        without the device lock, then its drvdata: reads both the driver core's field and vfio_ap's record.
+        (Before that patch, 5.10 - 5.12, it walked the vfio_ap driver's klist with driver_find_device, no
+        dev->driver; the model keeps the read for every pre-dynamic era: no bundled spec of theirs reports a
+        race on it.)"""
         f = self.drv[i, j]
         return And((b[f] if b else f.var) == VFIO, self.bound(i, j, b))
 
