@@ -48,6 +48,7 @@ class WorldState:
     info_apm: Field
     info_aqm: Field
     drv: dict[tuple[int, int], Field]
+    vfio_queue: dict[tuple[int, int], Field]
     qdata: dict[tuple[int, int], Field]
     apm: list[Field]
     aqm: list[Field]
@@ -101,8 +102,21 @@ class WorldState:
 
     # ---------------------------------------------------------- AP domain
     def bound(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """vfio_ap has a queue object for APQN (i, j): what vfio_ap's own code reads to ask "bound to
+        vfio_ap" (vfio_ap_mdev_get_queue in the mdev's qtable; before the dynamic series the vfio_ap
+        driver's klist of bound devices), never the driver core's dev->driver."""
+        f = self.vfio_queue[i, j]
+        return b[f] if b else f.var
+
+    def find_queue(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """vfio_ap_find_queue (as in 5.19, since "use new AP bus interface to search for queue devices", v15
+        02/13 of Apr 2021: ap_get_qdev): the queue device's dev->driver compared with vfio_ap's driver, read
+        without the device lock, then its drvdata: reads both the driver core's field and vfio_ap's record.
+        (Before that patch, 5.10 - 5.12, it walked the vfio_ap driver's klist with driver_find_device, no
+        dev->driver; the model keeps the read for every pre-dynamic era: no bundled spec of theirs reports a
+        race on it.)"""
         f = self.drv[i, j]
-        return (b[f] if b else f.var) == VFIO
+        return And((b[f] if b else f.var) == VFIO, self.bound(i, j, b))
 
     def bound_rows(self, b: Body) -> list[Expr]:
         """Per adapter, the mask of domains whose queue is bound to vfio_ap: a union of one-bit masks
@@ -211,11 +225,14 @@ class WorldState:
 
     def reset_mdev_queues(self, b: Body, m: int, rows: Expr | None = None, cols: Expr | None = None,
                           when: Expr | None = None) -> None:
-        """Reset the queues bound to vfio_ap in apm x aqm of mdev ``m`` (or the given rows/cols)."""
+        """Reset the queues bound to vfio_ap in apm x aqm of mdev ``m`` (or the given rows/cols).
+
+        The dynamic series walks the mdev's qtable (vfio_ap's records); before it vfio_ap_mdev_reset_queues
+        looks each APQN of the matrix up with vfio_ap_find_queue (dev->driver, then drvdata)."""
         ra = rows if rows is not None else b[self.apm[m]]
         ca = cols if cols is not None else b[self.aqm[m]]
         for i, j in self.queues:
-            cond = And(ra.has(i), ca.has(j), self.bound(i, j, b))
+            cond = And(ra.has(i), ca.has(j), self.bound(i, j, b) if self.era.dynamic else self.find_queue(i, j, b))
             self.reset_queue(b, i, j, And(cond, when) if when is not None else cond)
 
     def hook_target_freed(self, b: Body, m: IntOrExpr, when: Expr) -> None:

@@ -287,9 +287,12 @@ def add_lemmas(w: World, program: Program) -> None:
                 if e.value == ZCRYPT:  # the queue was reset (or is the host's) before zcrypt gets it
                     ok = And(ok, Or(d == CLEAN, d == HOST))
                 zs.append(Implies(_at(program, a), And(ok, *_dev_held(w, i, j, a))))
+    # vfio_ap's record of a queue (its vfio_ap_queue) and the driver core's dev->driver are written in one step
+    zs += [w.vfio_queue[q].var == (w.drv[q].var == VFIO) for q in w.queues]
     _add(program, "lemma-binding-steps", And(*zs),
          "a thread about to bind a queue to zcrypt (ap_device_probe) or to unbind it from zcrypt "
-         "(ap_queue_remove) finds it not bound to vfio_ap",
+         "(ap_queue_remove) finds it not bound to vfio_ap; vfio_ap has a queue object (vfio_ap_queue) for an "
+         "APQN exactly when the queue is bound to vfio_ap",
          "ap_bus_revise_bindings / ap_scan_bus: vfio_ap_mdev_remove_queue ran first, or the queue is zcrypt's")
     # program points: vfio_ap_on_cfg_changed (adapter leaves the configuration) holds guests_lock from the
     # unplug of adapter x from each mdev's shadow until matrix_dev->info drops x

@@ -155,8 +155,8 @@ def _add_elements(w: World, members: list[Member], mdevs: list[int | None], call
         members[g].slots += [w.elements(k)[i] for k in owned[g] for i in owned[g][k]]
     for q, img in images.items():
         if q < img:
-            members[0].fields += [w.drv[q], w.qdata[q]]
-            members[1].fields += [w.drv[img], w.qdata[img]]
+            members[0].fields += [w.drv[q], w.vfio_queue[q], w.qdata[q]]
+            members[1].fields += [w.drv[img], w.vfio_queue[img], w.qdata[img]]
             members[0].locks += [w.DEV[q]] if q in w.DEV else []
             members[1].locks += [w.DEV[img]] if img in w.DEV else []
 

@@ -143,7 +143,16 @@ class World(WorldState):
         info_locks = [self.G] if self.G is not None else [M]
         self.info_apm = self._var(mask_field("matrix_dev->info.apm", nA, _bits(cfg.config_apm)), info_locks)
         self.info_aqm = self._var(mask_field("matrix_dev->info.aqm", nD, _bits(cfg.config_aqm)), info_locks)
+        # two pieces of kernel memory per queue device: the driver core's dev->driver (``drv``: written by
+        # really_probe / __device_release_driver, read by the AP bus and the driver core) and vfio_ap's own
+        # record of the queue (``vfio_queue``: the struct vfio_ap_queue that vfio_ap_mdev_probe_queue allocates
+        # as the device's drvdata and links into the mdev's qtable, freed by vfio_ap_mdev_remove_queue; before
+        # the dynamic series also the vfio_ap driver's klist of bound devices). vfio_ap code reads the record,
+        # not dev->driver (filter, unlink/unplug, resets over the qtable), so zcrypt's bind of a queue, which
+        # writes dev->driver only, does not touch what an unassign reads. Both are written in the same steps:
+        # the record exists exactly while the queue is bound to vfio_ap (lemma-binding-steps).
         self.drv: dict[tuple[int, int], Field] = {}
+        self.vfio_queue: dict[tuple[int, int], Field] = {}
         # the driver core's device lock of a queue device two threads reach (cfg.device_locked): it serializes
         # their driver detach and attach (ap_model/kernel/ap_bus.py); lockdep does not validate it
         self.DEV: dict[tuple[int, int], Lock] = {}
@@ -156,6 +165,7 @@ class World(WorldState):
             reserved = i in cfg.apmask and j in cfg.aqmask
             d = NODRV if not incfg else (ZCRYPT if reserved else VFIO)
             self.drv[i, j] = self._var(enum_field(f"{name}.driver", DRIVERS, DRIVERS[d]))
+            self.vfio_queue[i, j] = self._var(bool_field(f"{name}.vfio_ap_queue", d == VFIO))
             if (i, j) in cfg.device_locked:  # and device_del's kill_device, under that lock (race-checked as
                 # the driver field: __device_attach reads it in the step that takes the lock)
                 self.DEV[i, j] = pb.mutex(f"{name}->device.mutex", cls="dev->mutex")

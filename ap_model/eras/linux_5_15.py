@@ -249,6 +249,7 @@ def vfio_ap_queue_dev_remove(k: K, i: int, j: int) -> None:
     b = Body()
     w.reset_queue(b, i, j)
     b.set(w.drv[i, j], NODRV)
+    b.set(w.vfio_queue[i, j], False)
     k.unlock("vfio_ap_queue_dev_remove", (w.M, None, None), body=b,
              text="vfio_ap_mdev_reset_queue; vfio_ap_irq_disable; drvdata = NULL; kfree(q) (guest CRYCB not updated)")
 
@@ -258,6 +259,7 @@ def vfio_ap_queue_dev_probe(k: K, i: int, j: int) -> None:
     """The driver's probe callback (vfio_ap_queue_dev_probe): kzalloc(q); dev_set_drvdata."""
     b = Body()
     b.set(k.w.drv[i, j], VFIO)
+    b.set(k.w.vfio_queue[i, j], True)
     k.step("vfio_ap_queue_dev_probe", "kzalloc(q); dev_set_drvdata", body=b)
 
 

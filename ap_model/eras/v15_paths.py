@@ -186,6 +186,7 @@ def _queue_update(k: K, fn: str, i: int, j: int, probe: bool, waits_busy: bool) 
     busy = And(own != -1, w.busy(own)) if waits_busy else None
     b = Body()
     b.set(w.drv[i, j], VFIO if probe else NODRV, when=Not(busy) if busy is not None else None)
+    b.set(w.vfio_queue[i, j], probe, when=Not(busy) if busy is not None else None)
     need_any = []
     for m in w.mdevs:
         ch, _, _ = refresh(w, b, m, when=_and(own == m, Not(busy) if busy is not None else None), apply=False,

@@ -316,6 +316,7 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
                                                                            b[w.saqm[m]].has(j)))
     w.reset_queue(b, i, j)
     b.set(w.drv[i, j], NODRV)
+    b.set(w.vfio_queue[i, j], False)
     shadow = Or(*[And(own == m, w.sapm[m].var.has(i), w.saqm[m].var.has(j)) for m in w.mdevs])
     configured = w.configured(i, j)
     k.unlock("vfio_ap_mdev_remove_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
@@ -343,6 +344,7 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
     if local is not None:
         b.set(local, -1)
     b.set(w.drv[i, j], VFIO)
+    b.set(w.vfio_queue[i, j], True)
     changed = Or(*[k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
                    for m in w.mdevs])
     pending = Or(*[And(own == m, w.pending[m].var) for m in w.mdevs])

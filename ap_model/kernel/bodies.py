@@ -22,7 +22,10 @@ def assign_body(w: World, b: Body, t: ThreadBuilder, m: int, kind: str, x: int,
     ``when`` it holds (else nothing: the caller returned before).
 
     Returns "assignment done" (the bit is now set). Linking queues is derived
-    (a queue is linked iff bound to vfio_ap and in the matrix)."""
+    (a queue is linked iff bound to vfio_ap and in the matrix: the filter reads vfio_ap's record).
+    Not modelled as an access: vfio_ap_mdev_link_apqn's vfio_ap_find_queue compares the new row's or
+    column's dev->driver without the device lock; a step's read footprint does not depend on the state, so
+    it would be an access even where validation refused and the kernel never links."""
     w.use_mdev(b, m, "matrix_mdev (sysfs attribute)")
     others = [o for o in w.mdevs if o != m]
     zero_a, zero_q = MaskConst(w.nA), MaskConst(w.nD)
