@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from checker.cli.cli import main
+from checker.prove.parametric.instance import check_instance
 from checker.search.progmodel import ProgramModel
 from checker.search.run import replay_trace
+from checker.spec.registry import default_registry
 from tests.test_false_reports import explore, run, status
 from tests.test_false_reports_reprobe import VERDICTS as REPROBE_VERDICTS
 
@@ -112,6 +114,18 @@ def test_scan_lock_only_where_the_scenario_changes_the_configuration(tmp_path: P
     names = list(program.layout._by_name)  # type: ignore[attr-defined]
     assert [n for n in names if "ap_scan" in n or "ap_qci_info" in n] == ["ap_qci_info.apm",
                                                                          "ap_scan_bus_mutex.owner"]
+
+
+def test_lifted_relation_agrees_with_two_copies_of_each_scan() -> None:
+    """The relation ``prove --parametric`` lifts, instantiated at two copies each of adapter_standby(4) and
+    adapter_online(4), agrees exactly with the explicit successor function on every reachable state: the
+    scan's serialisation and the bus's copy of QCI are lifted as the explicit engine runs them."""
+    design = default_registry().get("mainline")
+    constants = {"vms": 1, "mdevs": 1, "adapters": [4], "domains": [5], "matrix": ["mdev0: 4 x 5"],
+                 "attached": ["mdev0 -> kvm0"]}
+    scenario = design.universal_scenario(constants, ("adapter_standby", "adapter_online"))
+    rep = check_instance(design, scenario, design.build(scenario), [2, 2], 10_000, 0)
+    assert (rep.states, rep.transitions) == (435, 454)
 
 
 @pytest.mark.slow  # 9 operation instances: about 10 seconds
