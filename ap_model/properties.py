@@ -330,24 +330,28 @@ def add_lemmas(w: World, program: Program) -> None:
          "the unplug of the adapter from an mdev's shadow until matrix_dev->info drops it, and that shadow "
          "stays without the adapter",
          "vfio_ap_on_cfg_changed -> vfio_ap_mdev_cfg_remove (kernel-facts §1.7)")
-    # program points: after vfio_ap_on_cfg_changed adds an adapter to matrix_dev->info, it stays there for the
-    # rest of the thread's operations up to the thread's next change of the configuration
+    # program points: an AP bus scan holds its serialisation from the step after taking it to the step releasing
+    # it; after vfio_ap_on_cfg_changed adds an adapter to matrix_dev->info, it stays there until the scan ends
+    # (only a scan writes it, one at a time: ap_model/kernel/ap_bus.py)
     ca: list[Expr] = []
+    if w.SB is not None:
+        ca += _scan_view(w, program)
     for a in program.actions:
         e = a.updates.get(w.info_apm)
         if not (isinstance(e, Bin) and e.op == "setbit" and isinstance(e.a, Var) and e.a.field is w.info_apm
                 and isinstance(e.b, Const)):
             continue
-        th = program.threads[a.thread]
-        later = [c.label for c in program.actions
-                 if c.thread == a.thread and c.label > a.label and w.info_apm in c.updates]
-        end = min(later) if later else (th.done if th.done >= 0 else len(th.labels) - 1)
+        end = min(c.label for c in program.actions if c.thread == a.thread and c.label > a.label
+                  and any(lk is w.SB for lk, _ in c.releases))
         ca.append(Implies(_at(program, (a.thread, list(range(a.label + 1, end + 1)))),
                           w.info_apm.var.has(int(e.b.value))))
     _add(program, "lemma-cfg-add-configured", And(*ca),
-         "once vfio_ap_on_cfg_changed has added an adapter to matrix_dev->info, the adapter stays configured "
-         "until that thread changes the configuration again (only the AP bus scan writes it)",
-         "vfio_ap_on_cfg_changed / vfio_ap_on_scan_complete (kernel-facts §1.7)")
+         "an AP bus scan holds its serialisation from its start to its end; the bus's copy of QCI and "
+         "matrix_dev->info agree except in the adapter a scan is changing, from its fetch of QCI to "
+         "vfio_ap_on_cfg_changed; once that has added the adapter to matrix_dev->info, it stays configured until "
+         "the scan ends (only a scan writes either copy, one scan at a time)",
+         "ap_scan_bus (ap_scan_bus_mutex / the ap_scan_work item) -> vfio_ap_on_cfg_changed, "
+         "vfio_ap_on_scan_complete (kernel-facts §1.7)")
     # queue data (reset-before-owner-change): vfio_ap's and unbound configured queues hold no host data; a
     # queue holds a guest's data only while in that guest's CRYCB, outside the host configuration, or while
     # vfio_ap_on_cfg_changed unplugs its adapter (no reset there: the adapter is leaving the configuration)
@@ -368,6 +372,41 @@ def add_lemmas(w: World, program: Program) -> None:
         _add_parametric_lemmas(w, program)
         _add_removed_lemma(w, program)
     _add_frame(program)
+
+
+def _scan_view(w: World, program: Program) -> list[Expr]:
+    """Program points of the AP bus scans (ap_model/kernel/ap_bus.py): a scan holds its serialisation from the
+    step after taking it to the step releasing it; from its fetch of QCI (the step writing the bus's copy,
+    ``ap_qci_info.apm``) to its end the copy has the adapter as the scan left it; from that fetch to
+    vfio_ap_on_cfg_changed's update of matrix_dev->info, vfio_ap's copy differs from the bus's in that adapter
+    only; at any other time the two agree."""
+    sb, qci = w.SB, w.qci_apm
+    assert sb is not None and qci is not None
+    out: list[Expr] = []
+    between: list[Expr] = []  # "a scan is between its fetch of QCI and its update of matrix_dev->info"
+    for a in program.actions:
+        if not any(q.lock is sb for q in a.acquires):
+            continue
+        later = sorted((c for c in program.actions if c.thread == a.thread and c.label > a.label),
+                       key=lambda c: c.label)
+        end = next(c.label for c in later if any(lk is sb for lk, _ in c.releases))
+        out.append(Implies(_at(program, (a.thread, list(range(a.label + 1, end + 1)))), sb.owner.var == a.thread + 1))
+        fetch = next(c for c in later if qci in c.updates)
+        e = fetch.updates[qci]
+        assert isinstance(e, Bin) and e.op in ("setbit", "clrbit") and isinstance(e.b, Const)
+        x, online = int(e.b.value), e.op == "setbit"
+        out.append(Implies(_at(program, (a.thread, list(range(fetch.label + 1, end + 1)))),
+                           qci.var.has(x) if online else Not(qci.var.has(x))))
+        info = next((c.label for c in later if c.label > fetch.label and w.info_apm in c.updates), None)
+        if info is None:
+            continue
+        pcs = (a.thread, list(range(fetch.label + 1, info + 1)))
+        out.append(Implies(_at(program, pcs), And(
+            Not(w.info_apm.var.has(x)) if online else w.info_apm.var.has(x),
+            qci.var == (w.info_apm.var.with_bit(x) if online else w.info_apm.var.without_bit(x)))))
+        between.append(_at(program, pcs))
+    out.append(Or(qci.var == w.info_apm.var, *between))
+    return out
 
 
 def _add_parametric_lemmas(w: World, program: Program) -> None:

@@ -270,6 +270,10 @@ class World(WorldState):
         self.pending_end: dict[str, str] = {}
         self.ops_used: set[str] = set()
         self.scenario_ops: set[str] = set()  # operations the spec's threads run
+        # the AP bus scan's serialisation and the bus's copy of QCI, declared by the first host configuration
+        # change a thread runs (``ap_scan``): a scenario without one keeps its state vector
+        self.SB: Lock | None = None
+        self.qci_apm: Field | None = None
         # era-specific state: pending host-configuration additions (matrix_mdev->apm_add, since the
         # guests_lock series), the vfio core's own kvm reference (6.2+), v17's global hook registry
         if era.dynamic and era.guests_lock:
@@ -344,6 +348,15 @@ class World(WorldState):
         if t.name not in self.in_pqap:
             self.in_pqap[t.name] = (v, self._thread_local(t.name, bool_field(f"ghost.{t.name}.in_handle_pqap")))
         return self.in_pqap[t.name][1]
+
+    def ap_scan(self, lock_name: str) -> tuple[Lock, Field]:
+        """What serialises AP bus scans (``lock_name``: the work item ``ap_scan_work`` up to v6.8,
+        ``ap_scan_bus_mutex`` since v6.9) and the bus's view of the host configuration it compares QCI with
+        (``ap_qci_info.apm``, written only by a scan, under that lock; at start, the spec's ``config_apm``)."""
+        if self.SB is None or self.qci_apm is None:
+            self.SB = self.pb.mutex(lock_name)
+            self.qci_apm = self._var(mask_field("ap_qci_info.apm", self.nA, _bits(self.cfg.config_apm)), [self.SB])
+        return self.SB, self.qci_apm
 
     def ret(self, t: ThreadBuilder) -> Field | None:
         if not self.cfg.track_errno:

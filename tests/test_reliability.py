@@ -37,7 +37,8 @@ threads:
     run: [close_vm_fd, close_vcpu_fd, close_device]
 """
 # kernel-facts §5 C2 on 6.8: adapter 4 leaves the host configuration while mdev1 (no guest) has it assigned;
-# vfio_ap_mdev_cfg_remove locks matrix_mdev->kvm->lock through a NULL kvm at step 5. Fixed in mainline.
+# vfio_ap_mdev_cfg_remove locks matrix_mdev->kvm->lock through a NULL kvm at step 7 (after the scan took its
+# serialisation and fetched QCI). Fixed in mainline.
 C2_NULL_KVM = """\
 design: "6.8"
 constants: {vms: 1, mdevs: 2, adapters: [3, 4], domains: [5, 6], matrix: ["mdev0: 3,4 x 5", "mdev1: 4 x 6"],
@@ -74,25 +75,25 @@ def test_violation_one_step_past_max_depth_is_found(capsys: pytest.CaptureFixtur
     spec = write(tmp_path, C2_NULL_KVM)
     code, full = run_json(capsys, ["check", spec, "--strategy", strategy])
     assert code == EXIT_VIOLATION and len(next(p for p in full["properties"]
-                                               if p["name"] == "memory-safety")["trace"]["steps"]) == 5
-    code, cut = run_json(capsys, ["check", spec, "--strategy", strategy, "--max-depth", "4"])
+                                               if p["name"] == "memory-safety")["trace"]["steps"]) == 7
+    code, cut = run_json(capsys, ["check", spec, "--strategy", strategy, "--max-depth", "6"])
     assert code == EXIT_VIOLATION and status(cut, "memory-safety") == VIOLATED
     ms = next(p for p in cut["properties"] if p["name"] == "memory-safety")
-    assert ms["trace"]["length"] == 5 and ms["detail"] == C2_DETAIL
-    assert cut["stats"]["max_depth"] == 4
+    assert ms["trace"]["length"] == 7 and ms["detail"] == C2_DETAIL
+    assert cut["stats"]["max_depth"] == 6
 
 
 def test_max_depth_in_the_spec_and_in_compare(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    spec = write(tmp_path, C2_NULL_KVM + "check:\n  max_depth: 4\n")
+    spec = write(tmp_path, C2_NULL_KVM + "check:\n  max_depth: 6\n")
     code, rep = run_json(capsys, ["check", spec])
     assert code == EXIT_VIOLATION and status(rep, "memory-safety") == VIOLATED
     other = write(tmp_path, C2_NULL_KVM.replace('design: "6.8"', "design: mainline"), "mainline.yaml")
-    code = main(["compare", spec, other, "--max-depth", "4", "--format", "json"])
+    code = main(["compare", spec, other, "--max-depth", "6", "--format", "json"])
     data = json.loads(capsys.readouterr()[0])
     assert code == EXIT_INCONCLUSIVE  # a bounded search is never a complete comparison
     assert data["designs"][0]["result"] == VIOLATED
     ms = next(r for r in data["rows"] if r["property"] == "memory-safety")
-    assert ms["verdicts"]["6.8"] == VIOLATED and ms["trace_lengths"]["6.8"] == 5
+    assert ms["verdicts"]["6.8"] == VIOLATED and ms["trace_lengths"]["6.8"] == 7
 
 
 def test_lock_program_cut_by_max_depth_is_bounded(capsys: pytest.CaptureFixture[str]) -> None:
@@ -214,7 +215,7 @@ def test_replay_says_the_violation_still_happens(capsys: pytest.CaptureFixture[s
     code = main(["replay", spec, str(report), "--property", "memory-safety"])
     out = capsys.readouterr()[0]
     assert code == EXIT_VIOLATION
-    assert out.splitlines()[-1] == f"memory-safety: the violation still happens (step 5 fires it again: {C2_DETAIL})"
+    assert out.splitlines()[-1] == f"memory-safety: the violation still happens (step 7 fires it again: {C2_DETAIL})"
 
 
 def test_replay_after_a_fix_no_longer_reproduces(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -228,7 +229,7 @@ def test_replay_after_a_fix_no_longer_reproduces(capsys: pytest.CaptureFixture[s
     code = main(["replay", spec, str(report), "--property", "memory-safety"], registry=fixed)
     assert code == EXIT_OK
     assert capsys.readouterr()[0].splitlines()[-1] == (
-        "memory-safety: no longer reproduces (all 5 steps apply, and memory-safety holds in the state they reach)")
+        "memory-safety: no longer reproduces (all 7 steps apply, and memory-safety holds in the state they reach)")
 
 
 def test_replay_of_a_fixed_lock_program(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ potential use of uninitialized apm_filtered bitmap". docs/designs/mainline.md.
 from __future__ import annotations
 
 from checker.lang.expr import And, Expr, Not
+from checker.lang.program import Lock
 
+from ..kernel.ap_bus import AP_BUS
 from ..kernel.vfio_ap_ops import OPS
 from ..kfunc import K, kernel
 from ..world import Body
@@ -80,9 +82,18 @@ def restore_hook_on_error(k: K, mdev: int, vm: int) -> None:
                        (Not(mine), "-EPERM: pqap_hook no longer this mdev's: left as is"), (None, "up_write")])
 
 
+@kernel(AP_BUS, name="ap_scan_bus:serialise")
+def scan_bus_mutex(k: K) -> tuple[Lock, str, str]:
+    """Since v6.9 (eacf5b3651c5) every ap_scan_bus runs under ap_scan_bus_mutex, taken by its caller
+    (ap_scan_bus_wq_callback, ap_bus_force_rescan) before the scan and released after it."""
+    lk, _ = k.w.ap_scan("ap_scan_bus_mutex")
+    return lk, "mutex_lock(&ap_scan_bus_mutex)", "mutex_unlock(&ap_scan_bus_mutex)"
+
+
 MAINLINE = LINUX_6_8.derive(
     "mainline",
     "6.8 + the 2026 vfio_ap fixes: NULL check of matrix_mdev->kvm in cfg_remove/hot_plug_cfg, no stale "
     "pqap_hook after -EPERM (kernel-facts §5 C1, C2)",
-    override=[cfg_remove_visit_checked, hot_plug_cfg_lock_checked, publish_hook_remembering, restore_hook_on_error],
+    override=[cfg_remove_visit_checked, hot_plug_cfg_lock_checked, publish_hook_remembering, restore_hook_on_error,
+              scan_bus_mutex],
     commits=("bc833a7b1e7f", "b01818641bef"), doc="docs/designs/mainline.md")

@@ -9,7 +9,7 @@ from typing import Any
 
 from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
 from checker.lang.layout import Field
-from checker.lang.program import RwSem
+from checker.lang.program import Lock, RwSem
 
 from .. import rules
 from ..kfunc import K, kernel
@@ -359,14 +359,61 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
 
 
 # ---------------------------------------------------------------- host configuration changes
+#
+# An operation is the host's change of one adapter (SCLP standby / online: it leaves / enters QCI) and the AP
+# bus scan that sees it, in one hold of the scan's serialisation (hunk ``ap_scan_bus:serialise``): the scan
+# fetches QCI, compares it with the bus's previous copy (``ap_qci_info.apm``) and acts only on a difference.
+# Not modelled (docs/designs/6.8.md): two changes seen by one scan, a change during a scan (seen by the next).
+
+
+@kernel(AP_BUS, name="ap_scan_bus:serialise")
+def scan_serialise(k: K) -> tuple[Lock, str, str]:
+    """Up to v6.8 ap_scan_bus runs only from the work item ap_scan_work (ap_bus_force_rescan queues it and
+    waits with flush_work), and a work item never runs concurrently with itself: one scan at a time, modelled
+    as a lock held from the start of the scan to its end. Returns (that lock, the C text of taking it, of
+    releasing it)."""
+    lk, _ = k.w.ap_scan("ap_scan_work")
+    return lk, "process_one_work(ap_scan_work): one scan at a time", "the work item returns"
+
+
+def _scan_begin(k: K, x: int, online: bool) -> str:
+    """ap_scan_bus up to its decision, serialised: ap_get_configuration fetches QCI (adapter ``x`` has just
+    entered / left it) and compares it with the bus's copy. Where the bus already saw the adapter so, no
+    driver is notified and ap_scan_adapter finds the card device as QCI has it (registered iff in QCI: the
+    bus's copy decides both): the scan goes to its end, the label returned."""
+    w = k.w
+    lk, lock, _ = k.call("ap_scan_bus:serialise")
+    assert w.qci_apm is not None
+    had = w.qci_apm.var.has(x)
+    same = had if online else Not(had)
+    b = Body()
+    b.set(w.qci_apm, w.qci_apm.var.with_bit(x) if online else w.qci_apm.var.without_bit(x))
+    card = f"adapter {w.cfg.adapters[x]:02x}"
+    seen = f"{card} {'entered' if online else 'left'} QCI: config changed"
+    why = "card and queue devices registered" if online else "not in QCI, no card device"
+    done = k.label("scan_done")
+    k.lock(lk, "ap_scan_bus", text=lock)
+    k.step("ap_scan_bus", f"ap_get_configuration: {seen}, else unchanged", body=b, jumps=[(same, done)],
+           branches=[(Not(same), f"ap_get_configuration: {seen}"),
+                     (same, f"ap_get_configuration: QCI unchanged; ap_scan_adapter: {card} unchanged ({why}): "
+                            "nothing to do")])
+    return done
+
+
+def _scan_end(k: K, done: str) -> None:
+    """The end of the scan (label ``done``): the caller's mutex_unlock / the work item's return."""
+    lk, _, unlock = k.call("ap_scan_bus:serialise")
+    k.at(done)
+    k.unlock("ap_scan_bus", (lk, None, None), text=f"scan done; {unlock}")
 
 
 @kernel(AP_BUS, name="ap_scan_bus:adapter_removed")
 def adapter_removed(k: K, apid: int) -> None:
-    """AP bus scan finds the adapter gone from QCI: vfio_ap_on_cfg_changed (guests_lock { cfg_remove per
+    """The adapter leaves QCI; the AP bus scan sees it: vfio_ap_on_cfg_changed (guests_lock { cfg_remove per
     mdev: kvm->lock -> mdevs_lock, unplug from the shadow and the guest; info = new QCI }), then
-    device_unregister of each of its queues (driver remove)."""
+    ap_scan_adapter's device_unregister of each of its queues (driver remove)."""
     w, x = k.w, apid
+    done = _scan_begin(k, x, online=False)
     k.lock(w.G, "vfio_ap_on_cfg_changed")
     for m in w.mdevs:
         k.call("vfio_ap_mdev_cfg_remove:mdev", m=m, x=x)
@@ -374,10 +421,11 @@ def adapter_removed(k: K, apid: int) -> None:
     b.set(w.info_apm, w.info_apm.var.without_bit(x))
     k.unlock("vfio_ap_on_cfg_changed", (w.G, None, None), body=b, text="matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
-        nxt = k.label("next_q")
+        nxt = k.label("next_q") if j + 1 < w.nD else done
         release_driver(k, x, j, "ap_scan_bus", "device_unregister", nxt, kill=True)
-        k.at(nxt)
-    k.step("ap_scan_bus", "scan done")
+        if nxt != done:
+            k.at(nxt)
+    _scan_end(k, done)
 
 
 @kernel(OPS, name="vfio_ap_mdev_cfg_remove:mdev")
@@ -413,9 +461,11 @@ def cfg_remove_visit(k: K, m: int) -> tuple[Expr, Expr, str, list[tuple[Expr | N
 
 @kernel(AP_BUS, name="ap_scan_bus:adapter_added")
 def adapter_added(k: K, apid: int) -> None:
-    """AP bus scan finds a new adapter in QCI: vfio_ap_on_cfg_changed (cfg_add records apm_add per mdev;
-    info = new QCI), device_register + probe of its queues, then vfio_ap_on_scan_complete."""
+    """The adapter enters QCI; the AP bus scan sees it: vfio_ap_on_cfg_changed (cfg_add records apm_add per
+    mdev; info = new QCI), ap_scan_adapter's device_register + probe of its queues, then
+    vfio_ap_on_scan_complete."""
     w, x = k.w, apid
+    done = _scan_begin(k, x, online=True)
     k.lock(w.G, "vfio_ap_on_cfg_changed")
     b = Body()
     for m in w.mdevs:  # vfio_ap_mdev_cfg_add: apm_add = matrix.apm & added, under guests_lock only
@@ -430,6 +480,7 @@ def adapter_added(k: K, apid: int) -> None:
         attach(k, x, j, "ap_scan_bus", w.info_aqm.var.has(j), nxt)
         k.at(nxt)
     k.call("vfio_ap_on_scan_complete")
+    _scan_end(k, done)
 
 
 @kernel(OPS)
