@@ -24,6 +24,7 @@ VIOLATED = {
     "parametric-hook-5.15.yaml": {"hook-safe", "memory-safety"},  # the -EPERM path leaves the hook (5.15)
     "mainline-c1-two-openers.yaml": {"hook-safe", "memory-safety"},  # the C1 fix as read: two failing openers
     "parametric-mainline.yaml": set(),
+    "parametric-mainline-masks.yaml": {"data-race"},  # dev->driver, as in final-ownership
     "final-lifecycle.yaml": set(),
     "final-lockdep.yaml": set(),
     # final = 6.8: after close_device, vfio_ap_mdev_cfg_remove locks mdev0's NULL kvm->lock (§5 C2)

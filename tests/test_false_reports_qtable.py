@@ -7,7 +7,7 @@ into the mdev's qtable and vfio_ap_mdev_remove_queue frees). vfio_ap's unassign 
 record (vfio_ap_mdev_get_queue over the qtable), zcrypt's bind writes only ``dev->driver``. With one field,
 an unassign_domain_store poised while the AP bus reprobe bound 03.0005 to zcrypt was reported as
 ``data-race VIOLATED: admin (unassign_domain_store) reads ap_queue[03.0005].driver while host
-(ap_device_probe) writes it`` (17 steps; also on tests/data/parametric-mainline-masks.yaml), and an assign of
+(ap_device_probe) writes it`` (17 steps; also on specs/parametric-mainline-masks.yaml), and an assign of
 adapter 4 as reading 03.0005's driver. Each test here failed before the record was a field of its own."""
 
 from __future__ import annotations

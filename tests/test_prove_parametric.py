@@ -161,7 +161,7 @@ def test_mainline_goals_with_apmask_aqmask_stores(capsys: pytest.CaptureFixture[
     """The same with a host writing apmask and aqmask (reserve and release): any number of stores, reprobes
     and assigns at once. Provable since the reprobe detaches the driver bound when it runs and re-reads the
     reservation under the queue's device lock, and lemma-binding-steps says the binding thread holds it."""
-    out = _five_goals_proved("tests/data/parametric-mainline-masks.yaml", capsys)
+    out = _five_goals_proved("specs/parametric-mainline-masks.yaml", capsys)
     assert "(40 operation instances;" in {r["property"]: r for r in out["prove"]}["hook-safe"]["scope"]
 
 
