@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.test_false_reports import run, status
+from tests.test_false_reports_reprobe import SPEC as REPROBE
 from tests.test_reports_branches import run_in_order
 
-SPEC = """
-name: commit-reserves-no-new-bit
-design: "{design}"
-constants:
-  vms: 1
-  mdevs: 1
-  adapters: [3, 4]
-  domains: [5]
-  matrix: ["mdev0: 4 x 5"]
-  attached: ["mdev0 -> kvm0"]
-  apmask: [3]
-threads:
+# the reprobe tests' constants (mdev0: 4 x 5 attached to kvm0, apmask [3]) with a store and an unassign
+SPEC = REPROBE.split("threads:")[0].replace("reprobe-release-race", "commit-reserves-no-new-bit") + """threads:
   - {{name: host, run: [{{apmask_store: {{reserve: [3]}}}}]}}
   - {{name: admin, run: [{{unassign_adapter: {{mdev: 0, apid: 4}}}}]}}
 """
