@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from checker.cli.cli import main
 from checker.lang.expr import If, Not
 from checker.lang.heldsets import slot, static_held
 from checker.lang.layout import bool_field
@@ -50,3 +55,15 @@ def test_a_pc_no_step_reaches_holds_nothing() -> None:
     t.step("f", "done")
     assert static_held(pb.build())[0] == [frozenset(), frozenset({slot(m.index, "w")}), frozenset(), frozenset(),
                                           frozenset()]
+
+
+def test_lock_ownership_proves_through_the_conditional_group_lock_of_open(capsys: pytest.CaptureFixture[str]) -> None:
+    """final-lifecycle: vfio_device_open takes group_lock in the step that jumps to the return where the open
+    does not go on; with the held sets after it unknown, auto:lock-ownership was not inductive (CTI after
+    vfio_device_put_kvm) and nothing could assume it."""
+    rc = main(["prove", "specs/final-lifecycle.yaml", "--property", "lemma-frame", "--crosscheck-states", "0",
+               "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)["prove"]
+    assert rc == 0
+    assert [(r["property"], r["status"], r["assumed"]) for r in rows] == [
+        ("lemma-frame", "PROVED", ["auto:lock-ownership"])]
