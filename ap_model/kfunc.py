@@ -207,8 +207,11 @@ class KernelDesign:
                     vm, vcpu = c.args.get("vm", 0), c.args.get("vcpu", 0)
                     if isinstance(vm, int) and isinstance(vcpu, int):
                         cfg.closed_vcpu_fds.add((vm, vcpu))
-        # a VM fd the scenario closes while it also runs VM ioctls on it: those ioctls hold the file (fdget)
-        cfg.closed_vm_fds = _vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)
+        # a VM fd the scenario closes while it also runs VM ioctls on it: those ioctls hold the file (fdget);
+        # or closes twice: the second close() finds no file (-EBADF)
+        closes = [c.args.get("vm", 0) for ts in scenario.threads for c in ts.run if c.name == "close_vm_fd"]
+        cfg.closed_vm_fds = (_vms_of(scenario, ("close_vm_fd",)) & _vms_of(scenario, VM_IOCTLS)) | {
+            v for v in closes if isinstance(v, int) and closes.count(v) > 1}
         # an mdev whose attributes the scenario writes and which it removes: the writes against the drain
         cfg.sysfs_removed = _written_after_removal(scenario)
         # a queue device two threads detach or attach drivers of: the driver core's device lock (ap_bus.py)

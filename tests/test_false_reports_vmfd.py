@@ -124,3 +124,26 @@ def test_the_parametric_scenario_lifts_the_vm_fd() -> None:
     lifting = Lifting(program)
     lifting.check_liftable()
     assert sorted(f.name for f in lifting.shared if f.name.endswith(".vm_fd")) == ["kvm0.vm_fd", "kvm1.vm_fd"]
+
+
+NO_MDEV = "{vms: 1, mdevs: 1}"
+
+
+@pytest.mark.parametrize(("threads", "counts", "fd"), [
+    (["{name: qemu1, run: [{close_vm_fd: {vm: 0}}]}", "{name: qemu2, run: [{close_vm_fd: {vm: 0}}]}",
+      "{name: vcpu0, run: [{kvm_run: {vm: 0}}]}"], (30, 41), "VM fd"),
+    (["{name: qemu1, run: [{close_vcpu_fd: {vm: 0}}]}", "{name: qemu2, run: [{close_vcpu_fd: {vm: 0}}]}",
+      "{name: qemu3, run: [{close_vm_fd: {vm: 0}}]}"], (10, 13), "vCPU 0 fd"),
+])
+def test_a_second_close_of_one_fd_returns_ebadf(threads: list[str], counts: tuple[int, int], fd: str,
+                                                tmp_path: Path) -> None:
+    """close(2) twice on one fd: the second finds no file in the fd table and returns -EBADF; no second
+    kvm_put_kvm. Before, each close put the fd's reference: with no mdev holding the kvm, the second put of
+    the VM fd freed it under the vCPU's KVM_RUN, and two vCPU fd closes freed it before the VM fd's close
+    (memory-safety VIOLATED, which the kernel's fd table rules out)."""
+    text = spec("double-close", threads).replace(CONSTANTS[1], NO_MDEV)
+    res, program = run(tmp_path, text)
+    assert status(res)["memory-safety"] == "HOLDS"
+    assert (res.stats.states, res.stats.transitions) == counts
+    closes = [a for a in program.actions if a.function in ("kvm_vm_release", "kvm_vcpu_release") and a.branches]
+    assert [a.branches[0][1] for a in closes] == [f"close({fd}): not open: return -EBADF"] * 2  # the fd closed twice

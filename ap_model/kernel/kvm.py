@@ -161,13 +161,27 @@ def kvm_vm_release(k: K, vm: int) -> None:
     the release; here the closing thread waits for it: only its own later operations are delayed.)"""
     w = k.w
     b = Body()
-    w.put_kvm(b, vm)
     fd = w.vm_fd.get(vm)
-    guard = None
-    if fd is not None:
-        b.set(fd, VM_FD.index("closed"))
-        guard = fd.var != VM_FD.index("ioctl")
-    k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b, guard=guard)
+    if fd is None:
+        w.put_kvm(b, vm)
+        k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b)
+        return
+    _close_or_ebadf(k, b, fd.var == VM_FD.index("closed"), vm)
+    b.set(fd, VM_FD.index("closed"))
+    k.step("kvm_vm_release", "kvm_put_kvm (VM fd)", body=b, guard=fd.var != VM_FD.index("ioctl"),
+           branches=_close_branches(fd.var == VM_FD.index("closed"), "VM fd", "kvm_put_kvm (VM fd)"))
+
+
+def _close_or_ebadf(k: K, b: Body, closed: Expr, vm: int) -> None:
+    """close(2) of an fd the scenario may have closed already: the fd table has no file there, close returns
+    -EBADF and no release runs; else the file's last fput runs the release (kvm_put_kvm)."""
+    k.w.put_kvm(b, vm, when=Not(closed))
+    k.ret(b, "EBADF", when=closed)
+
+
+def _close_branches(closed: Expr, fd: str, text: str) -> list[tuple[Expr | None, str]]:
+    """What a trace shows of a close: the -EBADF of an fd closed before, or the release."""
+    return [(closed, f"close({fd}): not open: return -EBADF"), (Not(closed), text)]
 
 
 @kernel(KVM_MAIN)
@@ -178,10 +192,13 @@ def kvm_vcpu_release(k: K, vm: int, vcpu: int) -> None:
     VM fd keeps the kvm alive anyway); later ioctls on the fd fail in fdget (-EBADF)."""
     w = k.w
     b = Body()
-    w.put_kvm(b, vm)
     fd = w.vcpu_fd_closed.get((vm, vcpu))
-    guard = None
-    if fd is not None:
-        b.set(fd, True)
-        guard = w.VM[vm][vcpu].owner.var == 0
-    k.step("kvm_vcpu_release", f"kvm_put_kvm (vCPU {vcpu} fd)", body=b, guard=guard)
+    text = f"kvm_put_kvm (vCPU {vcpu} fd)"
+    if fd is None:
+        w.put_kvm(b, vm)
+        k.step("kvm_vcpu_release", text, body=b)
+        return
+    _close_or_ebadf(k, b, fd.var, vm)
+    b.set(fd, True)
+    k.step("kvm_vcpu_release", text, body=b, guard=w.VM[vm][vcpu].owner.var == 0,
+           branches=_close_branches(fd.var, f"vCPU {vcpu} fd", text))
