@@ -76,14 +76,16 @@ def vfio_ap_handle_pqap(k: K, v: int, skip: str) -> None:
     no hook): mdevs_lock; matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC."""
     w = k.w
     hook = w.hook[v].var
+    has = hook != -1
     b = Body()
-    w.hook_target_freed(b, hook, when=hook != -1)
-    k.lock(w.M, "handle_pqap", when=hook != -1, jumps=[(hook == -1, skip)], body=b, skip=NO_HOOK)
+    w.hook_target_freed(b, hook, when=has)
+    k.lock(w.M, "handle_pqap", when=has, jumps=[(Not(has), skip)], body=b, skip=NO_HOOK)
+    # only reached with mdevs_lock taken; the hook cannot change meanwhile (its rwsem is read-held)
     b = Body()
-    w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=hook != -1)
-    w.hook_target_detached(b, v, hook, when=hook != -1)
+    w.use_mdev(b, hook, "matrix_mdev = container_of(pqap_hook)", when=has)
+    w.hook_target_detached(b, v, hook, when=has)
     guest = w.kvm_of(hook) != -1
-    k.unlock("handle_pqap", (w.M, hook != -1, None), body=b,
+    k.unlock("handle_pqap", (w.M, None, None), body=b,
              text="vfio_ap: matrix_mdev = container_of(hook); if (!matrix_mdev->kvm) goto out; AQIC; unlock",
              branches=[(hook == -1, "vfio_ap: no hook"),
                        (hook != -1, "vfio_ap: matrix_mdev = container_of(hook)"),

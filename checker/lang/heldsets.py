@@ -40,10 +40,15 @@ def paths(e: Expr, known: Path | None = None) -> list[tuple[int, Path]]:
 
 
 def _holds(cond: Expr, known: Path) -> bool | None:
-    """The condition's value where the path fixes it (the same expression object as a jump's), else None."""
+    """The condition's value where the path fixes it (the same expression object as a jump's, or its ``not``),
+    else None."""
     if _is_true(cond):
         return True
-    return known.get(id(cond))
+    v = True
+    while isinstance(cond, Un) and cond.op == "not":
+        cond, v = cond.a, not v
+    got = known.get(id(cond))
+    return None if got is None else got == v
 
 
 def transfer(a: Action, may: Held, must: Held, known: Path | None = None) -> tuple[Held, Held]:
