@@ -14,15 +14,17 @@ from checker.lang.program import ProgramBuilder
 from checker.lang.program_types import Acquire, Program
 
 
-def _lock_or_skip(jump_on_the_same_test: bool) -> tuple[Program, int]:
-    """T: ``if (flag) mutex_lock(M) else goto skip`` in one step; mutex_unlock(M); skip: done."""
+def _lock_or_skip(jump_on_the_same_test: bool, negated: bool = False) -> tuple[Program, int]:
+    """T: ``if (flag) mutex_lock(M) else goto skip`` in one step; mutex_unlock(M); skip: done. ``negated``:
+    the lock's condition is ``not closed`` and the jump's ``closed`` (KVM_RUN's fdget)."""
     pb = ProgramBuilder("lock-or-skip")
     m = pb.mutex("M")
     flag = pb.var(bool_field("flag", init=True))
     t = pb.thread("T")
     test = flag if jump_on_the_same_test else flag == True  # noqa: E712 (an equal test, another object)
-    t.step("f", "if (flag) mutex_lock(M); else goto skip", acquires=[Acquire(m, "w", flag)],
-           updates={m.owner: If(flag, t.index + 1, m.owner.var)}, jumps=[(Not(test), "skip")])
+    cond, jump = (Not(flag), flag) if negated else (flag, Not(test))
+    t.step("f", "if (flag) mutex_lock(M); else goto skip", acquires=[Acquire(m, "w", cond)],
+           updates={m.owner: If(cond, t.index + 1, m.owner.var)}, jumps=[(jump, "skip")])
     t.unlock(m, "f")
     t.label("skip")
     t.step("f", "done")
@@ -32,6 +34,11 @@ def _lock_or_skip(jump_on_the_same_test: bool) -> tuple[Program, int]:
 def test_a_lock_taken_by_a_step_that_jumps_away_otherwise_is_held_on_the_fall_through_only() -> None:
     # apmask_commit's in_use path: guests_lock taken "when bits are newly reserved", else on to the commit
     program, m = _lock_or_skip(True)
+    assert static_held(program)[0] == [frozenset(), frozenset({m}), frozenset()]
+
+
+def test_a_lock_condition_matches_the_jump_through_not() -> None:
+    program, m = _lock_or_skip(True, negated=True)
     assert static_held(program)[0] == [frozenset(), frozenset({m}), frozenset()]
 
 
