@@ -21,10 +21,12 @@ import click
 
 from checker.lang.design import Design, Scenario, ScenarioError
 from checker.lang.program import Program
+from checker.prove.goals import CHECK_PREFIX, check_invariant
 from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, check_instance
 from checker.prove.parametric.pprove import BmcInconclusive, Invariant, ParametricProver
 from checker.prove.parametric.refute import explicit_counterexample, replay, spec_text
 from checker.prove.parametric.sizes import DIMENSIONS, SizeOutcome, SizesError, combine, parse_sizes
+from checker.prove.prove import UP_TO_FAILING_CHECK
 from checker.prove.prove_results import PROVED, VIOLATED, PropertyProof, ProveResult
 
 DEFAULT_CROSSCHECK_STATES = 60  # a few seconds per 500 actions; the instance test covers whole spaces
@@ -84,11 +86,17 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
     from checker.search.run import replay_trace
 
     always = {p.name: p.expr for p in program.properties if p.kind == "always"}
+    checks = {g: check_invariant(program, g.removeprefix(CHECK_PREFIX)) for g in goals if g.startswith(CHECK_PREFIX)}
     once_ops = set(getattr(design, "universal_once", tuple)())  # one thread of these kinds (closing an fd)
     once = [i for i, t in enumerate(scenario.threads) if any(c.name in once_ops for c in t.run)]
     prover = ParametricProver(program, timeout, scope, once)
-    rows = prover.prove([Invariant(g, always[g]) for g in goals], [Invariant(n, always[n]) for n in lemmas],
-                        auto_lemmas=auto_lemmas, budget_s=max(timeout, 10 * timeout))
+    rows = prover.prove([Invariant(g, checks[g] if g in checks else always[g]) for g in goals],
+                        [Invariant(n, always[n]) for n in lemmas], auto_lemmas=auto_lemmas,
+                        budget_s=max(timeout, 10 * timeout))
+    for row in rows:
+        if row.property in checks:
+            row.kind = "check"  # no BMC below: a check's counterexample is a step, the explicit search's job
+    _drop_check_caveat(program, rows)
     swimlanes: list[str] = []
     written: dict[str, str] = {}
     for row in rows:
@@ -132,16 +140,27 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
     return Proof(program, rows, swimlanes, crosscheck, written, rep)
 
 
+def _drop_check_caveat(program: Program, rows: list[PropertyProof]) -> None:
+    """Every check group PROVED in the same run: the PROVED rows cover whole runs, not only up to the first
+    failing check (as ``checker.prove.prove.set_scopes`` says for one scenario)."""
+    props = {CHECK_PREFIX + c.prop for a in program.actions for c in a.checks}
+    if props and props <= {r.property for r in rows if r.status == PROVED}:
+        for r in rows:
+            r.scope = r.scope.replace(f"; {UP_TO_FAILING_CHECK}", "")
+
+
 def _lemmas_and_goals(design: Design, program: Program, spec_lemmas: tuple[str, ...], lemmas: tuple[str, ...],
                       props: tuple[str, ...], no_lemmas: bool) -> tuple[tuple[str, ...], list[str]]:
     """The lemmas (the spec's, --lemma, the design's universal_lemmas) and goals of ``program``; an unknown
-    name is a usage error."""
+    name is a usage error. A goal may also be a check group, ``check:KIND`` (opt-in: not a default goal)."""
     always = [p.name for p in program.properties if p.kind == "always"]
+    checks = sorted({CHECK_PREFIX + c.prop for a in program.actions for c in a.checks})
     extra = tuple(n for n in getattr(design, "universal_lemmas", tuple)() if n in always and not no_lemmas)
     all_lemmas = tuple(dict.fromkeys(spec_lemmas + lemmas + extra))
     for name in (*props, *all_lemmas):
-        if name not in always:
-            raise click.UsageError(f"unknown always property {name!r}; known: {', '.join(always)}")
+        if name not in always and not (name in props and name in checks):
+            raise click.UsageError(f"unknown always property {name!r}; known: {', '.join(always)}; check groups "
+                                   f"(as --property): {', '.join(checks)}")
     return all_lemmas, list(props) or always
 
 

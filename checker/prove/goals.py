@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import z3
 
-from checker.lang.expr import And, Expr, Implies, Nary, Not
+from checker.lang.expr import And, Expr, Implies, Nary, Not, Or
 from checker.lang.layout import Field
 from checker.lang.program_types import Action, Program, RwSem
 from checker.prove.symbolic import Encoding, StateVars
@@ -153,6 +153,15 @@ def ownership_expr(program: Program) -> Expr | None:
             if conds:
                 terms.append(Implies(th.pc.var == pc, And(*conds)))
     return And(*terms) if terms else None
+
+
+def check_invariant(program: Program, prop: str) -> Expr:
+    """"No enabled step fails a ``prop`` check" as a state predicate: per step with such a check, "its thread
+    is there and its guard holds" implies "none of those checks fails" (one conjunct per step: the parametric
+    lifting quantifies each over the copies of its thread)."""
+    terms = [Implies(And(program.threads[a.thread].pc.var == a.label, a.guard), Not(Or(*bad)))
+             for a in program.actions if (bad := [c.bad for c in a.checks if c.prop == prop])]
+    return And(*terms)
 
 
 def goals_of(program: Program) -> dict[str, Goal]:
