@@ -486,7 +486,7 @@ def adapter_added(k: K, apid: int) -> None:
              text="vfio_ap_mdev_cfg_add: record apm_add per mdev; matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
         nxt = k.label("next_q")
-        attach(k, x, j, "ap_scan_bus", w.info_aqm.var.has(j), nxt)
+        attach(k, x, j, "ap_scan_bus", w.hw_configured(x, j), nxt)  # ap_scan_adapter: the domains QCI has
         k.at(nxt)
     k.call("vfio_ap_on_scan_complete")
     _scan_end(k, done)
