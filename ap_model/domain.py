@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from checker.lang.block import Block, eq, get_ref, put_ref, true, use_checks
-from checker.lang.expr import INT, And, BitOf, Expr, If, MaskConst, Not, Or, Select, lift
+from checker.lang.block import Block, eq, get_ref, put_ref, use_checks
+from checker.lang.expr import INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, false, lift, true
 from checker.lang.layout import Field
 from checker.lang.program import Lock, Pool, ProgramBuilder
 
 from . import rules
 
 if TYPE_CHECKING:
+    from .config import Cfg
     from .world import Era
 
 IntOrExpr = int | Expr
@@ -34,6 +35,7 @@ class WorldState:
     """The fields and objects ``World`` declares, and the operations on them (statements of a Body)."""
 
     pb: ProgramBuilder
+    cfg: Cfg
     era: Era
     nA: int
     nD: int
@@ -47,6 +49,7 @@ class WorldState:
     aqmask: Field
     info_apm: Field
     info_aqm: Field
+    hw_apm: Field | None
     drv: dict[tuple[int, int], Field]
     vfio_queue: dict[tuple[int, int], Field]
     qdata: dict[tuple[int, int], Field]
@@ -180,17 +183,30 @@ class WorldState:
         self.set_masks(b, v, MaskConst(self.nA), MaskConst(self.nD), -1, when)
 
     def configured(self, i: int, j: int, b: Body | None = None) -> Expr:
-        """APQN (i, j) is in the host's AP configuration (matrix_dev->info)."""
+        """APQN (i, j) is in vfio_ap's copy of the host's AP configuration (matrix_dev->info): what vfio_ap
+        code tests (filtering, vfio_ap_mdev_remove_queue's "reset only if configured", b9bd10c43456)."""
         am = b[self.info_apm] if b else self.info_apm.var
         qm = b[self.info_aqm] if b else self.info_aqm.var
         return And(am.has(i), qm.has(j))
 
-    def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
-        """vfio_ap_mdev_reset_queue (ZAPQ + TAPQ until done): the queue holds no one's data.
+    def hw_configured(self, i: int, j: int, b: Body | None = None) -> Expr:
+        """APQN (i, j) is in the machine's AP configuration: what a ZAPQ acts on (no kernel copy of QCI). The
+        ghost ``ghost.hw_config.apm`` where a thread changes the configuration (``World.ap_scan``), else the
+        spec's configuration, a constant; the model changes adapters only, so the domains are the spec's."""
+        dom = j in self.cfg.config_aqm
+        if self.hw_apm is None:
+            return true() if i in self.cfg.config_apm and dom else false()
+        am = b[self.hw_apm] if b else self.hw_apm.var
+        return am.has(i) if dom else false()
 
-        A queue outside the host configuration is not reset (reset would fail, rc 01; b9bd10c43456)."""
-        incfg = self.configured(i, j, b)
-        b.set(self.qdata[i, j], CLEAN, when=And(incfg, when) if when is not None else incfg)
+    def reset_queue(self, b: Body, i: int, j: int, when: Expr | None = None) -> None:
+        """ZAPQ (+ TAPQ until done) on APQN (i, j): vfio_ap_mdev_reset_queue, zcrypt's ap_zapq. In the machine's
+        configuration the queue then holds no one's data; outside it the ZAPQ answers rc 01 and has no effect
+        (its contents are out of every program's reach; the machine zeroizes the card when it returns:
+        ``adapter_added``)."""
+        hw = self.hw_configured(i, j, b)
+        if not (isinstance(hw, Const) and not hw.value):  # a queue the machine never has: nothing to write
+            b.set(self.qdata[i, j], CLEAN, when=And(hw, when) if when is not None else hw)
 
     def filter_cdoms(self, b: Body, m: int, when: Expr | None = None) -> Expr:
         """vfio_ap_mdev_filter_cdoms: shadow.adm = matrix.adm & host adm (the model's host configuration has

@@ -44,7 +44,7 @@ from checker.report.results import Trace
 
 from .config import queues_reached_twice, sysfs_hex
 from .symmetry import declare_symmetry
-from .world import MDEV_ATTRIBUTES, VM_IOCTLS, Body, E, Era, World, parse_cfg
+from .world import HOST_CONFIG_CHANGES, MDEV_ATTRIBUTES, VM_IOCTLS, Body, E, Era, World, parse_cfg
 
 
 @dataclass(frozen=True)
@@ -224,9 +224,15 @@ class KernelDesign:
             raise
         w.scenario_ops = {c.name for ts in scenario.threads for c in ts.run}
         calls: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # what each thread runs (symmetry groups)
+        # a thread changes the machine's AP configuration: the scan's objects and the machine's configuration
+        # (World.ap_scan) are declared before any thread's step reads them (a ZAPQ's effect: hw_configured)
+        declare_scan = bool(w.scenario_ops & set(HOST_CONFIG_CHANGES)) and "ap_scan_bus:serialise" in self.table
         for ti, ts in enumerate(scenario.threads):
             t = pb.thread(ts.name, cyclic=ts.cyclic)
             k = K(w, t, self.table, self.name)
+            if declare_scan:
+                k.call("ap_scan_bus:serialise")
+                declare_scan = False
             for oi, call in enumerate(ts.run):
                 key = f"threads.{ti}.run.{oi}"
                 op = self.catalog.get(call.name)

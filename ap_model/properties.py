@@ -71,13 +71,17 @@ def add_properties(w: World) -> None:
                   "vfio_ap_mdev_filter_matrix / vfio_ap_mdev_update_guest_apcb (kernel-facts §1.6)")
     rst = []
     for i, j in w.queues:
-        d = w.qdata[i, j].var
+        # a queue outside the machine's configuration gives no one its contents (every AP instruction on it
+        # answers rc 01) and comes back zeroized: its stale data reaches no new owner
+        d, hw = w.qdata[i, j].var, w.hw_configured(i, j)
         for v in w.vms:
-            rst.append(Implies(w.in_crycb(v, i, j), Or(d == CLEAN, d == 2 + v)))
-        rst.append(Implies(w.drv[i, j].var == ZCRYPT, Or(d == CLEAN, d == HOST)))
+            rst.append(Implies(And(w.in_crycb(v, i, j), hw), Or(d == CLEAN, d == 2 + v)))
+        rst.append(Implies(And(w.drv[i, j].var == ZCRYPT, hw), Or(d == CLEAN, d == HOST)))
     pb.always("reset-before-owner-change", And(*rst),
-              "a queue reaches a guest or zcrypt only after a reset (ZAPQ) cleared its previous owner's data",
-              "vfio_ap_mdev_reset_queue call sites; 'reset queues after adapter/domain unassignment' (v16)")
+              "a queue in the machine's AP configuration reaches a guest or zcrypt only after a reset (ZAPQ) "
+              "cleared its previous owner's data",
+              "vfio_ap_mdev_reset_queue call sites; 'reset queues after adapter/domain unassignment' (v16); "
+              "ZAPQ rc 01 outside the configuration, the card zeroized when it returns")
     pb.always("hook-safe", Not(w.hook_unsafe.var),
               "the PQAP hook (or kvm->arch.crypto.data) never leads a vCPU to a freed mdev or another/freed KVM",
               "priv.c handle_pqap -> vfio_ap handle_pqap (container_of(hook) / crypto.data)")
@@ -275,8 +279,10 @@ def add_lemmas(w: World, program: Program) -> None:
             if isinstance(e, Const) and e.value == VFIO:  # vfio_ap_mdev_probe_queue, from its first lock on
                 seen.add((a.thread, a.label))
                 pcs = _lock_steps_before(program, a) + [a.label]
+                # host data stays in a queue whose adapter left the machine's configuration (ZAPQ: rc 01)
+                clean = Or(w.qdata[i, j].var != HOST, Not(_configured(w, i, j)))
                 zs.append(Implies(_at(program, (a.thread, pcs)),
-                                  And(w.drv[i, j].var == NODRV, w.qdata[i, j].var != HOST, *_dev_held(w, i, j, a))))
+                                  And(w.drv[i, j].var == NODRV, clean, *_dev_held(w, i, j, a))))
                 continue
             if any(g in a.updates for g in w.sapm):
                 continue
@@ -285,14 +291,15 @@ def add_lemmas(w: World, program: Program) -> None:
                 d = w.qdata[i, j].var
                 ok = w.drv[i, j].var != VFIO
                 if e.value == ZCRYPT:  # the queue was reset (or is the host's) before zcrypt gets it
-                    ok = And(ok, Or(d == CLEAN, d == HOST))
+                    ok = And(ok, Or(d == CLEAN, d == HOST, Not(_configured(w, i, j))))
                 zs.append(Implies(_at(program, a), And(ok, *_dev_held(w, i, j, a))))
     # vfio_ap's record of a queue (its vfio_ap_queue) and the driver core's dev->driver are written in one step
     zs += [w.vfio_queue[q].var == (w.drv[q].var == VFIO) for q in w.queues]
     _add(program, "lemma-binding-steps", And(*zs),
          "a thread about to bind a queue to zcrypt (ap_device_probe) or to unbind it from zcrypt "
-         "(ap_queue_remove) finds it not bound to vfio_ap; vfio_ap has a queue object (vfio_ap_queue) for an "
-         "APQN exactly when the queue is bound to vfio_ap",
+         "(ap_queue_remove) finds it not bound to vfio_ap (and, binding, with no guest's data if configured); one "
+         "about to bind it to vfio_ap finds it unbound and, if configured, without host data; vfio_ap has a queue "
+         "object (vfio_ap_queue) for an APQN exactly when the queue is bound to vfio_ap",
          "ap_bus_revise_bindings / ap_scan_bus: vfio_ap_mdev_remove_queue ran first, or the queue is zcrypt's")
     # program points: vfio_ap_on_cfg_changed (adapter leaves the configuration) holds guests_lock from the
     # unplug of adapter x from each mdev's shadow until matrix_dev->info drops x
@@ -349,29 +356,44 @@ def add_lemmas(w: World, program: Program) -> None:
          "an AP bus scan holds its serialisation from its start to its end; the bus's copy of QCI and "
          "matrix_dev->info agree except in the adapter a scan is changing, from its fetch of QCI to "
          "vfio_ap_on_cfg_changed; once that has added the adapter to matrix_dev->info, it stays configured until "
-         "the scan ends (only a scan writes either copy, one scan at a time)",
+         "the scan ends (only a scan writes either copy, one scan at a time); the machine's configuration is the "
+         "bus's copy, and an adapter out of it has no queue bound to a driver but while the scan that saw it "
+         "leave unregisters them",
          "ap_scan_bus (ap_scan_bus_mutex / the ap_scan_work item) -> vfio_ap_on_cfg_changed, "
          "vfio_ap_on_scan_complete (kernel-facts §1.7)")
-    # queue data (reset-before-owner-change): vfio_ap's and unbound configured queues hold no host data; a
-    # queue holds a guest's data only while in that guest's CRYCB, outside the host configuration, or while
-    # vfio_ap_on_cfg_changed unplugs its adapter (no reset there: the adapter is leaving the configuration)
+    # queue data (reset-before-owner-change). A ZAPQ clears a queue in the machine's configuration only (outside
+    # it: rc 01, the contents out of reach until the card returns zeroized); "configured" (``_configured``) is
+    # in the machine's configuration, which changes at a scan's fetch of QCI, and in matrix_dev->info, which
+    # changes at vfio_ap_on_cfg_changed with the zeroizing of a returning card. A configured queue bound to
+    # vfio_ap, or unbound, holds no host data (a queue that is not: the reprobe's zcrypt remove reset nothing
+    # after the adapter left the machine's configuration, then bound it to vfio_ap); a queue holds a guest's
+    # data only while in that guest's CRYCB, not configured, or while vfio_ap_on_cfg_changed unplugs its
+    # adapter (no reset there: the adapter is leaving the configuration)
     qd = []
     for i, j in w.queues:
         d, drv = w.qdata[i, j].var, w.drv[i, j].var
-        incfg = And(w.info_apm.var.has(i), w.info_aqm.var.has(j))
-        qd.append(Implies(drv == VFIO, d != HOST))
+        incfg = _configured(w, i, j)
+        qd.append(Implies(drv == VFIO, Or(d != HOST, Not(incfg))))
         qd.append(Implies(And(drv == NODRV, incfg), d != HOST))
         for v in w.vms:
             qd.append(Implies(d == 2 + v, Or(w.in_crycb(v, i, j), Not(incfg), *removing.get(i, []))))
     _add(program, "lemma-queue-data", And(*qd),
-         "a queue bound to vfio_ap, or configured and unbound, holds no host data; a queue holds a guest's data "
-         "only while in that guest's CRYCB, outside the host configuration, or while vfio_ap_on_cfg_changed "
-         "unplugs its adapter",
-         "vfio_ap_mdev_reset_queue(s) on unplug, unassign, close, remove; zcrypt ap_zapq on unbind")
+         "a configured queue (in the machine's AP configuration and matrix_dev->info) bound to vfio_ap or unbound "
+         "holds no host data; a queue holds a guest's data only while in that guest's CRYCB, not configured, or "
+         "while vfio_ap_on_cfg_changed unplugs its adapter",
+         "vfio_ap_mdev_reset_queue(s) on unplug, unassign, close, remove; zcrypt ap_zapq on unbind; ZAPQ rc 01 "
+         "outside the configuration")
     if program.name.endswith(":" + UNIVERSAL):
         _add_parametric_lemmas(w, program)
         _add_removed_lemma(w, program)
     _add_frame(program)
+
+
+def _configured(w: World, i: int, j: int) -> Expr:
+    """APQN (i, j) is in the machine's AP configuration and in vfio_ap's copy of it (matrix_dev->info): a queue
+    whose stale data a ZAPQ clears, or that the machine zeroized when it returned (at vfio_ap_on_cfg_changed
+    in the model)."""
+    return And(w.info_apm.var.has(i), w.info_aqm.var.has(j), w.hw_configured(i, j))
 
 
 def _scan_view(w: World, program: Program) -> list[Expr]:
@@ -379,11 +401,13 @@ def _scan_view(w: World, program: Program) -> list[Expr]:
     step after taking it to the step releasing it; from its fetch of QCI (the step writing the bus's copy,
     ``ap_qci_info.apm``) to its end the copy has the adapter as the scan left it; from that fetch to
     vfio_ap_on_cfg_changed's update of matrix_dev->info, vfio_ap's copy differs from the bus's in that adapter
-    only; at any other time the two agree."""
+    only; at any other time the two agree. The machine's configuration (``ghost.hw_config.apm``) is the bus's
+    copy; an adapter out of it has no bound queue but while the scan that saw it leave is past its fetch."""
     sb, qci = w.SB, w.qci_apm
     assert sb is not None and qci is not None
     out: list[Expr] = []
     between: list[Expr] = []  # "a scan is between its fetch of QCI and its update of matrix_dev->info"
+    leaving: dict[int, list[Expr]] = {}  # adapter -> "a scan that saw it leave QCI is past its fetch"
     for a in program.actions:
         if not any(q.lock is sb for q in a.acquires):
             continue
@@ -397,6 +421,13 @@ def _scan_view(w: World, program: Program) -> list[Expr]:
         x, online = int(e.b.value), e.op == "setbit"
         out.append(Implies(_at(program, (a.thread, list(range(fetch.label + 1, end + 1)))),
                            qci.var.has(x) if online else Not(qci.var.has(x))))
+        if not online:
+            leaving.setdefault(x, []).append(_at(program, (a.thread, list(range(fetch.label + 1, end + 1)))))
+            for j in range(w.nD):  # from its last unbind of a queue of the adapter (device_unregister) on
+                last = max((c.label for c in later if c.label < end and w.drv[x, j] in c.updates), default=None)
+                if last is not None:
+                    out.append(Implies(_at(program, (a.thread, list(range(last + 1, end + 1)))),
+                                       w.drv[x, j].var == NODRV))
         info = next((c.label for c in later if c.label > fetch.label and w.info_apm in c.updates), None)
         if info is None:
             continue
@@ -406,6 +437,11 @@ def _scan_view(w: World, program: Program) -> list[Expr]:
             qci.var == (w.info_apm.var.with_bit(x) if online else w.info_apm.var.without_bit(x)))))
         between.append(_at(program, pcs))
     out.append(Or(qci.var == w.info_apm.var, *between))
+    assert w.hw_apm is not None  # declared with the bus's copy, written in the same fetch
+    out.append(w.hw_apm.var == qci.var)
+    # no queue of an adapter out of the machine's configuration is bound to a driver, except while the scan
+    # that saw the adapter leave unregisters its queue devices (a device deleted is probed no more)
+    out += [Or(w.hw_configured(i, j), w.drv[i, j].var == NODRV, *leaving.get(i, [])) for i, j in w.queues]
     return out
 
 

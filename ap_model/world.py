@@ -67,6 +67,8 @@ HOOK_OWNERS = ("NULL", "vfio_ap", "other_driver")
 # a VM fd: open; held by a VM ioctl in flight (fdget to return: the file's extra reference); closed
 VM_FD = ("open", "ioctl", "closed")
 VM_IOCTLS = ("set_apie", "pv_switch")  # the operations that are ioctls on the VM fd (kvm_vm_ioctl)
+# the operations that change the machine's AP configuration (each with the AP bus scan that sees it)
+HOST_CONFIG_CHANGES = ("adapter_standby", "adapter_online")
 # the mdev attribute files a spec writes (kernfs_fop_write_iter -> the vfio_ap store)
 MDEV_ATTRIBUTES = ("assign_adapter", "unassign_adapter", "assign_domain", "unassign_domain", "assign_control_domain",
                    "unassign_control_domain")
@@ -270,10 +272,12 @@ class World(WorldState):
         self.pending_end: dict[str, str] = {}
         self.ops_used: set[str] = set()
         self.scenario_ops: set[str] = set()  # operations the spec's threads run
-        # the AP bus scan's serialisation and the bus's copy of QCI, declared by the first host configuration
-        # change a thread runs (``ap_scan``): a scenario without one keeps its state vector
+        # the AP bus scan's serialisation, the bus's copy of QCI and the machine's AP configuration, declared
+        # before the first thread where a thread changes the configuration (``ap_scan``, KernelDesign.build): a
+        # scenario without such a change keeps its state vector (its machine configuration is the spec's)
         self.SB: Lock | None = None
         self.qci_apm: Field | None = None
+        self.hw_apm: Field | None = None
         # era-specific state: pending host-configuration additions (matrix_mdev->apm_add, since the
         # guests_lock series), the vfio core's own kvm reference (6.2+), v17's global hook registry
         if era.dynamic and era.guests_lock:
@@ -352,10 +356,15 @@ class World(WorldState):
     def ap_scan(self, lock_name: str) -> tuple[Lock, Field]:
         """What serialises AP bus scans (``lock_name``: the work item ``ap_scan_work`` up to v6.8,
         ``ap_scan_bus_mutex`` since v6.9) and the bus's view of the host configuration it compares QCI with
-        (``ap_qci_info.apm``, written only by a scan, under that lock; at start, the spec's ``config_apm``)."""
+        (``ap_qci_info.apm``, written only by a scan, under that lock; at start, the spec's ``config_apm``).
+
+        With them the machine's configuration (``ghost.hw_config.apm``: the adapters a ZAPQ reaches), written
+        in the scan's fetch of QCI, where the model makes the change visible: it equals the bus's copy in every
+        state (lemma-cfg-add-configured), so it adds no state, and as a ghost it is no kernel memory to race on."""
         if self.SB is None or self.qci_apm is None:
             self.SB = self.pb.mutex(lock_name)
             self.qci_apm = self._var(mask_field("ap_qci_info.apm", self.nA, _bits(self.cfg.config_apm)), [self.SB])
+            self.hw_apm = self._var(mask_field("ghost.hw_config.apm", self.nA, _bits(self.cfg.config_apm)))
         return self.SB, self.qci_apm
 
     def ret(self, t: ThreadBuilder) -> Field | None:

@@ -258,16 +258,19 @@ def zcrypt_queue_probe(k: K, i: int, j: int) -> None:
     k.step("ap_device_probe", "zcrypt_cex4_queue_probe: bound to zcrypt (host use)", body=b)
 
 
-@kernel(AP_BUS)
+@kernel("drivers/s390/crypto/ap_queue.c")
 def zcrypt_queue_remove(k: K, i: int, j: int) -> None:
-    """ap_queue_remove: zcrypt unbinds; ap_zapq (if configured)."""
+    """ap_device_remove: zcrypt unbinds; ap_queue_remove issues ap_zapq whatever the configuration (the AP bus
+    reads no copy of it here); a ZAPQ on an adapter outside the machine's configuration answers rc 01 and has
+    no effect (``reset_queue``)."""
+    w = k.w
     b = Body()
-    k.w.reset_queue(b, i, j)
-    b.set(k.w.drv[i, j], NODRV)
-    configured = k.w.configured(i, j)
-    k.step("ap_queue_remove", "zcrypt unbinds: ap_zapq (if configured)", body=b,
-           branches=[(configured, "zcrypt unbinds: ap_zapq"),
-                     (Not(configured), "zcrypt unbinds: queue not in the host configuration, no reset")])
+    w.reset_queue(b, i, j)
+    b.set(w.drv[i, j], NODRV)
+    hw = w.hw_configured(i, j)
+    gone = f"ap_zapq: adapter {w.cfg.adapters[i]:02x} not in the configuration (rc 01): no effect"
+    k.step("ap_queue_remove", "zcrypt unbinds: ap_zapq", body=b,
+           branches=[(hw, "zcrypt unbinds: ap_zapq"), (Not(hw), f"zcrypt unbinds: {gone}")])
 
 
 @kernel(BASE_BUS)
@@ -314,16 +317,20 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     for m in w.mdevs:
         k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i, when=And(own == m, b[w.sapm[m]].has(i),
                                                                            b[w.saqm[m]].has(j)))
-    w.reset_queue(b, i, j)
+    configured = w.configured(i, j)
+    w.reset_queue(b, i, j, when=configured)
     b.set(w.drv[i, j], NODRV)
     b.set(w.vfio_queue[i, j], False)
     shadow = Or(*[And(own == m, w.sapm[m].var.has(i), w.saqm[m].var.has(j)) for m in w.mdevs])
-    configured = w.configured(i, j)
+    hw = w.hw_configured(i, j)
+    gone = f"ZAPQ rc 01 (adapter {w.cfg.adapters[i]:02x} not in the configuration): no effect"
     k.unlock("vfio_ap_mdev_remove_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text="if in shadow: unplug APID + set masks + reset its queues; reset q (if configured); unlink; kfree(q)",
              branches=[(shadow, "in the guest's shadow: unplug APID; update_guest_apcb; reset_queues_for_apid"),
+                       (And(shadow, Not(hw)), gone),
                        (And(Not(shadow), configured), "vfio_ap_mdev_reset_queue"),
-                       (And(Not(shadow), Not(configured)), "not in the host configuration: no reset"),
+                       (And(Not(shadow), configured, Not(hw)), gone),
+                       (And(Not(shadow), Not(configured)), "not in matrix_dev->info: no reset"),
                        (None, "unlink; kfree(q); release_update_locks_for_queue")])
 
 
@@ -383,11 +390,13 @@ def _scan_begin(k: K, x: int, online: bool) -> str:
     bus's copy decides both): the scan goes to its end, the label returned."""
     w = k.w
     lk, lock, _ = k.call("ap_scan_bus:serialise")
-    assert w.qci_apm is not None
+    assert w.qci_apm is not None and w.hw_apm is not None
     had = w.qci_apm.var.has(x)
     same = had if online else Not(had)
     b = Body()
     b.set(w.qci_apm, w.qci_apm.var.with_bit(x) if online else w.qci_apm.var.without_bit(x))
+    # the machine's configuration changed just before this fetch (the change and the fetch are one step here)
+    b.set(w.hw_apm, w.hw_apm.var.with_bit(x) if online else w.hw_apm.var.without_bit(x))
     card = f"adapter {w.cfg.adapters[x]:02x}"
     seen = f"{card} {'entered' if online else 'left'} QCI: config changed"
     why = "card and queue devices registered" if online else "not in QCI, no card device"
@@ -477,7 +486,7 @@ def adapter_added(k: K, apid: int) -> None:
              text="vfio_ap_mdev_cfg_add: record apm_add per mdev; matrix_dev->info = new QCI; unlock")
     for j in range(w.nD):
         nxt = k.label("next_q")
-        attach(k, x, j, "ap_scan_bus", w.info_aqm.var.has(j), nxt)
+        attach(k, x, j, "ap_scan_bus", w.hw_configured(x, j), nxt)  # ap_scan_adapter: the domains QCI has
         k.at(nxt)
     k.call("vfio_ap_on_scan_complete")
     _scan_end(k, done)
