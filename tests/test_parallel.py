@@ -30,7 +30,8 @@ QUICK = [
     "specs/final-apie.yaml", "specs/final-mixed.yaml",
 ]
 # every spec and lock program with recorded counts (phil_N11..N14 are benchmark sizes, not recorded)
-EVERY = sorted(load_manifest()["specs"])
+# every golden spec but the 4.1 M-state masks spec (a minute here; the fan-out is the same code on the rest)
+EVERY = sorted(k for k in load_manifest()["specs"] if k != "specs/parametric-mainline-masks.yaml")
 
 
 @pytest.fixture
