@@ -25,6 +25,13 @@ def _is_true(e: Expr) -> bool:
 Path = dict[int, bool]  # id(condition) -> its value on the way to a target
 
 
+def _literal(e: Expr, value: bool = True) -> tuple[Expr, bool]:
+    """``e`` with its ``not`` layers stripped, and the value the stripped condition has when ``e`` is ``value``."""
+    while isinstance(e, Un) and e.op == "not":
+        e, value = e.a, not value
+    return e, value
+
+
 def paths(e: Expr, known: Path | None = None) -> list[tuple[int, Path]]:
     """Every pc value a step's target can produce, with the jump conditions known on the way to it
     (``If(c, x, y)``: c true towards x, false towards y; ``not c`` is c with the value flipped)."""
@@ -32,9 +39,7 @@ def paths(e: Expr, known: Path | None = None) -> list[tuple[int, Path]]:
     if isinstance(e, Const):
         return [(int(e.value), known)]
     if isinstance(e, Ite):
-        c, v = e.c, True
-        while isinstance(c, Un) and c.op == "not":
-            c, v = c.a, not v
+        c, v = _literal(e.c)
         return paths(e.a, {**known, id(c): v}) + paths(e.b, {**known, id(c): not v})
     raise ValueError("a step target must be built from constants and If")
 
@@ -44,9 +49,7 @@ def _holds(cond: Expr, known: Path) -> bool | None:
     else None."""
     if _is_true(cond):
         return True
-    v = True
-    while isinstance(cond, Un) and cond.op == "not":
-        cond, v = cond.a, not v
+    cond, v = _literal(cond)
     got = known.get(id(cond))
     return None if got is None else got == v
 
