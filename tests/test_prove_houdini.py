@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checker.lang.expr import Not
+from checker.lang.expr import If, Not
 from checker.lang.layout import bool_field
 from checker.lang.program import Program, ProgramBuilder
 from checker.prove.houdini import AUTO_HELD, held_candidates
@@ -10,8 +10,10 @@ from checker.prove.prove import CTI, PROVED, prove_program
 
 
 def conditional_lock(balanced: bool = True) -> Program:
-    """T0 sets x; T1: c = x; if (c) mutex_lock(M); work; if (c) mutex_unlock(M) (``balanced``: the same
-    condition, else the negated one: a real bad unlock)."""
+    """T0 sets x; T1: c = x; if (c) mutex_lock(M); work, more_work: c = c (reloads of the local); if (c)
+    mutex_unlock(M) (``balanced``: the same condition, else the negated one: a real bad unlock). The reload
+    writes what the lock's condition reads, so ``heldsets.held_when`` says nothing after the first (it does not
+    compare values); Houdini's "held exactly when c" survives it."""
     pb = ProgramBuilder("condlock")
     m = pb.mutex("M")
     x = pb.var(bool_field("x"))
@@ -20,7 +22,8 @@ def conditional_lock(balanced: bool = True) -> Program:
     t = pb.thread("T1")
     t.step("read_x", "c = x", updates={pb.field("c"): x})
     t.lock(m, "maybe_lock", when=c)
-    t.step("work", "work")
+    for step in ("work", "more_work"):  # two: the goal itself says "c -> held" before the unlock only
+        t.step(step, "c = c ? 1 : 0", updates={pb.field("c"): If(c, True, False)})
     t.unlock(m, "maybe_unlock", when=c if balanced else Not(c))
     return pb.build()
 
@@ -42,5 +45,6 @@ def test_held_locks_never_hides_a_real_bad_unlock() -> None:
 
 def test_candidates_cover_the_dynamic_points_only() -> None:
     cands = held_candidates(conditional_lock())
-    # T1 at "work" (pc 2): held, not held, held == c; at "maybe_unlock" (pc 3): the same, and c, not c
-    assert len(cands) == 3 + 5
+    # T1 at "work" and "more_work" (pcs 2, 3): held, not held, held == c; at "maybe_unlock" (pc 4): the same,
+    # and c, not c
+    assert len(cands) == 3 + 3 + 5

@@ -8,7 +8,7 @@ instance chosen by state, trylock) the explorer records held sets at run time.
 
 from __future__ import annotations
 
-from checker.lang.expr import Const, Expr, Ite, Un
+from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Not, Un, Var, children, true, variables
 from checker.lang.program_types import Action, Program
 
 Held = frozenset[int]  # 2 * lock index, + 1 when held for reading (rwsem readers)
@@ -112,6 +112,104 @@ def static_held(program: Program) -> list[list[Held | None]]:
             else:
                 row.append(may[pc] if may[pc] == must[pc] else None)
         out.append(row)
+    return out
+
+
+# --------------------------------------------------------------------------- conditional holds
+
+HeldWhen = dict[int, "Expr | None"]  # slot -> held exactly when this holds (Const True: held); None: unknown
+
+
+def same_expr(x: Expr, y: Expr) -> bool:
+    """Structural equality (``==`` on expressions builds an expression)."""
+    if x is y:
+        return True
+    if type(x) is not type(y) or getattr(x, "sort", None) != getattr(y, "sort", None):
+        return False
+    if isinstance(x, Const) and isinstance(y, Const):
+        return x.value == y.value
+    if isinstance(x, Var) and isinstance(y, Var):
+        return x.field is y.field
+    if isinstance(x, (Un, Bin, Nary)) and x.op != getattr(y, "op", None):
+        return False
+    cx, cy = children(x), children(y)
+    return len(cx) == len(cy) and all(same_expr(a, b) for a, b in zip(cx, cy))
+
+
+def _join_when(x: HeldWhen, y: HeldWhen) -> HeldWhen:
+    out: HeldWhen = {}
+    for k in x.keys() | y.keys():
+        a, b = x.get(k), y.get(k)
+        out[k] = a if k in x and k in y and a is not None and b is not None and same_expr(a, b) else None
+    return out
+
+
+def _equal_when(x: HeldWhen, y: HeldWhen) -> bool:
+    return x.keys() == y.keys() and all(
+        (x[k] is None) == (y[k] is None) and (x[k] is None or same_expr(x[k], y[k]))  # type: ignore[arg-type]
+        for k in x)
+
+
+def transfer_when(a: Action, held: HeldWhen, known: Path) -> HeldWhen:
+    """Conditional held sets after ``a`` towards one target. A lock taken under a condition the path does not
+    fix is held exactly when that condition holds, as long as the thread's own steps leave the condition's
+    fields alone; a release under the same condition (structurally) drops it. Anything else is unknown."""
+    out = dict(held)
+    for acq in a.acquires:
+        taken = _holds(acq.cond, known)
+        if taken is False:
+            continue
+        k = slot(acq.lock.index, acq.mode)
+        if acq.trylock or k in out:  # a trylock's outcome, or a second acquire of a maybe-held lock
+            out[k] = None
+        else:
+            out[k] = true() if taken else acq.cond
+    for lk, cond in a.releases:
+        done = _holds(cond, known)
+        if done is False:
+            continue
+        for k in (slot(lk.index, "w"), slot(lk.index, "r")):
+            if k not in out:
+                continue
+            h = out[k]
+            if done or (h is not None and same_expr(h, cond)):
+                del out[k]
+            elif h is not None and _is_true(h):
+                out[k] = Not(cond)
+            else:
+                out[k] = None
+    written = set(a.updates)
+    for k, h in out.items():  # the step rewrites what the condition reads: it no longer says who holds
+        if h is not None and not _is_true(h) and variables(h) & written:
+            out[k] = None
+    return out
+
+
+def held_when(program: Program) -> list[list[HeldWhen]]:
+    """[thread][pc] -> for each lock slot the thread may hold there, the condition under which it holds it
+    (None: unknown); a slot absent is not held. Refines ``static_held`` where locks are taken under a
+    state-chosen condition (``kvm->lock`` of ``matrix_mdev->kvm`` when attached): what the prover states in
+    ``auto:lock-ownership`` and proves by induction, never trusted."""
+    out: list[list[HeldWhen]] = []
+    for th, per_pc in zip(program.threads, program.by_label):
+        n = len(per_pc) + (0 if th.cyclic else 1)
+        at: list[HeldWhen | None] = [None] * n
+        at[0] = {}
+        work = [0]
+        while work:
+            pc = work.pop()
+            cur = at[pc]
+            if pc >= len(per_pc) or cur is None:
+                continue
+            for a in per_pc[pc]:
+                for t, known in paths(a.target):
+                    nxt = transfer_when(a, cur, known)
+                    old = at[t]
+                    merged = nxt if old is None else _join_when(old, nxt)
+                    if old is None or not _equal_when(old, merged):
+                        at[t] = merged
+                        work.append(t)
+        out.append([h if h is not None else {} for h in at[:len(per_pc)]])
     return out
 
 

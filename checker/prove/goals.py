@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import z3
 
-from checker.lang.expr import And, Expr, Implies, Nary, Not, Or
+from checker.lang.expr import And, Const, Expr, Implies, Nary, Not, Or
 from checker.lang.layout import Field
 from checker.lang.program_types import Action, Program, RwSem
 from checker.prove.symbolic import Encoding, StateVars
@@ -124,32 +124,32 @@ AUTO_OWNERSHIP = "auto:lock-ownership"
 
 
 def ownership_expr(program: Program) -> Expr | None:
-    """"Each thread holds exactly the locks its pc implies", where the held set is static.
+    """"Each thread holds exactly the locks its pc implies": where the held set is static, and where a lock
+    is taken under a state-chosen condition (``heldsets.held_when``), "held exactly when that condition
+    holds".
 
     Derived from the program (``heldsets``), never trusted: it is proved by
     induction before the prover assumes it.
     """
-    from checker.lang.heldsets import static_held
+    from checker.lang.heldsets import held_when
 
-    held = static_held(program)
+    when = held_when(program)
     terms: list[Expr] = []
     for th in program.threads:
-        for pc, h in enumerate(held[th.index]):
-            if h is None:
-                continue
+        for pc, h in enumerate(when[th.index]):
             conds: list[Expr] = []
             for lk in program.locks:
                 # heldsets slots: 2i = held for writing (or a mutex), 2i + 1 = held for reading
-                if isinstance(lk, RwSem):
-                    wb = lk.writer.var == th.index + 1
-                    conds.append(wb if 2 * lk.index in h else Not(wb))
-                    rd = lk.readers.get(th.index)
-                    if rd is not None:
-                        rb = rd.var == 1
-                        conds.append(rb if 2 * lk.index + 1 in h else Not(rb))
-                else:
-                    hb = lk.owner.var == th.index + 1
-                    conds.append(hb if 2 * lk.index in h else Not(hb))
+                holds = [(2 * lk.index, lk.writer.var == th.index + 1 if isinstance(lk, RwSem)
+                          else lk.owner.var == th.index + 1)]
+                rd = lk.readers.get(th.index) if isinstance(lk, RwSem) else None
+                if rd is not None:
+                    holds.append((2 * lk.index + 1, rd.var == 1))
+                for k, hb in holds:
+                    if k not in h:
+                        conds.append(Not(hb))
+                    elif (c := h[k]) is not None:
+                        conds.append(hb if isinstance(c, Const) and c.value is True else hb == c)
             if conds:
                 terms.append(Implies(th.pc.var == pc, And(*conds)))
     return And(*terms) if terms else None
