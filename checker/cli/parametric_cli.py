@@ -92,7 +92,7 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
     prover = ParametricProver(program, timeout, scope, once)
     rows = prover.prove([Invariant(g, checks[g] if g in checks else always[g]) for g in goals],
                         [Invariant(n, always[n]) for n in lemmas], auto_lemmas=auto_lemmas,
-                        budget_s=max(timeout, 10 * timeout))
+                        budget_s=max(timeout, 10 * timeout), conditional_holds=bool(checks))
     for row in rows:
         if row.property in checks:
             row.kind = "check"  # no BMC below: a check's counterexample is a step, the explicit search's job

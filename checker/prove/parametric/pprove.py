@@ -123,11 +123,12 @@ class ParametricProver:
         return PROVED, f"inductive for every number of threads ({checked} consecution checks)"
 
     def prove(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant], auto_lemmas: bool = True,
-              budget_s: float = 30.0) -> list[PropertyProof]:
+              budget_s: float = 30.0, conditional_holds: bool = False) -> list[PropertyProof]:
         """Each goal proved with ``lemmas``; first ``auto:lock-ownership`` (a row of kind "derived",
-        assumed in the others when PROVED)."""
+        assumed in the others when PROVED; with ``conditional_holds``, which state-chosen locks are held too:
+        ``goals.ownership_expr``)."""
         out: list[PropertyProof] = []
-        own = ownership_expr(self.program) if auto_lemmas else None
+        own = ownership_expr(self.program, conditional_holds) if auto_lemmas else None
         if own is not None:
             row = self._row(Invariant(AUTO_OWNERSHIP, own), [], budget_s, "derived")
             if row.status == PROVED:
