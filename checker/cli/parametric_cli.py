@@ -26,7 +26,7 @@ from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, 
 from checker.prove.parametric.pprove import BmcInconclusive, Invariant, ParametricProver
 from checker.prove.parametric.refute import explicit_counterexample, replay, spec_text
 from checker.prove.parametric.sizes import DIMENSIONS, SizeOutcome, SizesError, combine, parse_sizes
-from checker.prove.prove import UP_TO_FAILING_CHECK
+from checker.prove.prove import UP_TO_FAILING_CHECK, every_check_proved
 from checker.prove.prove_results import PROVED, VIOLATED, PropertyProof, ProveResult
 
 DEFAULT_CROSSCHECK_STATES = 60  # a few seconds per 500 actions; the instance test covers whole spaces
@@ -142,9 +142,8 @@ def prove_scenario(design: Design, scenario: Scenario, program: Program, goals: 
 
 def _drop_check_caveat(program: Program, rows: list[PropertyProof]) -> None:
     """Every check group PROVED in the same run: the PROVED rows cover whole runs, not only up to the first
-    failing check (as ``checker.prove.prove.set_scopes`` says for one scenario)."""
-    props = {CHECK_PREFIX + c.prop for a in program.actions for c in a.checks}
-    if props and props <= {r.property for r in rows if r.status == PROVED}:
+    failing check (the rule ``checker.prove.prove.set_scopes`` applies to one scenario)."""
+    if any(a.checks for a in program.actions) and every_check_proved(program, rows):
         for r in rows:
             r.scope = r.scope.replace(f"; {UP_TO_FAILING_CHECK}", "")
 

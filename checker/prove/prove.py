@@ -270,14 +270,18 @@ SCOPE_ALL_SIZES = "all sizes"
 UP_TO_FAILING_CHECK = "runs up to the first failing check"
 
 
+def every_check_proved(program: Program, proofs: Sequence[PropertyProof]) -> bool:
+    """Every check group of the program is PROVED among ``proofs`` (then a PROVED covers whole runs)."""
+    proved = {p.property for p in proofs if p.status == PROVED}
+    return all(CHECK_PREFIX + c.prop in proved for a in program.actions for c in a.checks)
+
+
 def set_scopes(program: Program, proofs: Sequence[PropertyProof]) -> None:
     """Say what each PROVED covers. The relation has no successor after a failing check, so
     unless every check group is PROVED too, a PROVED invariant covers the runs up to the
     first failing check."""
     base = SCOPE_CYCLIC if any(th.cyclic for th in program.threads) else SCOPE_SCENARIO
-    props = {c.prop for a in program.actions for c in a.checks}
-    proved = {p.property for p in proofs if p.status == PROVED}
-    caveat = any(CHECK_PREFIX + prop not in proved for prop in props)
+    caveat = not every_check_proved(program, proofs)
     for p in proofs:
         if p.status == PROVED:
             p.scope = f"{base}; {UP_TO_FAILING_CHECK}" if caveat else base

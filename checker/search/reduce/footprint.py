@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checker.lang.expr import Bin, Const, Expr, Ite, Var, children
+from checker.lang.expr import Bin, Const, Expr, Var, children
+from checker.lang.heldsets import paths
 from checker.lang.layout import Field
 from checker.lang.program_types import Action, Lock, Program
 
@@ -83,11 +84,12 @@ def action_writes(a: Action) -> set[Field]:
 
 
 def _targets(e: Expr, npcs: int) -> set[int]:
-    if isinstance(e, Const):
-        return {int(e.value)}
-    if isinstance(e, Ite):
-        return _targets(e.a, npcs) | _targets(e.b, npcs)
-    return set(range(npcs))
+    """The pcs a step's target can produce (one walker: ``heldsets.paths``); any pc where it is not a tree of
+    constants and If."""
+    try:
+        return {t for t, _ in paths(e)}
+    except ValueError:
+        return set(range(npcs))
 
 
 Block = tuple[int, str, int, int]  # lock index, holder mode that blocks ("w" or "any"), residual reads, writes
