@@ -10,6 +10,12 @@ of a queue whose adapter had left the machine's configuration."""
 
 from __future__ import annotations
 
+import json
+import os
+
+import pytest
+
+from checker.cli.cli import main
 from checker.lang.expr import Expr
 from checker.lang.layout import Field
 from checker.lang.program import Program
@@ -94,3 +100,35 @@ def test_a_queue_the_bus_never_registered_is_no_live_device() -> None:
     graph = explore(p)
     assert all(evaluate(lemma, state_values(p.layout.fields, s)) for s in graph)
     assert (len(graph), sum(1 for s in graph if not dead.get(s))) == (9519, 7535)
+
+
+def _prove_all(spec: str, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, dict[str, str]]:
+    """``prove --parametric SPEC``: exit 0, auto:lock-ownership and every always property PROVED, jointly."""
+    rc = main(["prove", "--parametric", spec, "--crosscheck-states", "5", *extra, "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["property"]: r for r in out["prove"]}
+    assert rc == 0
+    assert len(rows) == 22 and {r["status"] for r in rows.values()} == {"PROVED"}
+    assert rows["lemma-dead-device"]["detail"].endswith("jointly with every goal and lemma")
+    return rows
+
+
+@pytest.mark.slow  # 9 operation instances: about 25 seconds
+def test_stores_and_scans_prove_for_any_number_of_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    """apmask stores (reserve and release adapter 3: reprobes), adapter 3 leaving the machine's configuration and
+    coming back, and KVM_RUN, any number of each: every always property and auto:lock-ownership PROVED (before
+    lemma-dead-device: every goal CTI through lemma-cfg-add-configured)."""
+    rows = _prove_all("tests/data/parametric-stores-scans.yaml", capsys)
+    assert "(9 operation instances; adapters [3, 4], domains [5], vms 1, vcpus 1, mdevs 1)" in \
+        rows["no-host-guest-sharing"]["scope"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("APCHECK_LONG_PROOFS"), reason="13 minutes: set APCHECK_LONG_PROOFS=1")
+def test_masks_spec_with_scans_proves_for_any_number_of_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    """specs/parametric-mainline-masks.yaml with adapter_standby(3), adapter_online(3) added (44 operation
+    instances): every always property and auto:lock-ownership PROVED (docs/prove.md, "Host configuration
+    changes"; auto:lock-ownership needs more than the default 300 s budget under load: --timeout 60)."""
+    rows = _prove_all("tests/data/parametric-mainline-masks-config.yaml", capsys, "--timeout", "60")
+    assert "(44 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2)" in \
+        rows["no-host-guest-sharing"]["scope"]
