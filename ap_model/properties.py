@@ -147,7 +147,7 @@ def add_properties(w: World) -> None:
 LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lemma-shadow-within-bounds",
           "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
           "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
-PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed")
+PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed", "lemma-dead-device")
 FD_RELEASES = ("kvm_vm_release", "kvm_vcpu_release")  # close(vm fd), close(vcpu fd): each drops the fd's reference
 
 
@@ -341,8 +341,9 @@ def add_lemmas(w: World, program: Program) -> None:
     # it; after vfio_ap_on_cfg_changed adds an adapter to matrix_dev->info, it stays there until the scan ends
     # (only a scan writes it, one at a time: ap_model/kernel/ap_bus.py)
     ca: list[Expr] = []
+    leaving: dict[int, list[Expr]] = {}
     if w.SB is not None:
-        ca += _scan_view(w, program)
+        ca += _scan_view(w, program, leaving)
     for a in program.actions:
         e = a.updates.get(w.info_apm)
         if not (isinstance(e, Bin) and e.op == "setbit" and isinstance(e.a, Var) and e.a.field is w.info_apm
@@ -386,6 +387,10 @@ def add_lemmas(w: World, program: Program) -> None:
     if program.name.endswith(":" + UNIVERSAL):
         _add_parametric_lemmas(w, program)
         _add_removed_lemma(w, program)
+        if w.SB is not None:
+            from .device_lemmas import add_dead_device_lemma
+
+            add_dead_device_lemma(w, program, leaving)
     _add_frame(program)
 
 
@@ -396,18 +401,18 @@ def _configured(w: World, i: int, j: int) -> Expr:
     return And(w.info_apm.var.has(i), w.info_aqm.var.has(j), w.hw_configured(i, j))
 
 
-def _scan_view(w: World, program: Program) -> list[Expr]:
+def _scan_view(w: World, program: Program, leaving: dict[int, list[Expr]]) -> list[Expr]:
     """Program points of the AP bus scans (ap_model/kernel/ap_bus.py): a scan holds its serialisation from the
     step after taking it to the step releasing it; from its fetch of QCI (the step writing the bus's copy,
     ``ap_qci_info.apm``) to its end the copy has the adapter as the scan left it; from that fetch to
     vfio_ap_on_cfg_changed's update of matrix_dev->info, vfio_ap's copy differs from the bus's in that adapter
     only; at any other time the two agree. The machine's configuration (``ghost.hw_config.apm``) is the bus's
-    copy; an adapter out of it has no bound queue but while the scan that saw it leave is past its fetch."""
+    copy; an adapter out of it has no bound queue but while the scan that saw it leave is past its fetch
+    (``leaving``, filled: adapter -> "a scan that saw it leave QCI is past its fetch")."""
     sb, qci = w.SB, w.qci_apm
     assert sb is not None and qci is not None
     out: list[Expr] = []
     between: list[Expr] = []  # "a scan is between its fetch of QCI and its update of matrix_dev->info"
-    leaving: dict[int, list[Expr]] = {}  # adapter -> "a scan that saw it leave QCI is past its fetch"
     for a in program.actions:
         if not any(q.lock is sb for q in a.acquires):
             continue

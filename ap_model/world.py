@@ -169,9 +169,10 @@ class World(WorldState):
             self.drv[i, j] = self._var(enum_field(f"{name}.driver", DRIVERS, DRIVERS[d]))
             self.vfio_queue[i, j] = self._var(bool_field(f"{name}.vfio_ap_queue", d == VFIO))
             if (i, j) in cfg.device_locked:  # and device_del's kill_device, under that lock (race-checked as
-                # the driver field: __device_attach reads it in the step that takes the lock)
+                # the driver field: __device_attach reads it in the step that takes the lock); a queue out of the
+                # configuration at start has no registered device to probe: dead until device_register
                 self.DEV[i, j] = pb.mutex(f"{name}->device.mutex", cls="dev->mutex")
-                self.dev_dead[i, j] = self._var(bool_field(f"{name}->device.dead"))
+                self.dev_dead[i, j] = self._var(bool_field(f"{name}->device.dead", not incfg))
             data = "host" if d == ZCRYPT else "clean"
             for m, v in cfg.attached.items():
                 if self._initially_in_guest(m, i, j):
