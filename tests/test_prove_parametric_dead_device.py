@@ -11,7 +11,6 @@ of a queue whose adapter had left the machine's configuration."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -120,15 +119,4 @@ def test_stores_and_scans_prove_for_any_number_of_threads(capsys: pytest.Capture
     lemma-dead-device: every goal CTI through lemma-cfg-add-configured)."""
     rows = _prove_all("tests/data/parametric-stores-scans.yaml", capsys)
     assert "(9 operation instances; adapters [3, 4], domains [5], vms 1, vcpus 1, mdevs 1)" in \
-        rows["no-host-guest-sharing"]["scope"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("APCHECK_LONG_PROOFS"), reason="13 minutes: set APCHECK_LONG_PROOFS=1")
-def test_masks_spec_with_scans_proves_for_any_number_of_threads(capsys: pytest.CaptureFixture[str]) -> None:
-    """specs/parametric-mainline-masks.yaml with adapter_standby(3), adapter_online(3) added (44 operation
-    instances): every always property and auto:lock-ownership PROVED (docs/prove.md, "Host configuration
-    changes"; auto:lock-ownership needs more than the default 300 s budget under load: --timeout 60)."""
-    rows = _prove_all("tests/data/parametric-mainline-masks-config.yaml", capsys, "--timeout", "60")
-    assert "(44 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2)" in \
         rows["no-host-guest-sharing"]["scope"]
