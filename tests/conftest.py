@@ -95,3 +95,10 @@ def engine_run(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = types.ModuleType("checker.search.run")
     stub.build_program = lambda design, scenario: design.build(scenario)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "checker.search.run", stub)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` (a minute or more) first, the others in their usual order: with
+    ``--dist worksteal`` (.ci/run's slow set) the first worker starts the longest at once while the
+    other takes the rest, instead of a worker beginning a long proof near the end of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

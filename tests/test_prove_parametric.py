@@ -140,7 +140,7 @@ def test_parametric_unknown_design_is_a_usage_error(capsys: pytest.CaptureFixtur
     assert "unknown design 'no-such-design'" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # 34 operation instances: about a minute (auto:lock-ownership); the quick suite proves the five
+@pytest.mark.slow  # 34 operation instances: 15-20 s (auto:lock-ownership); the quick suite proves the five
 # goals on this spec's operations at 1-VM sizes (test_prove_parametric_sizes.py, small grid)
 def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.CaptureFixture[str]) -> None:
     """KVM_RUN on two VMs, assign/unassign of two adapters, the domain and the control domain on their two mdevs,
@@ -156,7 +156,8 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")
 
 
-@pytest.mark.slow  # 40 operation instances: two to three minutes
+@pytest.mark.slow  # 40 operation instances: about 40 s under load
+@pytest.mark.long
 def test_mainline_goals_with_apmask_aqmask_stores(capsys: pytest.CaptureFixture[str]) -> None:
     """The same with a host writing apmask and aqmask (reserve and release): any number of stores, reprobes
     and assigns at once. Provable since the reprobe detaches the driver bound when it runs and re-reads the

@@ -159,7 +159,8 @@ def test_combine_takes_the_worst_status_at_the_first_size_it_was_reached() -> No
                              "first not PROVED at size vms 2, adapters 1, domains 1)")
 
 
-@pytest.mark.slow  # 492 s at load average 2.4-3.2 (44 operation instances at 2 x 2 x 2; docs/prove.md)
+@pytest.mark.slow  # 106 s at load average 3.3-4.1 (44 operation instances at 2 x 2 x 2; docs/prove.md)
+@pytest.mark.long
 def test_mainline_grid_of_eight_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _run(["specs/parametric-mainline.yaml", "--sizes", "vms=1..2,adapters=1..2,domains=1..2"], capsys)
     assert rc == 0

@@ -154,18 +154,25 @@ class _Instance:
                 out.append((s.thread[sf](z3.IntVal(n)), literal(sf.sort, v)))
         return out
 
-    def encode(self, post: PState, sub: Substitution) -> int:
-        """The big program's packed state for a lifted post-state."""
+    def values(self, st: PState, sub: Substitution, pre: PState | None = None,
+               at_pre: dict[str, int] | None = None) -> dict[str, int]:
+        """The big program's field values of the lifted state ``st``; given ``pre`` and its values ``at_pre``,
+        a field whose term ``st`` shares with ``pre`` (a step left it alone) keeps that value, the very one
+        the substitution gives it (the cross-check evaluates each state's terms once, not once per step)."""
         values: dict[str, int] = {}
         for bf, (sf, n) in self.fmap.items():
-            term = post.shared[sf] if n is None else post.thread[sf](z3.IntVal(n))
+            if pre is not None and at_pre is not None and (
+                    st.shared[sf] is pre.shared[sf] if n is None else st.thread[sf] is pre.thread[sf]):
+                values[bf.name] = at_pre[bf.name]
+                continue
+            term = st.shared[sf] if n is None else st.thread[sf](z3.IntVal(n))
             v = from_z3_value(sub.value(term))
             if n is None and sf.kind == "owner" and v:
                 if v not in self.id_to_owner:
                     raise InstanceMismatch(f"{bf.name}: lifted owner {v} is no thread of the instance")
                 v = self.id_to_owner[v]
             values[bf.name] = v
-        return self.big.layout.encode(values)
+        return values
 
 
 def check_instance(design: Design, scenario: Scenario, small: Program, copies: list[int],
@@ -197,6 +204,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
     for st in states:
         values = big.layout.decode(st)
         sub = Substitution(inst.pairs(s, values))
+        at_pre = inst.values(s, sub)
         at = {n: values[pc] for n, pc in pcs}  # the lifted guard starts with pc(me) == label: skip the others
         explicit: set[tuple[int, int, int]] = set()
         explicit_bad: set[tuple[int, int]] = set()
@@ -212,7 +220,7 @@ def check_instance(design: Design, scenario: Scenario, small: Program, copies: l
             if small.actions[aid].label != at[n]:
                 continue
             if z3.is_true(sub.value(ok)):
-                lifted.add((aid, n, inst.encode(post, sub)))
+                lifted.add((aid, n, big.layout.encode(inst.values(post, sub, s, at_pre))))
             if z3.is_true(sub.value(failing)):
                 lifted_bad.add((aid, n))
         transitions += len(explicit) + len(explicit_bad)
