@@ -120,3 +120,14 @@ def test_stores_and_scans_prove_for_any_number_of_threads(capsys: pytest.Capture
     rows = _prove_all("tests/data/parametric-stores-scans.yaml", capsys)
     assert "(9 operation instances; adapters [3, 4], domains [5], vms 1, vcpus 1, mdevs 1)" in \
         rows["no-host-guest-sharing"]["scope"]
+
+
+@pytest.mark.slow
+@pytest.mark.long  # about 2.5 minutes: started first in CI's slow set
+def test_masks_spec_with_scans_proves_for_any_number_of_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    """specs/parametric-mainline-masks.yaml with adapter_standby(3), adapter_online(3) added (44 operation
+    instances): every always property and auto:lock-ownership PROVED (docs/prove.md, "Host configuration
+    changes")."""
+    rows = _prove_all("tests/data/parametric-mainline-masks-config.yaml", capsys)
+    assert "(44 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2)" in \
+        rows["no-host-guest-sharing"]["scope"]
