@@ -289,7 +289,7 @@ class KernelDesign:
         return sized_coverage(scenario, program)
 
     def universal_once(self) -> tuple[str, ...]:
-        """Operations of ``universal_scenario`` that run at most once (closing an fd)."""
+        """Operations of ``universal_scenario`` that run at most once (closing an fd, removing an mdev)."""
         from .universal import ONCE
 
         return ONCE

@@ -147,7 +147,8 @@ def add_properties(w: World) -> None:
 LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lemma-shadow-within-bounds",
           "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
           "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
-PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed", "lemma-dead-device")
+PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed", "lemma-dead-device",
+                     "lemma-vm-ioctl-fd", "lemma-store-active")
 FD_RELEASES = ("kvm_vm_release", "kvm_vcpu_release")  # close(vm fd), close(vcpu fd): each drops the fd's reference
 
 
@@ -391,6 +392,9 @@ def add_lemmas(w: World, program: Program) -> None:
             from .device_lemmas import add_dead_device_lemma
 
             add_dead_device_lemma(w, program, leaving)
+        from .lifetime_lemmas import add_lifetime_lemmas
+
+        add_lifetime_lemmas(w, program)
     _add_frame(program)
 
 
@@ -456,6 +460,8 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
     Stated for the universal scenario only: as properties of every final spec they would make more steps
     visible to partial-order reduction (+26 % reduced states on final-hooks). Both HOLD in the explicit
     search of every final spec (checked when they were written: ``golden update`` with them everywhere)."""
+    from .lifetime_lemmas import jumps_on_null
+
     # program points: vfio_device_close reads matrix_mdev->kvm into a local under the mdev's group_lock, which
     # it holds until vfio_ap_mdev_unset_kvm clears matrix_mdev->kvm: until then the local is matrix_mdev->kvm
     lk: list[Expr] = []
@@ -469,8 +475,9 @@ def _add_parametric_lemmas(w: World, program: Program) -> None:
             if later:
                 held = [w.VG[m].owner.var == a.thread + 1] if w.VG else []  # the group_lock, all along
                 cleared = min(later)
-                lk.append(Implies(_at(program, (a.thread, list(range(a.label + 1, cleared + 1)))),
-                                  And(f.var == w.mkvm[m].var, *held)))
+                span = list(range(a.label + 1, cleared + 1))
+                set_ = [f.var != -1] if jumps_on_null(a.target, w.mkvm[m], span) else []
+                lk.append(Implies(_at(program, (a.thread, span)), And(f.var == w.mkvm[m].var, *held, *set_)))
                 # from there to the step that drops the local (vfio core's kvm_put_kvm): no guest any more
                 drop = [c.label for c in program.actions
                         if c.thread == a.thread and c.label > cleared and f in c.updates]

@@ -99,7 +99,7 @@ def test_universal_scenario_has_one_thread_per_operation_instance() -> None:
         ("close_vm_fd.vm0", False), ("close_vm_fd.vm1", False),
         ("assign_adapter.mdev0.apid3", False), ("assign_adapter.mdev0.apid4", False),
         ("assign_adapter.mdev1.apid3", False), ("assign_adapter.mdev1.apid4", False)]
-    assert d.universal_once() == ("close_vm_fd", "close_vcpu_fd")
+    assert d.universal_once() == ("close_vm_fd", "close_vcpu_fd", "mdev_remove")
 
 
 def test_v16_hook_stale_hook_refuted_with_a_replayed_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -150,7 +150,8 @@ def test_mainline_five_goals_proved_for_every_thread_count(capsys: pytest.Captur
     assert rows["auto:lock-ownership"]["kind"] == "derived"
     assert rows["hook-safe"]["scope"] == (
         "all thread counts: any number of threads, each running any sequence of the operations any number of "
-        "times, an fd closed once (34 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
+        "times, an fd closed once, an mdev removed once "
+        "(34 operation instances; adapters [3, 4], domains [5], vms 2, vcpus 1, mdevs 2); "
         "runs up to the first failing check")
     assert rows["hook-safe"]["detail"].endswith("jointly with every goal and lemma")
     assert out["crosscheck"].startswith("lifted relation at one thread per operation instance agrees exactly")

@@ -30,7 +30,8 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict
 
 def _scope(grid: str, ops: str, matrices: str = COVERED) -> str:
     return (f"all thread counts; every size with {grid}: any number of threads, each running any sequence of the "
-            f"operations any number of times, an fd closed once (operations {ops} on every instance of each size; "
+            f"operations any number of times, an fd closed once, an mdev removed once "
+            f"(operations {ops} on every instance of each size; "
             f"{INSTANCES}; {matrices}); runs up to the first failing check")
 
 
