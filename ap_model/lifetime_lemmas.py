@@ -5,11 +5,13 @@ only, as the others).
 - ``lemma-vm-ioctl-fd``: a VM ioctl (set_apie, pv_switch) holds the VM fd's file from its fdget to its fdput
   (``kvmV.vm_fd`` is "ioctl" there: ap_model/kernel/kvm.py ``_vm_ioctl_lock``), so the fd's close, which
   waits for it (the file's last fput), cannot drop the fd's kvm reference meanwhile; and the fd is closed
-  exactly from its close on (no ioctl reopens it). The model's one value stands for the file's count;
-  kvm->lock, held by the ioctl all along, makes it exact.
+  exactly from its close on (no ioctl reopens it); KVM_RUN, holding vcpu->mutex, finds its vCPU fd open
+  (kvm_vcpu_release waits for the mutex). The model's one value stands for the file's count; kvm->lock, held
+  by the ioctl all along, makes it exact.
 - ``lemma-store-active``: a write to an mdev's sysfs attribute holds ``kn->active`` (read) from
   kernfs_get_active to kernfs_put_active and finds the files not yet removed; the mdev is freed only after
-  its remove drained them (ap_model/kernel/kernfs.py), so a store never reaches a freed mdev.
+  its remove drained them (ap_model/kernel/kernfs.py), exactly from that remove's free on (an mdev is removed
+  once: universal_once), so a store never reaches a freed mdev.
 """
 
 from __future__ import annotations
