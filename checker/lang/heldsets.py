@@ -8,8 +8,11 @@ instance chosen by state, trylock) the explorer records held sets at run time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Not, Un, Var, children, true, variables
-from checker.lang.program_types import Action, Program
+from checker.lang.program_types import Action, Program, Thread
 
 Held = frozenset[int]  # 2 * lock index, + 1 when held for reading (rwsem readers)
 
@@ -77,41 +80,52 @@ def transfer(a: Action, may: Held, must: Held, known: Path | None = None) -> tup
     return frozenset(may_s), frozenset(must_s)
 
 
+S = TypeVar("S")
+
+
+def forward(th: Thread, per_pc: list[list[Action]], start: S, step: Callable[[Action, S, Path], S],
+            join: Callable[[S, S], S], same: Callable[[S, S], bool]) -> list[S | None]:
+    """One thread's forward dataflow to a fixpoint: [pc] -> the state before the step at pc (None: no step
+    leads there), from ``start`` at pc 0, along every target of every step (``paths``)."""
+    at: list[S | None] = [None] * (len(per_pc) + (0 if th.cyclic else 1))
+    at[0] = start
+    work = [0]
+    while work:
+        pc = work.pop()
+        cur = at[pc]
+        if pc >= len(per_pc) or cur is None:
+            continue
+        for a in per_pc[pc]:
+            for t, known in paths(a.target):
+                nxt = step(a, cur, known)
+                old = at[t]
+                merged = nxt if old is None else join(old, nxt)
+                if old is None or not same(old, merged):
+                    at[t] = merged
+                    work.append(t)
+    return at[:len(per_pc)]
+
+
+MayMust = tuple[Held, Held]
+
+
 def static_held(program: Program) -> list[list[Held | None]]:
     """[thread][pc] -> held lock indices before the step at pc, or None if state-dependent. A pc no step
     reaches gets the empty set: a claim about it is vacuous, and a statement "holds nothing there" keeps
     ``auto:lock-ownership`` inductive where that pc's steps lead to a pc the analysis does know."""
+
+    def step(a: Action, mm: MayMust, known: Path) -> MayMust:
+        return transfer(a, mm[0], mm[1], known)
+
+    def join(x: MayMust, y: MayMust) -> MayMust:
+        return x[0] | y[0], x[1] & y[1]
+
     out: list[list[Held | None]] = []
     for th, per_pc in zip(program.threads, program.by_label):
-        n = len(per_pc) + (0 if th.cyclic else 1)
-        may: list[Held | None] = [None] * n
-        must: list[Held | None] = [None] * n
-        may[0], must[0] = frozenset(), frozenset()
-        work = [0]
-        while work:
-            pc = work.pop()
-            if pc >= len(per_pc):
-                continue
-            m, mu = may[pc], must[pc]
-            assert m is not None and mu is not None
-            for a in per_pc[pc]:
-                for t, known in paths(a.target):
-                    nm, nmu = transfer(a, m, mu, known)
-                    if may[t] is None:
-                        may[t], must[t] = nm, nmu
-                        work.append(t)
-                    else:
-                        um, umu = may[t] | nm, must[t] & nmu  # type: ignore[operator]
-                        if um != may[t] or umu != must[t]:
-                            may[t], must[t] = um, umu
-                            work.append(t)
-        row: list[Held | None] = []
-        for pc in range(len(per_pc)):
-            if may[pc] is None:  # no step leads here: no run is ever at pc, any held set is true (vacuously)
-                row.append(frozenset())
-            else:
-                row.append(may[pc] if may[pc] == must[pc] else None)
-        out.append(row)
+        start: MayMust = (frozenset(), frozenset())
+        at = forward(th, per_pc, start, step, join, lambda x, y: x == y)
+        # no step leads to a None pc: no run is ever there, any held set is true (vacuously)
+        out.append([frozenset() if mm is None else (mm[0] if mm[0] == mm[1] else None) for mm in at])
     return out
 
 
@@ -190,27 +204,9 @@ def held_when(program: Program) -> list[list[HeldWhen]]:
     (None: unknown); a slot absent is not held. Refines ``static_held`` where locks are taken under a
     state-chosen condition (``kvm->lock`` of ``matrix_mdev->kvm`` when attached): what the prover states in
     ``auto:lock-ownership`` and proves by induction, never trusted."""
-    out: list[list[HeldWhen]] = []
-    for th, per_pc in zip(program.threads, program.by_label):
-        n = len(per_pc) + (0 if th.cyclic else 1)
-        at: list[HeldWhen | None] = [None] * n
-        at[0] = {}
-        work = [0]
-        while work:
-            pc = work.pop()
-            cur = at[pc]
-            if pc >= len(per_pc) or cur is None:
-                continue
-            for a in per_pc[pc]:
-                for t, known in paths(a.target):
-                    nxt = transfer_when(a, cur, known)
-                    old = at[t]
-                    merged = nxt if old is None else _join_when(old, nxt)
-                    if old is None or not _equal_when(old, merged):
-                        at[t] = merged
-                        work.append(t)
-        out.append([h if h is not None else {} for h in at[:len(per_pc)]])
-    return out
+    start: HeldWhen = {}
+    return [[h if h is not None else {} for h in forward(th, per_pc, start, transfer_when, _join_when, _equal_when)]
+            for th, per_pc in zip(program.threads, program.by_label)]
 
 
 def static_acquire(a: Action, held: Held | None) -> bool:

@@ -96,6 +96,8 @@ class PostState:
         for i, (d, v) in enumerate(pairs):
             src[i], dst[i] = d.as_func_decl(), v.as_ast()
 
+        # z3.substitute_funs, with its argument arrays built once per step rather than once per group (and
+        # without its per-call debug checks): a step's post-state is substituted into every group it may break
         def sub(term: z3.ExprRef, keep: object = pairs) -> z3.ExprRef:  # keep: the array's terms alive
             return z3.z3._to_expr_ref(z3.Z3_substitute_funs(term.ctx.ref(), term.as_ast(), n, src, dst), term.ctx)
         return sub
