@@ -282,6 +282,12 @@ class KernelDesign:
 
         return sized_constants(vms, adapters, domains), SIZED_OPERATIONS, SIZED_TEXT
 
+    def instance_owners(self, scenario: Scenario) -> dict[str, dict[str, int]]:
+        """Each thread's own member of each instance pool (universal.instance_owners)."""
+        from .universal import instance_owners
+
+        return instance_owners(scenario)
+
     def sized_coverage(self, scenario: Scenario, program: Program) -> tuple[bool, str]:
         """Whether the assign operations reach every matrix of a size (universal.sized_coverage)."""
         from .universal import sized_coverage

@@ -47,6 +47,21 @@ Calls = dict[str, list[tuple[str, dict[str, Any]]]]  # thread -> [(operation, ch
 def declare_symmetry(w: World, scenario: Scenario, calls: Calls) -> None:
     _declare_vcpus(w, scenario)
     _declare_vms(w, scenario, calls)
+    declare_instance_pools(w)
+
+
+def declare_instance_pools(w: World) -> None:
+    """The mdev and VM pools, for the loops the kernel steps mark over them (checker.lang.loops):
+    each member's parts in the order the symmetry declaration lists them, threads left out (a
+    thread's instance is its operation's argument)."""
+    vms = [Member([], *_vm_parts(w, v), [w.kslots[v]]) for v in w.vms]
+    mdevs = [Member([], *_mdev_parts(w, m), [w.mslots[m]]) for m in w.mdevs]
+    w.pb.instance_pool("vm", vms)
+    w.pb.instance_pool("mdev", mdevs)
+    if len(vms) == len(mdevs) and all(w.cfg.attached.get(m) == m for m in w.mdevs):
+        # guest k: kvm k with mdev k attached (the sized scenarios of --parametric --sizes)
+        w.pb.instance_pool("guest", [Member([], v.fields + m.fields, v.locks + m.locks, v.slots + m.slots)
+                                     for v, m in zip(vms, mdevs)])
 
 
 def _declare_vcpus(w: World, scenario: Scenario) -> None:

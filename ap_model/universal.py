@@ -96,6 +96,19 @@ COVERED = ("every matrix reached from the empty ones (checked at each size: each
            "APID/APQI to the mdev's matrix and its guest's CRYCB, each unassign takes it out)")
 
 
+def instance_owners(scenario: Scenario) -> dict[str, dict[str, int]]:
+    """Each thread's own member of each instance pool (symmetry.declare_instance_pools): the VM and the mdev
+    its operation names, and the guest of either (a guest is kvm k with mdev k attached)."""
+    out: dict[str, dict[str, int]] = {}
+    for ts in scenario.threads:
+        args = ts.run[0].args if ts.run else {}
+        own = {pool: args[pool] for pool in ("vm", "mdev") if pool in args}
+        if len(set(own.values())) == 1:
+            own["guest"] = next(iter(own.values()))
+        out[ts.name] = own
+    return out
+
+
 def sized_constants(vms: int, adapters: int, domains: int) -> dict[str, Any]:
     """The constants of one size: ``vms`` VMs (one vCPU each), mdev i attached to kvm i (so as many mdevs as
     VMs: ``attached`` allows one mdev per KVM), every matrix empty, so every guest starts with an empty

@@ -109,7 +109,7 @@ def finish(pb: ProgramBuilder) -> Program:
         by_label.append(per_pc)
     return Program(pb.name, layout, threads, actions, list(pb.locks), list(pb.flags), list(pb.pools),
                    list(pb.properties), dict(pb.shared), by_label, list(pb.permutables),
-                   dict(pb.unsynchronized), quantified)
+                   dict(pb.unsynchronized), quantified, dict(pb.instance_pools))
 
 
 def _queue_alternatives(act: Action, aid: int, resolve: Callable[[Expr], Expr | None]) -> list[Action]:

@@ -68,6 +68,7 @@ class ProgramBuilder:
         self._owner_fields: list[Field] = []
         self._derived: list[Callable[[Program], None]] = []
         self.permutables: list[Permutable] = []
+        self.instance_pools: dict[str, list[Member]] = {}
 
     # ---- declarations
     def _claim(self, name: str, what: str) -> None:
@@ -146,6 +147,14 @@ class ProgramBuilder:
         if len(shapes) > 1:
             raise ModelError(f"permutable {name!r}: members differ in shape {sorted(shapes)}")
         self.permutables.append(Permutable(name, list(members)))
+
+    def instance_pool(self, name: str, members: Sequence[Member]) -> None:
+        """Declare an instance pool: member k's fields, locks and slots (checker.lang.loops). Members
+        of different shapes (a scenario gives one VM an fd field another lacks) are kept: the pool
+        is then not one a prover can generalise, which checker.prove.parametric.pools reports."""
+        if name in self.instance_pools:
+            raise ModelError(f"instance pool {name!r} declared twice")
+        self.instance_pools[name] = list(members)
 
     def always(self, name: str, expr: Expr, description: str, source: str = "") -> None:
         self._prop(name, "always", expr, description, source)

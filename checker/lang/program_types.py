@@ -282,6 +282,10 @@ class Program:
     # build-time placeholders as resolved (id of the resolved node -> (node, "no-readers"|"writer-waiting",
     # rwsem)): over every thread, which the parametric prover quantifies instead
     quantified: dict[int, tuple[Expr, str, RwSem]] = dc_field(default_factory=dict)
+    # instance pools (mdevs, VMs): each member's fields, locks and slot names in one order for every
+    # member, as symmetry declares them; the loops marked over a pool (checker.lang.loops) are checked
+    # and read back against these (checker.prove.parametric.pools). Not a symmetry claim.
+    instance_pools: dict[str, list[Member]] = dc_field(default_factory=dict)
 
     def add_property(self, name: str, kind: str, expr: Expr, description: str, source: str = "") -> None:
         """Add a derived property (see ProgramBuilder.derive); same rules as always/sometimes."""

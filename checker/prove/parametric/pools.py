@@ -1,0 +1,259 @@
+"""A built program's instance pools read back as quantifiers: which steps are pool-parametric as built.
+
+The prover's road to "all sizes" (docs/prove.md): a step of a thread working on mdev o may name
+o's fields directly (its own member), and every other member only through a loop the builder
+unrolled ("no other mdev has the queue", a lock or a value chosen by a pointer, a check per lock).
+An unrolled loop is a *class of copies*: sibling items (conjuncts of one ``and``, disjuncts of one
+``or``, cases of one pointer select, or a step's updates, checks, lock operations) naming one
+member each, every copy the others renamed (their fields, locks and slot names swapped, the own
+member fixed; checker.search.reduce.renaming compares the forms). A class with a copy for every
+member but the own one reads back as a quantifier over the pool.
+
+That reading is ambiguous with two members, where "every other mdev" is a single copy, so this
+analysis runs on a program built with three or more (the design's ``sized_constants``): there a
+copy left alone names a particular other member, which no pool-parametric step can do.
+``liftability`` reports, per pool, every step naming a member outside its own and outside
+complete classes: the steps to rewrite before a lifting can quantify over the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Var, children
+from checker.lang.layout import Field
+from checker.lang.program_types import Action, AnyLock, Program
+from checker.search.reduce.renaming import Refused, Renaming, domain_of, lock_fields
+
+
+@dataclass
+class PoolShape:
+    """Per pool, where each member's parts are: field, lock id or slot name -> member. A field may
+    belong to several pools (a guest is a VM with its mdev)."""
+
+    fields: dict[str, dict[Field, int]] = field(default_factory=dict)
+    locks: dict[str, dict[int, int]] = field(default_factory=dict)
+    slots: dict[str, dict[str, int]] = field(default_factory=dict)
+    size: dict[str, int] = field(default_factory=dict)
+    uniform: dict[str, bool] = field(default_factory=dict)
+
+
+def pool_shape(program: Program) -> PoolShape:
+    shape = PoolShape()
+    for pool, members in program.instance_pools.items():
+        shape.size[pool] = len(members)
+        shape.uniform[pool] = len({(len(m.fields), len(m.locks), len(m.slots)) for m in members}) == 1
+        fields: dict[Field, int] = {}
+        locks: dict[int, int] = {}
+        slots: dict[str, int] = {}
+        shape.fields[pool], shape.locks[pool], shape.slots[pool] = fields, locks, slots
+        for k, m in enumerate(members):
+            for f in m.fields:
+                fields[f] = k
+            for lk in m.locks:
+                locks[id(lk)] = k
+                for f in lock_fields(lk):
+                    fields.setdefault(f, k)
+            for s in m.slots:
+                slots[s] = k
+    return shape
+
+
+@dataclass
+class Item:
+    """A unit that may be one copy of an unrolled loop: an expression list, plus the field it
+    stores into or the lock it takes or releases (renamed with the copy)."""
+
+    kind: str
+    exprs: list[Expr]
+    target: Field | None = None
+    lock: AnyLock | None = None
+
+
+def action_items(a: Action) -> list[Item]:
+    """A step's items: the guard's conjuncts, each update, check, acquisition and release."""
+    guard = list(a.guard.args) if isinstance(a.guard, Nary) and a.guard.op == "and" else [a.guard]
+    items = [Item("guard", [g]) for g in guard]
+    items += [Item("update", [e], target=f) for f, e in a.updates.items()]
+    items += [Item("check " + c.prop, [c.bad]) for c in a.checks]
+    items += [Item("acquire " + acq.mode, [acq.cond], lock=acq.lock) for acq in a.acquires]
+    items += [Item("release", [cond], lock=lk) for lk, cond in a.releases]
+    return items
+
+
+class Pools:
+    """The analysis over one program (renamings and forms cached)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.shape = pool_shape(program)
+        self._swaps: dict[tuple[str, int, int], Renaming] = {}
+        self._residue: dict[tuple[int, str, frozenset[int]], set[int]] = {}
+
+    # ---- what an expression names
+    def _slot_value(self, pool: str, f: Field, value: int) -> set[int]:
+        """The member of ``pool`` whose slot ``value`` of field ``f`` names, if any."""
+        d = domain_of(f)
+        if d is None or d[0] < 0:
+            return set()
+        i = value - d[0]
+        k = self.shape.slots[pool].get(d[1][i]) if 0 <= i < len(d[1]) else None
+        return {k} if k is not None else set()
+
+    def item_named(self, it: Item, pool: str, fixed: frozenset[int]) -> set[int]:
+        """The members ``it`` names outside ``fixed`` and outside the complete classes within it."""
+        out = {k for e in it.exprs for k in self.residue(e, pool, fixed)}
+        return out | self.item_anchor(it, pool, fixed)
+
+    def item_anchor(self, it: Item, pool: str, fixed: frozenset[int]) -> set[int]:
+        """The member whose field ``it`` stores into (or whose slot it stores) or whose lock it takes."""
+        out: set[int] = set()
+        if it.target is not None:
+            k = self.shape.fields[pool].get(it.target)
+            if k is not None:
+                out.add(k)
+            if it.exprs and isinstance(it.exprs[0], Const):
+                out |= self._slot_value(pool, it.target, int(it.exprs[0].value))
+        if it.lock is not None:
+            k = self.shape.locks[pool].get(id(it.lock))
+            if k is not None:
+                out.add(k)
+        return out - fixed
+
+    # ---- copies
+    def _swap(self, pool: str, j: int, k: int) -> Renaming:
+        key = (pool, min(j, k), max(j, k))
+        if key not in self._swaps:
+            members = self.program.instance_pools[pool]
+            image = list(range(len(members)))
+            image[j], image[k] = k, j
+            self._swaps[key] = Renaming.of_members(self.program, members, image)
+        return self._swaps[key]
+
+    def form(self, it: Item, pool: str, j: int, k: int) -> str | None:
+        """``it`` with members j and k swapped (j == k: as it is); None where renaming refuses."""
+        r = self._swap(pool, j, k)
+        try:
+            parts = [it.kind, r.field(it.target).name if it.target is not None else "",
+                     r.lock(it.lock).name if it.lock is not None else ""]
+            return "\x00".join(parts + [r.render(e) for e in it.exprs])
+        except Refused:
+            return None
+
+    def classes(self, items: list[Item], pool: str, fixed: frozenset[int]) -> dict[int, int]:
+        """Item index -> the member it is the copy for, over the items that belong to a complete
+        class (a copy for every member outside ``fixed``, each the first one renamed)."""
+        n = self.shape.size[pool]
+        free = n - len(fixed)
+        if free < 1 or not self.shape.uniform[pool]:
+            return {}
+        groups: list[tuple[int, int, dict[int, int]]] = []  # (rep item, rep member, member -> item)
+        for idx, it in enumerate(items):
+            ks = self.item_named(it, pool, fixed)
+            if len(ks) != 1:
+                continue
+            (k,) = ks
+            mine = self.form(it, pool, k, k)
+            if mine is None:
+                continue
+            for rep, k0, per in groups:
+                if k not in per and self.form(items[rep], pool, k0, k) == mine:
+                    per[k] = idx
+                    break
+            else:
+                groups.append((idx, k, {k: idx}))
+        return {idx: k for _, _, per in groups if len(per) == free for k, idx in per.items()}
+
+    # ---- residue: members named outside the own ones and complete classes
+    def residue(self, e: Expr, pool: str, fixed: frozenset[int]) -> set[int]:
+        key = (id(e), pool, fixed)
+        got = self._residue.get(key)
+        if got is None:
+            got = self._residue[key] = self._residue_of(e, pool, fixed)
+        return got
+
+    def _residue_of(self, e: Expr, pool: str, fixed: frozenset[int]) -> set[int]:
+        if isinstance(e, Nary):
+            return self.items_residue([Item(e.op, [x]) for x in e.args], pool, fixed)
+        if isinstance(e, Ite):
+            cases, default = _chain(e)
+            if len(cases) > 1:
+                items = [Item("case", [c, a]) for c, a in cases]
+                return self.items_residue(items, pool, fixed) | self.residue(default, pool, fixed)
+        out: set[int] = set()
+        if isinstance(e, Var):
+            k = self.shape.fields[pool].get(e.field) if isinstance(e.field, Field) else None
+            if k is not None:
+                out.add(k)
+        elif isinstance(e, Bin) and e.op in ("==", "!="):
+            for x, y in ((e.a, e.b), (e.b, e.a)):
+                if isinstance(x, Const) and isinstance(y, Var):
+                    out |= self._slot_value(pool, y.field, int(x.value))  # type: ignore[arg-type]
+        for c in children(e):
+            out |= self.residue(c, pool, fixed)
+        return out - fixed
+
+    def items_residue(self, items: list[Item], pool: str, fixed: frozenset[int]) -> set[int]:
+        copies = self.classes(items, pool, fixed)
+        out: set[int] = set()
+        for idx, it in enumerate(items):
+            inner = fixed | {copies[idx]} if idx in copies else fixed
+            for e in it.exprs:
+                out |= self.residue(e, pool, inner)
+            if idx not in copies:
+                out |= self.item_anchor(it, pool, fixed)
+        return out
+
+    def step_residue(self, a: Action, pool: str, own: int | None) -> set[int]:
+        """What the step names of ``pool`` beyond its thread's own member, outside complete classes."""
+        return self.items_residue(action_items(a), pool, frozenset() if own is None else frozenset({own}))
+
+
+def _chain(e: Ite) -> tuple[list[tuple[Expr, Expr]], Expr]:
+    cases: list[tuple[Expr, Expr]] = []
+    x: Expr = e
+    while isinstance(x, Ite):
+        cases.append((x.c, x.a))
+        x = x.b
+    return cases, x
+
+
+@dataclass
+class StepReach:
+    where: str
+    function: str
+    own: int | None  # the thread's own member
+    members: set[int]  # named beyond it, outside complete classes
+
+
+def where(program: Program, a: Action) -> str:
+    th = program.threads[a.thread]
+    return f"{th.name}@{th.labels[a.label]}"
+
+
+Owners = dict[str, dict[str, int]]  # thread name -> pool -> the thread's own member
+
+
+def liftability(program: Program, owners: Owners) -> dict[str, list[StepReach]]:
+    """Per pool: the steps that name a member beyond their thread's own (``owners``; none if absent)
+    outside complete classes of copies."""
+    pools = Pools(program)
+    out: dict[str, list[StepReach]] = {p: [] for p in program.instance_pools}
+    for a in program.actions:
+        mine = owners.get(program.threads[a.thread].name, {})
+        for pool in program.instance_pools:
+            rest = pools.step_residue(a, pool, mine.get(pool))
+            if rest:
+                out[pool].append(StepReach(where(program, a), a.function, mine.get(pool), rest))
+    return out
+
+
+def property_residue(program: Program) -> Iterator[tuple[str, str, set[int]]]:
+    """(property, pool, members named outside complete classes) for every always property."""
+    pools = Pools(program)
+    for p in program.properties:
+        for pool in program.instance_pools:
+            rest = pools.residue(p.expr, pool, frozenset())
+            if rest:
+                yield p.name, pool, rest
