@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import z3
 
@@ -57,6 +58,7 @@ class PState:
     tag: str
     shared: dict[Field, z3.ExprRef]
     thread: dict[Field, Access]
+    member: dict[Field, Access] = dc_field(default_factory=dict)  # pool families (PoolLifting): G -> value
 
 
 def _view(old: Access, me: z3.ExprRef, val: z3.ExprRef) -> Access:
@@ -405,6 +407,13 @@ class Lifting:
             return self.term(p, s, b)
 
         return self.forall({t: self.var(f"@n{t}") for t in named}, body)
+
+    def reads(self, prepared: Expr) -> set[Field]:
+        """The fields a prepared invariant part reads (a step writing none of them cannot break it)."""
+        return {v for v in variables(prepared) if isinstance(v, Field)}
+
+    def writes(self, a: Action) -> set[Field]:
+        return set(a.updates)
 
     def check_liftable(self) -> None:
         """Translate every action once (raises LiftError naming the first step that cannot be lifted)."""

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import z3
 
-from checker.lang.expr import Expr, variables
-from checker.lang.layout import Field
+from checker.lang.expr import Expr
 from checker.lang.program import Program
 from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
 from checker.prove.parametric.lift import LiftError, Lifting, PState
@@ -77,6 +76,8 @@ class PostState:
         # what a step leaves alone: the pre-state's constant and function (built once)
         self.consts = {f: (v.decl(), pre.shared[f]) for f, v in self.state.shared.items()}
         self.funs = {f: (at(arg).decl(), pre.thread[f](arg)) for f, at in self.state.thread.items()}
+        garg = z3.Var(0, getattr(lift, "gsort", lift.tsort))
+        self.members = {f: (at(garg).decl(), pre.member[f](garg)) for f, at in self.state.member.items()}
         self._groups: dict[int, tuple[list[Expr], z3.BoolRef]] = {}
 
     def group(self, named: tuple[int, ...], ps: list[Expr]) -> z3.BoolRef:
@@ -91,6 +92,9 @@ class PostState:
         arg = z3.Var(0, self.lift.tsort)
         pairs = [(d, v if t.shared[f] is self.pre.shared[f] else t.shared[f]) for f, (d, v) in self.consts.items()]
         pairs += [(d, v if t.thread[f] is self.pre.thread[f] else t.thread[f](arg)) for f, (d, v) in self.funs.items()]
+        garg = z3.Var(0, getattr(self.lift, "gsort", self.lift.tsort))
+        pairs += [(d, v if t.member[f] is self.pre.member[f] else t.member[f](garg))
+                  for f, (d, v) in self.members.items()]
         n = len(pairs)
         src, dst = (z3.FuncDecl * max(1, n))(), (z3.Ast * max(1, n))()
         for i, (d, v) in enumerate(pairs):
@@ -105,10 +109,10 @@ class PostState:
 
 class ParametricProver:
     def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE,
-                 singletons: Sequence[int] = ()) -> None:
+                 singletons: Sequence[int] = (), lift: Lifting | None = None) -> None:
         self.program = program
         self.scope = scope
-        self.lift = Lifting(program, singletons=singletons)
+        self.lift = lift or Lifting(program, singletons=singletons)
         self.timeout_ms = int(timeout_s * 1000)
         self.s = self.lift.state("s")
         self.me = self.lift.var("@me")
@@ -155,7 +159,7 @@ class ParametricProver:
                for named, ps in lf.groups(f.expr)]
         ranges = lf.ranges(s)
         # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
-        parts = [(f, named, ps, {v for p in ps for v in variables(p) if isinstance(v, Field)})
+        parts = [(f, named, ps, {v for p in ps for v in lf.reads(p)})
                  for f in formulas for named, ps in lf.groups(f.expr)]
         checked = 0
         for a in self.program.actions:
@@ -166,7 +170,7 @@ class ParametricProver:
             near.add(ranges, ok, *[h for ks, h in hyp if ks <= mine])
             full: z3.Solver | None = None
             for f, named, ps, reads in parts:
-                if not reads & set(a.updates):
+                if not reads & lf.writes(a):
                     continue  # frame: the step writes nothing the group reads
                 broken = z3.Not(at_t(self.post.group(named, ps)))
                 kinds = mine | set(named)

@@ -1,0 +1,506 @@
+"""The lifted relation for any number of instances of one pool: the members become a sort.
+
+``Lifting`` lifts threads; ``PoolLifting`` also lifts one instance pool (``Program.instance_pools``,
+say the guests): the program, built with three or more members, is read back with the pool as an
+uninterpreted sort ``G`` of any size.
+
+- Each member's fields are one *family*: the fields at one position of every member's list become
+  one function ``G -> value`` (named after member 0's field). A field whose values name member
+  slots (``matrix_mdev->kvm``, a queue's data owner, a thread's ``kvm`` local) takes values in
+  ``G``: a value naming member k's slot is that member's element, the other names of its domain
+  (``NULL``, ``clean``, ``host``) are distinct elements that are no member (``@member`` is false).
+- A thread whose operation names a member (``instance_owners``) has it as its *own* member:
+  ``own(n)``, rigid, any member. Its steps read and write their own member's fields at ``own(me)``.
+- Every other member a step names must be a copy in a complete class (checker.prove.parametric.pools:
+  "no other mdev has the queue", a lock or value chosen by a pointer, a store through one): the
+  class reads back as a quantifier over the members outside the ones already fixed, its body the
+  copy of one member with that member's parts at the bound element. A select whose cases pin one
+  pointer to each member reads the case at the pointer's element.
+- An invariant's conjunct naming members (outside classes) holds for all distinct members (a
+  thread's own member, where the conjunct names its thread, is ``own(n)``).
+
+Anything else (a step naming a particular other member, a member's field in arithmetic with another
+member's, a shared field whose initial value names a member) is a ``LiftError``: no guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import z3
+
+from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Or, Un, Var, children
+from checker.lang.layout import Field
+from checker.lang.program import Program, RwSem
+from checker.lang.program_types import Action
+from checker.prove.parametric.lift import Access, LiftError, Lifting, PState, _Env
+from checker.prove.parametric.pools import Item, Owners, Pools
+from checker.prove.z3expr import range_constraint, to_z3, z3_sort
+from checker.search.reduce.renaming import domain_of, lock_fields
+
+
+@dataclass
+class Loop:
+    """A complete class of copies read back as a quantifier over the members outside ``fixed``
+    (``op``: and, or; select: the case at ``pointer``'s element, else ``default``)."""
+
+    op: str
+    body: Expr  # the copy at member ``k``, prepared with ``fixed | {k}``
+    k: int
+    fixed: frozenset[int]
+    pointer: Expr | None = None
+    default: Expr | None = None
+
+
+def _mkey(k: int) -> int:
+    """A member's key in a binding (kinds are >= 0)."""
+    return -1 - k
+
+
+def _field_of(e: Expr) -> Field | None:
+    if isinstance(e, Var) and isinstance(e.field, Field):
+        return e.field
+    if isinstance(e, Ite):
+        return _field_of(e.a) or _field_of(e.b)
+    return None
+
+
+class _PoolEnv(_Env):
+    def __getitem__(self, f: Field) -> z3.ExprRef:
+        lf = self.lift
+        assert isinstance(lf, PoolLifting)
+        if f in lf.family:
+            k, f0 = lf.family[f]
+            return self.s.member[f0](self._member(k, f))
+        if f in lf.values:
+            v = lf.values[f]
+            return lf.special(v) if isinstance(v, str) else self._member(v, f)
+        if f in lf.loops:
+            return lf.loop_term(lf.loops[f], self.s, self.binding)
+        return super().__getitem__(f)
+
+    def _member(self, k: int, f: Field) -> z3.ExprRef:
+        t = self.binding.get(_mkey(k))
+        if t is None:
+            raise LiftError(f"{f.name}: names member {k} of the pool outside its own member and its loops")
+        return t
+
+
+class PoolLifting(Lifting):
+    def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = ()) -> None:
+        members = program.instance_pools.get(pool)
+        if not members or len(members) < 3:
+            raise LiftError(f"pool {pool!r}: a program built with at least three members is needed")
+        self.pool = pool
+        self.pools = Pools(program)
+        if not self.pools.shape.uniform[pool]:
+            raise LiftError(f"pool {pool!r}: its members differ in shape")
+        self.gsort = z3.DeclareSort(f"Pool:{pool}")
+        self.is_member = z3.Function(f"@member:{pool}", self.gsort, z3.BoolSort())
+        self.family: dict[Field, tuple[int, Field]] = {}  # member field -> (member, the family: member 0's field)
+        for k, m in enumerate(members):
+            for f, f0 in zip(m.fields, members[0].fields):
+                self.family[f] = (k, f0)
+            for lk, lk0 in zip(m.locks, members[0].locks):
+                if isinstance(lk, RwSem):
+                    raise LiftError(f"pool {pool!r}: {lk.name} is a rw-semaphore of a member (not lifted yet)")
+                for f, f0 in zip(lock_fields(lk), lock_fields(lk0)):
+                    self.family[f] = (k, f0)
+        slots = self.pools.shape.slots[pool]
+        self.slot_valued: dict[Field, dict[int, int | str]] = {}  # value -> member, or a name no member has
+        for f in program.layout.fields:
+            d = domain_of(f)
+            if d is None or d[0] < 0 or not any(n in slots for n in d[1]):
+                continue
+            table: dict[int, int | str] = {i + d[0]: slots.get(n, n) for i, n in enumerate(d[1])}
+            if f.kind == "ref":
+                table[-1] = "NULL"
+            self.slot_valued[f] = table
+        self.specials: dict[str, z3.ExprRef] = {}
+        self.loops: dict[Field, Loop] = {}
+        self.values: dict[Field, int | str] = {}  # value pseudo field -> the member or name it stands for
+        self._value_fields: dict[int | str, Field] = {}
+        self._prep: dict[tuple[int, frozenset[int], int], Expr] = {}
+        super().__init__(program, None, singletons)
+        self.own_fn = z3.Function(f"@own:{pool}", self.tsort, self.gsort)
+        self.owner = {th.index: owners[th.name][pool] for th in program.threads
+                      if pool in owners.get(th.name, {})}
+        self.shared = [f for f in self.shared if f not in self.family]
+        self.per_thread = [f for f in self.per_thread if f not in self.family]
+        self.families = list(dict.fromkeys(f0 for _, f0 in self.family.values()))
+        self._check_symmetric_init(members)
+
+    def _check_symmetric_init(self, members: Sequence[object]) -> None:
+        for f, (k, f0) in self.family.items():
+            if f in self.slot_valued:
+                a, b = self.slot_valued[f].get(f.init), self.slot_valued[f0].get(f0.init)
+                same = (a == k and b == 0) or (isinstance(a, str) and a == b)
+            else:
+                same = f.init == f0.init
+            if not same:
+                raise LiftError(f"{f.name}: member {k} starts unlike member 0 ({f0.name}): no initial state "
+                                "for every size")
+
+    # ------------------------------------------------------------ values
+    def special(self, name: str) -> z3.ExprRef:
+        if name not in self.specials:
+            self.specials[name] = z3.Const(f"@{self.pool}:{name}", self.gsort)
+        return self.specials[name]
+
+    def value_sort(self, f: Field) -> z3.SortRef:
+        if f.kind == "owner":
+            return self.tsort
+        return self.gsort if f in self.slot_valued else z3_sort(f.sort)
+
+    def value_literal(self, f: Field, value: int, members: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
+        if f in self.slot_valued:
+            v = self.slot_valued[f].get(value, "?")
+            if isinstance(v, str):
+                return self.special(v)
+            if _mkey(v) not in members:
+                raise LiftError(f"{f.name}: starts naming member {v} of {self.pool}: no initial state for every size")
+            return members[_mkey(v)]
+        return self.literal(f, value)
+
+    def typed(self, f: Field, v: z3.ExprRef) -> z3.BoolRef:
+        if f in self.slot_valued:
+            names = sorted({x for x in self.slot_valued[f].values() if isinstance(x, str)})
+            return z3.Or(self.is_member(v), *[v == self.special(x) for x in names])
+        if f.kind == "owner":
+            return self.shared_range(f, v)
+        return range_constraint(f, v)
+
+    def axioms(self) -> z3.BoolRef:
+        names = sorted({x for m in self.slot_valued.values() for x in m.values() if isinstance(x, str)})
+        specials = [self.special(x) for x in names]
+        terms = [z3.Not(self.is_member(x)) for x in specials]
+        if len(specials) > 1:
+            terms.append(z3.Distinct(*specials))
+        n = self.var("@own-n")
+        terms.append(z3.ForAll([n], self.is_member(self.own_fn(n))))
+        return z3.And(super().axioms(), *terms)
+
+    def gvar(self, name: str) -> z3.ExprRef:
+        return z3.Const(name, self.gsort)
+
+    # ------------------------------------------------------------ states
+    def state(self, tag: str) -> PState:
+        shared = {f: z3.Const(f"{f.name}@{tag}", self.value_sort(f)) for f in self.shared}
+        thread = {f: z3.Function(f"{f.name}@{tag}", self.tsort, self.value_sort(f)).__call__ for f in self.per_thread}
+        member = {f: z3.Function(f"{f.name}[*]@{tag}", self.gsort, self.value_sort(f)).__call__ for f in self.families}
+        return PState(tag, shared, thread, member)
+
+    def _own_binding(self, t: int, n: z3.ExprRef) -> dict[int, z3.ExprRef]:
+        return {t: n, _mkey(self.owner[t]): self.own_fn(n)} if t in self.owner else {t: n}
+
+    def init(self, s: PState) -> z3.BoolRef:
+        terms = [v == self.value_literal(f, f.init, {}) for f, v in s.shared.items()]
+        n = self.var("@i")
+        per_kind = []
+        for t in range(self.kinds):
+            b = self._own_binding(t, n)
+            mine = [at(n) == self.value_literal(f, f.init, b) for f, at in s.thread.items() if self.thread_of[f] == t]
+            if mine:
+                per_kind.append(z3.Implies(self.is_kind(n, t), z3.And(*mine)))
+        if per_kind:
+            terms.append(z3.ForAll([n], z3.And(*per_kind)))
+        x = self.gvar("@ix")
+        fam = [at(x) == self.value_literal(f, f.init, {_mkey(0): x}) for f, at in s.member.items()]
+        if fam:
+            terms.append(z3.ForAll([x], z3.Implies(self.is_member(x), z3.And(*fam))))
+        return z3.And(self.axioms(), *terms)
+
+    def ranges(self, s: PState) -> z3.BoolRef:
+        terms = [self.typed(f, v) for f, v in s.shared.items()]
+        n = self.var("@r")
+        per = [self.typed(f, at(n)) for f, at in s.thread.items() if f.sort != BOOL]
+        if per:
+            terms.append(z3.ForAll([n], z3.And(*per)))
+        x = self.gvar("@rx")
+        fam = [self.typed(f, at(x)) for f, at in s.member.items() if f.sort != BOOL]
+        if fam:
+            terms.append(z3.ForAll([x], z3.Implies(self.is_member(x), z3.And(*fam))))
+        return z3.And(self.axioms(), *[t for t in terms if not z3.is_true(t)])
+
+    # ------------------------------------------------------------ expressions
+    def prepare(self, e: Expr, owner_value: bool = False, fixed: frozenset[int] = frozenset()) -> Expr:
+        """``Lifting.prepare``, then classes of copies -> loop pseudo fields and slot constants -> value pseudo
+        fields (by the domain of the field they are compared with or stored into)."""
+        return self._pp(super().prepare(e, owner_value), fixed, None)
+
+    def _pp(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
+        key = (id(e), fixed, id(ctx))
+        hit = self._prep.get(key)
+        if hit is None:
+            hit = self._prep[key] = self._pp1(e, fixed, ctx)
+        return hit
+
+    def _pp1(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
+        if isinstance(e, Const):
+            if ctx is not None and ctx in self.slot_valued:
+                return self._value_field(self.slot_valued[ctx].get(int(e.value), "?")).var
+            return e
+        if isinstance(e, Var):
+            return e
+        if isinstance(e, Nary):
+            copies = self.pools.classes([Item(e.op, [x]) for x in e.args], self.pool, fixed)
+            rest = [self._pp(x, fixed, None) for i, x in enumerate(e.args) if i not in copies]
+            if copies:
+                i0 = min(copies)
+                k = copies[i0]
+                rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
+            return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
+        if isinstance(e, Ite):
+            sel = self._select(e, fixed, ctx)
+            if sel is not None:
+                return sel
+            return Ite(self._pp(e.c, fixed, None), self._pp(e.a, fixed, ctx), self._pp(e.b, fixed, ctx), e.sort)
+        if isinstance(e, Bin):
+            if e.op in ("==", "!="):
+                return Bin(e.op, self._pp(e.a, fixed, _field_of(e.b)), self._pp(e.b, fixed, _field_of(e.a)), e.sort)
+            return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
+        if isinstance(e, Un):
+            return Un(e.op, self._pp(e.a, fixed, None), e.sort)
+        raise LiftError(f"cannot lift a {type(e).__name__} over a pool")
+
+    def _select(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
+        """An if chain whose cases pin one pointer to each member outside ``fixed``: the case at its element."""
+        cases: list[tuple[Expr, Expr]] = []
+        x: Expr = e
+        while isinstance(x, Ite):
+            cases.append((x.c, x.a))
+            x = x.b
+        if len(cases) < 2:
+            return None
+        copies = self.pools.classes([Item("case", [c, a]) for c, a in cases], self.pool, fixed)
+        pins = [self._pins(c) for c, _ in cases]
+        # every case pins the same pointer, so the cases exclude each other and their order is no matter
+        if not copies or any(p is None for p in pins) or len({id(p[0]) for p in pins if p is not None}) != 1:
+            return None
+        i0 = min(copies)
+        pointer, k = pins[i0]  # type: ignore[misc]
+        rest = self._pp(x, fixed, ctx)
+        for i in reversed(range(len(cases))):
+            if i not in copies:
+                c, a = cases[i]
+                rest = Ite(self._pp(c, fixed, None), self._pp(a, fixed, ctx), rest, e.sort)
+        lp = Loop("select", self._pp(cases[i0][1], fixed | {k}, ctx), k, fixed, self._pp(pointer, fixed, None), rest)
+        return self._loop_field(lp, e).var
+
+    def _pins(self, c: Expr) -> tuple[Expr, int] | None:
+        """``c`` is ``p == <a member's slot>``: (p, the member)."""
+        if isinstance(c, Bin) and c.op == "==" and isinstance(c.b, Const):
+            f = _field_of(c.a)
+            if f is not None and f in self.slot_valued:
+                v = self.slot_valued[f].get(int(c.b.value))
+                if isinstance(v, int):
+                    return c.a, v
+        return None
+
+    def _loop_field(self, lp: Loop, like: Expr | None = None) -> Field:
+        """A pseudo field standing for the loop (its sort: a select's values', else bool)."""
+        kind = "bool" if like is None or like.sort == BOOL else "int"
+        src = _field_of(like) if like is not None else None
+        pf = Field(f"@loop#{len(self.loops)}", src.kind if src is not None else kind, 0, 1, 0,
+                   names=src.names if src is not None else ())
+        if src is not None and src in self.slot_valued:
+            self.slot_valued[pf] = self.slot_valued[src]
+        self.loops[pf] = lp
+        return pf
+
+    def _value_field(self, v: int | str) -> Field:
+        if v not in self._value_fields:
+            pf = Field(f"@value:{v}", "int", 0, 0, 0)
+            self._value_fields[v] = pf
+            self.values[pf] = v
+        return self._value_fields[v]
+
+    def loop_term(self, lp: Loop, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
+        fixed = [binding[_mkey(j)] for j in sorted(lp.fixed) if _mkey(j) in binding]
+        if len(fixed) != len(lp.fixed):
+            raise LiftError("a loop inside a loop whose members are not bound")
+
+        def outside(x: z3.ExprRef) -> z3.BoolRef:
+            return z3.And(self.is_member(x), *[x != y for y in fixed])
+        if lp.op == "select":
+            assert lp.pointer is not None and lp.default is not None
+            p = self.term(lp.pointer, s, binding)
+            at = self.term(lp.body, s, {**binding, _mkey(lp.k): p})
+            return z3.If(outside(p), at, self.term(lp.default, s, binding))
+        x = self.gvar(f"@x{len(fixed)}_{lp.k}")
+        body = self.term(lp.body, s, {**binding, _mkey(lp.k): x})
+        if lp.op == "and":
+            return z3.ForAll([x], z3.Implies(outside(x), body))
+        return z3.Exists([x], z3.And(outside(x), body))
+
+    def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+        try:
+            return to_z3(prepared, _PoolEnv(self, s, binding))
+        except ExprError as err:
+            raise LiftError(f"cannot lift by renaming: {err}") from None
+
+    def members_named(self, prepared: Expr) -> set[int]:
+        """The members a prepared expression names outside its loops (a loop names its fixed members)."""
+        out: set[int] = set()
+        stack = [prepared]
+        while stack:
+            x = stack.pop()
+            f = x.field if isinstance(x, Var) else None
+            if isinstance(f, Field):
+                if f in self.family:
+                    out.add(self.family[f][0])
+                elif isinstance(self.values.get(f), int):
+                    out.add(self.values[f])  # type: ignore[arg-type]
+                elif f in self.loops:
+                    lp = self.loops[f]
+                    out |= lp.fixed
+                    stack += [y for y in (lp.pointer, lp.default) if y is not None]
+            stack.extend(children(x))
+        return out
+
+    def reads(self, prepared: Expr) -> set[Field]:
+        """Fields read, loops' bodies included, a member's field as its family's."""
+        out: set[Field] = set()
+        stack = [prepared]
+        while stack:
+            x = stack.pop()
+            f = x.field if isinstance(x, Var) else None
+            if isinstance(f, Field):
+                if f in self.loops:
+                    lp = self.loops[f]
+                    stack += [y for y in (lp.body, lp.pointer, lp.default) if y is not None]
+                else:
+                    out.add(self.family[f][1] if f in self.family else f)
+            stack.extend(children(x))
+        return out
+
+    def writes(self, a: Action) -> set[Field]:
+        return {self.family[f][1] if f in self.family else f for f in a.updates}
+
+    # ------------------------------------------------------------ actions
+    def _fixed(self, a: Action) -> frozenset[int]:
+        return frozenset({self.owner[a.thread]}) if a.thread in self.owner else frozenset()
+
+    def guard(self, a: Action, s: PState, me: z3.ExprRef) -> z3.BoolRef:
+        pc = self.program.threads[a.thread].pc
+        b = self._own_binding(a.thread, me)
+        return z3.And(self.is_kind(me, a.thread), s.thread[pc](me) == a.label,
+                      self.term(self.prepare(a.guard, fixed=self._fixed(a)), s, b))
+
+    def bad(self, a: Action, s: PState, me: z3.ExprRef, props: set[str] | None = None) -> z3.BoolRef:
+        bads = [c.bad for c in a.checks if props is None or c.prop in props]
+        if not bads:
+            return z3.BoolVal(False)
+        return self.term(self.prepare(Or(*bads), fixed=self._fixed(a)), s, self._own_binding(a.thread, me))
+
+    def updated(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]:
+        shared, own, _ = self.updated_all(a, s, me)
+        return shared, own
+
+    def updated_all(self, a: Action, s: PState,
+                    me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef], dict[Field, Access]]:
+        b = self._own_binding(a.thread, me)
+        fixed = self._fixed(a)
+        items = [Item("update", [e], target=f) for f, e in a.updates.items()]
+        copies = self.pools.classes(items, self.pool, fixed)
+        shared: dict[Field, z3.ExprRef] = {}
+        own: dict[Field, z3.ExprRef] = {}
+        at_own: dict[Field, z3.ExprRef] = {}
+        looped: dict[Field, tuple[int, Expr]] = {}
+        for i, (f, e) in enumerate(a.updates.items()):
+            owner_value = f.kind == "owner"
+            if f in self.family:
+                k, f0 = self.family[f]
+                if i in copies:
+                    if f0 not in looped:
+                        looped[f0] = (k, self.prepare(e, owner_value, fixed | {k}))
+                    continue
+                if k not in fixed:
+                    raise LiftError(f"{a.function}: {a.text}: writes {f.name}, a member's field beyond its own, "
+                                    "outside a loop")
+                at_own[f0] = self.term(self._pp(super().prepare(e, owner_value), fixed, f), s, b)
+                continue
+            val = self.term(self._pp(super().prepare(e, owner_value), fixed, f), s, b)
+            if f in s.shared:
+                shared[f] = val
+            elif self.thread_of[f] == a.thread:
+                own[f] = val
+            else:
+                raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
+        members: dict[Field, Access] = {}
+        fixed_terms = [b[_mkey(j)] for j in sorted(fixed)]
+        for f0 in dict.fromkeys([*at_own, *looped]):
+            members[f0] = self._member_view(s.member[f0], b, fixed_terms, at_own.get(f0), looped.get(f0), s)
+        return shared, own, members
+
+    def _member_view(self, old: Access, b: Mapping[int, z3.ExprRef], fixed_terms: list[z3.ExprRef],
+                     own_val: z3.ExprRef | None, loop: tuple[int, Expr] | None, s: PState) -> Access:
+        def at(x: z3.ExprRef) -> z3.ExprRef:
+            out = old(x)
+            if loop is not None:
+                k, body = loop
+                val = self.term(body, s, {**b, _mkey(k): x})
+                out = z3.If(z3.And(self.is_member(x), *[x != y for y in fixed_terms]), val, out)
+            if own_val is not None:
+                out = z3.If(x == fixed_terms[0], own_val, out)
+            return out
+        return at
+
+    def step(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[z3.BoolRef, PState]:
+        shared, own, members = self.updated_all(a, s, me)
+        typed = [self.typed(f, v) for f, v in shared.items()]
+        typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
+        ok = z3.And(self.guard(a, s, me), z3.Not(self.bad(a, s, me)), *[t for t in typed if not z3.is_true(t)])
+        thread = dict(s.thread)
+        for f, v in own.items():
+            at_me = s.thread[f]
+            thread[f] = (lambda old, val: (lambda n: z3.If(n == me, val, old(n))))(at_me, v)
+        return ok, PState(s.tag + "'", {**s.shared, **shared}, thread, {**s.member, **members})
+
+    def successor(self, *args: object, **kw: object) -> tuple[z3.BoolRef, PState]:
+        raise LiftError("BMC over a pool of any size is not supported: refute at a concrete size")
+
+    # ------------------------------------------------------------ invariants
+    def groups(self, e: Expr) -> list[tuple[tuple[int, ...], list[Expr]]]:
+        """Conjuncts grouped by the kinds and the members (as ``-1 - k``) they name."""
+        from checker.prove.parametric.lift import conjuncts
+
+        groups: dict[tuple[int, ...], list[Expr]] = {}
+        for c in conjuncts(e):
+            base = Lifting.prepare(self, c)  # a named thread's own member is fixed: its loops are over the others
+            fixed = frozenset(self.owner[t] for t in self.threads_named(base) if t in self.owner)
+            p = self._existential(self._pp(base, fixed, None))
+            key = tuple(self.threads_named(p)) + tuple(sorted(_mkey(k) for k in self.members_named(p)))
+            groups.setdefault(key, []).append(p)
+        return list(groups.items())
+
+    def group(self, named: tuple[int, ...], ps: list[Expr], s: PState) -> z3.BoolRef:
+        kinds = [t for t in named if t >= 0]
+        members = [-1 - m for m in named if m < 0]
+
+        def body(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+            bound = dict(b)
+            same: list[z3.BoolRef] = []
+            for t in kinds:  # a member that is a named thread's own is that thread's own(n)
+                k = self.owner.get(t)
+                if k in members:
+                    if _mkey(k) in bound:
+                        same.append(bound[_mkey(k)] == self.own_fn(b[t]))
+                    else:
+                        bound[_mkey(k)] = self.own_fn(b[t])
+            free = [k for k in members if _mkey(k) not in bound]
+            xs = {k: self.gvar(f"@g{k}") for k in free}
+            bound.update({_mkey(k): x for k, x in xs.items()})
+            terms = [bound[_mkey(k)] for k in members]
+            distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
+            inner = z3.Implies(z3.And(*[self.is_member(x) for x in xs.values()], *distinct, *same),
+                               z3.And(*[self.term(p, s, bound) for p in ps]))
+            return z3.ForAll(list(xs.values()), inner) if xs else inner
+        return body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
+
+    def invariant(self, e: Expr, s: PState) -> z3.BoolRef:
+        return z3.And(*[self.group(named, ps, s) for named, ps in self.groups(e)])
+
+    def conjunct(self, c: Expr, s: PState) -> z3.BoolRef:
+        return self.invariant(c, s)

@@ -1,0 +1,91 @@
+"""The lifted relation over an instance pool of any size (checker.prove.parametric.poollift)."""
+
+from __future__ import annotations
+
+import pytest
+
+from checker.lang.expr import And, Implies, Not, Or
+from checker.lang.layout import bool_field
+from checker.lang.program import ProgramBuilder
+from checker.lang.program_types import Member, Program
+from checker.prove.parametric.lift import LiftError
+from checker.prove.parametric.poollift import PoolLifting
+from checker.prove.parametric.pprove import Invariant, ParametricProver
+from checker.prove.prove_results import CTI, PROVED
+
+
+def _claims(n: int, locked: bool, next_device: bool = False,
+            busy_at_start: int = -1) -> tuple[Program, list[Invariant]]:
+    """``n`` devices with a ``busy`` flag; thread kind ``claim.devK`` (own member: device K, any number of
+    threads, each looping): [take claim_lock;] wait until no other device is busy; mark K busy;
+    [release the lock;] mark K free. Goal: at most one device busy; lemma: a thread past the wait finds
+    no other device busy."""
+    pb = ProgramBuilder("claim")
+    g = pb.mutex("claim_lock")
+    busy = [bool_field(f"dev{k}.busy", init=k == busy_at_start) for k in range(n)]
+    for f in busy:
+        pb.var(f)
+    for k in range(n):
+        t = pb.thread(f"claim.dev{k}", cyclic=True)
+        if locked:
+            t.lock(g, "claim")
+        others = And(*[Not(b.var) for j, b in enumerate(busy) if j != k])
+        if next_device:  # "and the next device is not busy": names one particular other member
+            others = And(others, Not(busy[(k + 1) % n].var))
+        t.step("claim", "no other device busy", guard=others)
+        t.step("claim", "mark mine busy", updates={busy[k]: True})
+        if locked:
+            t.unlock(g, "claim")
+        t.step("release", "mark mine free", updates={busy[k]: False})
+    pb.instance_pool("dev", [Member([], [busy[k]], [], [f"dev{k}"]) for k in range(n)])
+    program = pb.build()
+    at_set = 2 if locked else 1
+    goal = Invariant("at-most-one-busy", And(*[Not(And(busy[j].var, busy[k].var))
+                                               for j in range(n) for k in range(j + 1, n)]))
+    lemma = Invariant("checked-then-none-busy", And(*[
+        Implies(program.threads[k].pc.var == at_set, And(*[Not(b.var) for j, b in enumerate(busy) if j != k]))
+        for k in range(n)]))
+    return program, [goal, lemma]
+
+
+def _prove(program: Program, invariants: list[Invariant]) -> dict[str, str]:
+    lift = PoolLifting(program, "dev", {th.name: {"dev": th.index} for th in program.threads})
+    goal, lemma = invariants
+    prover = ParametricProver(program, timeout_s=30, lift=lift)
+    return {row.property: row.status for row in prover.prove([goal], [lemma])}
+
+
+def test_at_most_one_device_busy_is_proved_for_every_number_of_devices_and_threads() -> None:
+    assert _prove(*_claims(3, locked=True)) == {"auto:lock-ownership": PROVED, "at-most-one-busy": PROVED}
+
+
+def test_the_race_without_the_lock_is_a_cti_for_some_size() -> None:
+    assert _prove(*_claims(3, locked=False))["at-most-one-busy"] == CTI
+
+
+def test_a_step_naming_one_particular_other_member_is_refused() -> None:
+    program, invariants = _claims(3, locked=True, next_device=True)
+    lift = PoolLifting(program, "dev", {th.name: {"dev": th.index} for th in program.threads})
+    with pytest.raises(LiftError, match="dev1.busy: names member 1 of the pool outside its own member and its loops"):
+        lift.check_liftable()
+
+
+def test_a_member_starting_unlike_the_others_is_refused() -> None:
+    program, _ = _claims(3, locked=True, busy_at_start=2)
+    with pytest.raises(LiftError, match="dev2.busy: member 2 starts unlike member 0"):
+        PoolLifting(program, "dev", {})
+
+
+def test_two_members_are_too_few_to_tell_a_loop_from_one_member() -> None:
+    program, _ = _claims(2, locked=True)
+    with pytest.raises(LiftError, match="at least three members"):
+        PoolLifting(program, "dev", {})
+
+
+def test_an_or_over_the_other_members_reads_as_exists() -> None:
+    program, _ = _claims(3, locked=True)
+    lift = PoolLifting(program, "dev", {})
+    busy = [f for f in program.layout.fields if f.name.endswith(".busy")]
+    groups = lift.groups(Or(*[b.var for b in busy]))
+    assert [named for named, _ in groups] == [()]  # one conjunct, no member left outside the loop
+    assert "Exists" in str(lift.group((), groups[0][1], lift.state("s")))
