@@ -47,6 +47,7 @@ class LiftError(ValueError):
 
 
 Access = Callable[[z3.ExprRef], z3.ExprRef]
+Access2 = Callable[[z3.ExprRef, z3.ExprRef], z3.ExprRef]
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PState:
     shared: dict[Field, z3.ExprRef]
     thread: dict[Field, Access]
     member: dict[Field, Access] = dc_field(default_factory=dict)  # pool families (PoolLifting): G -> value
+    member2: dict[Field, Access2] = dc_field(default_factory=dict)  # a member's rwsem bits: (G, Thread) -> bool
 
 
 def _view(old: Access, me: z3.ExprRef, val: z3.ExprRef) -> Access:

@@ -34,7 +34,7 @@ from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Or, 
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
 from checker.lang.program_types import Action
-from checker.prove.parametric.lift import Access, LiftError, Lifting, PState, _Env
+from checker.prove.parametric.lift import Access, Access2, LiftError, Lifting, PState, _Env
 from checker.prove.parametric.pools import Item, Owners, Pools
 from checker.prove.z3expr import range_constraint, to_z3, z3_sort
 from checker.search.reduce.renaming import domain_of, lock_fields
@@ -78,6 +78,18 @@ class _PoolEnv(_Env):
             return lf.special(v) if isinstance(v, str) else self._member(v, f)
         if f in lf.loops:
             return lf.loop_term(lf.loops[f], self.s, self.binding)
+        if f in lf.rw_bits:
+            k, fn, t = lf.rw_bits[f]
+            if t not in self.binding:
+                raise KeyError(f)
+            return self.s.member2[fn](self._member(k, f), self.binding[t])
+        if f in lf.quant_member:
+            k, readers, queued = lf.quant_member[f]
+            g, n = self._member(k, f), lf.var("@q")
+            what, _ = lf.quant_fields[f]
+            if what == "no-readers":
+                return z3.ForAll([n], z3.Not(self.s.member2[readers](g, n)))
+            return z3.Exists([n], self.s.member2[queued](g, n))
         return super().__getitem__(f)
 
     def _member(self, k: int, f: Field) -> z3.ExprRef:
@@ -99,14 +111,24 @@ class PoolLifting(Lifting):
         self.gsort = z3.DeclareSort(f"Pool:{pool}")
         self.is_member = z3.Function(f"@member:{pool}", self.gsort, z3.BoolSort())
         self.family: dict[Field, tuple[int, Field]] = {}  # member field -> (member, the family: member 0's field)
+        # a member's rw-semaphore: thread t's reader (queued) bit is one function of (member, thread) per
+        # position, "thread n holds member g's semaphore for reading": bit field -> (member, function, kind)
+        self.rw_bits: dict[Field, tuple[int, Field, int]] = {}
+        self.rw_of: dict[int, tuple[int, Field, Field]] = {}  # id(member rwsem) -> (member, readers, queued)
+        rw_funcs: dict[int, tuple[Field, Field]] = {}  # a position's two functions
         for k, m in enumerate(members):
             for f, f0 in zip(m.fields, members[0].fields):
                 self.family[f] = (k, f0)
-            for lk, lk0 in zip(m.locks, members[0].locks):
-                if isinstance(lk, RwSem):
-                    raise LiftError(f"pool {pool!r}: {lk.name} is a rw-semaphore of a member (not lifted yet)")
+            for pos, (lk, lk0) in enumerate(zip(m.locks, members[0].locks)):
                 for f, f0 in zip(lock_fields(lk), lock_fields(lk0)):
                     self.family[f] = (k, f0)
+                if isinstance(lk, RwSem):
+                    readers, queued = rw_funcs.setdefault(pos, (Field(f"{lk0.name}.reader[*]", "bool", 0, 1, 0),
+                                                                Field(f"{lk0.name}.queued[*]", "bool", 0, 1, 0)))
+                    self.rw_of[id(lk)] = (k, readers, queued)
+                    for bits, fn in ((lk.readers, readers), (lk.queued, queued)):
+                        for t, f in bits.items():
+                            self.rw_bits[f] = (k, fn, t)
         slots = self.pools.shape.slots[pool]
         self.slot_valued: dict[Field, dict[int, int | str]] = {}  # value -> member, or a name no member has
         for f in program.layout.fields:
@@ -127,9 +149,14 @@ class PoolLifting(Lifting):
         self.owner = {th.index: owners[th.name][pool] for th in program.threads
                       if pool in owners.get(th.name, {})}
         self.shared = [f for f in self.shared if f not in self.family]
-        self.per_thread = [f for f in self.per_thread if f not in self.family]
+        self.per_thread = [f for f in self.per_thread if f not in self.family and f not in self.rw_bits]
         self.families = list(dict.fromkeys(f0 for _, f0 in self.family.values()))
+        self.rw_functions = list(dict.fromkeys(fn for _, fn, _ in self.rw_bits.values()))
+        # "no reader holds it" / "a writer is queued" of a member's semaphore: over every thread, at the member
+        self.quant_member = {pf: self.rw_of[id(rw)] for pf, (_, rw) in self.quant_fields.items()
+                             if id(rw) in self.rw_of}
         self._check_symmetric_init(members)
+        self.action_class = self._action_classes()
 
     def _check_symmetric_init(self, members: Sequence[object]) -> None:
         for f, (k, f0) in self.family.items():
@@ -189,7 +216,9 @@ class PoolLifting(Lifting):
         shared = {f: z3.Const(f"{f.name}@{tag}", self.value_sort(f)) for f in self.shared}
         thread = {f: z3.Function(f"{f.name}@{tag}", self.tsort, self.value_sort(f)).__call__ for f in self.per_thread}
         member = {f: z3.Function(f"{f.name}[*]@{tag}", self.gsort, self.value_sort(f)).__call__ for f in self.families}
-        return PState(tag, shared, thread, member)
+        member2 = {f: z3.Function(f"{f.name}@{tag}", self.gsort, self.tsort, z3.BoolSort()).__call__
+                   for f in self.rw_functions}
+        return PState(tag, shared, thread, member, member2)
 
     def _own_binding(self, t: int, n: z3.ExprRef) -> dict[int, z3.ExprRef]:
         return {t: n, _mkey(self.owner[t]): self.own_fn(n)} if t in self.owner else {t: n}
@@ -209,6 +238,8 @@ class PoolLifting(Lifting):
         fam = [at(x) == self.value_literal(f, f.init, {_mkey(0): x}) for f, at in s.member.items()]
         if fam:
             terms.append(z3.ForAll([x], z3.Implies(self.is_member(x), z3.And(*fam))))
+        rn = self.var("@in")
+        terms += [z3.ForAll([x, rn], z3.Not(at(x, rn))) for at in s.member2.values()]  # no semaphore held
         return z3.And(self.axioms(), *terms)
 
     def ranges(self, s: PState) -> z3.BoolRef:
@@ -252,17 +283,29 @@ class PoolLifting(Lifting):
                 rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
             return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
         if isinstance(e, Ite):
+            ctx = ctx or (_field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
             sel = self._select(e, fixed, ctx)
             if sel is not None:
                 return sel
             return Ite(self._pp(e.c, fixed, None), self._pp(e.a, fixed, ctx), self._pp(e.b, fixed, ctx), e.sort)
         if isinstance(e, Bin):
+            if e.op in ("<", ">") and self._range_check(e):
+                return Const(False, BOOL)  # a value of the pool's sort is in range by its type
             if e.op in ("==", "!="):
                 return Bin(e.op, self._pp(e.a, fixed, _field_of(e.b)), self._pp(e.b, fixed, _field_of(e.a)), e.sort)
             return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
         if isinstance(e, Un):
             return Un(e.op, self._pp(e.a, fixed, None), e.sort)
         raise LiftError(f"cannot lift a {type(e).__name__} over a pool")
+
+    def _range_check(self, e: Bin) -> bool:
+        """``p < lo`` or ``p > hi`` of a field naming members (the explicit encoding's bounds)."""
+        f, c = _field_of(e.a), e.b
+        if f is None or f not in self.slot_valued or not isinstance(c, Const) or not isinstance(e.a, Var):
+            return False
+        if (e.op == "<" and c.value == f.lo) or (e.op == ">" and c.value == f.hi):
+            return True
+        raise LiftError(f"{f.name}: ordered against {c.value} (a pointer into the pool has no order)")
 
     def _select(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
         """An if chain whose cases pin one pointer to each member outside ``fixed``: the case at its element."""
@@ -350,6 +393,10 @@ class PoolLifting(Lifting):
             if isinstance(f, Field):
                 if f in self.family:
                     out.add(self.family[f][0])
+                elif f in self.rw_bits:
+                    out.add(self.rw_bits[f][0])
+                elif f in self.quant_member:
+                    out.add(self.quant_member[f][0])
                 elif isinstance(self.values.get(f), int):
                     out.add(self.values[f])  # type: ignore[arg-type]
                 elif f in self.loops:
@@ -370,58 +417,104 @@ class PoolLifting(Lifting):
                 if f in self.loops:
                     lp = self.loops[f]
                     stack += [y for y in (lp.body, lp.pointer, lp.default) if y is not None]
+                elif f in self.quant_member:
+                    out |= set(self.quant_member[f][1:])
                 else:
-                    out.add(self.family[f][1] if f in self.family else f)
+                    out.add(self._written_as(f))
             stack.extend(children(x))
         return out
 
+    def _written_as(self, f: Field) -> Field:
+        """The state component ``f`` is part of: its family, its semaphore function, or itself."""
+        if f in self.family:
+            return self.family[f][1]
+        return self.rw_bits[f][1] if f in self.rw_bits else f
+
     def writes(self, a: Action) -> set[Field]:
-        return {self.family[f][1] if f in self.family else f for f in a.updates}
+        return {self._written_as(f) for f in a.updates}
 
     # ------------------------------------------------------------ actions
-    def _fixed(self, a: Action) -> frozenset[int]:
-        return frozenset({self.owner[a.thread]}) if a.thread in self.owner else frozenset()
+    def _action_classes(self) -> dict[int, tuple[int, int]]:
+        """Sibling steps (one thread, one label) that are copies, one per member outside the thread's own
+        (a down_write of a semaphore chosen by a pointer queues on whichever member's it is): action id ->
+        (the class's first step, the member it is the copy for)."""
+        by_label: dict[tuple[int, int], list[Action]] = {}
+        for a in self.program.actions:
+            by_label.setdefault((a.thread, a.label), []).append(a)
+        out: dict[int, tuple[int, int]] = {}
+        for (t, _), acts in by_label.items():
+            if len(acts) < 2:
+                continue
+            items = [Item("step", [a.guard, *[f.var == e for f, e in a.updates.items()], *[c.bad for c in a.checks]])
+                     for a in acts]
+            own = self.owner.get(t)
+            copies = self.pools.classes(items, self.pool, frozenset() if own is None else frozenset({own}))
+            if copies:
+                rep = acts[min(copies)].aid
+                out |= {acts[i].aid: (rep, k) for i, k in copies.items()}
+        return out
+
+    def context(self, a: Action, me: z3.ExprRef) -> tuple[dict[int, z3.ExprRef], frozenset[int], list[z3.BoolRef]]:
+        """(binding, fixed members, constraints) of a step by ``me``: its own member at ``own(me)``; a step
+        of a class of sibling copies at a member picked among the others (one fresh element per step)."""
+        b: dict[int, z3.ExprRef] = {a.thread: me}
+        fixed: set[int] = set()
+        extra: list[z3.BoolRef] = []
+        own = self.owner.get(a.thread)
+        if own is not None:
+            b[_mkey(own)] = self.own_fn(me)
+            fixed.add(own)
+        cls = self.action_class.get(a.aid)
+        if cls is not None:
+            _, k = cls
+            x = self.gvar(f"@pick{a.aid}")
+            extra += [self.is_member(x), *[x != b[_mkey(o)] for o in sorted(fixed)]]
+            b[_mkey(k)] = x
+            fixed.add(k)
+        return b, frozenset(fixed), extra
 
     def guard(self, a: Action, s: PState, me: z3.ExprRef) -> z3.BoolRef:
+        b, fixed, extra = self.context(a, me)
         pc = self.program.threads[a.thread].pc
-        b = self._own_binding(a.thread, me)
-        return z3.And(self.is_kind(me, a.thread), s.thread[pc](me) == a.label,
-                      self.term(self.prepare(a.guard, fixed=self._fixed(a)), s, b))
+        return z3.And(self.is_kind(me, a.thread), s.thread[pc](me) == a.label, *extra,
+                      self.term(self.prepare(a.guard, fixed=fixed), s, b))
 
     def bad(self, a: Action, s: PState, me: z3.ExprRef, props: set[str] | None = None) -> z3.BoolRef:
         bads = [c.bad for c in a.checks if props is None or c.prop in props]
         if not bads:
             return z3.BoolVal(False)
-        return self.term(self.prepare(Or(*bads), fixed=self._fixed(a)), s, self._own_binding(a.thread, me))
+        b, fixed, _ = self.context(a, me)
+        return self.term(self.prepare(Or(*bads), fixed=fixed), s, b)
 
     def updated(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]:
-        shared, own, _ = self.updated_all(a, s, me)
+        shared, own, _, _ = self.updated_all(a, s, me)
         return shared, own
 
-    def updated_all(self, a: Action, s: PState,
-                    me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef], dict[Field, Access]]:
-        b = self._own_binding(a.thread, me)
-        fixed = self._fixed(a)
+    def updated_all(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[
+            dict[Field, z3.ExprRef], dict[Field, z3.ExprRef], dict[Field, Access], dict[Field, Access2]]:
+        b, fixed, _ = self.context(a, me)
         items = [Item("update", [e], target=f) for f, e in a.updates.items()]
         copies = self.pools.classes(items, self.pool, fixed)
         shared: dict[Field, z3.ExprRef] = {}
         own: dict[Field, z3.ExprRef] = {}
-        at_own: dict[Field, z3.ExprRef] = {}
+        at_fixed: dict[Field, dict[int, z3.ExprRef]] = {}  # family (or semaphore function) -> member -> value
         looped: dict[Field, tuple[int, Expr]] = {}
         for i, (f, e) in enumerate(a.updates.items()):
             owner_value = f.kind == "owner"
-            if f in self.family:
-                k, f0 = self.family[f]
+            if f in self.rw_bits or f in self.family:
+                k, f0 = self.family[f] if f in self.family else self.rw_bits[f][:2]
+                if f in self.rw_bits and self.rw_bits[f][2] != a.thread:
+                    raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
                 if i in copies:
-                    if f0 not in looped:
-                        looped[f0] = (k, self.prepare(e, owner_value, fixed | {k}))
-                    continue
-                if k not in fixed:
-                    raise LiftError(f"{a.function}: {a.text}: writes {f.name}, a member's field beyond its own, "
+                    looped.setdefault(f0, (k, self.prepare(e, owner_value, fixed | {k})))
+                elif k in fixed:
+                    prepared = self._pp(Lifting.prepare(self, e, owner_value), fixed, f)
+                    at_fixed.setdefault(f0, {})[k] = self.term(prepared, s, b)
+                else:
+                    raise LiftError(f"{a.function}: {a.text}: writes {f.name}, a member's part beyond its own, "
                                     "outside a loop")
-                at_own[f0] = self.term(self._pp(super().prepare(e, owner_value), fixed, f), s, b)
                 continue
-            val = self.term(self._pp(super().prepare(e, owner_value), fixed, f), s, b)
+            val = self.term(self._pp(Lifting.prepare(self, e, owner_value), fixed, f), s, b)
             if f in s.shared:
                 shared[f] = val
             elif self.thread_of[f] == a.thread:
@@ -429,26 +522,45 @@ class PoolLifting(Lifting):
             else:
                 raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
         members: dict[Field, Access] = {}
-        fixed_terms = [b[_mkey(j)] for j in sorted(fixed)]
-        for f0 in dict.fromkeys([*at_own, *looped]):
-            members[f0] = self._member_view(s.member[f0], b, fixed_terms, at_own.get(f0), looped.get(f0), s)
-        return shared, own, members
+        bits: dict[Field, Access2] = {}
+        for f0 in dict.fromkeys([*at_fixed, *looped]):
+            vals = {b[_mkey(k)]: v for k, v in at_fixed.get(f0, {}).items()}
+            if f0 in s.member:
+                members[f0] = self._member_view(s.member[f0], b, fixed, vals, looped.get(f0), s)
+            else:
+                bits[f0] = self._bits_view(s.member2[f0], me, b, fixed, vals, looped.get(f0), s)
+        return shared, own, members, bits
 
-    def _member_view(self, old: Access, b: Mapping[int, z3.ExprRef], fixed_terms: list[z3.ExprRef],
-                     own_val: z3.ExprRef | None, loop: tuple[int, Expr] | None, s: PState) -> Access:
+    def _bits_view(self, old: Access2, me: z3.ExprRef, b: Mapping[int, z3.ExprRef], fixed: frozenset[int],
+                   vals: dict[z3.ExprRef, z3.ExprRef], loop: tuple[int, Expr] | None, s: PState) -> Access2:
+        """A step's own bits in members' semaphores: ``me``'s row of the (member, thread) function replaced."""
+        mine = self._member_view(lambda g: old(g, me), b, fixed, vals, loop, s)
+
+        def at(g: z3.ExprRef, n: z3.ExprRef) -> z3.ExprRef:
+            return z3.If(n == me, mine(g), old(g, n))
+        return at
+
+    def _member_view(self, old: Access, b: Mapping[int, z3.ExprRef], fixed: frozenset[int],
+                     vals: dict[z3.ExprRef, z3.ExprRef], loop: tuple[int, Expr] | None, s: PState) -> Access:
+        """A family after a step: the fixed members' new values (``vals``), the loop's at every other member."""
+        fixed_terms = [b[_mkey(j)] for j in sorted(fixed)]
+
         def at(x: z3.ExprRef) -> z3.ExprRef:
             out = old(x)
             if loop is not None:
                 k, body = loop
                 val = self.term(body, s, {**b, _mkey(k): x})
                 out = z3.If(z3.And(self.is_member(x), *[x != y for y in fixed_terms]), val, out)
-            if own_val is not None:
-                out = z3.If(x == fixed_terms[0], own_val, out)
+            for term, val in vals.items():
+                out = z3.If(x == term, val, out)
             return out
         return at
 
     def step(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[z3.BoolRef, PState]:
-        shared, own, members = self.updated_all(a, s, me)
+        cls = self.action_class.get(a.aid)
+        if cls is not None and cls[0] != a.aid:
+            return z3.BoolVal(False), s  # a copy: the class's first step, at any member, stands for it
+        shared, own, members, bits = self.updated_all(a, s, me)
         typed = [self.typed(f, v) for f, v in shared.items()]
         typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
         ok = z3.And(self.guard(a, s, me), z3.Not(self.bad(a, s, me)), *[t for t in typed if not z3.is_true(t)])
@@ -456,7 +568,7 @@ class PoolLifting(Lifting):
         for f, v in own.items():
             at_me = s.thread[f]
             thread[f] = (lambda old, val: (lambda n: z3.If(n == me, val, old(n))))(at_me, v)
-        return ok, PState(s.tag + "'", {**s.shared, **shared}, thread, {**s.member, **members})
+        return ok, PState(s.tag + "'", {**s.shared, **shared}, thread, {**s.member, **members}, {**s.member2, **bits})
 
     def successor(self, *args: object, **kw: object) -> tuple[z3.BoolRef, PState]:
         raise LiftError("BMC over a pool of any size is not supported: refute at a concrete size")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Var, children
 from checker.lang.layout import Field
-from checker.lang.program_types import Action, AnyLock, Program
+from checker.lang.program_types import Action, AnyLock, Program, RwSem
 from checker.search.reduce.renaming import Refused, Renaming, domain_of, lock_fields
 
 
@@ -53,7 +53,8 @@ def pool_shape(program: Program) -> PoolShape:
                 fields[f] = k
             for lk in m.locks:
                 locks[id(lk)] = k
-                for f in lock_fields(lk):
+                bits = [*lk.readers.values(), *lk.queued.values()] if isinstance(lk, RwSem) else []
+                for f in [*lock_fields(lk), *bits]:
                     fields.setdefault(f, k)
             for s in m.slots:
                 slots[s] = k

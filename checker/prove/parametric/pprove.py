@@ -78,6 +78,8 @@ class PostState:
         self.funs = {f: (at(arg).decl(), pre.thread[f](arg)) for f, at in self.state.thread.items()}
         garg = z3.Var(0, getattr(lift, "gsort", lift.tsort))
         self.members = {f: (at(garg).decl(), pre.member[f](garg)) for f, at in self.state.member.items()}
+        self.members2 = {f: (at(garg, z3.Var(1, lift.tsort)).decl(), pre.member2[f](garg, z3.Var(1, lift.tsort)))
+                         for f, at in self.state.member2.items()}
         self._groups: dict[int, tuple[list[Expr], z3.BoolRef]] = {}
 
     def group(self, named: tuple[int, ...], ps: list[Expr]) -> z3.BoolRef:
@@ -95,6 +97,8 @@ class PostState:
         garg = z3.Var(0, getattr(self.lift, "gsort", self.lift.tsort))
         pairs += [(d, v if t.member[f] is self.pre.member[f] else t.member[f](garg))
                   for f, (d, v) in self.members.items()]
+        pairs += [(d, v if t.member2[f] is self.pre.member2[f] else t.member2[f](garg, z3.Var(1, self.lift.tsort)))
+                  for f, (d, v) in self.members2.items()]
         n = len(pairs)
         src, dst = (z3.FuncDecl * max(1, n))(), (z3.Ast * max(1, n))()
         for i, (d, v) in enumerate(pairs):
