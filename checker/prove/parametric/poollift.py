@@ -25,82 +25,25 @@ member's, a shared field whose initial value names a member) is a ``LiftError``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 
 import z3
 
-from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Or, Un, Var, children
+from checker.lang.expr import BOOL, Expr, Or
 from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
 from checker.lang.program_types import Action
-from checker.prove.parametric.lift import Access, Access2, LiftError, Lifting, PState, _Env
+from checker.prove.parametric.lift import Access, Access2, LiftError, Lifting, PState, _kind_table
+from checker.prove.parametric.poolread import Loop, PoolReading, _mkey
 from checker.prove.parametric.pools import Item, Owners, Pools
-from checker.prove.z3expr import range_constraint, to_z3, z3_sort
 from checker.search.reduce.renaming import domain_of, lock_fields
 
 
-@dataclass
-class Loop:
-    """A complete class of copies read back as a quantifier over the members outside ``fixed``
-    (``op``: and, or; select: the case at ``pointer``'s element, else ``default``)."""
-
-    op: str
-    body: Expr  # the copy at member ``k``, prepared with ``fixed | {k}``
-    k: int
-    fixed: frozenset[int]
-    pointer: Expr | None = None
-    default: Expr | None = None
-
-
-def _mkey(k: int) -> int:
-    """A member's key in a binding (kinds are >= 0)."""
-    return -1 - k
-
-
-def _field_of(e: Expr) -> Field | None:
-    if isinstance(e, Var) and isinstance(e.field, Field):
-        return e.field
-    if isinstance(e, Ite):
-        return _field_of(e.a) or _field_of(e.b)
-    return None
-
-
-class _PoolEnv(_Env):
-    def __getitem__(self, f: Field) -> z3.ExprRef:
-        lf = self.lift
-        assert isinstance(lf, PoolLifting)
-        if f in lf.family:
-            k, f0 = lf.family[f]
-            return self.s.member[f0](self._member(k, f))
-        if f in lf.values:
-            v = lf.values[f]
-            return lf.special(v) if isinstance(v, str) else self._member(v, f)
-        if f in lf.loops:
-            return lf.loop_term(lf.loops[f], self.s, self.binding)
-        if f in lf.rw_bits:
-            k, fn, t = lf.rw_bits[f]
-            if t not in self.binding:
-                raise KeyError(f)
-            return self.s.member2[fn](self._member(k, f), self.binding[t])
-        if f in lf.quant_member:
-            k, readers, queued = lf.quant_member[f]
-            g, n = self._member(k, f), lf.var("@q")
-            what, _ = lf.quant_fields[f]
-            if what == "no-readers":
-                return z3.ForAll([n], z3.Not(self.s.member2[readers](g, n)))
-            return z3.Exists([n], self.s.member2[queued](g, n))
-        return super().__getitem__(f)
-
-    def _member(self, k: int, f: Field) -> z3.ExprRef:
-        t = self.binding.get(_mkey(k))
-        if t is None:
-            raise LiftError(f"{f.name}: names member {k} of the pool outside its own member and its loops")
-        return t
-
-
-class PoolLifting(Lifting):
-    def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = ()) -> None:
+class PoolLifting(PoolReading):
+    def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = (),
+                 members_at: int | None = None) -> None:
+        """``members_at``: the instance of the built program's own size (integers for members, every thread
+        of the program one id: checker.prove.parametric.poolinstance); None: any number of members."""
         members = program.instance_pools.get(pool)
         if not members or len(members) < 3:
             raise LiftError(f"pool {pool!r}: a program built with at least three members is needed")
@@ -108,8 +51,11 @@ class PoolLifting(Lifting):
         self.pools = Pools(program)
         if not self.pools.shape.uniform[pool]:
             raise LiftError(f"pool {pool!r}: its members differ in shape")
-        self.gsort = z3.DeclareSort(f"Pool:{pool}")
-        self.is_member = z3.Function(f"@member:{pool}", self.gsort, z3.BoolSort())
+        self.members = members_at
+        if members_at is not None and members_at != len(members):
+            raise LiftError(f"pool {pool!r}: an instance is of the built size ({len(members)} members)")
+        self.gsort = z3.IntSort() if members_at is not None else z3.DeclareSort(f"Pool:{pool}")
+        self.member_fn = None if members_at is not None else z3.Function(f"@member:{pool}", self.gsort, z3.BoolSort())
         self.family: dict[Field, tuple[int, Field]] = {}  # member field -> (member, the family: member 0's field)
         # a member's rw-semaphore: thread t's reader (queued) bit is one function of (member, thread) per
         # position, "thread n holds member g's semaphore for reading": bit field -> (member, function, kind)
@@ -139,15 +85,17 @@ class PoolLifting(Lifting):
             if f.kind == "ref":
                 table[-1] = "NULL"
             self.slot_valued[f] = table
-        self.specials: dict[str, z3.ExprRef] = {}
+        self.special_names = sorted({x for t in self.slot_valued.values() for x in t.values() if isinstance(x, str)})
         self.loops: dict[Field, Loop] = {}
         self.values: dict[Field, int | str] = {}  # value pseudo field -> the member or name it stands for
         self._value_fields: dict[int | str, Field] = {}
         self._prep: dict[tuple[int, frozenset[int], int], Expr] = {}
-        super().__init__(program, None, singletons)
-        self.own_fn = z3.Function(f"@own:{pool}", self.tsort, self.gsort)
+        universe = None if members_at is None else {th.index: [th.index + 1] for th in program.threads}
+        super().__init__(program, universe, singletons)
         self.owner = {th.index: owners[th.name][pool] for th in program.threads
                       if pool in owners.get(th.name, {})}
+        self.own_fn = (z3.Function(f"@own:{pool}", self.tsort, self.gsort).__call__ if members_at is None else
+                       _kind_table({t + 1: k for t, k in self.owner.items()}))
         self.shared = [f for f in self.shared if f not in self.family]
         self.per_thread = [f for f in self.per_thread if f not in self.family and f not in self.rw_bits]
         self.families = list(dict.fromkeys(f0 for _, f0 in self.family.values()))
@@ -169,47 +117,16 @@ class PoolLifting(Lifting):
                 raise LiftError(f"{f.name}: member {k} starts unlike member 0 ({f0.name}): no initial state "
                                 "for every size")
 
-    # ------------------------------------------------------------ values
-    def special(self, name: str) -> z3.ExprRef:
-        if name not in self.specials:
-            self.specials[name] = z3.Const(f"@{self.pool}:{name}", self.gsort)
-        return self.specials[name]
-
-    def value_sort(self, f: Field) -> z3.SortRef:
-        if f.kind == "owner":
-            return self.tsort
-        return self.gsort if f in self.slot_valued else z3_sort(f.sort)
-
-    def value_literal(self, f: Field, value: int, members: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
-        if f in self.slot_valued:
-            v = self.slot_valued[f].get(value, "?")
-            if isinstance(v, str):
-                return self.special(v)
-            if _mkey(v) not in members:
-                raise LiftError(f"{f.name}: starts naming member {v} of {self.pool}: no initial state for every size")
-            return members[_mkey(v)]
-        return self.literal(f, value)
-
-    def typed(self, f: Field, v: z3.ExprRef) -> z3.BoolRef:
-        if f in self.slot_valued:
-            names = sorted({x for x in self.slot_valued[f].values() if isinstance(x, str)})
-            return z3.Or(self.is_member(v), *[v == self.special(x) for x in names])
-        if f.kind == "owner":
-            return self.shared_range(f, v)
-        return range_constraint(f, v)
-
     def axioms(self) -> z3.BoolRef:
-        names = sorted({x for m in self.slot_valued.values() for x in m.values() if isinstance(x, str)})
-        specials = [self.special(x) for x in names]
+        """Specials are distinct non-members; every thread's own member is a member."""
+        specials = [self.special(x) for x in self.special_names]
         terms = [z3.Not(self.is_member(x)) for x in specials]
         if len(specials) > 1:
             terms.append(z3.Distinct(*specials))
-        n = self.var("@own-n")
-        terms.append(z3.ForAll([n], self.is_member(self.own_fn(n))))
+        if self.members is None:
+            n = self.var("@own-n")
+            terms.append(z3.ForAll([n], self.is_member(self.own_fn(n))))
         return z3.And(super().axioms(), *terms)
-
-    def gvar(self, name: str) -> z3.ExprRef:
-        return z3.Const(name, self.gsort)
 
     # ------------------------------------------------------------ states
     def state(self, tag: str) -> PState:
@@ -233,205 +150,31 @@ class PoolLifting(Lifting):
             if mine:
                 per_kind.append(z3.Implies(self.is_kind(n, t), z3.And(*mine)))
         if per_kind:
-            terms.append(z3.ForAll([n], z3.And(*per_kind)))
-        x = self.gvar("@ix")
-        fam = [at(x) == self.value_literal(f, f.init, {_mkey(0): x}) for f, at in s.member.items()]
-        if fam:
-            terms.append(z3.ForAll([x], z3.Implies(self.is_member(x), z3.And(*fam))))
+            terms.append(self._forall_one(n, z3.And(*per_kind)))
+        if s.member:
+            terms.append(self.g_forall(["@ix"], lambda xs: z3.And(*[
+                at(xs[0]) == self.value_literal(f, f.init, {_mkey(0): xs[0]}) for f, at in s.member.items()])))
         rn = self.var("@in")
-        terms += [z3.ForAll([x, rn], z3.Not(at(x, rn))) for at in s.member2.values()]  # no semaphore held
+        for at2 in s.member2.values():  # no member's semaphore held
+            terms.append(self.g_forall(["@ix"], self._none_held(at2, rn)))
         return z3.And(self.axioms(), *terms)
+
+    def _none_held(self, at2: Access2, n: z3.ExprRef) -> Callable[[list[z3.ExprRef]], z3.BoolRef]:
+        def body(xs: list[z3.ExprRef]) -> z3.BoolRef:
+            return self._forall_one(n, z3.Not(at2(xs[0], n)))
+        return body
 
     def ranges(self, s: PState) -> z3.BoolRef:
         terms = [self.typed(f, v) for f, v in s.shared.items()]
         n = self.var("@r")
-        per = [self.typed(f, at(n)) for f, at in s.thread.items() if f.sort != BOOL]
+        per = [z3.Implies(self.is_kind(n, self.thread_of[f]), self.typed(f, at(n)))
+               for f, at in s.thread.items() if f.sort != BOOL]
         if per:
-            terms.append(z3.ForAll([n], z3.And(*per)))
-        x = self.gvar("@rx")
-        fam = [self.typed(f, at(x)) for f, at in s.member.items() if f.sort != BOOL]
+            terms.append(self._forall_one(n, z3.And(*per)))
+        fam = [(f, at) for f, at in s.member.items() if f.sort != BOOL]
         if fam:
-            terms.append(z3.ForAll([x], z3.Implies(self.is_member(x), z3.And(*fam))))
+            terms.append(self.g_forall(["@rx"], lambda xs: z3.And(*[self.typed(f, at(xs[0])) for f, at in fam])))
         return z3.And(self.axioms(), *[t for t in terms if not z3.is_true(t)])
-
-    # ------------------------------------------------------------ expressions
-    def prepare(self, e: Expr, owner_value: bool = False, fixed: frozenset[int] = frozenset()) -> Expr:
-        """``Lifting.prepare``, then classes of copies -> loop pseudo fields and slot constants -> value pseudo
-        fields (by the domain of the field they are compared with or stored into)."""
-        return self._pp(super().prepare(e, owner_value), fixed, None)
-
-    def _pp(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
-        key = (id(e), fixed, id(ctx))
-        hit = self._prep.get(key)
-        if hit is None:
-            hit = self._prep[key] = self._pp1(e, fixed, ctx)
-        return hit
-
-    def _pp1(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
-        if isinstance(e, Const):
-            if ctx is not None and ctx in self.slot_valued:
-                return self._value_field(self.slot_valued[ctx].get(int(e.value), "?")).var
-            return e
-        if isinstance(e, Var):
-            return e
-        if isinstance(e, Nary):
-            copies = self.pools.classes([Item(e.op, [x]) for x in e.args], self.pool, fixed)
-            rest = [self._pp(x, fixed, None) for i, x in enumerate(e.args) if i not in copies]
-            if copies:
-                i0 = min(copies)
-                k = copies[i0]
-                rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
-            return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
-        if isinstance(e, Ite):
-            ctx = ctx or (_field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
-            sel = self._select(e, fixed, ctx)
-            if sel is not None:
-                return sel
-            return Ite(self._pp(e.c, fixed, None), self._pp(e.a, fixed, ctx), self._pp(e.b, fixed, ctx), e.sort)
-        if isinstance(e, Bin):
-            if e.op in ("<", ">") and self._range_check(e):
-                return Const(False, BOOL)  # a value of the pool's sort is in range by its type
-            if e.op in ("==", "!="):
-                return Bin(e.op, self._pp(e.a, fixed, _field_of(e.b)), self._pp(e.b, fixed, _field_of(e.a)), e.sort)
-            return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
-        if isinstance(e, Un):
-            return Un(e.op, self._pp(e.a, fixed, None), e.sort)
-        raise LiftError(f"cannot lift a {type(e).__name__} over a pool")
-
-    def _range_check(self, e: Bin) -> bool:
-        """``p < lo`` or ``p > hi`` of a field naming members (the explicit encoding's bounds)."""
-        f, c = _field_of(e.a), e.b
-        if f is None or f not in self.slot_valued or not isinstance(c, Const) or not isinstance(e.a, Var):
-            return False
-        if (e.op == "<" and c.value == f.lo) or (e.op == ">" and c.value == f.hi):
-            return True
-        raise LiftError(f"{f.name}: ordered against {c.value} (a pointer into the pool has no order)")
-
-    def _select(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
-        """An if chain whose cases pin one pointer to each member outside ``fixed``: the case at its element."""
-        cases: list[tuple[Expr, Expr]] = []
-        x: Expr = e
-        while isinstance(x, Ite):
-            cases.append((x.c, x.a))
-            x = x.b
-        if len(cases) < 2:
-            return None
-        copies = self.pools.classes([Item("case", [c, a]) for c, a in cases], self.pool, fixed)
-        pins = [self._pins(c) for c, _ in cases]
-        # every case pins the same pointer, so the cases exclude each other and their order is no matter
-        if not copies or any(p is None for p in pins) or len({id(p[0]) for p in pins if p is not None}) != 1:
-            return None
-        i0 = min(copies)
-        pointer, k = pins[i0]  # type: ignore[misc]
-        rest = self._pp(x, fixed, ctx)
-        for i in reversed(range(len(cases))):
-            if i not in copies:
-                c, a = cases[i]
-                rest = Ite(self._pp(c, fixed, None), self._pp(a, fixed, ctx), rest, e.sort)
-        lp = Loop("select", self._pp(cases[i0][1], fixed | {k}, ctx), k, fixed, self._pp(pointer, fixed, None), rest)
-        return self._loop_field(lp, e).var
-
-    def _pins(self, c: Expr) -> tuple[Expr, int] | None:
-        """``c`` is ``p == <a member's slot>``: (p, the member)."""
-        if isinstance(c, Bin) and c.op == "==" and isinstance(c.b, Const):
-            f = _field_of(c.a)
-            if f is not None and f in self.slot_valued:
-                v = self.slot_valued[f].get(int(c.b.value))
-                if isinstance(v, int):
-                    return c.a, v
-        return None
-
-    def _loop_field(self, lp: Loop, like: Expr | None = None) -> Field:
-        """A pseudo field standing for the loop (its sort: a select's values', else bool)."""
-        kind = "bool" if like is None or like.sort == BOOL else "int"
-        src = _field_of(like) if like is not None else None
-        pf = Field(f"@loop#{len(self.loops)}", src.kind if src is not None else kind, 0, 1, 0,
-                   names=src.names if src is not None else ())
-        if src is not None and src in self.slot_valued:
-            self.slot_valued[pf] = self.slot_valued[src]
-        self.loops[pf] = lp
-        return pf
-
-    def _value_field(self, v: int | str) -> Field:
-        if v not in self._value_fields:
-            pf = Field(f"@value:{v}", "int", 0, 0, 0)
-            self._value_fields[v] = pf
-            self.values[pf] = v
-        return self._value_fields[v]
-
-    def loop_term(self, lp: Loop, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
-        fixed = [binding[_mkey(j)] for j in sorted(lp.fixed) if _mkey(j) in binding]
-        if len(fixed) != len(lp.fixed):
-            raise LiftError("a loop inside a loop whose members are not bound")
-
-        def outside(x: z3.ExprRef) -> z3.BoolRef:
-            return z3.And(self.is_member(x), *[x != y for y in fixed])
-        if lp.op == "select":
-            assert lp.pointer is not None and lp.default is not None
-            p = self.term(lp.pointer, s, binding)
-            at = self.term(lp.body, s, {**binding, _mkey(lp.k): p})
-            return z3.If(outside(p), at, self.term(lp.default, s, binding))
-        x = self.gvar(f"@x{len(fixed)}_{lp.k}")
-        body = self.term(lp.body, s, {**binding, _mkey(lp.k): x})
-        if lp.op == "and":
-            return z3.ForAll([x], z3.Implies(outside(x), body))
-        return z3.Exists([x], z3.And(outside(x), body))
-
-    def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
-        try:
-            return to_z3(prepared, _PoolEnv(self, s, binding))
-        except ExprError as err:
-            raise LiftError(f"cannot lift by renaming: {err}") from None
-
-    def members_named(self, prepared: Expr) -> set[int]:
-        """The members a prepared expression names outside its loops (a loop names its fixed members)."""
-        out: set[int] = set()
-        stack = [prepared]
-        while stack:
-            x = stack.pop()
-            f = x.field if isinstance(x, Var) else None
-            if isinstance(f, Field):
-                if f in self.family:
-                    out.add(self.family[f][0])
-                elif f in self.rw_bits:
-                    out.add(self.rw_bits[f][0])
-                elif f in self.quant_member:
-                    out.add(self.quant_member[f][0])
-                elif isinstance(self.values.get(f), int):
-                    out.add(self.values[f])  # type: ignore[arg-type]
-                elif f in self.loops:
-                    lp = self.loops[f]
-                    out |= lp.fixed
-                    stack += [y for y in (lp.pointer, lp.default) if y is not None]
-            stack.extend(children(x))
-        return out
-
-    def reads(self, prepared: Expr) -> set[Field]:
-        """Fields read, loops' bodies included, a member's field as its family's."""
-        out: set[Field] = set()
-        stack = [prepared]
-        while stack:
-            x = stack.pop()
-            f = x.field if isinstance(x, Var) else None
-            if isinstance(f, Field):
-                if f in self.loops:
-                    lp = self.loops[f]
-                    stack += [y for y in (lp.body, lp.pointer, lp.default) if y is not None]
-                elif f in self.quant_member:
-                    out |= set(self.quant_member[f][1:])
-                else:
-                    out.add(self._written_as(f))
-            stack.extend(children(x))
-        return out
-
-    def _written_as(self, f: Field) -> Field:
-        """The state component ``f`` is part of: its family, its semaphore function, or itself."""
-        if f in self.family:
-            return self.family[f][1]
-        return self.rw_bits[f][1] if f in self.rw_bits else f
-
-    def writes(self, a: Action) -> set[Field]:
-        return {self._written_as(f) for f in a.updates}
 
     # ------------------------------------------------------------ actions
     def _action_classes(self) -> dict[int, tuple[int, int]]:
@@ -454,7 +197,8 @@ class PoolLifting(Lifting):
                 out |= {acts[i].aid: (rep, k) for i, k in copies.items()}
         return out
 
-    def context(self, a: Action, me: z3.ExprRef) -> tuple[dict[int, z3.ExprRef], frozenset[int], list[z3.BoolRef]]:
+    def context(self, a: Action, me: z3.ExprRef,
+                pick: int | None = None) -> tuple[dict[int, z3.ExprRef], frozenset[int], list[z3.BoolRef]]:
         """(binding, fixed members, constraints) of a step by ``me``: its own member at ``own(me)``; a step
         of a class of sibling copies at a member picked among the others (one fresh element per step)."""
         b: dict[int, z3.ExprRef] = {a.thread: me}
@@ -467,32 +211,33 @@ class PoolLifting(Lifting):
         cls = self.action_class.get(a.aid)
         if cls is not None:
             _, k = cls
-            x = self.gvar(f"@pick{a.aid}")
+            x = self.gvar(f"@pick{a.aid}") if pick is None else z3.IntVal(pick)
             extra += [self.is_member(x), *[x != b[_mkey(o)] for o in sorted(fixed)]]
             b[_mkey(k)] = x
             fixed.add(k)
         return b, frozenset(fixed), extra
 
-    def guard(self, a: Action, s: PState, me: z3.ExprRef) -> z3.BoolRef:
-        b, fixed, extra = self.context(a, me)
+    def guard(self, a: Action, s: PState, me: z3.ExprRef, pick: int | None = None) -> z3.BoolRef:
+        b, fixed, extra = self.context(a, me, pick)
         pc = self.program.threads[a.thread].pc
         return z3.And(self.is_kind(me, a.thread), s.thread[pc](me) == a.label, *extra,
                       self.term(self.prepare(a.guard, fixed=fixed), s, b))
 
-    def bad(self, a: Action, s: PState, me: z3.ExprRef, props: set[str] | None = None) -> z3.BoolRef:
+    def bad(self, a: Action, s: PState, me: z3.ExprRef, props: set[str] | None = None,
+            pick: int | None = None) -> z3.BoolRef:
         bads = [c.bad for c in a.checks if props is None or c.prop in props]
         if not bads:
             return z3.BoolVal(False)
-        b, fixed, _ = self.context(a, me)
+        b, fixed, _ = self.context(a, me, pick)
         return self.term(self.prepare(Or(*bads), fixed=fixed), s, b)
 
     def updated(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[dict[Field, z3.ExprRef], dict[Field, z3.ExprRef]]:
         shared, own, _, _ = self.updated_all(a, s, me)
         return shared, own
 
-    def updated_all(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[
+    def updated_all(self, a: Action, s: PState, me: z3.ExprRef, pick: int | None = None) -> tuple[
             dict[Field, z3.ExprRef], dict[Field, z3.ExprRef], dict[Field, Access], dict[Field, Access2]]:
-        b, fixed, _ = self.context(a, me)
+        b, fixed, _ = self.context(a, me, pick)
         items = [Item("update", [e], target=f) for f, e in a.updates.items()]
         copies = self.pools.classes(items, self.pool, fixed)
         shared: dict[Field, z3.ExprRef] = {}
@@ -556,14 +301,17 @@ class PoolLifting(Lifting):
             return out
         return at
 
-    def step(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[z3.BoolRef, PState]:
+    def step(self, a: Action, s: PState, me: z3.ExprRef, pick: int | None = None) -> tuple[z3.BoolRef, PState]:
+        """As ``Lifting.step``; a step of a class of sibling copies at a member picked among the others (``pick``:
+        that member, in an instance), the class's other steps disabled (the first, at any member, stands for them)."""
         cls = self.action_class.get(a.aid)
         if cls is not None and cls[0] != a.aid:
-            return z3.BoolVal(False), s  # a copy: the class's first step, at any member, stands for it
-        shared, own, members, bits = self.updated_all(a, s, me)
+            return z3.BoolVal(False), s
+        shared, own, members, bits = self.updated_all(a, s, me, pick)
         typed = [self.typed(f, v) for f, v in shared.items()]
         typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
-        ok = z3.And(self.guard(a, s, me), z3.Not(self.bad(a, s, me)), *[t for t in typed if not z3.is_true(t)])
+        ok = z3.And(self.guard(a, s, me, pick), z3.Not(self.bad(a, s, me, None, pick)),
+                    *[t for t in typed if not z3.is_true(t)])
         thread = dict(s.thread)
         for f, v in own.items():
             at_me = s.thread[f]
@@ -602,13 +350,13 @@ class PoolLifting(Lifting):
                     else:
                         bound[_mkey(k)] = self.own_fn(b[t])
             free = [k for k in members if _mkey(k) not in bound]
-            xs = {k: self.gvar(f"@g{k}") for k in free}
-            bound.update({_mkey(k): x for k, x in xs.items()})
-            terms = [bound[_mkey(k)] for k in members]
-            distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
-            inner = z3.Implies(z3.And(*[self.is_member(x) for x in xs.values()], *distinct, *same),
-                               z3.And(*[self.term(p, s, bound) for p in ps]))
-            return z3.ForAll(list(xs.values()), inner) if xs else inner
+
+            def inner(xs: list[z3.ExprRef]) -> z3.BoolRef:
+                full = {**bound, **{_mkey(k): x for k, x in zip(free, xs)}}
+                terms = [full[_mkey(k)] for k in members]
+                distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
+                return z3.Implies(z3.And(*distinct, *same), z3.And(*[self.term(p, s, full) for p in ps]))
+            return self.g_forall([f"@g{k}" for k in free], inner) if free else inner([])
         return body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
 
     def invariant(self, e: Expr, s: PState) -> z3.BoolRef:

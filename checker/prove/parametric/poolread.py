@@ -1,0 +1,338 @@
+"""Reading a built program's steps and invariants over an instance pool (for ``PoolLifting``).
+
+An expression of the program built with three or more members is *prepared*: every complete class of
+copies (checker.prove.parametric.pools) becomes a loop pseudo field, read back as a quantifier over
+the members outside the fixed ones (a pointer select: the case at the pointer's element), and every
+constant naming a member's slot (or a name no member has: ``NULL``, ``clean``) becomes a value
+pseudo field. The terms are built over the pool's sort, or, for an instance of a given size
+(``members``), over the integers 0..members-1, every quantifier over the pool a finite conjunction
+(checker.prove.parametric.poolinstance compares that with the explicit engine).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import z3
+
+from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var, children
+from checker.lang.layout import Field
+from checker.lang.program_types import Action
+from checker.prove.parametric.lift import LiftError, Lifting, PState, _Env
+from checker.prove.parametric.pools import Item, Pools
+from checker.prove.z3expr import range_constraint, to_z3, z3_sort
+
+
+@dataclass
+class Loop:
+    """A complete class of copies read back as a quantifier over the members outside ``fixed``
+    (``op``: and, or; select: the case at ``pointer``'s element, else ``default``)."""
+
+    op: str
+    body: Expr  # the copy at member ``k``, prepared with ``fixed | {k}``
+    k: int
+    fixed: frozenset[int]
+    pointer: Expr | None = None
+    default: Expr | None = None
+
+
+def _mkey(k: int) -> int:
+    """A member's key in a binding (kinds are >= 0)."""
+    return -1 - k
+
+
+def _field_of(e: Expr) -> Field | None:
+    if isinstance(e, Var) and isinstance(e.field, Field):
+        return e.field
+    if isinstance(e, Ite):
+        return _field_of(e.a) or _field_of(e.b)
+    return None
+
+
+class _PoolEnv(_Env):
+    def __getitem__(self, f: Field) -> z3.ExprRef:
+        lf = self.lift
+        assert isinstance(lf, PoolReading)
+        if f in lf.family:
+            k, f0 = lf.family[f]
+            return self.s.member[f0](self._member(k, f))
+        if f in lf.values:
+            v = lf.values[f]
+            return lf.special(v) if isinstance(v, str) else self._member(v, f)
+        if f in lf.loops:
+            return lf.loop_term(lf.loops[f], self.s, self.binding)
+        if f in lf.rw_bits:
+            k, fn, t = lf.rw_bits[f]
+            if t not in self.binding:
+                raise KeyError(f)
+            return self.s.member2[fn](self._member(k, f), self.binding[t])
+        if f in lf.quant_member:
+            k, readers, queued = lf.quant_member[f]
+            g, n = self._member(k, f), lf.var("@q")
+            what, _ = lf.quant_fields[f]
+            if what == "no-readers":
+                return lf._forall_one(n, z3.Not(self.s.member2[readers](g, n)))
+            return z3.Not(lf._forall_one(n, z3.Not(self.s.member2[queued](g, n))))
+        return super().__getitem__(f)
+
+    def _member(self, k: int, f: Field) -> z3.ExprRef:
+        t = self.binding.get(_mkey(k))
+        if t is None:
+            raise LiftError(f"{f.name}: names member {k} of the pool outside its own member and its loops")
+        return t
+
+
+class PoolReading(Lifting):
+    """The expression side of ``PoolLifting`` (see the module docstring)."""
+
+    pool: str
+    pools: Pools
+    gsort: z3.SortRef
+    members: int | None  # an instance of this many members, or None: any number
+    member_fn: z3.FuncDeclRef | None
+    family: dict[Field, tuple[int, Field]]
+    rw_bits: dict[Field, tuple[int, Field, int]]
+    quant_member: dict[Field, tuple[int, Field, Field]]
+    slot_valued: dict[Field, dict[int, int | str]]
+    special_names: list[str]
+    loops: dict[Field, Loop]
+    values: dict[Field, int | str]
+    _value_fields: dict[int | str, Field]
+    _prep: dict[tuple[int, frozenset[int], int], Expr]
+
+    def is_member(self, x: z3.ExprRef) -> z3.BoolRef:
+        if self.members is not None:
+            return z3.And(x >= 0, x < self.members)
+        assert self.member_fn is not None
+        return self.member_fn(x)
+
+    def g_forall(self, names: Sequence[str], body: Callable[[list[z3.ExprRef]], z3.BoolRef]) -> z3.BoolRef:
+        """``body`` for every tuple of members (quantified, or every tuple of an instance's members)."""
+        if self.members is not None:
+            return z3.And(*[body([z3.IntVal(i) for i in xs])
+                            for xs in itertools.product(range(self.members), repeat=len(names))])
+        xs = [self.gvar(n) for n in names]
+        return z3.ForAll(xs, z3.Implies(z3.And(*[self.is_member(x) for x in xs]), body(xs)))
+
+    def g_exists(self, name: str, body: Callable[[z3.ExprRef], z3.BoolRef]) -> z3.BoolRef:
+        if self.members is not None:
+            return z3.Or(*[body(z3.IntVal(i)) for i in range(self.members)])
+        x = self.gvar(name)
+        return z3.Exists([x], z3.And(self.is_member(x), body(x)))
+
+    # ------------------------------------------------------------ values
+    def special(self, name: str) -> z3.ExprRef:
+        """A value no member is (``NULL``, ``clean``): distinct constants, negative integers in an instance."""
+        if name not in self.special_names:
+            raise LiftError(f"{name!r} names no member of {self.pool} and no known value")
+        i = self.special_names.index(name)
+        return z3.IntVal(-1 - i) if self.members is not None else z3.Const(f"@{self.pool}:{name}", self.gsort)
+
+    def value_sort(self, f: Field) -> z3.SortRef:
+        if f.kind == "owner":
+            return self.tsort
+        return self.gsort if f in self.slot_valued else z3_sort(f.sort)
+
+    def value_literal(self, f: Field, value: int, members: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
+        if f in self.slot_valued:
+            v = self.slot_valued[f].get(value, "?")
+            if isinstance(v, str):
+                return self.special(v)
+            if _mkey(v) not in members:
+                raise LiftError(f"{f.name}: starts naming member {v} of {self.pool}: no initial state for every size")
+            return members[_mkey(v)]
+        return self.literal(f, value)
+
+    def typed(self, f: Field, v: z3.ExprRef) -> z3.BoolRef:
+        if f in self.slot_valued:
+            names = sorted({x for x in self.slot_valued[f].values() if isinstance(x, str)})
+            return z3.Or(self.is_member(v), *[v == self.special(x) for x in names])
+        if f.kind == "owner":
+            return self.shared_range(f, v)
+        return range_constraint(f, v)
+
+    def gvar(self, name: str) -> z3.ExprRef:
+        return z3.Const(name, self.gsort)
+
+    # ------------------------------------------------------------ expressions
+    def prepare(self, e: Expr, owner_value: bool = False, fixed: frozenset[int] = frozenset()) -> Expr:
+        """``Lifting.prepare``, then classes of copies -> loop pseudo fields and slot constants -> value pseudo
+        fields (by the domain of the field they are compared with or stored into)."""
+        return self._pp(super().prepare(e, owner_value), fixed, None)
+
+    def _pp(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
+        key = (id(e), fixed, id(ctx))
+        hit = self._prep.get(key)
+        if hit is None:
+            hit = self._prep[key] = self._pp1(e, fixed, ctx)
+        return hit
+
+    def _pp1(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
+        if isinstance(e, Const):
+            if ctx is not None and ctx in self.slot_valued:
+                return self._value_field(self.slot_valued[ctx].get(int(e.value), "?")).var
+            return e
+        if isinstance(e, Var):
+            return e
+        if isinstance(e, Nary):
+            copies = self.pools.classes([Item(e.op, [x]) for x in e.args], self.pool, fixed)
+            rest = [self._pp(x, fixed, None) for i, x in enumerate(e.args) if i not in copies]
+            if copies:
+                i0 = min(copies)
+                k = copies[i0]
+                rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
+            return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
+        if isinstance(e, Ite):
+            ctx = ctx or (_field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
+            sel = self._select(e, fixed, ctx)
+            if sel is not None:
+                return sel
+            return Ite(self._pp(e.c, fixed, None), self._pp(e.a, fixed, ctx), self._pp(e.b, fixed, ctx), e.sort)
+        if isinstance(e, Bin):
+            if e.op in ("<", ">") and self._range_check(e):
+                return Const(False, BOOL)  # a value of the pool's sort is in range by its type
+            if e.op in ("==", "!="):
+                return Bin(e.op, self._pp(e.a, fixed, _field_of(e.b)), self._pp(e.b, fixed, _field_of(e.a)), e.sort)
+            return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
+        if isinstance(e, Un):
+            return Un(e.op, self._pp(e.a, fixed, None), e.sort)
+        raise LiftError(f"cannot lift a {type(e).__name__} over a pool")
+
+    def _range_check(self, e: Bin) -> bool:
+        """``p < lo`` or ``p > hi`` of a field naming members (the explicit encoding's bounds)."""
+        f, c = _field_of(e.a), e.b
+        if f is None or f not in self.slot_valued or not isinstance(c, Const) or not isinstance(e.a, Var):
+            return False
+        if (e.op == "<" and c.value == f.lo) or (e.op == ">" and c.value == f.hi):
+            return True
+        raise LiftError(f"{f.name}: ordered against {c.value} (a pointer into the pool has no order)")
+
+    def _select(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
+        """An if chain whose cases pin one pointer to each member outside ``fixed``: the case at its element."""
+        cases: list[tuple[Expr, Expr]] = []
+        x: Expr = e
+        while isinstance(x, Ite):
+            cases.append((x.c, x.a))
+            x = x.b
+        if len(cases) < 2:
+            return None
+        copies = self.pools.classes([Item("case", [c, a]) for c, a in cases], self.pool, fixed)
+        pins = [self._pins(c) for c, _ in cases]
+        # every case pins the same pointer, so the cases exclude each other and their order is no matter
+        if not copies or any(p is None for p in pins) or len({id(p[0]) for p in pins if p is not None}) != 1:
+            return None
+        i0 = min(copies)
+        pointer, k = pins[i0]  # type: ignore[misc]
+        rest = self._pp(x, fixed, ctx)
+        for i in reversed(range(len(cases))):
+            if i not in copies:
+                c, a = cases[i]
+                rest = Ite(self._pp(c, fixed, None), self._pp(a, fixed, ctx), rest, e.sort)
+        lp = Loop("select", self._pp(cases[i0][1], fixed | {k}, ctx), k, fixed, self._pp(pointer, fixed, None), rest)
+        return self._loop_field(lp, e).var
+
+    def _pins(self, c: Expr) -> tuple[Expr, int] | None:
+        """``c`` is ``p == <a member's slot>``: (p, the member)."""
+        if isinstance(c, Bin) and c.op == "==" and isinstance(c.b, Const):
+            f = _field_of(c.a)
+            if f is not None and f in self.slot_valued:
+                v = self.slot_valued[f].get(int(c.b.value))
+                if isinstance(v, int):
+                    return c.a, v
+        return None
+
+    def _loop_field(self, lp: Loop, like: Expr | None = None) -> Field:
+        """A pseudo field standing for the loop (its sort: a select's values', else bool)."""
+        kind = "bool" if like is None or like.sort == BOOL else "int"
+        src = _field_of(like) if like is not None else None
+        pf = Field(f"@loop#{len(self.loops)}", src.kind if src is not None else kind, 0, 1, 0,
+                   names=src.names if src is not None else ())
+        if src is not None and src in self.slot_valued:
+            self.slot_valued[pf] = self.slot_valued[src]
+        self.loops[pf] = lp
+        return pf
+
+    def _value_field(self, v: int | str) -> Field:
+        if v not in self._value_fields:
+            pf = Field(f"@value:{v}", "int", 0, 0, 0)
+            self._value_fields[v] = pf
+            self.values[pf] = v
+        return self._value_fields[v]
+
+    def loop_term(self, lp: Loop, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
+        fixed = [binding[_mkey(j)] for j in sorted(lp.fixed) if _mkey(j) in binding]
+        if len(fixed) != len(lp.fixed):
+            raise LiftError("a loop inside a loop whose members are not bound")
+
+        def outside(x: z3.ExprRef) -> z3.BoolRef:
+            return z3.And(self.is_member(x), *[x != y for y in fixed])
+
+        def body(x: z3.ExprRef) -> z3.BoolRef:
+            return self.term(lp.body, s, {**binding, _mkey(lp.k): x})
+        if lp.op == "select":
+            assert lp.pointer is not None and lp.default is not None
+            p = self.term(lp.pointer, s, binding)
+            return z3.If(outside(p), body(p), self.term(lp.default, s, binding))
+        name = f"@x{len(fixed)}_{lp.k}"
+        if lp.op == "and":
+            return self.g_forall([name], lambda xs: z3.Implies(outside(xs[0]), body(xs[0])))
+        return self.g_exists(name, lambda x: z3.And(outside(x), body(x)))
+
+    def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
+        try:
+            return to_z3(prepared, _PoolEnv(self, s, binding))
+        except ExprError as err:
+            raise LiftError(f"cannot lift by renaming: {err}") from None
+
+    def members_named(self, prepared: Expr) -> set[int]:
+        """The members a prepared expression names outside its loops (a loop names its fixed members)."""
+        out: set[int] = set()
+        stack = [prepared]
+        while stack:
+            x = stack.pop()
+            f = x.field if isinstance(x, Var) else None
+            if isinstance(f, Field):
+                if f in self.family:
+                    out.add(self.family[f][0])
+                elif f in self.rw_bits:
+                    out.add(self.rw_bits[f][0])
+                elif f in self.quant_member:
+                    out.add(self.quant_member[f][0])
+                elif isinstance(self.values.get(f), int):
+                    out.add(self.values[f])  # type: ignore[arg-type]
+                elif f in self.loops:
+                    lp = self.loops[f]
+                    out |= lp.fixed
+                    stack += [y for y in (lp.pointer, lp.default) if y is not None]
+            stack.extend(children(x))
+        return out
+
+    def reads(self, prepared: Expr) -> set[Field]:
+        """Fields read, loops' bodies included, a member's field as its family's."""
+        out: set[Field] = set()
+        stack = [prepared]
+        while stack:
+            x = stack.pop()
+            f = x.field if isinstance(x, Var) else None
+            if isinstance(f, Field):
+                if f in self.loops:
+                    lp = self.loops[f]
+                    stack += [y for y in (lp.body, lp.pointer, lp.default) if y is not None]
+                elif f in self.quant_member:
+                    out |= set(self.quant_member[f][1:])
+                else:
+                    out.add(self._written_as(f))
+            stack.extend(children(x))
+        return out
+
+    def _written_as(self, f: Field) -> Field:
+        """The state component ``f`` is part of: its family, its semaphore function, or itself."""
+        if f in self.family:
+            return self.family[f][1]
+        return self.rw_bits[f][1] if f in self.rw_bits else f
+
+    def writes(self, a: Action) -> set[Field]:
+        return {self._written_as(f) for f in a.updates}
+
