@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import pytest
+import z3
 
 from checker.lang.expr import And, Implies, Not, Or
 from checker.lang.layout import bool_field
 from checker.lang.program import ProgramBuilder
 from checker.lang.program_types import Member, Program
-from checker.prove.parametric.lift import LiftError
+from checker.prove.parametric.instance import InstanceMismatch
+from checker.prove.parametric.lift import LiftError, PState
+from checker.prove.parametric.poolinstance import check_pool_instance
 from checker.prove.parametric.poollift import PoolLifting
+from checker.prove.parametric.poolread import Loop, PoolReading
 from checker.prove.parametric.pprove import Invariant, ParametricProver
 from checker.prove.prove_results import CTI, PROVED
 
@@ -89,3 +96,26 @@ def test_an_or_over_the_other_members_reads_as_exists() -> None:
     groups = lift.groups(Or(*[b.var for b in busy]))
     assert [named for named, _ in groups] == [()]  # one conjunct, no member left outside the loop
     assert "Exists" in str(lift.group((), groups[0][1], lift.state("s")))
+
+
+def _owners(program: Program) -> dict[str, dict[str, int]]:
+    return {th.name: {"dev": th.index} for th in program.threads}
+
+
+def test_the_lifting_at_the_built_size_agrees_with_the_explicit_engine_on_every_reachable_state() -> None:
+    locked, _ = _claims(3, locked=True)
+    racy, _ = _claims(3, locked=False)
+    assert check_pool_instance(locked, "dev", _owners(locked)).text() == "on all 19 reachable states (27 transitions)"
+    assert check_pool_instance(racy, "dev", _owners(racy)).text() == "on all 27 reachable states (66 transitions)"
+
+
+def test_the_cross_check_catches_a_loop_read_with_the_wrong_quantifier(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "no other device busy" read as "some other device not busy": more steps enabled than the program has
+    real = PoolReading.loop_term
+
+    def exists_for_forall(self: PoolReading, lp: Loop, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.ExprRef:
+        return real(self, dataclasses.replace(lp, op="or" if lp.op == "and" else lp.op), s, binding)
+    monkeypatch.setattr(PoolReading, "loop_term", exists_for_forall)
+    program, _ = _claims(3, locked=True)
+    with pytest.raises(InstanceMismatch, match="claim.dev1: claim: no other device busy: lifted only"):
+        check_pool_instance(program, "dev", _owners(program))

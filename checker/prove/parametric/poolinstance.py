@@ -1,0 +1,128 @@
+"""The pool lifting at the built size, against the explicit engine: the reading back checked on states.
+
+``PoolLifting`` reads a program built with N members (N >= 3) as a relation over any number of them.
+Instantiated at N (members and threads as integers, every quantifier over the pool a finite
+conjunction: ``members_at``), it must be that very program again: on every reachable state of the
+explicit program (the compiled successor function; a breadth-first prefix, then random walks), the
+same steps are enabled, they lead to the same states, and the same steps fail a check. A loop read as
+a quantifier that misses or adds a member, a select read at the wrong element, a store through a
+pointer that writes the wrong member: each is a difference, raised as ``InstanceMismatch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import z3
+
+from checker.lang.layout import Field
+from checker.lang.program import Program
+from checker.prove.crosscheck import reachable_sample
+from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, Substitution
+from checker.prove.parametric.lift import PState
+from checker.prove.parametric.poollift import PoolLifting
+from checker.prove.parametric.pools import Owners
+from checker.prove.z3expr import from_z3_value, literal
+
+
+class _Encoding:
+    """The explicit program's fields as terms of a lifted state, and their values both ways."""
+
+    def __init__(self, lf: PoolLifting) -> None:
+        self.lf = lf
+        self.fields = lf.program.layout.fields
+
+    def term(self, s: PState, f: Field) -> z3.ExprRef:
+        lf = self.lf
+        if f in lf.family:
+            k, f0 = lf.family[f]
+            return s.member[f0](z3.IntVal(k))
+        if f in lf.rw_bits:
+            k, fn, t = lf.rw_bits[f]
+            return s.member2[fn](z3.IntVal(k), z3.IntVal(t + 1))
+        if f in lf.thread_of:
+            return s.thread[f](z3.IntVal(lf.thread_of[f] + 1))
+        return s.shared[f]
+
+    def value(self, f: Field, v: int) -> z3.ExprRef:
+        lf = self.lf
+        if f in lf.slot_valued:
+            x = lf.slot_valued[f].get(v, "?")
+            return lf.special(x) if isinstance(x, str) else z3.IntVal(x)
+        if f.kind == "owner":
+            return z3.IntVal(v)  # 0: nobody, else thread index + 1 in both
+        return literal(f.sort, v)
+
+    def decode(self, f: Field, term: z3.ExprRef) -> int:
+        v = from_z3_value(term)
+        lf = self.lf
+        if f in lf.slot_valued:
+            name: int | str = v if v >= 0 else lf.special_names[-1 - v]
+            back = [x for x, y in lf.slot_valued[f].items() if y == name]
+            if len(back) != 1:
+                raise InstanceMismatch(f"{f.name}: lifted value {name!r} names no value of the field")
+            return back[0]
+        return v
+
+    def pairs(self, s: PState, values: dict[str, int]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+        return [(self.term(s, f), self.value(f, values[f.name])) for f in self.fields]
+
+
+def check_pool_instance(program: Program, pool: str, owners: Owners, max_states: int = 2_000,
+                        samples: int = 300) -> InstanceReport:
+    """The pool lifting of ``program`` instantiated at its own size against its explicit successor function."""
+    from checker.search.codegen import compile_program
+
+    n_members = len(program.instance_pools[pool])
+    lf = PoolLifting(program, pool, owners, members_at=n_members)
+    enc = _Encoding(lf)
+    succ: Callable[[int], list[tuple[int, int]]] = compile_program(program).succ
+    s = lf.state("i")
+    init = program.layout.initial()
+    if not z3.is_true(Substitution(enc.pairs(s, program.layout.decode(init))).value(lf.init(s))):
+        raise InstanceMismatch(f"pool {pool}: the explicit initial state is not the lifted initial state")
+    by_pick = {(rep, k): aid for aid, (rep, k) in lf.action_class.items()}
+    forms = []  # (explicit action id, thread id, enabled and fine, enabled and failing, post-state)
+    for a in program.actions:
+        cls = lf.action_class.get(a.aid)
+        if cls is not None and cls[0] != a.aid:
+            continue
+        me = z3.IntVal(a.thread + 1)
+        picks: list[int | None] = [None]
+        if cls is not None:
+            _, fixed, _ = lf.context(a, me)
+            picks = [k for k in range(n_members) if (a.aid, k) in by_pick]
+        for pick in picks:
+            ok, post = lf.step(a, s, me, pick)
+            failing = z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick))
+            aid = a.aid if pick is None else by_pick[(a.aid, pick)]
+            forms.append((aid, a.thread, ok, failing, post))
+    states, complete, sampled = reachable_sample(succ, init, max_states, samples)
+    pcs = [th.pc.name for th in program.threads]
+    transitions = 0
+    for st in states:
+        values = program.layout.decode(st)
+        sub = Substitution(enc.pairs(s, values))
+        explicit = {(aid, ns) for aid, ns in succ(st) if ns >= 0}
+        explicit_bad = {aid for aid, ns in succ(st) if ns < 0}
+        lifted: set[tuple[int, int]] = set()
+        lifted_bad: set[int] = set()
+        for aid, t, ok, failing, post in forms:
+            if program.actions[aid].label != values[pcs[t]]:
+                continue
+            if z3.is_true(sub.value(ok)):
+                out = {f.name: enc.decode(f, sub.value(enc.term(post, f))) for f in enc.fields}
+                lifted.add((aid, program.layout.encode(out)))
+            if z3.is_true(sub.value(failing)):
+                lifted_bad.add(aid)
+        transitions += len(explicit) + len(explicit_bad)
+        if explicit != lifted or explicit_bad != lifted_bad:
+            diff = sorted(explicit ^ lifted)[:1] or [(x, -1) for x in sorted(explicit_bad ^ lifted_bad)[:1]]
+            a = program.actions[diff[0][0]]
+            side = "explicit only" if diff[0] in explicit or diff[0][0] in explicit_bad - lifted_bad else "lifted only"
+            raise InstanceMismatch(f"pool {pool} at {n_members} members: state {st:#x}: "
+                                   f"{program.threads[a.thread].name}: {a.function}: {a.text}: {side}")
+    return InstanceReport([1] * len(program.threads), len(states), transitions, complete, sampled)
+
+
+__all__ = ["check_pool_instance"]
