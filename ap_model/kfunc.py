@@ -288,6 +288,12 @@ class KernelDesign:
 
         return instance_owners(scenario)
 
+    def instance_orbits(self, scenario: Scenario) -> dict[str, str]:
+        """Each thread's operation apart from its guest (universal.instance_orbits)."""
+        from .universal import instance_orbits
+
+        return instance_orbits(scenario)
+
     def sized_coverage(self, scenario: Scenario, program: Program) -> tuple[bool, str]:
         """Whether the assign operations reach every matrix of a size (universal.sized_coverage)."""
         from .universal import sized_coverage

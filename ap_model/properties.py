@@ -392,9 +392,11 @@ def add_lemmas(w: World, program: Program) -> None:
             from .device_lemmas import add_dead_device_lemma
 
             add_dead_device_lemma(w, program, leaving)
+        from .guest_lemmas import add_guest_refs_lemma
         from .lifetime_lemmas import add_lifetime_lemmas
 
         add_lifetime_lemmas(w, program)
+        add_guest_refs_lemma(w, program)
     _add_frame(program)
 
 

@@ -102,11 +102,18 @@ def instance_owners(scenario: Scenario) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for ts in scenario.threads:
         args = ts.run[0].args if ts.run else {}
-        own = {pool: args[pool] for pool in ("vm", "mdev") if pool in args}
+        own: dict[str, int] = {pool: int(args[pool]) for pool in ("vm", "mdev") if pool in args}
         if len(set(own.values())) == 1:
             own["guest"] = next(iter(own.values()))
         out[ts.name] = own
     return out
+
+
+def instance_orbits(scenario: Scenario) -> dict[str, str]:
+    """Each thread's operation with its arguments but the VM and mdev: the threads of one orbit run the same
+    operation on different guests (a once-only operation runs at most once per guest)."""
+    return {ts.name: thread_name(ts.run[0].name, {k: v for k, v in ts.run[0].args.items() if k not in ("vm", "mdev")})
+            for ts in scenario.threads if ts.run}
 
 
 def sized_constants(vms: int, adapters: int, domains: int) -> dict[str, Any]:

@@ -25,6 +25,19 @@ from checker.prove.parametric.pools import Owners
 from checker.prove.z3expr import from_z3_value, literal
 
 
+class _Nested(Substitution):
+    """Values substituted until none is left: a member's field read through a pointer, ``f(p)``, is ``f`` at
+    ``p``'s value, matched only once ``p`` is (one substitution matches the original subterms only)."""
+
+    def value(self, term: z3.ExprRef) -> z3.ExprRef:
+        for _ in range(8):
+            nxt = super().value(term)
+            if nxt.eq(term):
+                return nxt
+            term = nxt
+        return term
+
+
 class _Encoding:
     """The explicit program's fields as terms of a lifted state, and their values both ways."""
 
@@ -65,7 +78,14 @@ class _Encoding:
         return v
 
     def pairs(self, s: PState, values: dict[str, int]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-        return [(self.term(s, f), self.value(f, values[f.name])) for f in self.fields]
+        out = [(self.term(s, f), self.value(f, values[f.name])) for f in self.fields]
+        # a (member semaphore, thread) with no bit in the program: that thread never takes it
+        lf = self.lf
+        bits = {(fn, k, t) for k, fn, t in lf.rw_bits.values()}
+        members = len(lf.program.instance_pools[lf.pool])
+        out += [(s.member2[fn](z3.IntVal(k), z3.IntVal(t + 1)), z3.BoolVal(False)) for fn in lf.rw_functions
+                for k in range(members) for t in range(len(lf.program.threads)) if (fn, k, t) not in bits]
+        return out
 
 
 def check_pool_instance(program: Program, pool: str, owners: Owners, max_states: int = 2_000,
@@ -79,7 +99,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
     succ: Callable[[int], list[tuple[int, int]]] = compile_program(program).succ
     s = lf.state("i")
     init = program.layout.initial()
-    if not z3.is_true(Substitution(enc.pairs(s, program.layout.decode(init))).value(lf.init(s))):
+    if not z3.is_true(_Nested(enc.pairs(s, program.layout.decode(init))).value(lf.init(s))):
         raise InstanceMismatch(f"pool {pool}: the explicit initial state is not the lifted initial state")
     by_pick = {(rep, k): aid for aid, (rep, k) in lf.action_class.items()}
     forms = []  # (explicit action id, thread id, enabled and fine, enabled and failing, post-state)
@@ -102,7 +122,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
     transitions = 0
     for st in states:
         values = program.layout.decode(st)
-        sub = Substitution(enc.pairs(s, values))
+        sub = _Nested(enc.pairs(s, values))
         explicit = {(aid, ns) for aid, ns in succ(st) if ns >= 0}
         explicit_bad = {aid for aid, ns in succ(st) if ns < 0}
         lifted: set[tuple[int, int]] = set()

@@ -41,9 +41,11 @@ from checker.search.reduce.renaming import domain_of, lock_fields
 
 class PoolLifting(PoolReading):
     def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = (),
-                 members_at: int | None = None) -> None:
+                 members_at: int | None = None, orbits: Mapping[str, str] | None = None) -> None:
         """``members_at``: the instance of the built program's own size (integers for members, every thread
-        of the program one id: checker.prove.parametric.poolinstance); None: any number of members."""
+        of the program one id: checker.prove.parametric.poolinstance); None: any number of members.
+        ``singletons``: kinds of an operation run once; one with an own member runs once *per member*, counted
+        over its ``orbits`` (the kinds of one operation on different members: thread name -> label)."""
         members = program.instance_pools.get(pool)
         if not members or len(members) < 3:
             raise LiftError(f"pool {pool!r}: a program built with at least three members is needed")
@@ -91,15 +93,21 @@ class PoolLifting(PoolReading):
         self._value_fields: dict[int | str, Field] = {}
         self._prep: dict[tuple[int, frozenset[int], int], Expr] = {}
         universe = None if members_at is None else {th.index: [th.index + 1] for th in program.threads}
-        super().__init__(program, universe, singletons)
-        self.owner = {th.index: owners[th.name][pool] for th in program.threads
-                      if pool in owners.get(th.name, {})}
+        owner = {th.index: owners[th.name][pool] for th in program.threads if pool in owners.get(th.name, {})}
+        super().__init__(program, universe, [t for t in singletons if t not in owner])
+        self.owner = owner
+        labels = orbits or {}
+        self.once_per_member: dict[str, list[int]] = {}
+        for t in singletons:
+            if t in owner:
+                name = program.threads[t].name
+                self.once_per_member.setdefault(labels.get(name, name), []).append(t)
         self.own_fn = (z3.Function(f"@own:{pool}", self.tsort, self.gsort).__call__ if members_at is None else
                        _kind_table({t + 1: k for t, k in self.owner.items()}))
         self.shared = [f for f in self.shared if f not in self.family]
         self.per_thread = [f for f in self.per_thread if f not in self.family and f not in self.rw_bits]
         self.families = list(dict.fromkeys(f0 for _, f0 in self.family.values()))
-        self.rw_functions = list(dict.fromkeys(fn for _, fn, _ in self.rw_bits.values()))
+        self.rw_functions = list(dict.fromkeys(fn for _, r, q in self.rw_of.values() for fn in (r, q)))
         # "no reader holds it" / "a writer is queued" of a member's semaphore: over every thread, at the member
         self.quant_member = {pf: self.rw_of[id(rw)] for pf, (_, rw) in self.quant_fields.items()
                              if id(rw) in self.rw_of}
@@ -124,8 +132,11 @@ class PoolLifting(PoolReading):
         if len(specials) > 1:
             terms.append(z3.Distinct(*specials))
         if self.members is None:
-            n = self.var("@own-n")
+            n, n2 = self.var("@own-n"), self.var("@own-n2")
             terms.append(z3.ForAll([n], self.is_member(self.own_fn(n))))
+            for kinds in self.once_per_member.values():  # at most one thread of the operation per member
+                of = [z3.Or(*[self.is_kind(x, t) for t in kinds]) for x in (n, n2)]
+                terms.append(z3.ForAll([n, n2], z3.Implies(z3.And(*of, self.own_fn(n) == self.own_fn(n2)), n == n2)))
         return z3.And(super().axioms(), *terms)
 
     # ------------------------------------------------------------ states
@@ -336,24 +347,29 @@ class PoolLifting(PoolReading):
         return list(groups.items())
 
     def group(self, named: tuple[int, ...], ps: list[Expr], s: PState) -> z3.BoolRef:
+        """The conjuncts for every thread of each named kind and all distinct members: a member that is a named
+        thread's own is ``own(n)``; the members the program names are distinct (member 1 is not member 0,
+        even where the conjunct names only one of them beside a thread owning the other)."""
         kinds = [t for t in named if t >= 0]
         members = [-1 - m for m in named if m < 0]
+        relevant = list(dict.fromkeys([*members, *[self.owner[t] for t in kinds if t in self.owner]]))
 
         def body(b: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
             bound = dict(b)
             same: list[z3.BoolRef] = []
-            for t in kinds:  # a member that is a named thread's own is that thread's own(n)
+            for t in kinds:
                 k = self.owner.get(t)
-                if k in members:
-                    if _mkey(k) in bound:
-                        same.append(bound[_mkey(k)] == self.own_fn(b[t]))
-                    else:
-                        bound[_mkey(k)] = self.own_fn(b[t])
-            free = [k for k in members if _mkey(k) not in bound]
+                if k is None:
+                    continue
+                if _mkey(k) in bound:
+                    same.append(bound[_mkey(k)] == self.own_fn(b[t]))
+                else:
+                    bound[_mkey(k)] = self.own_fn(b[t])
+            free = [k for k in relevant if _mkey(k) not in bound]
 
             def inner(xs: list[z3.ExprRef]) -> z3.BoolRef:
                 full = {**bound, **{_mkey(k): x for k, x in zip(free, xs)}}
-                terms = [full[_mkey(k)] for k in members]
+                terms = [full[_mkey(k)] for k in relevant]
                 distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
                 return z3.Implies(z3.And(*distinct, *same), z3.And(*[self.term(p, s, full) for p in ps]))
             return self.g_forall([f"@g{k}" for k in free], inner) if free else inner([])
