@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .world import World
 
 CLOSED = VM_FD.index("closed")
+# apcheck prove --parametric --all-sizes (KernelDesign.pool_lemmas / pool_unstated): the parametric lemmas with
+# the count over every mdev restated guest by guest
+POOL_UNSTATED = ("lemma-kvm-refs",)
 
 
 def guest_paired(w: World) -> bool:

@@ -288,6 +288,20 @@ class KernelDesign:
 
         return instance_owners(scenario)
 
+    def pool_lemmas(self) -> tuple[str, ...]:
+        """Lemmas ``prove --parametric --all-sizes`` assumes (proved with each goal): the universal ones but those
+        not stated over the guests, and the guest-by-guest kvm count (guest_lemmas)."""
+        from .guest_lemmas import POOL_UNSTATED
+        from .properties import PARAMETRIC_LEMMAS
+
+        return tuple(x for x in PARAMETRIC_LEMMAS if x not in POOL_UNSTATED) + ("lemma-kvm-guest-refs",)
+
+    def pool_unstated(self) -> tuple[str, ...]:
+        """Properties no quantifier over the guests states (a sum over the mdevs): no --all-sizes goal."""
+        from .guest_lemmas import POOL_UNSTATED
+
+        return POOL_UNSTATED
+
     def instance_orbits(self, scenario: Scenario) -> dict[str, str]:
         """Each thread's operation apart from its guest (universal.instance_orbits)."""
         from .universal import instance_orbits

@@ -255,6 +255,9 @@ def register(group: click.Group) -> None:
 @click.option("--sizes", "sizes", default=None, metavar="GRID",
               help="With --parametric: prove at every size of GRID, e.g. vms=1..2,adapters=1..2,domains=1..2 "
                    "(the design's sized constants; a dimension not given is 1).")
+@click.option("--all-sizes", "all_sizes", is_flag=True, default=False,
+              help="With --parametric: prove for any number of guests (a VM with its mdev) as well as threads "
+                   "(checker.prove.parametric.poollift; the design's sized constants at three guests).")
 @click.option("--masks", is_flag=True, default=False,
               help="Prove the AP mask rules for every 256-bit mask value (ap_model.mask_proofs; no SPEC).")
 @click.option("--mask-width", "mask_width", type=click.IntRange(min=8), default=256, hidden=True)
@@ -265,7 +268,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
           bmc: int | None, timeout: float | None, auto_lemmas: bool, houdini: bool, crosscheck_states: int | None,
           engine: str,
           no_lemmas: bool, save_lemmas: bool, parametric: bool, cex_dir: str, masks: bool, mask_width: int, fmt: str,
-          output: str | None, sizes: str | None = None) -> int:
+          output: str | None, sizes: str | None = None, all_sizes: bool = False) -> int:
     """Prove SPEC's invariants for every reachable state (induction), or find violations (BMC).
 
     With --masks (and no SPEC): prove the AP mask rules at full architecture width."""
@@ -285,10 +288,19 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
         if engine != "induction" or houdini or save_lemmas or k not in (None, 1):
             raise click.UsageError("--parametric proves by 1-induction: no --engine spacer, --houdini, "
                                    "--save-lemmas or --k")
+        if all_sizes:
+            from checker.cli.allsizes_cli import run_all_sizes
+            from checker.cli.parametric_cli import DEFAULT_CROSSCHECK_STATES, resolve
+
+            if sizes is not None or bmc:
+                raise click.UsageError("--all-sizes proves for every size: no --sizes or --bmc")
+            states = DEFAULT_CROSSCHECK_STATES if crosscheck_states is None else crosscheck_states
+            return run_all_sizes(resolve(ctx, spec), props, lemmas, 60.0 if timeout is None else timeout, auto_lemmas,
+                                 states, fmt, output, no_lemmas)
         return run_parametric(ctx, spec, props, lemmas, 30.0 if timeout is None else timeout, bmc or 0, auto_lemmas,
                               crosscheck_states, fmt, output, cex_dir, no_lemmas, sizes)
-    if sizes is not None:
-        raise click.UsageError("--sizes goes with --parametric")
+    if sizes is not None or all_sizes:
+        raise click.UsageError("--sizes and --all-sizes go with --parametric")
     loaded = load(ctx, spec)
     program = build(loaded)
     known = list(goals_of(program))

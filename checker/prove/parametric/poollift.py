@@ -30,13 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 import z3
 
 from checker.lang.expr import BOOL, Expr, Or
-from checker.lang.layout import Field
+from checker.lang.layout import THREAD_LOCAL, Field
 from checker.lang.program import Program, RwSem
-from checker.lang.program_types import Action
+from checker.lang.program_types import Action, Member
 from checker.prove.parametric.lift import Access, Access2, LiftError, Lifting, PState, _kind_table
 from checker.prove.parametric.poolread import Loop, PoolReading, _mkey
 from checker.prove.parametric.pools import Item, Owners, Pools
-from checker.search.reduce.renaming import domain_of, lock_fields
+from checker.search.reduce.renaming import Refused, Renaming, domain_of, identity, lock_fields
 
 
 class PoolLifting(PoolReading):
@@ -93,6 +93,7 @@ class PoolLifting(PoolReading):
         self._value_fields: dict[int | str, Field] = {}
         self._prep: dict[tuple[int, frozenset[int], int], Expr] = {}
         universe = None if members_at is None else {th.index: [th.index + 1] for th in program.threads}
+        self._index = {th.name: th.index for th in program.threads}
         owner = {th.index: owners[th.name][pool] for th in program.threads if pool in owners.get(th.name, {})}
         super().__init__(program, universe, [t for t in singletons if t not in owner])
         self.owner = owner
@@ -113,6 +114,45 @@ class PoolLifting(PoolReading):
                              if id(rw) in self.rw_of}
         self._check_symmetric_init(members)
         self.action_class = self._action_classes()
+        self.dropped = self._orbit_copies(labels) if members_at is None else set()
+
+    def _orbit_copies(self, labels: Mapping[str, str]) -> set[int]:
+        """Kinds of an orbit (one operation on each member) other than member 0's, where each is member 0's
+        renamed (the two members swapped, threads and their locals with them; checker.search.reduce.renaming):
+        member 0's kind, its own member any element, stands for them; they have no thread."""
+        program = self.program
+        n = len(program.instance_pools[self.pool])
+        per: dict[str, dict[int, int]] = {}
+        for t, k in self.owner.items():
+            per.setdefault(labels.get(program.threads[t].name, program.threads[t].name), {})[k] = t
+        full = sorted(label for label, kinds in per.items() if sorted(kinds) == list(range(n)))
+        locals_of: dict[int, dict[str, Field]] = {}
+        for f in program.layout.fields:
+            owner = f.meta.get(THREAD_LOCAL)
+            if isinstance(owner, str):
+                locals_of.setdefault(self._index[owner], {})[f.name.replace(owner, "@", 1)] = f
+        keys = {label: sorted(locals_of.get(per[label][0], {})) for label in full}
+        if any(sorted(locals_of.get(per[label][k], {})) != keys[label] for label in full for k in range(n)):
+            return set()
+        members = [Member([program.threads[per[label][k]].name for label in full],
+                          [*m.fields, *[locals_of[per[label][k]][x] for label in full for x in keys[label]]],
+                          list(m.locks), list(m.slots))
+                   for k, m in enumerate(program.instance_pools[self.pool])]
+        same = identity(program)
+        dropped: set[int] = set()
+        for k in range(1, n):
+            swap = list(range(n))
+            swap[0], swap[k] = k, 0
+            r = Renaming.of_members(program, members, swap)
+            for label in full:
+                rep, other = per[label][0], per[label][k]
+                try:
+                    mine = sorted(repr(r.action(a)) for a in program.actions if a.thread == rep)
+                except Refused:
+                    continue
+                if mine == sorted(repr(same.action(a)) for a in program.actions if a.thread == other):
+                    dropped.add(other)
+        return dropped
 
     def _check_symmetric_init(self, members: Sequence[object]) -> None:
         for f, (k, f0) in self.family.items():
@@ -134,6 +174,7 @@ class PoolLifting(PoolReading):
         if self.members is None:
             n, n2 = self.var("@own-n"), self.var("@own-n2")
             terms.append(z3.ForAll([n], self.is_member(self.own_fn(n))))
+            terms += [z3.ForAll([n], self.kind(n) != d) for d in sorted(self.dropped)]  # member 0's kind runs them
             for kinds in self.once_per_member.values():  # at most one thread of the operation per member
                 of = [z3.Or(*[self.is_kind(x, t) for t in kinds]) for x in (n, n2)]
                 terms.append(z3.ForAll([n, n2], z3.Implies(z3.And(*of, self.own_fn(n) == self.own_fn(n2)), n == n2)))
@@ -316,7 +357,7 @@ class PoolLifting(PoolReading):
         """As ``Lifting.step``; a step of a class of sibling copies at a member picked among the others (``pick``:
         that member, in an instance), the class's other steps disabled (the first, at any member, stands for them)."""
         cls = self.action_class.get(a.aid)
-        if cls is not None and cls[0] != a.aid:
+        if (cls is not None and cls[0] != a.aid) or a.thread in self.dropped:
             return z3.BoolVal(False), s
         shared, own, members, bits = self.updated_all(a, s, me, pick)
         typed = [self.typed(f, v) for f, v in shared.items()]
@@ -340,6 +381,8 @@ class PoolLifting(PoolReading):
         groups: dict[tuple[int, ...], list[Expr]] = {}
         for c in conjuncts(e):
             base = Lifting.prepare(self, c)  # a named thread's own member is fixed: its loops are over the others
+            if set(self.threads_named(base)) & self.dropped:
+                continue  # about threads no state has (member 0's kind stands for them)
             fixed = frozenset(self.owner[t] for t in self.threads_named(base) if t in self.owner)
             p = self._existential(self._pp(base, fixed, None))
             key = tuple(self.threads_named(p)) + tuple(sorted(_mkey(k) for k in self.members_named(p)))
