@@ -49,3 +49,17 @@ def test_one_check_per_message_whatever_the_member() -> None:
     b = Block()
     b.through(PTR.var, range(N), lambda bk, k: statements(bk, k, None))
     assert [(c.prop, c.message) for c in b.checks] == [("range", "count overflows")]
+
+
+def test_two_checks_of_one_message_in_one_case_both_count() -> None:
+    b = Block()
+
+    def body(bk: Block, k: int) -> None:
+        bk.check(FLAG[k].var, "memory-safety", "bad")
+        bk.check(COUNT.var == k, "memory-safety", "bad")
+
+    b.through(PTR.var, range(N), body)
+    (check,) = b.checks
+    for ptr, count, *flags in itertools.product(range(-1, N), range(8), *[[False, True]] * N):
+        env = dict(zip(FIELDS, [ptr, count, *flags]))
+        assert evaluate(check.bad, env) == (ptr >= 0 and (flags[ptr] or count == ptr))

@@ -94,15 +94,16 @@ class Block:
                 if bk.upd.get(f) is not self.upd.get(f):
                     value = If(case, bk.upd[f], value)
             self.upd[f] = value
-        same: dict[tuple[str, str], list[tuple[Expr, Expr]]] = {}  # one check per message: its cases
-        for case, bk, _ in branches:
+        same: dict[tuple[str, str], dict[int, list[Expr]]] = {}  # one check per message: per case, its bads
+        for n, (case, bk, _) in enumerate(branches):
             for c in bk.checks:
-                same.setdefault((c.prop, c.message), []).append((case, c.bad))
+                same.setdefault((c.prop, c.message), {}).setdefault(n, []).append(c.bad)
             self.destroys += [(And(case, last), v, family, what) for last, v, family, what in bk.destroys]
-        for (prop, message), cases in same.items():
+        for (prop, message), per_case in same.items():
             bad: Expr = Const(False, BOOL)
-            for case, when_bad in reversed(cases):
-                bad = If(case, when_bad, bad) if len(cases) > 1 else And(case, when_bad)
+            for n in reversed(per_case):
+                case = branches[n][0]
+                bad = If(case, Or(*per_case[n]), bad) if len(per_case) > 1 else And(case, Or(*per_case[n]))
             self.checks.append(Check(bad, prop, message))
         return Or(*[And(case, got) for case, _, got in branches if got is not None])
 
