@@ -12,19 +12,15 @@ only, as the others).
   kernfs_get_active to kernfs_put_active and finds the files not yet removed; the mdev is freed only after
   its remove drained them (ap_model/kernel/kernfs.py), exactly from that remove's free on (an mdev is removed
   once: universal_once), so a store never reaches a freed mdev.
-- ``lemma-queue-lookup``: the queue paths' C local ``matrix_mdev`` (get_update_locks_by_apqn's list walk,
-  get_update_locks_for_queue's q->matrix_mdev: ap_model/kernel/ap_bus.py ``apqn_locks``) is the mdev holding
-  the APQN from the lookup, under guests_lock, to the release that resets it (every matrix writer, and the
-  remove that frees an mdev, holds guests_lock), and NULL elsewhere.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from checker.lang.expr import And, Bin, Const, Expr, Implies, Ite, Not, Or, Var, children
+from checker.lang.expr import And, Bin, Const, Expr, Implies, Ite, Not, Var, children
 from checker.lang.layout import Field
-from checker.lang.program import FREED, Lock, Program
+from checker.lang.program import FREED, Program
 
 from .properties import FD_RELEASES, _add, _at
 from .world import VM_FD
@@ -122,32 +118,3 @@ def _all_outside(e: Expr, span: list[int]) -> bool:
     if isinstance(e, Const):
         return int(e.value) not in span
     return isinstance(e, Ite) and _all_outside(e.a, span) and _all_outside(e.b, span)
-
-
-def add_lookup_lemma(program: Program, guests_lock: Lock, locals_: list[Field]) -> None:
-    """``lemma-queue-lookup`` over the threads' ``matrix_mdev`` locals: from the step that stores the lookup to
-    the one that resets it the local is the lookup, re-evaluated, and NULL outside those spans; the thread holds
-    guests_lock from its mutex_lock to that reset (``heldsets`` has no static held set after a conditional
-    kvm->lock, a reprobe's remove before its probe: auto:lock-ownership does not say it there)."""
-    lk: list[Expr] = []
-    for f in locals_:
-        spans = []
-        for a in program.actions:
-            e = a.updates.get(f)
-            if e is None or isinstance(e, Const):
-                continue
-            mine = [c for c in program.actions if c.thread == a.thread]
-            reset = min(c.label for c in mine if c.label > a.label and _is_const(c.updates.get(f), -1))
-            taken = max(c.label for c in mine if c.label <= a.label and any(q.lock is guests_lock for q in c.acquires))
-            span = _at(program, (a.thread, list(range(a.label + 1, reset + 1))))
-            lk.append(Implies(_at(program, (a.thread, list(range(taken + 1, reset + 1)))),
-                              guests_lock.owner.var == a.thread + 1))
-            lk.append(Implies(span, f.var == e))
-            spans.append(span)
-        lk.append(Or(f.var == -1, *spans))
-    _add(program, "lemma-queue-lookup", And(*lk),
-         "a queue path's matrix_mdev (the mdev holding the APQN, looked up under guests_lock) stays that mdev until "
-         "the release, and is NULL outside the lookup",
-         "get_update_locks_by_apqn (list walk) / get_update_locks_for_queue (q->matrix_mdev) .. "
-         "release_update_locks_for_mdev")
-

@@ -148,7 +148,7 @@ LEMMAS = ("lemma-mdev-state", "lemma-hook-target", "lemma-guest-is-shadow", "lem
           "lemma-assigned-not-reserved", "lemma-binding-steps", "lemma-cfg-remove-unplugged",
           "lemma-cfg-add-configured", "lemma-queue-data", "lemma-frame")
 PARAMETRIC_LEMMAS = ("lemma-close-local-kvm", "lemma-kvm-refs", "lemma-mdev-removed", "lemma-dead-device",
-                     "lemma-vm-ioctl-fd", "lemma-store-active", "lemma-queue-lookup")
+                     "lemma-vm-ioctl-fd", "lemma-store-active")
 FD_RELEASES = ("kvm_vm_release", "kvm_vcpu_release")  # close(vm fd), close(vcpu fd): each drops the fd's reference
 
 
@@ -180,19 +180,17 @@ def _dev_held(w: World, i: int, j: int, a: Action) -> list[Expr]:
 
 
 def _lock_steps_before(program: Program, a: Action) -> list[int]:
-    """The pcs of the lock-only steps (they take or drop locks and write nothing else but the thread's C locals)
-    right before ``a``'s step (e.g. ap_device_probe's ap_perms_mutex section and the update locks before a queue
-    probe, whose kvm->lock step keeps the mdev it looked up)."""
-    th = program.threads[a.thread]
+    """The pcs of the lock-only steps (they take or drop locks and write nothing else) right before ``a``'s
+    step (e.g. ap_device_probe's ap_perms_mutex section and the update locks before a queue probe)."""
     owners = {f for lk in program.locks for f in _lock_fields(lk)}
-    owners |= {f for f in program.layout.fields if f.meta.get(THREAD_LOCAL) == th.name}
     pcs: list[int] = []
     p = a.label - 1
     while p >= 0:
         acts = program.by_label[a.thread][p]
         if any(acq.lock.cls == "dev->mutex" for x in acts for acq in x.acquires):
             break  # from the device lock on, no other thread binds or unbinds the queue (ap_bus.py)
-        if not all((x.acquires or x.releases) and set(x.updates) <= owners | {th.pc} for x in acts):
+        if not all((x.acquires or x.releases) and set(x.updates) <= owners | {program.threads[a.thread].pc}
+                   for x in acts):
             break
         pcs.insert(0, p)
         p -= 1
@@ -394,12 +392,9 @@ def add_lemmas(w: World, program: Program) -> None:
             from .device_lemmas import add_dead_device_lemma
 
             add_dead_device_lemma(w, program, leaving)
-        from .kernel.ap_bus import LOOKUP
-        from .lifetime_lemmas import add_lifetime_lemmas, add_lookup_lemma
+        from .lifetime_lemmas import add_lifetime_lemmas
 
         add_lifetime_lemmas(w, program)
-        assert isinstance(w.G, Lock)  # has_lemmas: the final design's guests_lock is a mutex
-        add_lookup_lemma(program, w.G, [f for (_, name), f in sorted(w._locals.items()) if name == LOOKUP])
     _add_frame(program)
 
 

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from ap_model.properties import LEMMAS, PARAMETRIC_LEMMAS
 from checker.cli.cli import main
 from checker.lang.program import Program
 from checker.prove.parametric.instance import InstanceMismatch, check_instance, copies_scenario
@@ -29,9 +28,7 @@ def _load(path: str) -> tuple[LoadedSpec, Program]:
 def test_per_thread_fields_are_the_pcs_rwsem_bits_and_locals() -> None:
     _, p = _load("specs/final-ownership.yaml")
     names = sorted(f.name for f in Lifting(p).per_thread)
-    # admin.matrix_mdev, unbind.matrix_mdev: the mdev get_update_locks_by_apqn / _for_queue looks up
     assert names == sorted(["ghost.vcpu0.in_handle_pqap", "admin.ret", "vcpu0.pc", "admin.pc", "unbind.pc",
-                            "admin.matrix_mdev", "unbind.matrix_mdev",
                             "kvm0->arch.crypto.pqap_hook_rwsem.reader[0]",
                             "kvm0->arch.crypto.pqap_hook_rwsem.reader[1]",
                             "kvm0->arch.crypto.pqap_hook_rwsem.reader[2]"])
@@ -207,24 +204,3 @@ def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
                                   "inductive for every number of threads (49 consecution checks)")
     assert out == [[("auto:lock-ownership", "PROVED"), ("hook-safe", "CTI")],
                    [("auto:lock-ownership", "PROVED"), ("hook-safe", "PROVED")]]
-
-
-def test_the_queue_remove_needs_the_lookup_lemma() -> None:
-    """An unbind and the remove of its mdev, any number of each: vfio_ap_mdev_remove_queue keeps the mdev it looked
-    up under guests_lock in its local matrix_mdev (a pointer into the mdev pool, as get_update_locks_for_queue's
-    q->matrix_mdev); without lemma-queue-lookup the induction lets that local name an mdev that does not hold the
-    queue, and the unplug breaks lemma-shadow-within-bounds; with it, PROVED."""
-    design = default_registry().get("mainline")
-    constants, _, _ = design.sized_constants(1, 1, 1)  # type: ignore[attr-defined]
-    p = design.build(design.universal_scenario(constants, ("unbind_queue", "mdev_remove")))  # type: ignore[attr-defined]
-    always = {x.name: x.expr for x in p.properties if x.kind == "always"}
-    lemmas = [n for n in ("no-double-assignment", *LEMMAS, *PARAMETRIC_LEMMAS) if n in always]
-    out = []
-    for drop in ("lemma-queue-lookup", ""):
-        rows = ParametricProver(p, 30.0).prove([Invariant("no-two-guests", always["no-two-guests"])],
-                                               [Invariant(n, always[n]) for n in lemmas if n != drop])
-        out.append((rows[1].status, rows[1].detail))
-    assert out == [("CTI", "not inductive (lemma lemma-shadow-within-bounds): a step of any copy of "
-                           "unbind_queue.apid3.apqi5: vfio_ap_mdev_remove_queue: if in shadow: unplug APID + set masks "
-                           "+ reset its queues; reset q (if configured); unlink; kfree(q) breaks it"),
-                   ("PROVED", "inductive for every number of threads (28 consecution checks)")]

@@ -129,13 +129,28 @@ def _residue(spec: str) -> dict[str, list[str]]:
 
 
 def test_the_mainline_steps_not_yet_parametric_in_the_guests() -> None:
-    # get_update_locks_for_queue takes the kvm->lock of the mdev vfio_ap_mdev_for_queue's list walk finds: a
-    # find-first over the mdevs inside each kvm's lock operation, not a renaming of it under swapping guests
-    assert _residue("specs/parametric-mainline.yaml") == {"guest": ["get_update_locks_for_queue"], "mdev": [],
-                                                            "vm": []}
+    # the queue remove path reaches the mdev vfio_ap_mdev_for_queue's list walk finds (and its kvm->lock): a
+    # find-first over the mdevs inside each copy, not a renaming of it under swapping two members
+    assert _residue("specs/parametric-mainline.yaml") == {
+        "guest": ["get_update_locks_for_queue", "vfio_ap_mdev_remove_queue"], "mdev": ["vfio_ap_mdev_remove_queue"],
+        "vm": []}
 
 
-def test_the_mask_store_steps_not_yet_parametric_in_the_guests() -> None:
+def test_the_mask_store_steps_not_yet_parametric() -> None:
     # the reprobes of the apmask/aqmask stores: the same list walk, in the queue remove and probe paths
     assert _residue("specs/parametric-mainline-masks.yaml") == {
-        "guest": ["get_update_locks_by_apqn", "get_update_locks_for_queue"], "mdev": [], "vm": []}
+        "guest": ["get_update_locks_by_apqn", "get_update_locks_for_queue", "vfio_ap_mdev_probe_queue",
+                  "vfio_ap_mdev_remove_queue"],
+        "mdev": ["vfio_ap_mdev_probe_queue", "vfio_ap_mdev_remove_queue"], "vm": []}
+
+
+def test_the_scan_steps_not_yet_parametric() -> None:
+    # besides the list walk: the scan's vfio_ap_mdev_cfg_remove and on_scan_complete visit the mdevs one critical
+    # section after the other, a loop over the pool in the control flow (one step per mdev), which no class of
+    # sibling items reads back
+    residue = _residue("tests/data/parametric-stores-scans.yaml")
+    assert residue["vm"] == []
+    assert residue["mdev"] == ["vfio_ap_mdev_probe_queue", "vfio_ap_mdev_remove_queue", "vfio_ap_on_cfg_changed",
+                               "vfio_ap_on_scan_complete"]
+    assert residue["guest"] == ["get_update_locks_by_apqn", "get_update_locks_for_queue", "vfio_ap_mdev_probe_queue",
+                                "vfio_ap_mdev_remove_queue", "vfio_ap_on_cfg_changed", "vfio_ap_on_scan_complete"]

@@ -290,18 +290,20 @@ def queue_owner(k: K, i: int, j: int) -> tuple[Expr, Expr]:
     return own, w.first_mdev(lambda m: w.in_matrix(m, i, j), lambda m: w.mkvm[m].var, lift(-1, INT))
 
 
-LOOKUP = "matrix_mdev"  # the C local the queue paths keep the mdev they look up in (lemma-queue-lookup)
-
-
-def apqn_locks(k: K, i: int, j: int, fn: str = "get_update_locks_by_apqn") -> tuple[Expr, Expr, Field]:
-    """get_update_locks_by_apqn's list walk (and _for_queue's q->matrix_mdev, the mdev holding the APQN), under
-    guests_lock in the step that takes the kvm->lock of the mdev it finds: that mdev is the C local
-    ``matrix_mdev``, a pointer into the mdev pool that the caller's body and release use, reset at the
-    release. Returns (the mdev, its kvm, the local)."""
+def apqn_locks(k: K, i: int, j: int) -> tuple[Expr, Expr, Field | None]:
+    """get_update_locks_by_apqn: the mdev holding the APQN, looked up once under guests_lock and returned,
+    is the C local ``matrix_mdev`` vfio_ap_mdev_probe_queue's body and release use. Where guests_lock is
+    read-held (v17's rwsem) an assign can change the matrices before the mdevs lock is taken, so the model
+    keeps that local (reset at the release); where it is a mutex every matrix writer holds, the lookup
+    cannot change and is re-evaluated. Returns (the mdev, its kvm, the local or None). (The remove path,
+    get_update_locks_for_queue, follows q->matrix_mdev, re-read at its release: re-evaluated everywhere.)"""
     w = k.w
-    local = k.local(LOOKUP, w.mslots)
     own, mk = queue_owner(k, i, j)
-    k.call("get_update_locks_for_mdev", fn=fn, mk=mk, found=(local, own))
+    if not isinstance(w.G, RwSem):
+        k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk)
+        return own, mk, None
+    local = k.local("matrix_mdev", w.mslots)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk, found=(local, own))
     return local.var, w.kvm_of(local.var), local
 
 
@@ -311,12 +313,8 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     in the shadow, unplug its APID, update the guest, reset that APID's queues (f009cfa46655); reset the
     queue if still configured (b9bd10c43456); unlink; kfree(q)."""
     w = k.w
-    local: Field | None = None
-    if isinstance(w.G, RwSem):  # v17: q->matrix_mdev followed at each step (guests_lock read-held: an assign
-        own, mk = queue_owner(k, i, j)  # can change the matrices meanwhile)
-        k.call("get_update_locks_for_mdev", fn="get_update_locks_for_queue", mk=mk)
-    else:  # every matrix writer holds guests_lock: q->matrix_mdev as read with it held
-        own, mk, local = apqn_locks(k, i, j, "get_update_locks_for_queue")
+    own, mk = queue_owner(k, i, j)
+    k.call("get_update_locks_for_mdev", fn="get_update_locks_for_queue", mk=mk)
     b = Body()
     b.through(own, w.mdevs, lambda b, m: k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i,
                                                 when=And(b[w.sapm[m]].has(i), b[w.saqm[m]].has(j))))
@@ -324,8 +322,6 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     w.reset_queue(b, i, j, when=configured)
     b.set(w.drv[i, j], NODRV)
     b.set(w.vfio_queue[i, j], False)
-    if local is not None:
-        b.set(local, -1)
     shadow = Or(*[And(own == m, w.sapm[m].var.has(i), w.saqm[m].var.has(j)) for m in w.mdevs])
     hw = w.hw_configured(i, j)
     gone = f"ZAPQ rc 01 (adapter {w.cfg.adapters[i]:02x} not in the configuration): no effect"
@@ -353,7 +349,8 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
     w = k.w
     own, mk, local = apqn_locks(k, i, j)
     b = Body()
-    b.set(local, -1)
+    if local is not None:
+        b.set(local, -1)
     b.set(w.drv[i, j], VFIO)
     b.set(w.vfio_queue[i, j], True)
     changed = b.through(own, w.mdevs, lambda b, m: k.call("vfio_ap_mdev_filter_matrix", b=b, m=m,
