@@ -96,6 +96,23 @@ def test_a_slot_stored_deep_in_a_value_is_named() -> None:
     assert _reach(_stores(value)) == {f"T{k}@f#0": {(k + 1) % N} for k in range(N)}
 
 
+def test_a_copy_per_member_holding_a_loop_over_the_others_is_parametric() -> None:
+    # for every device j: j.busy = "the device the pointer names has j as its peer": the copy for j reads every
+    # device's peer (one case per device the pointer may name), a loop over the others once j is fixed
+    pb = ProgramBuilder("pool")
+    busy = [bool_field(f"dev{k}.busy", init=False) for k in range(N)]
+    peer = [ref_field(f"dev{k}.peer", SLOTS, init=k) for k in range(N)]
+    for f in busy + peer:
+        pb.var(f)
+    for k in range(N):
+        ptr = ref_field(f"T{k}.ptr", SLOTS, init=k)
+        pb.var(ptr)
+        pb.thread(f"T{k}").step("f", "step", updates={
+            busy[j]: Select([p.var == j for p in peer], ptr.var, False) for j in range(N)})
+    pb.instance_pool("dev", [Member([], [busy[k], peer[k]], [], [SLOTS[k]]) for k in range(N)])
+    assert liftability(pb.build(), {})["dev"] == []
+
+
 def test_a_step_split_into_one_action_per_member_a_pointer_may_name_is_parametric() -> None:
     # down_write of the rwsem of the device a pointer names: when it is taken the builder queues the
     # thread as its waiting writer in an action of its own per device (rwsem_down_write_slowpath)
