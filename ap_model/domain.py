@@ -10,9 +10,10 @@ kernel paths (ap_model/kernel/, ap_model/eras/) call them inside their atomic bl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from checker.lang.block import Block, eq, get_ref, put_ref, use_checks
+from checker.lang.block import Block, get_ref, put_ref, use_checks
 from checker.lang.expr import INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, false, lift, true
 from checker.lang.layout import Field
 from checker.lang.program import Lock, Pool, ProgramBuilder
@@ -143,9 +144,14 @@ class WorldState:
 
     def owner_mdev(self, i: int, j: int, b: Body | None = None) -> Expr:
         """The mdev whose matrix holds APQN (i, j) (``vfio_ap_mdev_for_queue``), or -1."""
-        out: Expr = lift(-1, INT)
+        return self.first_mdev(lambda m: self.in_matrix(m, i, j, b), lambda m: lift(m, INT), lift(-1, INT))
+
+    def first_mdev(self, test: Callable[[int], Expr], value: Callable[[int], Expr], default: Expr) -> Expr:
+        """``value`` of the first mdev of ``matrix_dev->mdev_list`` (list_for_each_entry: creation order) that
+        passes ``test``, else ``default``: one case per mdev, each the others renamed."""
+        out = default
         for m in reversed(self.mdevs):
-            out = If(self.in_matrix(m, i, j, b), m, out)
+            out = If(test(m), value(m), out)
         return out
 
     def in_crycb(self, v: int, i: int, j: int, b: Body | None = None) -> Expr:
@@ -174,9 +180,12 @@ class WorldState:
         b.set_at(self.csrc, v, lift(src, INT) if isinstance(src, int) else src, when=c)
         for i, j in self.queues:
             d = self.qdata[i, j]
-            for k in self.vms:
-                enter = And(c, eq(v, k), apm.has(i), aqm.has(j), b[d] == CLEAN)
-                b.set(d, 2 + k, when=enter)
+            b.set(d, self.guest_data(v, b[d]), when=And(c, apm.has(i), aqm.has(j), b[d] == CLEAN))
+
+    def guest_data(self, v: IntOrExpr, default: Expr) -> Expr:
+        """The queue data owner naming the guest of kvm ``v`` (a slot or a pointer), ``default`` for NULL: one
+        case per VM, each the others renamed (a loop over the VM pool, not a fold through the old value)."""
+        return Select([lift(2 + k, INT) for k in self.vms], v, default)
 
     def clear_masks(self, b: Body, v: IntOrExpr, when: Expr | None = None) -> None:
         """kvm_arch_crypto_clear_masks."""

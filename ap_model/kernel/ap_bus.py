@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checker.lang.expr import And, Expr, If, MaskConst, Not, Or, Select
+from checker.lang.expr import INT, And, Expr, If, MaskConst, Not, Or, lift
 from checker.lang.layout import Field
 from checker.lang.program import Lock, RwSem
 
@@ -283,9 +283,11 @@ def unbind_store(k: K, apid: int, apqi: int) -> None:
 
 
 def queue_owner(k: K, i: int, j: int) -> tuple[Expr, Expr]:
-    """The mdev whose matrix holds the APQN, and its kvm (for get_update_locks_by_apqn / _for_queue)."""
-    own = k.w.owner_mdev(i, j)
-    return own, Select([f.var for f in k.w.mkvm], own, -1)
+    """The mdev whose matrix holds the APQN, and its kvm (for get_update_locks_by_apqn / _for_queue): the list
+    walk (vfio_ap_mdev_for_queue) reaches the found mdev's kvm pointer, one case per mdev."""
+    w = k.w
+    own = w.owner_mdev(i, j)
+    return own, w.first_mdev(lambda m: w.in_matrix(m, i, j), lambda m: w.mkvm[m].var, lift(-1, INT))
 
 
 def apqn_locks(k: K, i: int, j: int) -> tuple[Expr, Expr, Field | None]:
@@ -302,7 +304,7 @@ def apqn_locks(k: K, i: int, j: int) -> tuple[Expr, Expr, Field | None]:
         return own, mk, None
     local = k.local("matrix_mdev", w.mslots)
     k.call("get_update_locks_for_mdev", fn="get_update_locks_by_apqn", mk=mk, found=(local, own))
-    return local.var, Select([f.var for f in w.mkvm], local.var, -1), local
+    return local.var, w.kvm_of(local.var), local
 
 
 @kernel(OPS)
@@ -314,9 +316,8 @@ def vfio_ap_mdev_remove_queue(k: K, i: int, j: int) -> None:
     own, mk = queue_owner(k, i, j)
     k.call("get_update_locks_for_mdev", fn="get_update_locks_for_queue", mk=mk)
     b = Body()
-    for m in w.mdevs:
-        k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i, when=And(own == m, b[w.sapm[m]].has(i),
-                                                                           b[w.saqm[m]].has(j)))
+    b.through(own, w.mdevs, lambda b, m: k.call("vfio_ap_mdev_remove_queue:unplug", b=b, m=m, i=i,
+                                                when=And(b[w.sapm[m]].has(i), b[w.saqm[m]].has(j))))
     configured = w.configured(i, j)
     w.reset_queue(b, i, j, when=configured)
     b.set(w.drv[i, j], NODRV)
@@ -352,8 +353,8 @@ def vfio_ap_mdev_probe_queue(k: K, i: int, j: int) -> None:
         b.set(local, -1)
     b.set(w.drv[i, j], VFIO)
     b.set(w.vfio_queue[i, j], True)
-    changed = Or(*[k.call("vfio_ap_mdev_filter_matrix", b=b, m=m, when=And(own == m, Not(w.pending[m].var)))
-                   for m in w.mdevs])
+    changed = b.through(own, w.mdevs, lambda b, m: k.call("vfio_ap_mdev_filter_matrix", b=b, m=m,
+                                                          when=Not(w.pending[m].var)))
     pending = Or(*[And(own == m, w.pending[m].var) for m in w.mdevs])
     k.unlock("vfio_ap_mdev_probe_queue", *k.call("release_update_locks_for_mdev", mk=mk), body=b,
              text="alloc q; link to mdev; unless a config add is pending: filter + update_guest_apcb; unlock",

@@ -19,7 +19,7 @@ This is the only place those semantics live; domain models call it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,44 @@ class Block:
                 continue
             new = value(self[f]) if callable(value) else value
             self.set(f, new, when=cond)
+
+    def through(self, idx: IntOrExpr, members: Sequence[int], body: Callable[[Block, int], Expr | None]) -> Expr:
+        """C statements on the object a pointer names (``matrix_mdev->...``, ``matrix_mdev`` chosen by state):
+        ``body(b, k)``, written once, runs for every member k on the values so far; each field it writes then
+        takes one case per member, ``If(idx == k, member k's value, ...)``, and so does each check (one per
+        message: ``use after free of struct kvm kvm1`` through whichever mdev). Where ``body`` writes only
+        under ``idx == k`` this is what running it for each member in turn does (the cases exclude each
+        other), in the shape of a loop over the pool rather than a fold through each field's value. Returns
+        ``Or`` of what ``body`` returns, each under its case."""
+        branches: list[tuple[Expr, Block, Expr | None]] = []
+        for k in members:
+            case = eq(idx, k)
+            if isinstance(case, Const) and not case.value:
+                continue
+            bk = Block()
+            bk.upd = dict(self.upd)
+            branches.append((case, bk, body(bk, k)))
+        written: dict[Field, None] = {}
+        for _, bk, _ in branches:
+            written.update((f, None) for f, v in bk.upd.items() if v is not self.upd.get(f))
+        for f in written:
+            value = self[f]
+            for case, bk, _ in reversed(branches):
+                if bk.upd.get(f) is not self.upd.get(f):
+                    value = If(case, bk.upd[f], value)
+            self.upd[f] = value
+        same: dict[tuple[str, str], dict[int, list[Expr]]] = {}  # one check per message: per case, its bads
+        for n, (case, bk, _) in enumerate(branches):
+            for c in bk.checks:
+                same.setdefault((c.prop, c.message), {}).setdefault(n, []).append(c.bad)
+            self.destroys += [(And(case, last), v, family, what) for last, v, family, what in bk.destroys]
+        for (prop, message), per_case in same.items():
+            bad: Expr = Const(False, BOOL)
+            for n in reversed(per_case):
+                case = branches[n][0]
+                bad = If(case, Or(*per_case[n]), bad) if len(per_case) > 1 else And(case, Or(*per_case[n]))
+            self.checks.append(Check(bad, prop, message))
+        return Or(*[And(case, got) for case, _, got in branches if got is not None])
 
     def check(self, bad: Expr, prop: str, message: str) -> None:
         self.checks.append(Check(bad, prop, message))

@@ -231,20 +231,15 @@ class PoolLifting(PoolReading):
     # ------------------------------------------------------------ actions
     def _action_classes(self) -> dict[int, tuple[int, int]]:
         """Sibling steps (one thread, one label) that are copies, one per member outside the thread's own
-        (a down_write of a semaphore chosen by a pointer queues on whichever member's it is): action id ->
-        (the class's first step, the member it is the copy for)."""
+        (``Pools.sibling_classes``): action id -> (the class's first step, the member it is the copy for)."""
         by_label: dict[tuple[int, int], list[Action]] = {}
         for a in self.program.actions:
             by_label.setdefault((a.thread, a.label), []).append(a)
         out: dict[int, tuple[int, int]] = {}
         for (t, _), acts in by_label.items():
-            if len(acts) < 2:
-                continue
-            items = [Item("step", [a.guard, *[f.var == e for f, e in a.updates.items()], *[c.bad for c in a.checks]])
-                     for a in acts]
             own = self.owner.get(t)
-            copies = self.pools.classes(items, self.pool, frozenset() if own is None else frozenset({own}))
-            if copies:
+            copies = self.pools.sibling_classes(acts, self.pool, frozenset() if own is None else frozenset({own}))
+            if len(acts) > 1 and copies:
                 rep = acts[min(copies)].aid
                 out |= {acts[i].aid: (rep, k) for i, k in copies.items()}
         return out
@@ -290,7 +285,7 @@ class PoolLifting(PoolReading):
     def updated_all(self, a: Action, s: PState, me: z3.ExprRef, pick: int | None = None) -> tuple[
             dict[Field, z3.ExprRef], dict[Field, z3.ExprRef], dict[Field, Access], dict[Field, Access2]]:
         b, fixed, _ = self.context(a, me, pick)
-        items = [Item("update", [e], target=f) for f, e in a.updates.items()]
+        items = [Item("update", [e], target=f, domains=[domain_of(f)]) for f, e in a.updates.items()]
         copies = self.pools.classes(items, self.pool, fixed)
         shared: dict[Field, z3.ExprRef] = {}
         own: dict[Field, z3.ExprRef] = {}

@@ -23,6 +23,7 @@ from checker.lang.program_types import Action
 from checker.prove.parametric.lift import LiftError, Lifting, PState, _Env
 from checker.prove.parametric.pools import Item, Pools
 from checker.prove.z3expr import range_constraint, to_z3, z3_sort
+from checker.search.reduce.renaming import domain_of
 
 
 @dataclass
@@ -218,7 +219,8 @@ class PoolReading(Lifting):
             x = x.b
         if len(cases) < 2:
             return None
-        copies = self.pools.classes([Item("case", [c, a]) for c, a in cases], self.pool, fixed)
+        values = domain_of(ctx) if ctx is not None else None
+        copies = self.pools.classes([Item("case", [c, a], domains=[None, values]) for c, a in cases], self.pool, fixed)
         pins = [self._pins(c) for c, _ in cases]
         # every case pins the same pointer, so the cases exclude each other and their order is no matter
         if not copies or any(p is None for p in pins) or len({id(p[0]) for p in pins if p is not None}) != 1:

@@ -18,13 +18,13 @@ complete classes: the steps to rewrite before a lifting can quantify over the po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from checker.lang.expr import Bin, Const, Expr, Ite, Nary, Var, children
 from checker.lang.layout import Field
 from checker.lang.program_types import Action, AnyLock, Program, RwSem
-from checker.search.reduce.renaming import Refused, Renaming, domain_of, lock_fields
+from checker.search.reduce.renaming import Domain, Refused, Renaming, domain_of, identity, lock_fields
 
 
 @dataclass
@@ -64,19 +64,25 @@ def pool_shape(program: Program) -> PoolShape:
 @dataclass
 class Item:
     """A unit that may be one copy of an unrolled loop: an expression list, plus the field it
-    stores into or the lock it takes or releases (renamed with the copy)."""
+    stores into or the lock it takes or releases (renamed with the copy). ``domains``: the value
+    domain of each expression's position (a stored value is the target's; None: none known), which
+    renames its constants (``kvm1`` stored into a queue's data owner)."""
 
     kind: str
     exprs: list[Expr]
     target: Field | None = None
     lock: AnyLock | None = None
+    domains: list[Domain] | None = None
+
+    def domain(self, k: int) -> Domain:
+        return self.domains[k] if self.domains is not None else None
 
 
 def action_items(a: Action) -> list[Item]:
     """A step's items: the guard's conjuncts, each update, check, acquisition and release."""
     guard = list(a.guard.args) if isinstance(a.guard, Nary) and a.guard.op == "and" else [a.guard]
     items = [Item("guard", [g]) for g in guard]
-    items += [Item("update", [e], target=f) for f, e in a.updates.items()]
+    items += [Item("update", [e], target=f, domains=[domain_of(f)]) for f, e in a.updates.items()]
     items += [Item("check " + c.prop, [c.bad]) for c in a.checks]
     items += [Item("acquire " + acq.mode, [acq.cond], lock=acq.lock) for acq in a.acquires]
     items += [Item("release", [cond], lock=lk) for lk, cond in a.releases]
@@ -90,12 +96,12 @@ class Pools:
         self.program = program
         self.shape = pool_shape(program)
         self._swaps: dict[tuple[str, int, int], Renaming] = {}
-        self._residue: dict[tuple[int, str, frozenset[int]], set[int]] = {}
+        self._residue: dict[tuple[int, str, frozenset[int], Domain], set[int]] = {}
+        self._identity = identity(program)
 
     # ---- what an expression names
-    def _slot_value(self, pool: str, f: Field, value: int) -> set[int]:
-        """The member of ``pool`` whose slot ``value`` of field ``f`` names, if any."""
-        d = domain_of(f)
+    def _slot_value(self, pool: str, d: Domain, value: int) -> set[int]:
+        """The member of ``pool`` whose slot ``value`` of value domain ``d`` names, if any."""
         if d is None or d[0] < 0:
             return set()
         i = value - d[0]
@@ -104,7 +110,7 @@ class Pools:
 
     def item_named(self, it: Item, pool: str, fixed: frozenset[int]) -> set[int]:
         """The members ``it`` names outside ``fixed`` and outside the complete classes within it."""
-        out = {k for e in it.exprs for k in self.residue(e, pool, fixed)}
+        out = {k for n, e in enumerate(it.exprs) for k in self.residue(e, pool, fixed, it.domain(n))}
         return out | self.item_anchor(it, pool, fixed)
 
     def item_anchor(self, it: Item, pool: str, fixed: frozenset[int]) -> set[int]:
@@ -115,7 +121,7 @@ class Pools:
             if k is not None:
                 out.add(k)
             if it.exprs and isinstance(it.exprs[0], Const):
-                out |= self._slot_value(pool, it.target, int(it.exprs[0].value))
+                out |= self._slot_value(pool, domain_of(it.target), int(it.exprs[0].value))
         if it.lock is not None:
             k = self.shape.locks[pool].get(id(it.lock))
             if k is not None:
@@ -138,28 +144,50 @@ class Pools:
         try:
             parts = [it.kind, r.field(it.target).name if it.target is not None else "",
                      r.lock(it.lock).name if it.lock is not None else ""]
-            return "\x00".join(parts + [r.render(e) for e in it.exprs])
+            return "\x00".join(parts + [r.render(e, it.domain(n)) for n, e in enumerate(it.exprs)])
+        except Refused:
+            return None
+
+    def action_form(self, a: Action, pool: str, j: int, k: int) -> str | None:
+        """A whole step with members j and k swapped; None where renaming refuses."""
+        try:
+            return repr(self._swap(pool, j, k).action(a))
         except Refused:
             return None
 
     def classes(self, items: list[Item], pool: str, fixed: frozenset[int]) -> dict[int, int]:
         """Item index -> the member it is the copy for, over the items that belong to a complete
         class (a copy for every member outside ``fixed``, each the first one renamed)."""
-        n = self.shape.size[pool]
-        free = n - len(fixed)
+        return self._classes(len(items), pool, fixed, lambda i, fx: self.item_named(items[i], pool, fx),
+                             lambda i, j, k: self.form(items[i], pool, j, k))
+
+    def sibling_classes(self, acts: list[Action], pool: str, fixed: frozenset[int]) -> dict[int, int]:
+        """``classes`` over the actions of one step (one pc): the builder splits a step into one action
+        per instance where it has to (``rwsem_down_write_slowpath`` of a lock chosen by a pointer:
+        queueing as the waiting writer of kvm k's rwsem is its own action, one per VM)."""
+        return self._classes(len(acts), pool, fixed, lambda i, fx: self.step_named(acts[i], pool, fx),
+                             lambda i, j, k: self.action_form(acts[i], pool, j, k))
+
+    def _classes(self, n_items: int, pool: str, fixed: frozenset[int],
+                 named: Callable[[int, frozenset[int]], set[int]],
+                 form: Callable[[int, int, int], str | None]) -> dict[int, int]:
+        free = self.shape.size[pool] - len(fixed)
         if free < 1 or not self.shape.uniform[pool]:
             return {}
         groups: list[tuple[int, int, dict[int, int]]] = []  # (rep item, rep member, member -> item)
-        for idx, it in enumerate(items):
-            ks = self.item_named(it, pool, fixed)
+        for idx in range(n_items):
+            ks = named(idx, fixed)
+            # a copy for k may hold a loop over the members other than k (kvm k's CRYCB written from the mdev
+            # a pointer names, when that mdev's kvm is k): what it names beyond k, with k fixed, is in classes
+            ks = next(({k} for k in sorted(ks) if len(ks) > 1 and not named(idx, fixed | {k})), ks)
             if len(ks) != 1:
                 continue
             (k,) = ks
-            mine = self.form(it, pool, k, k)
+            mine = form(idx, k, k)
             if mine is None:
                 continue
             for rep, k0, per in groups:
-                if k not in per and self.form(items[rep], pool, k0, k) == mine:
+                if k not in per and form(rep, k0, k) == mine:
                     per[k] = idx
                     break
             else:
@@ -167,30 +195,37 @@ class Pools:
         return {idx: k for _, _, per in groups if len(per) == free for k, idx in per.items()}
 
     # ---- residue: members named outside the own ones and complete classes
-    def residue(self, e: Expr, pool: str, fixed: frozenset[int]) -> set[int]:
-        key = (id(e), pool, fixed)
+    def residue(self, e: Expr, pool: str, fixed: frozenset[int], ctx: Domain = None) -> set[int]:
+        """The members ``e`` names outside ``fixed`` and complete classes; ``ctx``: the value domain of
+        its position (the values of an ``if`` are stored where the ``if`` is)."""
+        key = (id(e), pool, fixed, ctx)
         got = self._residue.get(key)
         if got is None:
-            got = self._residue[key] = self._residue_of(e, pool, fixed)
+            got = self._residue[key] = self._residue_of(e, pool, fixed, ctx)
         return got
 
-    def _residue_of(self, e: Expr, pool: str, fixed: frozenset[int]) -> set[int]:
+    def _residue_of(self, e: Expr, pool: str, fixed: frozenset[int], ctx: Domain) -> set[int]:
         if isinstance(e, Nary):
             return self.items_residue([Item(e.op, [x]) for x in e.args], pool, fixed)
+        out: set[int] = set()
         if isinstance(e, Ite):
+            d = self._identity.dom(e) if ctx is None else ctx
             cases, default = _chain(e)
             if len(cases) > 1:
-                items = [Item("case", [c, a]) for c, a in cases]
-                return self.items_residue(items, pool, fixed) | self.residue(default, pool, fixed)
-        out: set[int] = set()
-        if isinstance(e, Var):
+                items = [Item("case", [c, a], domains=[None, d]) for c, a in cases]
+                return self.items_residue(items, pool, fixed) | self.residue(default, pool, fixed, d)
+            return (self.residue(e.c, pool, fixed) | self.residue(e.a, pool, fixed, d)
+                    | self.residue(e.b, pool, fixed, d))
+        if isinstance(e, Const):
+            out |= self._slot_value(pool, ctx, int(e.value))
+        elif isinstance(e, Var):
             k = self.shape.fields[pool].get(e.field) if isinstance(e.field, Field) else None
             if k is not None:
                 out.add(k)
         elif isinstance(e, Bin) and e.op in ("==", "!="):
             for x, y in ((e.a, e.b), (e.b, e.a)):
                 if isinstance(x, Const) and isinstance(y, Var):
-                    out |= self._slot_value(pool, y.field, int(x.value))  # type: ignore[arg-type]
+                    out |= self._slot_value(pool, domain_of(y.field), int(x.value))  # type: ignore[arg-type]
         for c in children(e):
             out |= self.residue(c, pool, fixed)
         return out - fixed
@@ -200,15 +235,25 @@ class Pools:
         out: set[int] = set()
         for idx, it in enumerate(items):
             inner = fixed | {copies[idx]} if idx in copies else fixed
-            for e in it.exprs:
-                out |= self.residue(e, pool, inner)
+            for n, e in enumerate(it.exprs):
+                out |= self.residue(e, pool, inner, it.domain(n))
             if idx not in copies:
                 out |= self.item_anchor(it, pool, fixed)
         return out
 
     def step_residue(self, a: Action, pool: str, own: int | None) -> set[int]:
-        """What the step names of ``pool`` beyond its thread's own member, outside complete classes."""
-        return self.items_residue(action_items(a), pool, frozenset() if own is None else frozenset({own}))
+        """What the step names of ``pool`` beyond its thread's own member, outside complete classes
+        (within the action, and among the actions of its pc)."""
+        fixed = frozenset() if own is None else frozenset({own})
+        acts = self.program.by_label[a.thread][a.label] if self.program.by_label else [a]
+        if len(acts) > 1:
+            copy = self.sibling_classes(acts, pool, fixed).get(next(i for i, x in enumerate(acts) if x is a))
+            if copy is not None:
+                fixed = fixed | {copy}
+        return self.step_named(a, pool, fixed)
+
+    def step_named(self, a: Action, pool: str, fixed: frozenset[int]) -> set[int]:
+        return self.items_residue(action_items(a), pool, fixed)
 
 
 def _chain(e: Ite) -> tuple[list[tuple[Expr, Expr]], Expr]:
