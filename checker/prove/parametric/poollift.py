@@ -91,7 +91,7 @@ class PoolLifting(PoolReading):
         self.loops: dict[Field, Loop] = {}
         self.values: dict[Field, int | str] = {}  # value pseudo field -> the member or name it stands for
         self._value_fields: dict[int | str, Field] = {}
-        self._prep: dict[tuple[int, frozenset[int], int], Expr] = {}
+        self._prep = {}
         universe = None if members_at is None else {th.index: [th.index + 1] for th in program.threads}
         self._index = {th.name: th.index for th in program.threads}
         owner = {th.index: owners[th.name][pool] for th in program.threads if pool in owners.get(th.name, {})}
@@ -300,13 +300,13 @@ class PoolLifting(PoolReading):
                 if i in copies:
                     looped.setdefault(f0, (k, self.prepare(e, owner_value, fixed | {k})))
                 elif k in fixed:
-                    prepared = self._pp(Lifting.prepare(self, e, owner_value), fixed, f)
+                    prepared = self.prepare_stored(e, owner_value, fixed, f)
                     at_fixed.setdefault(f0, {})[k] = self.term(prepared, s, b)
                 else:
                     raise LiftError(f"{a.function}: {a.text}: writes {f.name}, a member's part beyond its own, "
                                     "outside a loop")
                 continue
-            val = self.term(self._pp(Lifting.prepare(self, e, owner_value), fixed, f), s, b)
+            val = self.term(self.prepare_stored(e, owner_value, fixed, f), s, b)
             if f in s.shared:
                 shared[f] = val
             elif self.thread_of[f] == a.thread:
@@ -331,6 +331,10 @@ class PoolLifting(PoolReading):
         def at(g: z3.ExprRef, n: z3.ExprRef) -> z3.ExprRef:
             return z3.If(n == me, mine(g), old(g, n))
         return at
+
+    def prepare_stored(self, e: Expr, owner_value: bool, fixed: frozenset[int], f: Field) -> Expr:
+        """A value stored into ``f``: its constants in ``f``'s domain."""
+        return self._pp(Lifting.prepare(self, e, True) if owner_value else e, fixed, f)
 
     def _member_view(self, old: Access, b: Mapping[int, z3.ExprRef], fixed: frozenset[int],
                      vals: dict[z3.ExprRef, z3.ExprRef], loop: tuple[int, Expr] | None, s: PState) -> Access:
@@ -379,7 +383,7 @@ class PoolLifting(PoolReading):
             if set(self.threads_named(base)) & self.dropped:
                 continue  # about threads no state has (member 0's kind stands for them)
             fixed = frozenset(self.owner[t] for t in self.threads_named(base) if t in self.owner)
-            p = self._existential(self._pp(base, fixed, None))
+            p = self._existential(self._pp(c, fixed, None))
             key = tuple(self.threads_named(p)) + tuple(sorted(_mkey(k) for k in self.members_named(p)))
             groups.setdefault(key, []).append(p)
         return list(groups.items())

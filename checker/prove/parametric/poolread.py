@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var, children
+from checker.lang.heldsets import same_expr
 from checker.lang.layout import Field
 from checker.lang.program_types import Action
 from checker.prove.parametric.lift import LiftError, Lifting, PState, _Env
@@ -101,7 +102,7 @@ class PoolReading(Lifting):
     loops: dict[Field, Loop]
     values: dict[Field, int | str]
     _value_fields: dict[int | str, Field]
-    _prep: dict[tuple[int, frozenset[int], int], Expr]
+    _prep: dict[tuple[int, frozenset[int], int], tuple[Expr, Expr]]  # by id, the node kept alive (ids get reused)
 
     def is_member(self, x: z3.ExprRef) -> z3.BoolRef:
         if self.members is not None:
@@ -159,18 +160,25 @@ class PoolReading(Lifting):
 
     # ------------------------------------------------------------ expressions
     def prepare(self, e: Expr, owner_value: bool = False, fixed: frozenset[int] = frozenset()) -> Expr:
-        """``Lifting.prepare``, then classes of copies -> loop pseudo fields and slot constants -> value pseudo
-        fields (by the domain of the field they are compared with or stored into)."""
-        return self._pp(super().prepare(e, owner_value), fixed, None)
+        """Classes of copies -> loop pseudo fields, slot constants -> value pseudo fields (by the domain of the field
+        they are compared with or stored into), and ``Lifting.prepare``'s rewrites node by node: the classes are
+        found on the program's own nodes (a resolved rwsem placeholder is renamed with its member there, not as
+        the pseudo field it becomes). A lock owner value: ``Lifting.prepare``'s thread ids first."""
+        return self._pp(super().prepare(e, True) if owner_value else e, fixed, None)
 
     def _pp(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
         key = (id(e), fixed, id(ctx))
         hit = self._prep.get(key)
         if hit is None:
-            hit = self._prep[key] = self._pp1(e, fixed, ctx)
-        return hit
+            hit = self._prep[key] = (e, self._pp1(e, fixed, ctx))
+        return hit[1]
 
     def _pp1(self, e: Expr, fixed: frozenset[int], ctx: Field | None) -> Expr:
+        lifted = self._rewrite(e)  # a resolved rwsem placeholder, a comparison of lock owners
+        if isinstance(lifted, Bin):  # owners as thread ids; what chooses them is read over the pool still
+            return Bin(lifted.op, self._pp(lifted.a, fixed, None), self._pp(lifted.b, fixed, None), lifted.sort)
+        if lifted is not None:
+            return lifted
         if isinstance(e, Const):
             if ctx is not None and ctx in self.slot_valued:
                 return self._value_field(self.slot_valued[ctx].get(int(e.value), "?")).var
@@ -223,7 +231,8 @@ class PoolReading(Lifting):
         copies = self.pools.classes([Item("case", [c, a], domains=[None, values]) for c, a in cases], self.pool, fixed)
         pins = [self._pins(c) for c, _ in cases]
         # every case pins the same pointer, so the cases exclude each other and their order is no matter
-        if not copies or any(p is None for p in pins) or len({id(p[0]) for p in pins if p is not None}) != 1:
+        first = pins[0]
+        if not copies or first is None or any(p is None or not same_expr(p[0], first[0]) for p in pins):
             return None
         i0 = min(copies)
         pointer, k = pins[i0]  # type: ignore[misc]

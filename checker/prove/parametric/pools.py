@@ -96,7 +96,8 @@ class Pools:
         self.program = program
         self.shape = pool_shape(program)
         self._swaps: dict[tuple[str, int, int], Renaming] = {}
-        self._residue: dict[tuple[int, str, frozenset[int], Domain], set[int]] = {}
+        # by id, with the expression kept alive: a transient node's id is reused once it is freed
+        self._residue: dict[tuple[int, str, frozenset[int], Domain], tuple[Expr, set[int]]] = {}
         self._identity = identity(program)
 
     # ---- what an expression names
@@ -201,8 +202,8 @@ class Pools:
         key = (id(e), pool, fixed, ctx)
         got = self._residue.get(key)
         if got is None:
-            got = self._residue[key] = self._residue_of(e, pool, fixed, ctx)
-        return got
+            got = self._residue[key] = (e, self._residue_of(e, pool, fixed, ctx))
+        return got[1]
 
     def _residue_of(self, e: Expr, pool: str, fixed: frozenset[int], ctx: Domain) -> set[int]:
         if isinstance(e, Nary):
