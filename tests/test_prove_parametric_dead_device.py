@@ -107,7 +107,7 @@ def _prove_all(spec: str, capsys: pytest.CaptureFixture[str], *extra: str) -> di
     out = json.loads(capsys.readouterr().out)
     rows = {r["property"]: r for r in out["prove"]}
     assert rc == 0
-    assert len(rows) == 24 and {r["status"] for r in rows.values()} == {"PROVED"}
+    assert len(rows) == 25 and {r["status"] for r in rows.values()} == {"PROVED"}
     assert rows["lemma-dead-device"]["detail"].endswith("jointly with every goal and lemma")
     return rows
 

@@ -165,7 +165,7 @@ def test_combine_takes_the_worst_status_at_the_first_size_it_was_reached() -> No
 def test_mainline_grid_of_eight_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out = _run(["specs/parametric-mainline.yaml", "--sizes", "vms=1..2,adapters=1..2,domains=1..2"], capsys)
     assert rc == 0
-    assert len(out["prove"]) == 23 and {r["status"] for r in out["prove"]} == {PROVED}
+    assert len(out["prove"]) == 24 and {r["status"] for r in out["prove"]} == {PROVED}
     assert {r["scope"] for r in out["prove"]} == {_scope(
         "vms 1..2, adapters 1..2, domains 1..2 (8 sizes)", OPS)}
     assert [s["operation_instances"] for s in out["sizes"]] == [15, 20, 18, 24, 29, 38, 34, 44]

@@ -119,3 +119,17 @@ def test_the_cross_check_catches_a_loop_read_with_the_wrong_quantifier(monkeypat
     program, _ = _claims(3, locked=True)
     with pytest.raises(InstanceMismatch, match="claim.dev1: claim: no other device busy: lifted only"):
         check_pool_instance(program, "dev", _owners(program))
+
+
+def test_orbit_copies_run_as_member_0s_kind_and_a_lone_conjunct_about_one_is_refused() -> None:
+    program, (goal, lemma) = _claims(3, locked=True)
+    orbits = {th.name: "claim" for th in program.threads}
+    lift = PoolLifting(program, "dev", _owners(program), orbits=orbits)
+    assert lift.dropped == {1, 2}  # claim.dev1 and claim.dev2: claim.dev0's steps renamed
+    prover = ParametricProver(program, timeout_s=30, lift=lift)
+    assert {r.property: r.status for r in prover.prove([goal], [lemma])} == {
+        "auto:lock-ownership": PROVED, "at-most-one-busy": PROVED}
+    busy = [f for f in program.layout.fields if f.name.endswith(".busy")]
+    lone = Implies(program.threads[1].pc.var == 2, Not(busy[0].var))  # about claim.dev1 only
+    with pytest.raises(LiftError, match="about claim.dev1 is no conjunct about member 0's thread renamed"):
+        lift.groups(lone)

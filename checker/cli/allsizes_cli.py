@@ -74,6 +74,8 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
     prover = ParametricProver(program, timeout, scope, once, lift=lift)
     rows = prover.prove([Invariant(g, always[g]) for g in goals], [Invariant(n, always[n]) for n in all_lemmas],
                         auto_lemmas=auto_lemmas, budget_s=max(timeout, 20 * timeout))
+    for r in rows:
+        r.detail = r.detail.replace("for every number of threads", "for every number of guests and threads")
     crosscheck = ""
     if any(r.status == PROVED for r in rows) and states > 0:
         try:

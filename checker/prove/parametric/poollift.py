@@ -114,7 +114,9 @@ class PoolLifting(PoolReading):
                              if id(rw) in self.rw_of}
         self._check_symmetric_init(members)
         self.action_class = self._action_classes()
+        self.orbit_swaps: dict[int, Renaming] = {}  # member k -> members 0 and k swapped, orbit threads too
         self.dropped = self._orbit_copies(labels) if members_at is None else set()
+        self._forms: dict[int, tuple[Expr, set[str]]] = {}
 
     def _orbit_copies(self, labels: Mapping[str, str]) -> set[int]:
         """Kinds of an orbit (one operation on each member) other than member 0's, where each is member 0's
@@ -143,7 +145,7 @@ class PoolLifting(PoolReading):
         for k in range(1, n):
             swap = list(range(n))
             swap[0], swap[k] = k, 0
-            r = Renaming.of_members(program, members, swap)
+            r = self.orbit_swaps[k] = Renaming.of_members(program, members, swap)
             for label in full:
                 rep, other = per[label][0], per[label][k]
                 try:
@@ -374,19 +376,42 @@ class PoolLifting(PoolReading):
 
     # ------------------------------------------------------------ invariants
     def groups(self, e: Expr) -> list[tuple[tuple[int, ...], list[Expr]]]:
-        """Conjuncts grouped by the kinds and the members (as ``-1 - k``) they name."""
+        """Conjuncts grouped by the kinds and the members (as ``-1 - k``) they name. A conjunct about a kind that
+        has no thread (an orbit copy of member 0's) is left out where it is one about member 0's kind renamed;
+        else the invariant is not read over the pool (``LiftError``): leaving it out would prove less."""
         from checker.prove.parametric.lift import conjuncts
 
         groups: dict[tuple[int, ...], list[Expr]] = {}
         for c in conjuncts(e):
             base = Lifting.prepare(self, c)  # a named thread's own member is fixed: its loops are over the others
-            if set(self.threads_named(base)) & self.dropped:
-                continue  # about threads no state has (member 0's kind stands for them)
+            gone = set(self.threads_named(base)) & self.dropped
+            if gone:
+                self._check_counterpart(e, c, gone)
+                continue
             fixed = frozenset(self.owner[t] for t in self.threads_named(base) if t in self.owner)
             p = self._existential(self._pp(c, fixed, None))
             key = tuple(self.threads_named(p)) + tuple(sorted(_mkey(k) for k in self.members_named(p)))
             groups.setdefault(key, []).append(p)
         return list(groups.items())
+
+    def _check_counterpart(self, e: Expr, c: Expr, gone: set[int]) -> None:
+        from checker.prove.parametric.lift import conjuncts
+
+        hit = self._forms.get(id(e))
+        if hit is None or hit[0] is not e:
+            ident = identity(self.program)
+            kept = {ident.render(x) for x in conjuncts(e)
+                    if not set(self.threads_named(Lifting.prepare(self, x))) & self.dropped}
+            hit = self._forms[id(e)] = (e, kept)
+        owners = {self.owner[t] for t in gone}
+        if len(owners) == 1:
+            try:
+                if self.orbit_swaps[owners.pop()].render(c) in hit[1]:
+                    return
+            except Refused:
+                pass
+        raise LiftError(f"an invariant conjunct about {', '.join(self.program.threads[t].name for t in sorted(gone))} "
+                        "is no conjunct about member 0's thread renamed: not read over the pool")
 
     def group(self, named: tuple[int, ...], ps: list[Expr], s: PState) -> z3.BoolRef:
         """The conjuncts for every thread of each named kind and all distinct members: a member that is a named

@@ -255,11 +255,18 @@ class PoolReading(Lifting):
         return None
 
     def _loop_field(self, lp: Loop, like: Expr | None = None) -> Field:
-        """A pseudo field standing for the loop (its sort: a select's values', else bool)."""
-        kind = "bool" if like is None or like.sort == BOOL else "int"
+        """A pseudo field standing for the loop, of the sort of a select's values (else bool); a select of a
+        field naming members takes its domain."""
+        name = f"@loop#{len(self.loops)}"
         src = _field_of(like) if like is not None else None
-        pf = Field(f"@loop#{len(self.loops)}", src.kind if src is not None else kind, 0, 1, 0,
-                   names=src.names if src is not None else ())
+        if like is None or like.sort == BOOL:
+            pf = Field(name, "bool", 0, 1, 0)
+        elif like.sort.kind == "mask":
+            pf = Field(name, "mask", 0, (1 << like.sort.width) - 1, 0, width_bits=like.sort.width)
+        elif src is not None:
+            pf = Field(name, src.kind, src.lo, src.hi, src.init, names=src.names)
+        else:
+            pf = Field(name, "int", 0, 0, 0)
         if src is not None and src in self.slot_valued:
             self.slot_valued[pf] = self.slot_valued[src]
         self.loops[pf] = lp
