@@ -24,6 +24,7 @@ VIOLATED = {
     "parametric-hook-5.15.yaml": {"hook-safe", "memory-safety"},  # the -EPERM path leaves the hook (5.15)
     "mainline-c1-two-openers.yaml": {"hook-safe", "memory-safety"},  # the C1 fix as read: two failing openers
     "parametric-mainline.yaml": set(),
+    "allsizes-mainline.yaml": set(),  # --all-sizes: KVM_RUN, APIE, PV and the adapter and domain stores
     "parametric-mainline-masks.yaml": {"data-race"},  # dev->driver, as in final-ownership
     "final-lifecycle.yaml": set(),
     "final-lockdep.yaml": set(),

@@ -10,7 +10,7 @@ from checker.cli.cli import main
 
 
 @pytest.mark.parametrize("args, message", [
-    (["prove", "--all-sizes", "specs/parametric-mainline.yaml"], "--sizes and --all-sizes go with --parametric"),
+    (["prove", "--all-sizes", "specs/parametric-mainline.yaml"], "--all-sizes goes with --parametric"),
     (["prove", "--parametric", "--all-sizes", "--sizes", "vms=1..2", "specs/parametric-mainline.yaml"],
      "--all-sizes proves for every size: no --sizes or --bmc"),
     (["prove", "--parametric", "--all-sizes", "--bmc", "3", "specs/parametric-mainline.yaml"],

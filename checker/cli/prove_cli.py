@@ -300,7 +300,7 @@ def prove(ctx: click.Context, spec: str | None, props: tuple[str, ...], lemmas: 
         return run_parametric(ctx, spec, props, lemmas, 30.0 if timeout is None else timeout, bmc or 0, auto_lemmas,
                               crosscheck_states, fmt, output, cex_dir, no_lemmas, sizes)
     if sizes is not None or all_sizes:
-        raise click.UsageError("--sizes and --all-sizes go with --parametric")
+        raise click.UsageError(f"{'--sizes' if sizes is not None else '--all-sizes'} goes with --parametric")
     loaded = load(ctx, spec)
     program = build(loaded)
     known = list(goals_of(program))
