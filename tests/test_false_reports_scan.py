@@ -139,6 +139,6 @@ def test_final_config_proves_for_any_number_of_scans(capsys: pytest.CaptureFixtu
     out = json.loads(capsys.readouterr().out)
     rows = {r["property"]: r for r in out["prove"]}
     assert rc == 0
-    assert len(rows) == 24 and {r["status"] for r in rows.values()} == {"PROVED"}  # + the parametric lemmas
+    assert len(rows) == 25 and {r["status"] for r in rows.values()} == {"PROVED"}  # + the parametric lemmas
     assert "(9 operation instances;" in rows["lemma-cfg-add-configured"]["scope"]
     assert rows["crycb-within-bounds"]["detail"].endswith("jointly with every goal and lemma")

@@ -316,14 +316,18 @@ class Lifting:
         shared: dict[Field, z3.ExprRef] = {}
         own: dict[Field, z3.ExprRef] = {}
         for f, e in a.updates.items():
-            val = self.term(self.prepare(e, owner_value=f.kind == "owner"), s, bind)
-            if f in s.shared:
-                shared[f] = val
-            elif self.thread_of[f] == a.thread:
-                own[f] = val
-            else:
-                raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
+            self.place(a, s, f, self.term(self.prepare(e, owner_value=f.kind == "owner"), s, bind), shared, own)
         return shared, own
+
+    def place(self, a: Action, s: PState, f: Field, val: z3.ExprRef, shared: dict[Field, z3.ExprRef],
+              own: dict[Field, z3.ExprRef]) -> None:
+        """File the value ``a`` writes to ``f``: a shared field, or the step's own thread's field."""
+        if f in s.shared:
+            shared[f] = val
+        elif self.thread_of[f] == a.thread:
+            own[f] = val
+        else:
+            raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
 
     def step(self, a: Action, s: PState, me: z3.ExprRef) -> tuple[z3.BoolRef, PState]:
         """``a`` taken by thread ``me``: (enabled, no check fails, post-state typed; the post-state)."""

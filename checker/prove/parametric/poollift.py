@@ -308,13 +308,7 @@ class PoolLifting(PoolReading):
                     raise LiftError(f"{a.function}: {a.text}: writes {f.name}, a member's part beyond its own, "
                                     "outside a loop")
                 continue
-            val = self.term(self.prepare_stored(e, owner_value, fixed, f), s, b)
-            if f in s.shared:
-                shared[f] = val
-            elif self.thread_of[f] == a.thread:
-                own[f] = val
-            else:
-                raise LiftError(f"{a.function}: {a.text}: writes {f.name} of another thread")
+            self.place(a, s, f, self.term(self.prepare_stored(e, owner_value, fixed, f), s, b), shared, own)
         members: dict[Field, Access] = {}
         bits: dict[Field, Access2] = {}
         for f0 in dict.fromkeys([*at_fixed, *looped]):

@@ -12,7 +12,7 @@ pseudo field. The terms are built over the pool's sort, or, for an instance of a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import z3
@@ -304,45 +304,40 @@ class PoolReading(Lifting):
         except ExprError as err:
             raise LiftError(f"cannot lift by renaming: {err}") from None
 
-    def members_named(self, prepared: Expr) -> set[int]:
-        """The members a prepared expression names outside its loops (a loop names its fixed members)."""
-        out: set[int] = set()
+    def _fields(self, prepared: Expr, bodies: bool) -> Iterator[Field]:
+        """The fields of a prepared expression, loop pseudo fields too, then each loop's pointer and default
+        (and, with ``bodies``, its body)."""
         stack = [prepared]
         while stack:
             x = stack.pop()
             f = x.field if isinstance(x, Var) else None
             if isinstance(f, Field):
-                if f in self.family:
-                    out.add(self.family[f][0])
-                elif f in self.rw_bits:
-                    out.add(self.rw_bits[f][0])
-                elif f in self.quant_member:
-                    out.add(self.quant_member[f][0])
-                elif isinstance(self.values.get(f), int):
-                    out.add(self.values[f])  # type: ignore[arg-type]
-                elif f in self.loops:
-                    lp = self.loops[f]
-                    out |= lp.fixed
-                    stack += [y for y in (lp.pointer, lp.default) if y is not None]
+                yield f
+                lp = self.loops.get(f)
+                if lp is not None:
+                    stack += [y for y in (lp.pointer, lp.default, lp.body if bodies else None) if y is not None]
             stack.extend(children(x))
+
+    def members_named(self, prepared: Expr) -> set[int]:
+        """The members a prepared expression names outside its loops (a loop names its fixed members)."""
+        out: set[int] = set()
+        for f in self._fields(prepared, bodies=False):
+            if f in self.loops:
+                out |= self.loops[f].fixed
+            k = (self.family[f][0] if f in self.family else self.rw_bits[f][0] if f in self.rw_bits else
+                 self.quant_member[f][0] if f in self.quant_member else self.values.get(f))
+            if isinstance(k, int):
+                out.add(k)
         return out
 
     def reads(self, prepared: Expr) -> set[Field]:
         """Fields read, loops' bodies included, a member's field as its family's."""
         out: set[Field] = set()
-        stack = [prepared]
-        while stack:
-            x = stack.pop()
-            f = x.field if isinstance(x, Var) else None
-            if isinstance(f, Field):
-                if f in self.loops:
-                    lp = self.loops[f]
-                    stack += [y for y in (lp.body, lp.pointer, lp.default) if y is not None]
-                elif f in self.quant_member:
-                    out |= set(self.quant_member[f][1:])
-                else:
-                    out.add(self._written_as(f))
-            stack.extend(children(x))
+        for f in self._fields(prepared, bodies=True):
+            if f in self.quant_member:
+                out |= set(self.quant_member[f][1:])
+            elif f not in self.loops:
+                out.add(self._written_as(f))
         return out
 
     def _written_as(self, f: Field) -> Field:
