@@ -58,10 +58,11 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
     once = [i for i, t in enumerate(scenario.threads) if any(c.name in once_ops for c in t.run)]
     owners = d.instance_owners(scenario)
     ran = ", ".join(dict.fromkeys(c.name for t in scenario.threads for c in t.run))
+    once_text = ", a once-only operation (closing an fd, removing the mdev) at most once per guest" if once else ""
     scope = (f"all sizes: any number of guests (a VM with its mdev attached, one vCPU each) and of threads, each "
-             f"running any sequence of the operations any number of times on any guest, an fd closed once, an mdev "
-             f"removed once (operations {ran}; adapters {constants['adapters']}, domains {constants['domains']}, "
-             "every queue bound to vfio_ap at start); runs up to the first failing check")
+             f"running any sequence of the operations any number of times on any guest{once_text} (operations "
+             f"{ran}; adapters {constants['adapters']}, domains {constants['domains']}, every queue bound to vfio_ap "
+             "at start); runs up to the first failing check")
     t0 = time.monotonic()
     try:
         lift = PoolLifting(program, POOL, owners, once, orbits=d.instance_orbits(scenario))
