@@ -39,6 +39,12 @@ from checker.prove.parametric.pools import Item, Owners, Pools
 from checker.search.reduce.renaming import Refused, Renaming, domain_of, identity, lock_fields
 
 
+def _renamed_init(r: Renaming, f: Field) -> int:
+    """``f``'s initial value with the renaming applied (a local naming member 0 starts naming member k)."""
+    table = r.table(f)
+    return f.init if table is None else table[f.init - f.lo] + f.lo
+
+
 class PoolLifting(PoolReading):
     def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = (),
                  members_at: int | None = None, orbits: Mapping[str, str] | None = None) -> None:
@@ -152,7 +158,9 @@ class PoolLifting(PoolReading):
                     mine = sorted(repr(r.action(a)) for a in program.actions if a.thread == rep)
                 except Refused:
                     continue
-                if mine == sorted(repr(same.action(a)) for a in program.actions if a.thread == other):
+                theirs = sorted(repr(same.action(a)) for a in program.actions if a.thread == other)
+                starts = all(_renamed_init(r, locals_of[rep][x]) == locals_of[other][x].init for x in keys[label])
+                if mine == theirs and starts:
                     dropped.add(other)
         return dropped
 
