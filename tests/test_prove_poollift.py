@@ -133,3 +133,25 @@ def test_orbit_copies_run_as_member_0s_kind_and_a_lone_conjunct_about_one_is_ref
     lone = Implies(program.threads[1].pc.var == 2, Not(busy[0].var))  # about claim.dev1 only
     with pytest.raises(LiftError, match="about claim.dev1 is no conjunct about member 0's thread renamed"):
         lift.groups(lone)
+
+
+def test_two_loops_side_by_side_are_two_quantifiers() -> None:
+    """``no other device busy and no other device flagged``: two classes of copies in one ``and``; reading only
+    the first as a loop would drop the second (more steps enabled: the cross-check finds them)."""
+    n = 3
+    pb = ProgramBuilder("two-loops")
+    busy = [bool_field(f"dev{k}.busy", init=False) for k in range(n)]
+    flag = [bool_field(f"dev{k}.flag", init=False) for k in range(n)]
+    for f in busy + flag:
+        pb.var(f)
+    for k in range(n):
+        t = pb.thread(f"claim.dev{k}", cyclic=True)
+        t.step("flag", "flag mine", updates={flag[k]: True})
+        t.step("claim", "no other busy or flagged", guard=And(*[Not(busy[j].var) for j in range(n) if j != k],
+                                                             *[Not(flag[j].var) for j in range(n) if j != k]),
+               updates={busy[k]: True})
+        t.step("release", "mine free, unflagged", updates={busy[k]: False, flag[k]: False})
+    pb.instance_pool("dev", [Member([], [busy[k], flag[k]], [], [f"dev{k}"]) for k in range(n)])
+    program = pb.build()
+    report = check_pool_instance(program, "dev", _owners(program))
+    assert report.complete and report.transitions > 0

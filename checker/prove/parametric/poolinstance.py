@@ -109,8 +109,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
             continue
         me = z3.IntVal(a.thread + 1)
         picks: list[int | None] = [None]
-        if cls is not None:
-            _, fixed, _ = lf.context(a, me)
+        if cls is not None:  # the class's first step at each member it has a copy for
             picks = [k for k in range(n_members) if (a.aid, k) in by_pick]
         for pick in picks:
             ok, post = lf.step(a, s, me, pick)

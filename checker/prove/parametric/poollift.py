@@ -118,7 +118,7 @@ class PoolLifting(PoolReading):
         # "no reader holds it" / "a writer is queued" of a member's semaphore: over every thread, at the member
         self.quant_member = {pf: self.rw_of[id(rw)] for pf, (_, rw) in self.quant_fields.items()
                              if id(rw) in self.rw_of}
-        self._check_symmetric_init(members)
+        self._check_symmetric_init()
         self.action_class = self._action_classes()
         self.orbit_swaps: dict[int, Renaming] = {}  # member k -> members 0 and k swapped, orbit threads too
         self.dropped = self._orbit_copies(labels) if members_at is None else set()
@@ -164,7 +164,7 @@ class PoolLifting(PoolReading):
                     dropped.add(other)
         return dropped
 
-    def _check_symmetric_init(self, members: Sequence[object]) -> None:
+    def _check_symmetric_init(self) -> None:
         for f, (k, f0) in self.family.items():
             if f in self.slot_valued:
                 a, b = self.slot_valued[f].get(f.init), self.slot_valued[f0].get(f0.init)
@@ -241,30 +241,25 @@ class PoolLifting(PoolReading):
     # ------------------------------------------------------------ actions
     def _action_classes(self) -> dict[int, tuple[int, int]]:
         """Sibling steps (one thread, one label) that are copies, one per member outside the thread's own
-        (``Pools.sibling_classes``): action id -> (the class's first step, the member it is the copy for)."""
-        by_label: dict[tuple[int, int], list[Action]] = {}
-        for a in self.program.actions:
-            by_label.setdefault((a.thread, a.label), []).append(a)
+        (``Pools.sibling_classes``): action id -> (its class's first step, the member it is the copy for)."""
         out: dict[int, tuple[int, int]] = {}
-        for (t, _), acts in by_label.items():
-            own = self.owner.get(t)
-            copies = self.pools.sibling_classes(acts, self.pool, frozenset() if own is None else frozenset({own}))
-            if len(acts) > 1 and copies:
-                rep = acts[min(copies)].aid
-                out |= {acts[i].aid: (rep, k) for i, k in copies.items()}
+        for t, per_pc in enumerate(self.program.by_label):
+            fixed = frozenset({self.owner[t]}) if t in self.owner else frozenset()
+            for acts in per_pc:
+                if len(acts) < 2:
+                    continue
+                for per in self.pools.sibling_classes(acts, self.pool, fixed):
+                    rep = acts[min(per.values())].aid
+                    out |= {acts[i].aid: (rep, k) for k, i in per.items()}
         return out
 
     def context(self, a: Action, me: z3.ExprRef,
                 pick: int | None = None) -> tuple[dict[int, z3.ExprRef], frozenset[int], list[z3.BoolRef]]:
         """(binding, fixed members, constraints) of a step by ``me``: its own member at ``own(me)``; a step
         of a class of sibling copies at a member picked among the others (one fresh element per step)."""
-        b: dict[int, z3.ExprRef] = {a.thread: me}
-        fixed: set[int] = set()
+        b = self._own_binding(a.thread, me)
+        fixed = {self.owner[a.thread]} if a.thread in self.owner else set()
         extra: list[z3.BoolRef] = []
-        own = self.owner.get(a.thread)
-        if own is not None:
-            b[_mkey(own)] = self.own_fn(me)
-            fixed.add(own)
         cls = self.action_class.get(a.aid)
         if cls is not None:
             _, k = cls

@@ -22,7 +22,7 @@ from checker.lang.heldsets import same_expr
 from checker.lang.layout import Field
 from checker.lang.program_types import Action
 from checker.prove.parametric.lift import LiftError, Lifting, PState, _Env
-from checker.prove.parametric.pools import Item, Pools
+from checker.prove.parametric.pools import Item, Pools, if_chain
 from checker.prove.z3expr import range_constraint, to_z3, z3_sort
 from checker.search.reduce.renaming import domain_of
 
@@ -186,11 +186,11 @@ class PoolReading(Lifting):
         if isinstance(e, Var):
             return e
         if isinstance(e, Nary):
-            copies = self.pools.classes([Item(e.op, [x]) for x in e.args], self.pool, fixed)
-            rest = [self._pp(x, fixed, None) for i, x in enumerate(e.args) if i not in copies]
-            if copies:
-                i0 = min(copies)
-                k = copies[i0]
+            groups = self.pools.class_groups([Item(e.op, [x]) for x in e.args], self.pool, fixed)
+            looped = {i for per in groups for i in per.values()}
+            rest = [self._pp(x, fixed, None) for i, x in enumerate(e.args) if i not in looped]
+            for per in groups:  # each class its own quantifier, its first copy the body
+                k, i0 = min(per.items(), key=lambda ki: ki[1])
                 rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
             return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
         if isinstance(e, Ite):
@@ -220,11 +220,7 @@ class PoolReading(Lifting):
 
     def _select(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
         """An if chain whose cases pin one pointer to each member outside ``fixed``: the case at its element."""
-        cases: list[tuple[Expr, Expr]] = []
-        x: Expr = e
-        while isinstance(x, Ite):
-            cases.append((x.c, x.a))
-            x = x.b
+        cases, x = if_chain(e)
         if len(cases) < 2:
             return None
         values = domain_of(ctx) if ctx is not None else None

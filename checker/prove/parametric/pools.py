@@ -159,11 +159,16 @@ class Pools:
     def classes(self, items: list[Item], pool: str, fixed: frozenset[int]) -> dict[int, int]:
         """Item index -> the member it is the copy for, over the items that belong to a complete
         class (a copy for every member outside ``fixed``, each the first one renamed)."""
+        return {idx: k for per in self.class_groups(items, pool, fixed) for k, idx in per.items()}
+
+    def class_groups(self, items: list[Item], pool: str, fixed: frozenset[int]) -> list[dict[int, int]]:
+        """The complete classes among ``items``, each as member -> item index (several loops may sit side by
+        side in one ``and``: each is its own quantifier)."""
         return self._classes(len(items), pool, fixed, lambda i, fx: self.item_named(items[i], pool, fx),
                              lambda i, j, k: self.form(items[i], pool, j, k))
 
-    def sibling_classes(self, acts: list[Action], pool: str, fixed: frozenset[int]) -> dict[int, int]:
-        """``classes`` over the actions of one step (one pc): the builder splits a step into one action
+    def sibling_classes(self, acts: list[Action], pool: str, fixed: frozenset[int]) -> list[dict[int, int]]:
+        """``class_groups`` over the actions of one step (one pc): the builder splits a step into one action
         per instance where it has to (``rwsem_down_write_slowpath`` of a lock chosen by a pointer:
         queueing as the waiting writer of kvm k's rwsem is its own action, one per VM)."""
         return self._classes(len(acts), pool, fixed, lambda i, fx: self.step_named(acts[i], pool, fx),
@@ -171,10 +176,10 @@ class Pools:
 
     def _classes(self, n_items: int, pool: str, fixed: frozenset[int],
                  named: Callable[[int, frozenset[int]], set[int]],
-                 form: Callable[[int, int, int], str | None]) -> dict[int, int]:
+                 form: Callable[[int, int, int], str | None]) -> list[dict[int, int]]:
         free = self.shape.size[pool] - len(fixed)
         if free < 1 or not self.shape.uniform[pool]:
-            return {}
+            return []
         groups: list[tuple[int, int, dict[int, int]]] = []  # (rep item, rep member, member -> item)
         for idx in range(n_items):
             ks = named(idx, fixed)
@@ -193,7 +198,7 @@ class Pools:
                     break
             else:
                 groups.append((idx, k, {k: idx}))
-        return {idx: k for _, _, per in groups if len(per) == free for k, idx in per.items()}
+        return [per for _, _, per in groups if len(per) == free]
 
     # ---- residue: members named outside the own ones and complete classes
     def residue(self, e: Expr, pool: str, fixed: frozenset[int], ctx: Domain = None) -> set[int]:
@@ -211,7 +216,7 @@ class Pools:
         out: set[int] = set()
         if isinstance(e, Ite):
             d = self._identity.dom(e) if ctx is None else ctx
-            cases, default = _chain(e)
+            cases, default = if_chain(e)
             if len(cases) > 1:
                 items = [Item("case", [c, a], domains=[None, d]) for c, a in cases]
                 return self.items_residue(items, pool, fixed) | self.residue(default, pool, fixed, d)
@@ -248,7 +253,8 @@ class Pools:
         fixed = frozenset() if own is None else frozenset({own})
         acts = self.program.by_label[a.thread][a.label] if self.program.by_label else [a]
         if len(acts) > 1:
-            copy = self.sibling_classes(acts, pool, fixed).get(next(i for i, x in enumerate(acts) if x is a))
+            i = next(i for i, x in enumerate(acts) if x is a)
+            copy = next((k for per in self.sibling_classes(acts, pool, fixed) for k, j in per.items() if j == i), None)
             if copy is not None:
                 fixed = fixed | {copy}
         return self.step_named(a, pool, fixed)
@@ -257,7 +263,7 @@ class Pools:
         return self.items_residue(action_items(a), pool, fixed)
 
 
-def _chain(e: Ite) -> tuple[list[tuple[Expr, Expr]], Expr]:
+def if_chain(e: Ite) -> tuple[list[tuple[Expr, Expr]], Expr]:
     cases: list[tuple[Expr, Expr]] = []
     x: Expr = e
     while isinstance(x, Ite):
