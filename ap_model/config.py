@@ -96,7 +96,7 @@ def _parse_cfg(c: dict[str, Any], errors: ScenarioErrorCollector) -> Cfg:
     if len(set(domains)) != len(domains) or not 1 <= len(domains) <= 4:
         raise ScenarioError("constants.domains", "1 to 4 distinct domain numbers")
     vms, vcpus, mdevs = int(_given(c, "vms", 1)), int(_given(c, "vcpus", 1)), int(_given(c, "mdevs", 1))
-    for k, v, hi in (("vms", vms, 3), ("vcpus", vcpus, 2), ("mdevs", mdevs, 3)):
+    for k, v, hi in (("vms", vms, 4), ("vcpus", vcpus, 2), ("mdevs", mdevs, 4)):
         if not 1 <= v <= hi:
             raise ScenarioError(f"constants.{k}", f"{k} must be 1..{hi}")
     created = c.get("created")

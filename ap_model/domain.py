@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from checker.lang.block import Block, get_ref, put_ref, use_checks
-from checker.lang.expr import INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, false, lift, true
+from checker.lang.expr import INT, And, BitOf, Const, Expr, If, MaskConst, Not, Or, Select, Slot, false, lift, true
 from checker.lang.layout import Field
 from checker.lang.program import Lock, Pool, ProgramBuilder
 
@@ -143,8 +143,10 @@ class WorldState:
         return And(self.mdev_alive(m), a.has(i), q.has(j))
 
     def owner_mdev(self, i: int, j: int, b: Body | None = None) -> Expr:
-        """The mdev whose matrix holds APQN (i, j) (``vfio_ap_mdev_for_queue``), or -1."""
-        return self.first_mdev(lambda m: self.in_matrix(m, i, j, b), lambda m: lift(m, INT), lift(-1, INT))
+        """The mdev whose matrix holds APQN (i, j) (``vfio_ap_mdev_for_queue``), or -1: a slot of the mdevs'
+        pointer domain, renamed with them."""
+        slots = tuple(self.mslots)
+        return self.first_mdev(lambda m: self.in_matrix(m, i, j, b), lambda m: Slot(m, slots), lift(-1, INT))
 
     def first_mdev(self, test: Callable[[int], Expr], value: Callable[[int], Expr], default: Expr) -> Expr:
         """``value`` of the first mdev of ``matrix_dev->mdev_list`` (list_for_each_entry: creation order) that

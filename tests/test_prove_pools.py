@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from checker.lang.block import Use, emit
-from checker.lang.expr import INT, And, Expr, If, Or, Select, lift
+from checker.lang.expr import INT, And, Expr, If, Not, Or, Select, Slot, lift
 from checker.lang.layout import Field, bool_field, ref_field
 from checker.lang.program import ProgramBuilder
 from checker.lang.program_types import Member, Program
-from checker.prove.parametric.pools import liftability
+from checker.prove.parametric.pools import Pools, if_chain, liftability
 from checker.spec.registry import default_registry
 from checker.spec.spec import load_spec
 
@@ -131,6 +131,45 @@ def test_a_step_split_into_one_action_per_member_a_pointer_may_name_is_parametri
     assert liftability(program, {})["dev"] == []
 
 
+def _first_busy(busy: list[Field], order: list[int] | None = None) -> Expr:
+    """``list_for_each_entry`` to the first busy device (its slot), else -1: one case per device, in list order."""
+    out: Expr = lift(-1, INT)
+    for j in reversed(order if order is not None else list(range(N))):
+        out = If(busy[j].var, Slot(j, SLOTS), out)
+    return out
+
+
+def test_a_find_first_inside_each_copy_of_a_loop_is_parametric() -> None:
+    # for every other device j: "j is not the first busy device". Swapping two devices reorders the list walk in
+    # each copy, so the copies are renamings of each other only as sets of cases: the lifting reads the walk as
+    # "some busy device" (exact where at most one is busy), the same in every copy
+    def step(k: int, busy: list[Field], ptr: Field) -> tuple[Expr, dict[Field, Expr]]:
+        return And(*[_first_busy(busy) != j for j in range(N) if j != k]), {}
+    program = _program(step)
+    assert _reach(program) == {}
+    chain = program.actions[0].guard.args[0].a  # type: ignore[attr-defined]
+    assert Pools(program).choice(chain, "dev") == {0: 0, 1: 1, 2: 2}
+
+
+def test_a_walk_missing_a_member_or_with_a_default_naming_one_is_no_find_first() -> None:
+    def walk(busy: list[Field], order: list[int], default: Expr) -> Expr:
+        out = default
+        for j in reversed(order):
+            out = If(busy[j].var, Slot(j, SLOTS), out)
+        return out
+
+    def step(k: int, busy: list[Field], ptr: Field) -> tuple[Expr, dict[Field, Expr]]:
+        return And(walk(busy, [0, 1], lift(-1, INT)) != -1, walk(busy, [0, 1, 2], Slot(2, SLOTS)) != -1,
+                   Not(busy[k].var)), {}
+    program = _program(step)
+    pools = Pools(program)
+    short, named = [x.a for x in program.actions[0].guard.args[:2]]  # type: ignore[attr-defined]
+    assert [len(if_chain(c)[0]) for c in (short, named)] == [2, 3]
+    assert pools.choice(short, "dev") is None and pools.choice(named, "dev") is None
+    # (T2's own member is the one the short walk misses and the other's default: the rest is a class of copies)
+    assert _reach(program) == {"T0@f#0": {1, 2}, "T1@f#0": {0, 2}}
+
+
 def _residue(spec: str) -> dict[str, list[str]]:
     """Per pool, the kernel functions of the steps that still name a member beyond their own outside a loop, in
     the universal scenario of ``spec``'s operations at three guests (sized_constants: kvm k with mdev k
@@ -145,29 +184,20 @@ def _residue(spec: str) -> dict[str, list[str]]:
             for pool, steps in liftability(design.build(scenario), owners).items()}
 
 
-def test_the_mainline_steps_not_yet_parametric_in_the_guests() -> None:
+def test_every_mainline_step_is_parametric_in_the_guests() -> None:
     # the queue remove path reaches the mdev vfio_ap_mdev_for_queue's list walk finds (and its kvm->lock): a
-    # find-first over the mdevs inside each copy, not a renaming of it under swapping two members
-    assert _residue("specs/parametric-mainline.yaml") == {
-        "guest": ["get_update_locks_for_queue", "vfio_ap_mdev_remove_queue"], "mdev": ["vfio_ap_mdev_remove_queue"],
-        "vm": []}
+    # find-first over the mdevs inside each copy, compared as a set of cases (Pools.choice)
+    assert _residue("specs/parametric-mainline.yaml") == {"guest": [], "mdev": [], "vm": []}
 
 
-def test_the_mask_store_steps_not_yet_parametric() -> None:
+def test_every_mask_store_step_is_parametric() -> None:
     # the reprobes of the apmask/aqmask stores: the same list walk, in the queue remove and probe paths
-    assert _residue("specs/parametric-mainline-masks.yaml") == {
-        "guest": ["get_update_locks_by_apqn", "get_update_locks_for_queue", "vfio_ap_mdev_probe_queue",
-                  "vfio_ap_mdev_remove_queue"],
-        "mdev": ["vfio_ap_mdev_probe_queue", "vfio_ap_mdev_remove_queue"], "vm": []}
+    assert _residue("specs/parametric-mainline-masks.yaml") == {"guest": [], "mdev": [], "vm": []}
 
 
 def test_the_scan_steps_not_yet_parametric() -> None:
-    # besides the list walk: the scan's vfio_ap_mdev_cfg_remove and on_scan_complete visit the mdevs one critical
-    # section after the other, a loop over the pool in the control flow (one step per mdev), which no class of
-    # sibling items reads back
+    # the scan's vfio_ap_mdev_cfg_remove and on_scan_complete visit the mdevs one critical section after the other,
+    # a loop over the pool in the control flow (one step per mdev), which no class of sibling items reads back
     residue = _residue("tests/data/parametric-stores-scans.yaml")
-    assert residue["vm"] == []
-    assert residue["mdev"] == ["vfio_ap_mdev_probe_queue", "vfio_ap_mdev_remove_queue", "vfio_ap_on_cfg_changed",
-                               "vfio_ap_on_scan_complete"]
-    assert residue["guest"] == ["get_update_locks_by_apqn", "get_update_locks_for_queue", "vfio_ap_mdev_probe_queue",
-                                "vfio_ap_mdev_remove_queue", "vfio_ap_on_cfg_changed", "vfio_ap_on_scan_complete"]
+    assert residue == {"vm": [], "mdev": ["vfio_ap_on_cfg_changed", "vfio_ap_on_scan_complete"],
+                       "guest": ["vfio_ap_on_cfg_changed", "vfio_ap_on_scan_complete"]}

@@ -146,9 +146,9 @@ def test_compare_prove_all_unknown_is_inconclusive(capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("vms: 0", "3:8: error: constants.vms: vms must be 1..3"),
+    ("vms: 0", "3:8: error: constants.vms: vms must be 1..4"),
     ("vcpus: 0", "3:10: error: constants.vcpus: vcpus must be 1..2"),
-    ("mdevs: 0", "3:10: error: constants.mdevs: mdevs must be 1..3"),
+    ("mdevs: 0", "3:10: error: constants.mdevs: mdevs must be 1..4"),
     ("adapters: []", "3:13: error: constants.adapters: 1 to 4 distinct adapter numbers"),
     ("domains: []", "3:12: error: constants.domains: 1 to 4 distinct domain numbers"),
 ])

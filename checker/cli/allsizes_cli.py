@@ -4,8 +4,10 @@ The design builds its universal scenario at three guests (``sized_constants``: k
 the spec's operations and the sized ones, on every guest), and ``PoolLifting`` reads that program over the
 guest pool as a sort of any size (checker.prove.parametric.poollift). The goals are proved by induction on
 that relation with the spec's lemmas and the design's ``pool_lemmas``. Before any PROVED, the lifting at
-three guests is compared with the explicit successor function (checker.prove.parametric.poolinstance). A
-step the lifting cannot read over the pool is an UNKNOWN row naming it, never a guess.
+three guests is compared with the explicit successor function (checker.prove.parametric.poolinstance), and
+at four guests with the program the design builds at four (checker.prove.parametric.poolsizes: the builder
+uniform in the guests). A step the lifting cannot read over the pool is an UNKNOWN row naming it, never a
+guess.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from checker.prove.parametric.instance import InstanceMismatch
 from checker.prove.parametric.lift import LiftError
 from checker.prove.parametric.poolinstance import check_pool_instance
 from checker.prove.parametric.poollift import PoolLifting
+from checker.prove.parametric.poolsizes import Sized, check_pool_size
 from checker.prove.parametric.pprove import Invariant, ParametricProver
 from checker.prove.prove_results import PROVED, UNKNOWN, PropertyProof, ProveResult
 
 POOL = "guest"
 BUILT_GUESTS = 3  # the fewest members at which a loop over "every other guest" shows as a loop
+OTHER_GUESTS = 4  # the size the lifting is also compared at, with the program built there
 HOOKS = ("sized_constants", "universal_scenario", "instance_owners", "instance_orbits")
 
 
@@ -88,9 +92,29 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
                                "(please report)") from None
         crosscheck = (f"the lifting over the guests at {BUILT_GUESTS} guests agrees exactly with the explicit "
                       f"successor function {rep.text()}")
+        built = Sized(program, owners, d.instance_orbits(scenario))
+        crosscheck += "; " + _other_size(d, built, ops, once, adapters, domains, states)
     result = ProveResult(design.name, rows, seconds=time.monotonic() - t0, crosscheck=crosscheck)
     return _report(program, result, f"{tg.shown} --all-sizes", design.name, [], fmt, output,
                    {"all_sizes": {"pool": POOL, "built_with": BUILT_GUESTS, "scope": scope}}, json_shown=tg.shown)
+
+
+def _other_size(d: Any, built: Sized, ops: tuple[str, ...], once: list[int], adapters: int, domains: int,
+                states: int) -> str:
+    """The lifting (of the program built at three guests) at four guests against the program built at four."""
+    constants, sized_ops, _ = d.sized_constants(OTHER_GUESTS, adapters, domains)
+    try:
+        scenario = d.universal_scenario(constants, tuple(dict.fromkeys(ops + tuple(sized_ops))) if ops else ())
+        program = d.build(scenario)
+    except ScenarioError as e:
+        return f"not compared at {OTHER_GUESTS} guests: the design does not model them ({e.key}: {e.message})"
+    other = Sized(program, d.instance_owners(scenario), d.instance_orbits(scenario))
+    try:
+        rep = check_pool_size(built, other, POOL, once, states, states // 3)
+    except InstanceMismatch as e:
+        raise RuntimeError(f"the lifting over the guests at {OTHER_GUESTS} guests differs from the program the design "
+                           f"builds there: {e} (please report)") from None
+    return (f"at {OTHER_GUESTS} guests it agrees exactly with the program the design builds there {rep.text()}")
 
 
 __all__ = ["run_all_sizes"]

@@ -151,6 +151,18 @@ class Const(Expr):
         return f"Const({self.value!r})"
 
 
+class Slot(Const):
+    """An int constant naming element ``value`` of a pointer domain (``names``, as a ref field's): what a
+    lookup returns when it finds an object by index (``vfio_ap_mdev_for_queue``'s mdev). Evaluated as its
+    value everywhere; the domain lets a renaming of the pool's members rename it with the pointers."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, value: int, names: tuple[str, ...]) -> None:
+        super().__init__(value, INT)
+        self.names = names
+
+
 class Var(Expr):
     """A state field read. ``field`` is a layout.Field (kept untyped to avoid a cycle)."""
 

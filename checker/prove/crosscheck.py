@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import z3
@@ -83,6 +83,23 @@ class _Substituter:
     @staticmethod
     def true(formula: z3.ExprRef, pairs: list[tuple[z3.ExprRef, z3.ExprRef]]) -> bool:
         return bool(z3.is_true(z3.simplify(z3.substitute(formula, *pairs))))
+
+
+def run_threads(program: Program, succ: Callable[[int], list[tuple[int, int]]], init: int,
+                threads: Sequence[str]) -> list[int]:
+    """The states along one path: each named thread in turn takes steps (its first enabled one) until it has none;
+    a state a sample might never reach (an mdev assigned an APQN, then that queue unbound)."""
+    index = {th.name: th.index for th in program.threads}
+    out: list[int] = []
+    s = init
+    for name in threads:
+        while True:
+            nexts = sorted((aid, ns) for aid, ns in succ(s) if ns >= 0 and program.actions[aid].thread == index[name])
+            if not nexts:
+                break
+            s = nexts[0][1]
+            out.append(s)
+    return out
 
 
 def reachable_sample(succ: Callable[[int], list[tuple[int, int]]], init: int, max_states: int,

@@ -52,11 +52,14 @@ class InstanceReport:
     transitions: int
     complete: bool
     sampled: int = 0  # of ``states``, found by random walks beyond the breadth-first prefix
+    along: int = 0  # of ``states``, on a path the caller named (threads run in turn: crosscheck.run_threads)
 
     def text(self) -> str:
+        bfs = self.states - self.sampled - self.along
         where = (f"all {self.states} reachable states" if self.complete else
-                 f"{self.states - self.sampled} breadth-first and {self.sampled} sampled reachable states")
-        return f"on {where} ({self.transitions} transitions)"
+                 f"{bfs} breadth-first and {self.sampled} sampled reachable states")
+        path = f" and {self.along} along a path" if self.along else ""
+        return f"on {where}{path} ({self.transitions} transitions)"
 
 
 class Substitution:

@@ -11,13 +11,13 @@ pointer that writes the wrong member: each is a difference, raised as ``Instance
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import z3
 
 from checker.lang.layout import Field
 from checker.lang.program import Program
-from checker.prove.crosscheck import reachable_sample
+from checker.prove.crosscheck import reachable_sample, run_threads
 from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, Substitution
 from checker.prove.parametric.lift import PState
 from checker.prove.parametric.poollift import PoolLifting
@@ -88,8 +88,33 @@ class _Encoding:
         return out
 
 
+def lifted_steps(sub: _Nested, forms: list[tuple[int, z3.BoolRef, z3.BoolRef, PState]],
+                 encode: Callable[[PState], int]) -> tuple[set[tuple[int, int]], set[int]]:
+    """At one state (``sub``): the lifted steps enabled there, as (key, ``encode``d post-state), and the keys of
+    those failing a check; ``forms``: (key, enabled and fine, enabled and failing, post-state)."""
+    lifted: set[tuple[int, int]] = set()
+    lifted_bad: set[int] = set()
+    for key, ok, failing, post in forms:
+        if z3.is_true(sub.value(ok)):
+            lifted.add((key, encode(post)))
+        if z3.is_true(sub.value(failing)):
+            lifted_bad.add(key)
+    return lifted, lifted_bad
+
+
+def first_difference(explicit: set[tuple[int, int]], explicit_bad: set[int], lifted: set[tuple[int, int]],
+                     lifted_bad: set[int]) -> tuple[int, str] | None:
+    """Where the explicit and the lifted steps of one state differ: (the step's key, which side has it), or None.
+    A step is (key, post-state); a failing step its key."""
+    if explicit == lifted and explicit_bad == lifted_bad:
+        return None
+    diff = sorted(explicit ^ lifted)[:1] or [(x, -1) for x in sorted(explicit_bad ^ lifted_bad)[:1]]
+    key = diff[0][0]
+    return key, "explicit only" if diff[0] in explicit or key in explicit_bad - lifted_bad else "lifted only"
+
+
 def check_pool_instance(program: Program, pool: str, owners: Owners, max_states: int = 2_000,
-                        samples: int = 300) -> InstanceReport:
+                        samples: int = 300, path: Sequence[str] = ()) -> InstanceReport:
     """The pool lifting of ``program`` instantiated at its own size against its explicit successor function."""
     from checker.search.codegen import compile_program
 
@@ -117,6 +142,9 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
             aid = a.aid if pick is None else by_pick[(a.aid, pick)]
             forms.append((aid, a.thread, ok, failing, post))
     states, complete, sampled = reachable_sample(succ, init, max_states, samples)
+    known = set(states)
+    along = [st for st in dict.fromkeys(run_threads(program, succ, init, path)) if st not in known]
+    states += along
     pcs = [th.pc.name for th in program.threads]
     transitions = 0
     for st in states:
@@ -124,24 +152,19 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
         sub = _Nested(enc.pairs(s, values))
         explicit = {(aid, ns) for aid, ns in succ(st) if ns >= 0}
         explicit_bad = {aid for aid, ns in succ(st) if ns < 0}
-        lifted: set[tuple[int, int]] = set()
-        lifted_bad: set[int] = set()
-        for aid, t, ok, failing, post in forms:
-            if program.actions[aid].label != values[pcs[t]]:
-                continue
-            if z3.is_true(sub.value(ok)):
-                out = {f.name: enc.decode(f, sub.value(enc.term(post, f))) for f in enc.fields}
-                lifted.add((aid, program.layout.encode(out)))
-            if z3.is_true(sub.value(failing)):
-                lifted_bad.add(aid)
+        active = [(aid, ok, failing, post) for aid, t, ok, failing, post in forms
+                  if program.actions[aid].label == values[pcs[t]]]
+
+        def encode(post: PState, sub: _Nested = sub) -> int:
+            return program.layout.encode({f.name: enc.decode(f, sub.value(enc.term(post, f))) for f in enc.fields})
+        lifted, lifted_bad = lifted_steps(sub, active, encode)
         transitions += len(explicit) + len(explicit_bad)
-        if explicit != lifted or explicit_bad != lifted_bad:
-            diff = sorted(explicit ^ lifted)[:1] or [(x, -1) for x in sorted(explicit_bad ^ lifted_bad)[:1]]
-            a = program.actions[diff[0][0]]
-            side = "explicit only" if diff[0] in explicit or diff[0][0] in explicit_bad - lifted_bad else "lifted only"
+        diff = first_difference(explicit, explicit_bad, lifted, lifted_bad)
+        if diff is not None:
+            a = program.actions[diff[0]]
             raise InstanceMismatch(f"pool {pool} at {n_members} members: state {st:#x}: "
-                                   f"{program.threads[a.thread].name}: {a.function}: {a.text}: {side}")
-    return InstanceReport([1] * len(program.threads), len(states), transitions, complete, sampled)
+                                   f"{program.threads[a.thread].name}: {a.function}: {a.text}: {diff[1]}")
+    return InstanceReport([1] * len(program.threads), len(states), transitions, complete, sampled, len(along))
 
 
-__all__ = ["check_pool_instance"]
+__all__ = ["check_pool_instance", "first_difference", "lifted_steps"]

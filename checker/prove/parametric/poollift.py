@@ -29,14 +29,32 @@ from collections.abc import Callable, Mapping, Sequence
 
 import z3
 
-from checker.lang.expr import BOOL, Expr, Or
+from checker.lang.expr import BOOL, Expr, Or, Slot, children
 from checker.lang.layout import THREAD_LOCAL, Field
 from checker.lang.program import Program, RwSem
 from checker.lang.program_types import Action, Member
 from checker.prove.parametric.lift import Access, Access2, LiftError, Lifting, PState, _kind_table
 from checker.prove.parametric.poolread import Loop, PoolReading, _mkey
-from checker.prove.parametric.pools import Item, Owners, Pools
+from checker.prove.parametric.pools import Item, Owners, Pools, action_items
 from checker.search.reduce.renaming import Refused, Renaming, domain_of, identity, lock_fields
+
+
+def _slot_domains(program: Program) -> list[tuple[str, ...]]:
+    """The pointer domains of the ``Slot`` constants in the program's steps and properties."""
+    out: dict[tuple[str, ...], None] = {}
+    seen: set[int] = set()
+    stack: list[Expr] = [p.expr for p in program.properties]
+    for a in program.actions:
+        stack += [it for item in action_items(a) for it in item.exprs]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, Slot):
+            out[e.names] = None
+        stack.extend(children(e))
+    return list(out)
 
 
 def _renamed_init(r: Renaming, f: Field) -> int:
@@ -47,9 +65,12 @@ def _renamed_init(r: Renaming, f: Field) -> int:
 
 class PoolLifting(PoolReading):
     def __init__(self, program: Program, pool: str, owners: Owners, singletons: Sequence[int] = (),
-                 members_at: int | None = None, orbits: Mapping[str, str] | None = None) -> None:
-        """``members_at``: the instance of the built program's own size (integers for members, every thread
-        of the program one id: checker.prove.parametric.poolinstance); None: any number of members.
+                 members_at: int | None = None, orbits: Mapping[str, str] | None = None,
+                 threads_at: Mapping[int, tuple[int, int | None]] | None = None) -> None:
+        """``members_at``: an instance of that many members (integers for members, every thread of the program
+        one id: checker.prove.parametric.poolinstance); None: any number of members. An instance of another
+        size than the built one names its threads (``threads_at``: thread id -> its kind and own member or
+        None: checker.prove.parametric.poolsizes).
         ``singletons``: kinds of an operation run once; one with an own member runs once *per member*, counted
         over its ``orbits`` (the kinds of one operation on different members: thread name -> label)."""
         members = program.instance_pools.get(pool)
@@ -60,8 +81,9 @@ class PoolLifting(PoolReading):
         if not self.pools.shape.uniform[pool]:
             raise LiftError(f"pool {pool!r}: its members differ in shape")
         self.members = members_at
-        if members_at is not None and members_at != len(members):
-            raise LiftError(f"pool {pool!r}: an instance is of the built size ({len(members)} members)")
+        if members_at is not None and members_at != len(members) and threads_at is None:
+            raise LiftError(f"pool {pool!r}: an instance of another size than the built one ({len(members)} "
+                            "members) names its threads")
         self.gsort = z3.IntSort() if members_at is not None else z3.DeclareSort(f"Pool:{pool}")
         self.member_fn = None if members_at is not None else z3.Function(f"@member:{pool}", self.gsort, z3.BoolSort())
         self.family: dict[Field, tuple[int, Field]] = {}  # member field -> (member, the family: member 0's field)
@@ -93,12 +115,23 @@ class PoolLifting(PoolReading):
             if f.kind == "ref":
                 table[-1] = "NULL"
             self.slot_valued[f] = table
+        self._slot_fields = {}
+        for names in _slot_domains(program):  # what lookups return: their values are known from the start
+            values: dict[int, int | str] = {-1: "NULL", **{i: slots.get(n, n) for i, n in enumerate(names)}}
+            self.slot_valued[self._slot_field(names)] = values
         self.special_names = sorted({x for t in self.slot_valued.values() for x in t.values() if isinstance(x, str)})
         self.loops: dict[Field, Loop] = {}
         self.values: dict[Field, int | str] = {}  # value pseudo field -> the member or name it stands for
         self._value_fields: dict[int | str, Field] = {}
         self._prep = {}
-        universe = None if members_at is None else {th.index: [th.index + 1] for th in program.threads}
+        self._chosen = {}
+        universe: dict[int, list[int]] | None = None
+        if threads_at is not None:
+            universe = {}
+            for n, (kind, _) in sorted(threads_at.items()):
+                universe.setdefault(kind, []).append(n)
+        elif members_at is not None:
+            universe = {th.index: [th.index + 1] for th in program.threads}
         self._index = {th.name: th.index for th in program.threads}
         owner = {th.index: owners[th.name][pool] for th in program.threads if pool in owners.get(th.name, {})}
         super().__init__(program, universe, [t for t in singletons if t not in owner])
@@ -109,8 +142,10 @@ class PoolLifting(PoolReading):
             if t in owner:
                 name = program.threads[t].name
                 self.once_per_member.setdefault(labels.get(name, name), []).append(t)
+        own_ids = ({n: k for n, (_, k) in threads_at.items() if k is not None} if threads_at is not None else
+                   {t + 1: k for t, k in self.owner.items()})
         self.own_fn = (z3.Function(f"@own:{pool}", self.tsort, self.gsort).__call__ if members_at is None else
-                       _kind_table({t + 1: k for t, k in self.owner.items()}))
+                       _kind_table(own_ids))
         self.shared = [f for f in self.shared if f not in self.family]
         self.per_thread = [f for f in self.per_thread if f not in self.family and f not in self.rw_bits]
         self.families = list(dict.fromkeys(f0 for _, f0 in self.family.values()))
@@ -357,11 +392,21 @@ class PoolLifting(PoolReading):
         cls = self.action_class.get(a.aid)
         if (cls is not None and cls[0] != a.aid) or a.thread in self.dropped:
             return z3.BoolVal(False), s
-        shared, own, members, bits = self.updated_all(a, s, me, pick)
-        typed = [self.typed(f, v) for f, v in shared.items()]
-        typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
-        ok = z3.And(self.guard(a, s, me, pick), z3.Not(self.bad(a, s, me, None, pick)),
-                    *[t for t in typed if not z3.is_true(t)])
+        self._side = []
+        try:
+            shared, own, members, bits = self.updated_all(a, s, me, pick)
+            typed = [self.typed(f, v) for f, v in shared.items()]
+            typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
+            ok = z3.And(self.guard(a, s, me, pick), z3.Not(self.bad(a, s, me, None, pick)),
+                        *[t for t in typed if not z3.is_true(t)])
+            probe = self.gvar("@probe-update")  # a member's new value is read later, at a bound element: its
+            for fn in members.values():  # lookups are registered now (they name no element beyond their own)
+                fn(probe)
+            for fn2 in bits.values():
+                fn2(probe, me)
+            ok = z3.And(ok, *self._side) if self._side else ok
+        finally:
+            self._side = None
         thread = dict(s.thread)
         for f, v in own.items():
             at_me = s.thread[f]
@@ -437,7 +482,17 @@ class PoolLifting(PoolReading):
                 distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
                 return z3.Implies(z3.And(*distinct, *same), z3.And(*[self.term(p, s, full) for p in ps]))
             return self.g_forall([f"@g{k}" for k in free], inner) if free else inner([])
-        return body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
+        if self.members is not None:
+            return body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
+        self._inv_chosen = {}
+        try:
+            out = body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
+            found = list(self._inv_chosen.values())
+        finally:
+            self._inv_chosen = None
+        if not found:
+            return out
+        return z3.ForAll([c for c, _ in found], z3.Implies(z3.And(*[ok for _, ok in found]), out))
 
     def invariant(self, e: Expr, s: PState) -> z3.BoolRef:
         return z3.And(*[self.group(named, ps, s) for named, ps in self.groups(e)])

@@ -2,7 +2,9 @@
 
 An expression of the program built with three or more members is *prepared*: every complete class of
 copies (checker.prove.parametric.pools) becomes a loop pseudo field, read back as a quantifier over
-the members outside the fixed ones (a pointer select: the case at the pointer's element), and every
+the members outside the fixed ones (a pointer select: the case at the pointer's element; a find-first
+over the pool: the case at a member passing its test, if any: some such member over the pool, the
+first in member order in an instance), and every
 constant naming a member's slot (or a name no member has: ``NULL``, ``clean``) becomes a value
 pseudo field. The terms are built over the pool's sort, or, for an instance of a given size
 (``members``), over the integers 0..members-1, every quantifier over the pool a finite conjunction
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import z3
 
-from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Un, Var, children
+from checker.lang.expr import BOOL, Bin, Const, Expr, ExprError, Ite, Nary, Slot, Un, Var, children
 from checker.lang.heldsets import same_expr
 from checker.lang.layout import Field
 from checker.lang.program_types import Action
@@ -30,7 +32,8 @@ from checker.search.reduce.renaming import domain_of
 @dataclass
 class Loop:
     """A complete class of copies read back as a quantifier over the members outside ``fixed``
-    (``op``: and, or; select: the case at ``pointer``'s element, else ``default``)."""
+    (``op``: and, or; select: the case at ``pointer``'s element, else ``default``; choose: a find-first,
+    the case at a member passing ``test`` if one does, else ``default``)."""
 
     op: str
     body: Expr  # the copy at member ``k``, prepared with ``fixed | {k}``
@@ -38,6 +41,16 @@ class Loop:
     fixed: frozenset[int]
     pointer: Expr | None = None
     default: Expr | None = None
+    test: Expr | None = None
+
+
+def _slot_names(e: Expr) -> tuple[str, ...] | None:
+    """The pointer domain of the ``Slot`` values an expression chooses among, if any."""
+    if isinstance(e, Slot):
+        return e.names
+    if isinstance(e, Ite):
+        return _slot_names(e.a) or _slot_names(e.b)
+    return None
 
 
 def _mkey(k: int) -> int:
@@ -103,6 +116,12 @@ class PoolReading(Lifting):
     values: dict[Field, int | str]
     _value_fields: dict[int | str, Field]
     _prep: dict[tuple[int, frozenset[int], int], tuple[Expr, Expr]]  # by id, the node kept alive (ids get reused)
+    # a step's find-first choices (pool sort): built while a step is read, None elsewhere (``PoolLifting.step``)
+    _side: list[z3.BoolRef] | None = None
+    _chosen: dict[tuple[str, str], tuple[z3.ExprRef, z3.BoolRef]]
+    # an invariant's find-first choices while one is read (``PoolLifting.group``): each a bound element
+    _inv_chosen: dict[str, tuple[z3.ExprRef, z3.BoolRef]] | None = None
+    _slot_fields: dict[tuple[str, ...], Field]  # a Slot domain's pseudo field
 
     def is_member(self, x: z3.ExprRef) -> z3.BoolRef:
         if self.members is not None:
@@ -179,6 +198,8 @@ class PoolReading(Lifting):
             return Bin(lifted.op, self._pp(lifted.a, fixed, None), self._pp(lifted.b, fixed, None), lifted.sort)
         if lifted is not None:
             return lifted
+        if isinstance(e, Slot):
+            return self._value_field(self.pools.shape.slots[self.pool].get(e.names[int(e.value)], "?")).var
         if isinstance(e, Const):
             if ctx is not None and ctx in self.slot_valued:
                 return self._value_field(self.slot_valued[ctx].get(int(e.value), "?")).var
@@ -194,16 +215,20 @@ class PoolReading(Lifting):
                 rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
             return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
         if isinstance(e, Ite):
-            ctx = ctx or (_field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
+            ctx = ctx or (self._field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
             sel = self._select(e, fixed, ctx)
             if sel is not None:
                 return sel
+            chosen = self._choose(e, fixed, ctx)
+            if chosen is not None:
+                return chosen
             return Ite(self._pp(e.c, fixed, None), self._pp(e.a, fixed, ctx), self._pp(e.b, fixed, ctx), e.sort)
         if isinstance(e, Bin):
             if e.op in ("<", ">") and self._range_check(e):
                 return Const(False, BOOL)  # a value of the pool's sort is in range by its type
             if e.op in ("==", "!="):
-                return Bin(e.op, self._pp(e.a, fixed, _field_of(e.b)), self._pp(e.b, fixed, _field_of(e.a)), e.sort)
+                return Bin(e.op, self._pp(e.a, fixed, self._field_of(e.b)), self._pp(e.b, fixed, self._field_of(e.a)),
+                           e.sort)
             return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
         if isinstance(e, Un):
             return Un(e.op, self._pp(e.a, fixed, None), e.sort)
@@ -211,7 +236,7 @@ class PoolReading(Lifting):
 
     def _range_check(self, e: Bin) -> bool:
         """``p < lo`` or ``p > hi`` of a field naming members (the explicit encoding's bounds)."""
-        f, c = _field_of(e.a), e.b
+        f, c = self._field_of(e.a), e.b
         if f is None or f not in self.slot_valued or not isinstance(c, Const) or not isinstance(e.a, Var):
             return False
         if (e.op == "<" and c.value == f.lo) or (e.op == ">" and c.value == f.hi):
@@ -240,10 +265,37 @@ class PoolReading(Lifting):
         lp = Loop("select", self._pp(cases[i0][1], fixed | {k}, ctx), k, fixed, self._pp(pointer, fixed, None), rest)
         return self._loop_field(lp, e).var
 
+    def _choose(self, e: Ite, fixed: frozenset[int], ctx: Field | None) -> Expr | None:
+        """A find-first over the pool (``Pools.choice``): the case at some member passing its test, if one does."""
+        per = self.pools.choice(e, self.pool)
+        if per is None:
+            return None
+        cases, default = if_chain(e)
+        k, i0 = min(per.items(), key=lambda ki: ki[1])
+        c, a = cases[i0]
+        lp = Loop("choose", self._pp(a, frozenset({k}), ctx), k, frozenset(), default=self._pp(default, fixed, ctx),
+                  test=self._pp(c, frozenset({k}), None))
+        return self._loop_field(lp, e).var
+
+    def _field_of(self, e: Expr) -> Field | None:
+        """The field whose values ``e`` takes (``_field_of``), or a pseudo field of the pointer domain of the
+        ``Slot`` values it chooses among (the mdev a lookup found, compared with a member's slot number)."""
+        f = _field_of(e)
+        names = _slot_names(e) if f is None else None
+        return f if names is None else self._slot_field(names)
+
+    def _slot_field(self, names: tuple[str, ...]) -> Field:
+        """The pseudo field of a ``Slot`` domain (its values in ``slot_valued``: ``PoolLifting`` registers every
+        domain the program has before anything is read)."""
+        pf = self._slot_fields.get(names)
+        if pf is None:
+            pf = self._slot_fields[names] = Field(f"@slots:{names[0]}..", "ref", -1, len(names) - 1, -1, names=names)
+        return pf
+
     def _pins(self, c: Expr) -> tuple[Expr, int] | None:
         """``c`` is ``p == <a member's slot>``: (p, the member)."""
         if isinstance(c, Bin) and c.op == "==" and isinstance(c.b, Const):
-            f = _field_of(c.a)
+            f = self._field_of(c.a)
             if f is not None and f in self.slot_valued:
                 v = self.slot_valued[f].get(int(c.b.value))
                 if isinstance(v, int):
@@ -254,7 +306,7 @@ class PoolReading(Lifting):
         """A pseudo field standing for the loop, of the sort of a select's values (else bool); a select of a
         field naming members takes its domain."""
         name = f"@loop#{len(self.loops)}"
-        src = _field_of(like) if like is not None else None
+        src = self._field_of(like) if like is not None else None
         if like is None or like.sort == BOOL:
             pf = Field(name, "bool", 0, 1, 0)
         elif like.sort.kind == "mask":
@@ -289,10 +341,54 @@ class PoolReading(Lifting):
             assert lp.pointer is not None and lp.default is not None
             p = self.term(lp.pointer, s, binding)
             return z3.If(outside(p), body(p), self.term(lp.default, s, binding))
+        if lp.op == "choose":
+            assert lp.test is not None and lp.default is not None
+            test = lp.test
+
+            def passes(x: z3.ExprRef) -> z3.BoolRef:
+                return self.term(test, s, {**binding, _mkey(lp.k): x})
+            c = self._chosen_member(passes, s, test)
+            return z3.If(passes(c), body(c), self.term(lp.default, s, binding))
         name = f"@x{len(fixed)}_{lp.k}"
         if lp.op == "and":
             return self.g_forall([name], lambda xs: z3.Implies(outside(xs[0]), body(xs[0])))
         return self.g_exists(name, lambda x: z3.And(outside(x), body(x)))
+
+    def _chosen_member(self, passes: Callable[[z3.ExprRef], z3.BoolRef], s: PState, test: Expr) -> z3.ExprRef:
+        """The member a find-first stops at. In an instance, the first passing in member order (the list's, as
+        the explicit program walks it). Over the pool no order is known among the members: in a step, an element
+        of the step that passes wherever some member does (one per test and state, so every read of one lookup
+        in a step agrees), its constraint added to the step (``_side``); in an invariant, the member passing
+        where at most one does (``PoolLifting.group`` quantifies it: the invariant claims nothing of a state where
+        two pass, which the kernel's first-found reading would decide; no-double-assignment, proved, excludes
+        them for an APQN's mdev)."""
+        if self.members is not None:
+            out: z3.ExprRef = z3.IntVal(0)
+            for i in reversed(range(self.members)):
+                out = z3.If(passes(z3.IntVal(i)), z3.IntVal(i), out)
+            return out
+        if self._inv_chosen is not None:
+            if self.reads(test) & set(self.per_thread):
+                raise LiftError("a find-first over the pool testing a thread's locals in an invariant: not read "
+                                "over the pool")
+            ikey = passes(self.gvar("@probe")).sexpr()
+            if ikey not in self._inv_chosen:  # the one member passing, where at most one does (any if none does)
+                c = self.gvar(f"@found{len(self._inv_chosen)}")
+                self._inv_chosen[ikey] = (c, z3.And(self.is_member(c), self.g_forall(
+                    ["@other"], lambda xs: z3.Implies(passes(xs[0]), xs[0] == c))))
+            return self._inv_chosen[ikey][0]
+        key = (passes(self.gvar("@probe")).sexpr(), s.tag)
+        hit = self._chosen.get(key)
+        if hit is None and self._side is None:
+            raise LiftError("a find-first over the pool outside a step (an invariant naming one): not read "
+                            "over the pool")
+        if hit is None:
+            c = self.gvar(f"@chosen{len(self._chosen)}@{s.tag}")
+            hit = self._chosen[key] = (c, z3.And(self.is_member(c), self.g_forall(
+                ["@other"], lambda xs: z3.Implies(passes(xs[0]), passes(c)))))
+        if self._side is not None and not any(hit[1].eq(x) for x in self._side):
+            self._side.append(hit[1])
+        return hit[0]
 
     def term(self, prepared: Expr, s: PState, binding: Mapping[int, z3.ExprRef]) -> z3.BoolRef:
         try:
@@ -311,7 +407,8 @@ class PoolReading(Lifting):
                 yield f
                 lp = self.loops.get(f)
                 if lp is not None:
-                    stack += [y for y in (lp.pointer, lp.default, lp.body if bodies else None) if y is not None]
+                    stack += [y for y in (lp.pointer, lp.default, *((lp.body, lp.test) if bodies else ()))
+                              if y is not None]
             stack.extend(children(x))
 
     def members_named(self, prepared: Expr) -> set[int]:

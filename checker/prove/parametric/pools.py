@@ -7,7 +7,9 @@ An unrolled loop is a *class of copies*: sibling items (conjuncts of one ``and``
 ``or``, cases of one pointer select, or a step's updates, checks, lock operations) naming one
 member each, every copy the others renamed (their fields, locks and slot names swapped, the own
 member fixed; checker.search.reduce.renaming compares the forms). A class with a copy for every
-member but the own one reads back as a quantifier over the pool.
+member but the own one reads back as a quantifier over the pool. A list walk to the first member
+passing a test (``choice``: a case per member, each the others renamed) is compared as a set of
+cases, its order left out: the lifting reads it as some member passing.
 
 That reading is ambiguous with two members, where "every other mdev" is a single copy, so this
 analysis runs on a program built with three or more (the design's ``sized_constants``): there a
@@ -98,6 +100,7 @@ class Pools:
         self._swaps: dict[tuple[str, int, int], Renaming] = {}
         # by id, with the expression kept alive: a transient node's id is reused once it is freed
         self._residue: dict[tuple[int, str, frozenset[int], Domain], tuple[Expr, set[int]]] = {}
+        self._choices: dict[tuple[int, str], tuple[Expr, dict[int, int] | None]] = {}
         self._identity = identity(program)
 
     # ---- what an expression names
@@ -136,8 +139,33 @@ class Pools:
             members = self.program.instance_pools[pool]
             image = list(range(len(members)))
             image[j], image[k] = k, j
-            self._swaps[key] = Renaming.of_members(self.program, members, image)
+            r = self._swaps[key] = Renaming.of_members(self.program, members, image)
+            r.free_chains = lambda e: self.choice(e, pool) is not None
         return self._swaps[key]
+
+    def choice(self, e: Ite, pool: str) -> dict[int, int] | None:
+        """``e`` as a find-first over the pool (``list_for_each_entry`` to the first object that passes a test):
+        one case per member, each the others renamed, its default naming none: member -> case index, else
+        None. Such a chain's copies are compared as sets of cases (renaming permutes the list's order), and
+        the lifting reads it as *some* member passing the test (checker.prove.parametric.poolread): the first
+        one is among them, so the reading allows every step the kernel takes (and is exact where at most one
+        member passes, as ``no-double-assignment`` gives for an APQN's mdev)."""
+        key = (id(e), pool)
+        hit = self._choices.get(key)
+        if hit is None:
+            hit = self._choices[key] = (e, self._choice_of(e, pool))
+        return hit[1]
+
+    def _choice_of(self, e: Ite, pool: str) -> dict[int, int] | None:
+        cases, default = if_chain(e)
+        if len(cases) != self.shape.size[pool]:
+            return None
+        d = self._identity.dom(e)
+        items = [Item("case", [c, a], domains=[None, d]) for c, a in cases]
+        groups = self.class_groups(items, pool, frozenset())
+        if len(groups) != 1 or len(groups[0]) != len(cases) or self.residue(default, pool, frozenset(), d):
+            return None
+        return groups[0]
 
     def form(self, it: Item, pool: str, j: int, k: int) -> str | None:
         """``it`` with members j and k swapped (j == k: as it is); None where renaming refuses."""
@@ -230,8 +258,8 @@ class Pools:
                 out.add(k)
         elif isinstance(e, Bin) and e.op in ("==", "!="):
             for x, y in ((e.a, e.b), (e.b, e.a)):
-                if isinstance(x, Const) and isinstance(y, Var):
-                    out |= self._slot_value(pool, domain_of(y.field), int(x.value))  # type: ignore[arg-type]
+                if isinstance(x, Const) and not isinstance(y, Const):  # the domain of a pointer or of a lookup
+                    out |= self._slot_value(pool, self._identity.dom(y), int(x.value))
         for c in children(e):
             out |= self.residue(c, pool, fixed)
         return out - fixed

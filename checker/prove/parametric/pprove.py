@@ -212,7 +212,16 @@ class ParametricProver:
             if row.status == PROVED:
                 self.assumed.append(Invariant(AUTO_OWNERSHIP, own))
             out.append(row)
-        joint = self._joint(goals, lemmas, budget_s)
+        joint: dict[str, PropertyProof] = {}
+        if own is not None and out[0].status != PROVED:
+            # not inductive alone: a fact about a lock a lookup chose (over a pool, any member it may find) may
+            # need the goals (one member holds an APQN), and the goals it: all proved at once, or none
+            joint = self._joint([*goals, Invariant(AUTO_OWNERSHIP, own)], lemmas, budget_s)
+            if joint:
+                out[0] = joint.pop(AUTO_OWNERSHIP)
+                out[0].kind = "derived"
+        if not joint:
+            joint = self._joint(goals, lemmas, budget_s)
         out += [joint.get(g.name) or self._row(g, lemmas, budget_s, "always") for g in goals]
         return out
 

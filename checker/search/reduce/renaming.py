@@ -18,7 +18,10 @@ the permuted state what the other does on the original:
   names preserves equality only;
 - an ``if`` chain whose conditions are pairwise exclusive (each pins one expression to distinct
   constants, as ``Select`` over a family does) is compared as a set of cases: renaming permutes the
-  family's order; so are lock acquisitions and releases with pairwise exclusive conditions;
+  family's order; so are lock acquisitions and releases with pairwise exclusive conditions; a reader
+  that takes a chain as "some case that holds" may ask for it as a set too (``free_chains``: the
+  prover's find-first over a pool; the explicit engine's symmetry never does);
+- a ``Slot`` constant (an index a lookup returns) is renamed by its own pointer domain;
 - ``and``/``or`` are compared as sets, a tree of ``&``, ``|`` or ``^`` as a flat set, the operands
   of ``==`` unordered; ``has``/``setbit``/``clrbit`` of two constants are folded.
 """
@@ -28,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from checker.lang.expr import BOOL, Bin, Const, Expr, Ite, Nary, Un, Var
+from checker.lang.expr import BOOL, Bin, Const, Expr, Ite, Nary, Slot, Un, Var
 from checker.lang.layout import MASK_ELEMENTS, Field
 from checker.lang.program_types import Action, AnyLock, Lock, Member, Program
 
@@ -92,6 +95,9 @@ class Renaming:
         if len(set(targets)) != len(targets) or any(_shape(f) != _shape(g) for f, g in fmap.items()):
             self.ok = False
         self._vmaps: dict[Domain, dict[int, int]] = {}
+        # chains compared as sets of cases though their conditions may overlap: only for a reader that takes
+        # such a chain as "some case that holds" (checker.prove.parametric: a find-first over a pool)
+        self.free_chains: Callable[[Ite], bool] | None = None
         self._names = {lk.name: self.lock(lk).name for lk in program.locks}  # names as reports spell them
         self._names.update({f.name: g.name for f, g in fmap.items()})
 
@@ -175,6 +181,8 @@ class Renaming:
         return None
 
     def dom(self, e: Expr) -> Domain:
+        if isinstance(e, Slot):
+            return (0, e.names)
         if isinstance(e, Var):
             return domain_of(e.field)  # type: ignore[arg-type]
         if isinstance(e, Ite):
@@ -194,7 +202,7 @@ class Renaming:
         pins = pins or {}
         if isinstance(e, Const):
             v = int(e.value)
-            return str(self.vmap(ctx).get(v, v))
+            return str(self.vmap(self._unify(ctx, self.dom(e))).get(v, v))
         if isinstance(e, Var):
             self._unify(ctx, domain_of(e.field))  # type: ignore[arg-type]
             return "$" + self.field(e.field).name  # type: ignore[arg-type]
@@ -258,7 +266,8 @@ class Renaming:
             x = x.b
         d = self._unify(ctx, self.dom(e))
         shown = [(self.render(c, None, pins), self.render(a, d, pins | own), own) for c, a, own in cases]
-        shown = _normal_order(shown, lambda s: s[:2], lambda s, t: _conflict(s[2], t[2]))
+        free = self.free_chains is not None and self.free_chains(e)
+        shown = _normal_order(shown, lambda s: s[:2], lambda s, t: free or _conflict(s[2], t[2]))
         default = self.render(x, d, pins)
         if not shown:
             return default
