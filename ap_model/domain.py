@@ -42,6 +42,7 @@ class WorldState:
     nD: int
     vms: list[int]
     mdevs: list[int]
+    mslots: list[str]  # the mdevs' names as pointer values name them ("mdev0", ...)
     queues: list[tuple[int, int]]
     kvm: Pool
     mdev: Pool
