@@ -19,6 +19,7 @@ import click
 
 from checker.cli.parametric_cli import Target, _lemmas_and_goals, _report
 from checker.lang.design import ScenarioError
+from checker.lang.program_types import Program
 from checker.prove.parametric.instance import InstanceMismatch
 from checker.prove.parametric.lift import LiftError
 from checker.prove.parametric.poolinstance import check_pool_instance
@@ -41,11 +42,8 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
     if missing:
         raise click.UsageError(f"design {design.name} has no {', '.join(missing)} hook: --all-sizes needs them")
     d: Any = design
-    constants, sized_ops, _ = d.sized_constants(BUILT_GUESTS, adapters, domains)
-    ops = tuple(dict.fromkeys(tg.operations + tuple(sized_ops))) if tg.operations else ()
     try:
-        scenario = d.universal_scenario(constants, ops)
-        program = design.build(scenario)
+        constants, scenario, program = _universal(d, BUILT_GUESTS, tg.operations, adapters, domains)
     except ScenarioError as e:
         raise click.UsageError(f"--all-sizes: design {design.name} does not model {BUILT_GUESTS} guests "
                                f"({e.key}: {e.message})") from None
@@ -60,7 +58,7 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
         goals = [g for g in goals if g not in unstated]
     once_ops = set(getattr(d, "universal_once", tuple)())
     once = [i for i, t in enumerate(scenario.threads) if any(c.name in once_ops for c in t.run)]
-    owners = d.instance_owners(scenario)
+    owners, orbits = d.instance_owners(scenario), d.instance_orbits(scenario)
     ran = ", ".join(dict.fromkeys(c.name for t in scenario.threads for c in t.run))
     once_text = ", a once-only operation (closing an fd, removing the mdev) at most once per guest" if once else ""
     scope = (f"all sizes: any number of guests (a VM with its mdev attached, one vCPU each) and of threads, each "
@@ -69,7 +67,7 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
              "at start); runs up to the first failing check")
     t0 = time.monotonic()
     try:
-        lift = PoolLifting(program, POOL, owners, once, orbits=d.instance_orbits(scenario))
+        lift = PoolLifting(program, POOL, owners, once, orbits=orbits)
         lift.check_liftable()
     except LiftError as e:
         rows = [PropertyProof(g, "always", UNKNOWN, f"not liftable over any number of guests: {e}", 1, 0)
@@ -92,20 +90,28 @@ def run_all_sizes(tg: Target, props: tuple[str, ...], lemmas: tuple[str, ...], t
                                "(please report)") from None
         crosscheck = (f"the lifting over the guests at {BUILT_GUESTS} guests agrees exactly with the explicit "
                       f"successor function {rep.text()}")
-        built = Sized(program, owners, d.instance_orbits(scenario))
-        crosscheck += "; " + _other_size(d, built, ops, once, adapters, domains, states)
+        crosscheck += "; " + _other_size(d, Sized(program, owners, orbits), tg.operations, once, adapters, domains,
+                                         states)
     result = ProveResult(design.name, rows, seconds=time.monotonic() - t0, crosscheck=crosscheck)
     return _report(program, result, f"{tg.shown} --all-sizes", design.name, [], fmt, output,
                    {"all_sizes": {"pool": POOL, "built_with": BUILT_GUESTS, "scope": scope}}, json_shown=tg.shown)
 
 
-def _other_size(d: Any, built: Sized, ops: tuple[str, ...], once: list[int], adapters: int, domains: int,
+def _universal(d: Any, guests: int, operations: tuple[str, ...], adapters: int,
+               domains: int) -> tuple[dict[str, Any], Any, Program]:
+    """(constants, scenario, program) of the universal scenario at ``guests`` guests: the spec's operations and
+    the sized ones (every operation where the spec names none); ``ScenarioError`` where the design cannot."""
+    constants, sized_ops, _ = d.sized_constants(guests, adapters, domains)
+    ops = tuple(dict.fromkeys(operations + tuple(sized_ops))) if operations else ()
+    scenario = d.universal_scenario(constants, ops)
+    return constants, scenario, d.build(scenario)
+
+
+def _other_size(d: Any, built: Sized, operations: tuple[str, ...], once: list[int], adapters: int, domains: int,
                 states: int) -> str:
     """The lifting (of the program built at three guests) at four guests against the program built at four."""
-    constants, sized_ops, _ = d.sized_constants(OTHER_GUESTS, adapters, domains)
     try:
-        scenario = d.universal_scenario(constants, tuple(dict.fromkeys(ops + tuple(sized_ops))) if ops else ())
-        program = d.build(scenario)
+        _, scenario, program = _universal(d, OTHER_GUESTS, operations, adapters, domains)
     except ScenarioError as e:
         return f"not compared at {OTHER_GUESTS} guests: the design does not model them ({e.key}: {e.message})"
     other = Sized(program, d.instance_owners(scenario), d.instance_orbits(scenario))

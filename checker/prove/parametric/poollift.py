@@ -399,11 +399,12 @@ class PoolLifting(PoolReading):
             typed += [self.typed(f, v) for f, v in own.items() if f.sort != BOOL]
             ok = z3.And(self.guard(a, s, me, pick), z3.Not(self.bad(a, s, me, None, pick)),
                         *[t for t in typed if not z3.is_true(t)])
-            probe = self.gvar("@probe-update")  # a member's new value is read later, at a bound element: its
-            for fn in members.values():  # lookups are registered now (they name no element beyond their own)
-                fn(probe)
-            for fn2 in bits.values():
-                fn2(probe, me)
+            if self.members is None:  # a member's new value is read later, at a bound element: its lookups are
+                probe = self.gvar("@probe-update")  # registered now (they name no element beyond their own)
+                for fn in members.values():
+                    fn(probe)
+                for fn2 in bits.values():
+                    fn2(probe, me)
             ok = z3.And(ok, *self._side) if self._side else ok
         finally:
             self._side = None
@@ -482,11 +483,13 @@ class PoolLifting(PoolReading):
                 distinct = [z3.Distinct(*terms)] if len(terms) > 1 else []
                 return z3.Implies(z3.And(*distinct, *same), z3.And(*[self.term(p, s, full) for p in ps]))
             return self.g_forall([f"@g{k}" for k in free], inner) if free else inner([])
-        if self.members is not None:
+        def whole() -> z3.BoolRef:
             return body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
-        self._inv_chosen = {}
+        if self.members is not None:
+            return whole()
+        self._inv_chosen = {}  # the find-firsts it reads: each a bound element (``_chosen_member``)
         try:
-            out = body({}) if not kinds else self.forall({t: self.var(f"@n{t}") for t in kinds}, body)
+            out = whole()
             found = list(self._inv_chosen.values())
         finally:
             self._inv_chosen = None

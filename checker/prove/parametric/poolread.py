@@ -215,7 +215,7 @@ class PoolReading(Lifting):
                 rest.append(self._loop_field(Loop(e.op, self._pp(e.args[i0], fixed | {k}, None), k, fixed)).var)
             return rest[0] if len(rest) == 1 else Nary(e.op, tuple(rest))
         if isinstance(e, Ite):
-            ctx = ctx or (self._field_of(e) if e.sort != BOOL else None)  # the domain of the values it chooses
+            ctx = ctx or (self._values_field(e) if e.sort != BOOL else None)  # the domain of the values it chooses
             sel = self._select(e, fixed, ctx)
             if sel is not None:
                 return sel
@@ -227,8 +227,8 @@ class PoolReading(Lifting):
             if e.op in ("<", ">") and self._range_check(e):
                 return Const(False, BOOL)  # a value of the pool's sort is in range by its type
             if e.op in ("==", "!="):
-                return Bin(e.op, self._pp(e.a, fixed, self._field_of(e.b)), self._pp(e.b, fixed, self._field_of(e.a)),
-                           e.sort)
+                a, b = self._pp(e.a, fixed, self._values_field(e.b)), self._pp(e.b, fixed, self._values_field(e.a))
+                return Bin(e.op, a, b, e.sort)
             return Bin(e.op, self._pp(e.a, fixed, None), self._pp(e.b, fixed, None), e.sort)
         if isinstance(e, Un):
             return Un(e.op, self._pp(e.a, fixed, None), e.sort)
@@ -236,7 +236,7 @@ class PoolReading(Lifting):
 
     def _range_check(self, e: Bin) -> bool:
         """``p < lo`` or ``p > hi`` of a field naming members (the explicit encoding's bounds)."""
-        f, c = self._field_of(e.a), e.b
+        f, c = self._values_field(e.a), e.b
         if f is None or f not in self.slot_valued or not isinstance(c, Const) or not isinstance(e.a, Var):
             return False
         if (e.op == "<" and c.value == f.lo) or (e.op == ">" and c.value == f.hi):
@@ -277,7 +277,7 @@ class PoolReading(Lifting):
                   test=self._pp(c, frozenset({k}), None))
         return self._loop_field(lp, e).var
 
-    def _field_of(self, e: Expr) -> Field | None:
+    def _values_field(self, e: Expr) -> Field | None:
         """The field whose values ``e`` takes (``_field_of``), or a pseudo field of the pointer domain of the
         ``Slot`` values it chooses among (the mdev a lookup found, compared with a member's slot number)."""
         f = _field_of(e)
@@ -295,7 +295,7 @@ class PoolReading(Lifting):
     def _pins(self, c: Expr) -> tuple[Expr, int] | None:
         """``c`` is ``p == <a member's slot>``: (p, the member)."""
         if isinstance(c, Bin) and c.op == "==" and isinstance(c.b, Const):
-            f = self._field_of(c.a)
+            f = self._values_field(c.a)
             if f is not None and f in self.slot_valued:
                 v = self.slot_valued[f].get(int(c.b.value))
                 if isinstance(v, int):
@@ -306,7 +306,7 @@ class PoolReading(Lifting):
         """A pseudo field standing for the loop, of the sort of a select's values (else bool); a select of a
         field naming members takes its domain."""
         name = f"@loop#{len(self.loops)}"
-        src = self._field_of(like) if like is not None else None
+        src = self._values_field(like) if like is not None else None
         if like is None or like.sort == BOOL:
             pf = Field(name, "bool", 0, 1, 0)
         elif like.sort.kind == "mask":

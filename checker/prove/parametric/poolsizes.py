@@ -81,18 +81,18 @@ class _SizeEncoding:
                 _, readers, queued = lf.rw_of[id(lk0)]
                 rw_at[pos] = (readers, queued)
         self.bits: set[tuple[Field, int, int]] = set()
-        for k, m in enumerate(other.instance_pools[pool]):
+        for k, m in enumerate(other.instance_pools[pool]):  # member 0's parts name their families
             for f, f0 in zip(m.fields, members0.fields):
-                self._member(f, lf.family[f0][1], k)
+                self._member(f, f0, k)
             for pos, (lk, lk0) in enumerate(zip(m.locks, members0.locks)):
                 for f, f0 in zip(lock_fields(lk), lock_fields(lk0)):
-                    self._member(f, lf.family[f0][1], k)
+                    self._member(f, f0, k)
                 if isinstance(lk, RwSem) and pos in rw_at:
                     for bits, fn in ((lk.readers, rw_at[pos][0]), (lk.queued, rw_at[pos][1])):
                         for t, f in bits.items():
                             self._bit(f, fn, k, t + 1)
         names = {th.index: th.name for th in other.threads}
-        built_by_name = {f.name: f for f in built.layout.fields}
+        index = {th.name: th.index for th in other.threads}
         per_thread = {f.name: f for f in lf.per_thread}
         shared = {f.name: f for f in lf.shared}
         for th in other.threads:
@@ -113,10 +113,10 @@ class _SizeEncoding:
                 continue
             owner = f.meta.get(THREAD_LOCAL)
             if isinstance(owner, str):
-                t = next(th.index for th in other.threads if th.name == owner)
+                t = index[owner]
                 kind = built.threads[kinds[t + 1][0]]
-                g = built_by_name.get(f.name.replace(owner, kind.name, 1))
-                if g is None or g not in per_thread.values():
+                g = per_thread.get(f.name.replace(owner, kind.name, 1))
+                if g is None:
                     raise InstanceMismatch(f"{f.name}: a local of {owner} that {kind.name} does not have")
                 self._thread(f, g, t + 1)
             elif f.name in shared:
