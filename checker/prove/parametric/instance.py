@@ -16,7 +16,7 @@ Any difference raises ``InstanceMismatch`` (an apcheck bug: exit 4 where ``prove
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import z3
@@ -83,6 +83,44 @@ class Substitution:
         return z3.simplify(z3.z3._to_expr_ref(ast, ctx))
 
 
+def field_map(small: Program, big: Program, kind_of: Sequence[int], id_of: Sequence[int],
+              done: Collection[Field] = ()) -> dict[Field, tuple[Field, int | None]]:
+    """Each field of ``big`` (a program with more threads, or more members) but those ``done`` -> (the field of
+    ``small`` it is, the lifted thread id it is at, or None for a shared one): a thread's pc, rw-semaphore bits
+    and locals are its kind's (``kind_of``: big thread -> small thread; ``id_of``: -> its id), every other field
+    the one of the same name. A field ``small`` lacks is an ``InstanceMismatch``."""
+    by_name = {f.name: f for f in small.layout.fields}
+    small_locks = {lk.name: lk for lk in small.locks}
+    index = {th.name: th.index for th in big.threads}
+    out: dict[Field, tuple[Field, int | None]] = {}
+    for th in big.threads:
+        out[th.pc] = (small.threads[kind_of[th.index]].pc, id_of[th.index])
+    for lk in big.locks:
+        if isinstance(lk, RwSem) and any(f not in done for f in [*lk.readers.values(), *lk.queued.values()]):
+            slk = small_locks.get(lk.name)
+            if not isinstance(slk, RwSem):
+                raise InstanceMismatch(f"{lk.name}: no such rw-semaphore in the smaller program")
+            for bits, small_bits in ((lk.readers, slk.readers), (lk.queued, slk.queued)):
+                for t, f in bits.items():
+                    out[f] = (small_bits[kind_of[t]], id_of[t])
+    for f in big.layout.fields:
+        if f in out or f in done:
+            continue
+        owner = f.meta.get(THREAD_LOCAL)
+        if isinstance(owner, str):
+            t = index[owner]
+            kind = small.threads[kind_of[t]].name
+            g = by_name.get(f.name.replace(owner, kind, 1))
+            if g is None:
+                raise InstanceMismatch(f"{f.name}: a local of {owner} that {kind} does not have")
+            out[f] = (g, id_of[t])
+        elif f.name in by_name:
+            out[f] = (by_name[f.name], None)
+        else:
+            raise InstanceMismatch(f"{f.name}: no counterpart in the smaller program")
+    return out
+
+
 class _Instance:
     """Thread ids, field correspondence and value conversion between the two programs."""
 
@@ -100,32 +138,8 @@ class _Instance:
                 universe.setdefault(k, []).append(n)
         self.universe = universe
         self.lift = Lifting(small, universe)
-        small_by_name = {f.name: f for f in small.layout.fields}
-        small_locks = {lk.name: lk for lk in small.locks}
         # big field -> (small field, thread id or None for shared)
-        self.fmap: dict[Field, tuple[Field, int | None]] = {}
-        for th in big.threads:
-            self.fmap[th.pc] = (small.threads[self.kind_of[th.index]].pc, self.id_of[th.index])
-        for lk in big.locks:
-            if isinstance(lk, RwSem):
-                slk = small_locks[lk.name]
-                assert isinstance(slk, RwSem)
-                for t, f in lk.readers.items():
-                    self.fmap[f] = (slk.readers[self.kind_of[t]], self.id_of[t])
-                for t, f in lk.queued.items():
-                    self.fmap[f] = (slk.queued[self.kind_of[t]], self.id_of[t])
-        big_thread = {th.name: th.index for th in big.threads}
-        for f in big.layout.fields:
-            if f in self.fmap:
-                continue
-            owner = f.meta.get(THREAD_LOCAL)
-            if isinstance(owner, str):
-                b = big_thread[owner]
-                kind_name = small.threads[self.kind_of[b]].name
-                sf = small_by_name[f.name.replace(owner, kind_name, 1)]
-                self.fmap[f] = (sf, self.id_of[b])
-            else:
-                self.fmap[f] = (small_by_name[f.name], None)
+        self.fmap = field_map(small, big, self.kind_of, self.id_of)
         if len({v for v in self.fmap.values()}) != len(big.layout.fields):
             raise InstanceMismatch("the copies' fields do not correspond one to one to the lifted fields")
         # big action -> (template action id, thread id)

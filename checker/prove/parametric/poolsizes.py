@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import z3
 
-from checker.lang.layout import THREAD_LOCAL, Field
+from checker.lang.layout import Field
 from checker.lang.program import Program, RwSem
 from checker.prove.crosscheck import reachable_sample, run_threads
-from checker.prove.parametric.instance import InstanceMismatch, InstanceReport
+from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, field_map
 from checker.prove.parametric.lift import PState
 from checker.prove.parametric.poolinstance import _Nested, first_difference, lifted_steps
 from checker.prove.parametric.poollift import PoolLifting
@@ -91,39 +91,15 @@ class _SizeEncoding:
                     for bits, fn in ((lk.readers, rw_at[pos][0]), (lk.queued, rw_at[pos][1])):
                         for t, f in bits.items():
                             self._bit(f, fn, k, t + 1)
-        names = {th.index: th.name for th in other.threads}
-        index = {th.name: th.index for th in other.threads}
-        per_thread = {f.name: f for f in lf.per_thread}
-        shared = {f.name: f for f in lf.shared}
-        for th in other.threads:
-            kind = built.threads[kinds[th.index + 1][0]]
-            self._thread(th.pc, kind.pc, th.index + 1)
-        for lk in other.locks:  # a lock of no member: its per-thread bits are its kind's, at the thread's id
-            if isinstance(lk, RwSem):
-                for bits in (lk.readers, lk.queued):
-                    for t, f in bits.items():
-                        if f in self.where:
-                            continue
-                        kind = built.threads[kinds[t + 1][0]]
-                        g = per_thread.get(f.name.replace(names[t], kind.name))
-                        if g is not None:
-                            self._thread(f, g, t + 1)
-        for f in other.layout.fields:
-            if f in self.where:
-                continue
-            owner = f.meta.get(THREAD_LOCAL)
-            if isinstance(owner, str):
-                t = index[owner]
-                kind = built.threads[kinds[t + 1][0]]
-                g = per_thread.get(f.name.replace(owner, kind.name, 1))
-                if g is None:
-                    raise InstanceMismatch(f"{f.name}: a local of {owner} that {kind.name} does not have")
-                self._thread(f, g, t + 1)
-            elif f.name in shared:
-                g = shared[f.name]
+        threads = range(len(other.threads))
+        rest = field_map(built, other, [kinds[t + 1][0] for t in threads], [t + 1 for t in threads], set(self.where))
+        for f, (g, n) in rest.items():
+            if n is not None:
+                self._thread(f, g, n)
+            elif g in lf.shared:
                 self._shared(f, g)
             else:
-                raise InstanceMismatch(f"{f.name}: no counterpart in the program built with "
+                raise InstanceMismatch(f"{f.name}: read as {g.name}, a part of a member of the program built with "
                                        f"{len(built.instance_pools[pool])} members")
 
     def _shared(self, f: Field, g: Field) -> None:
