@@ -4,6 +4,7 @@ thread, instantiated at small sizes against the explicit engine, and what it pro
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 import yaml
 
 from checker.cli.cli import main
+from checker.lang.expr import Expr
 from checker.lang.program import Program
+from checker.prove.goals import ownership_expr
 from checker.prove.parametric.instance import InstanceMismatch, check_instance, copies_scenario
 from checker.prove.parametric.lift import Lifting
 from checker.prove.parametric.pprove import SCOPE, Invariant, ParametricProver
@@ -183,17 +186,24 @@ def test_parametric_refuses_what_it_does_not_do(capsys: pytest.CaptureFixture[st
     assert "--parametric proves by 1-induction" in capsys.readouterr().err
 
 
-def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
-    """KVM_RUN, close and remove of one mdev, any number of each: without lemma-mdev-removed a freed mdev may
-    still be named by the KVM's PQAP hook in the induction, and hook-safe is a CTI at handle_pqap; with it,
-    PROVED."""
+def _remove_scenario() -> tuple[Program, dict[str, Expr], list[str]]:
+    """KVM_RUN, close and remove of mdev0 on mainline, any number of each: the program, its always properties and
+    the lemmas hook-safe needs but lemma-mdev-removed."""
     design = default_registry().get("mainline")
     constants = {"vms": 1, "mdevs": 1, "domains": [5], "matrix": ["mdev0: 3 x 5"], "attached": ["mdev0 -> kvm0"]}
     p = design.build(design.universal_scenario(constants, ("kvm_run", "close_device", "mdev_remove")))
     always = {x.name: x.expr for x in p.properties if x.kind == "always"}
-    lemmas = ["no-double-assignment", "no-two-guests", "lemma-mdev-state", "lemma-hook-target",
-              "lemma-guest-is-shadow", "lemma-shadow-within-bounds", "lemma-assigned-not-reserved",
-              "lemma-binding-steps", "lemma-queue-data", "lemma-kvm-refs", "lemma-close-local-kvm", "lemma-frame"]
+    return p, always, ["no-double-assignment", "no-two-guests", "lemma-mdev-state", "lemma-hook-target",
+                       "lemma-guest-is-shadow", "lemma-shadow-within-bounds", "lemma-assigned-not-reserved",
+                       "lemma-binding-steps", "lemma-queue-data", "lemma-kvm-refs", "lemma-close-local-kvm",
+                       "lemma-frame"]
+
+
+def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
+    """KVM_RUN, close and remove of one mdev, any number of each: without lemma-mdev-removed a freed mdev may
+    still be named by the KVM's PQAP hook in the induction, and hook-safe is a CTI at handle_pqap; with it,
+    PROVED."""
+    p, always, lemmas = _remove_scenario()
     out = []
     for extra in ([], ["lemma-mdev-removed"]):
         rows = ParametricProver(p, 30.0).prove([Invariant("hook-safe", always["hook-safe"])],
@@ -204,3 +214,24 @@ def test_mdev_remove_needs_the_removed_mdev_lemma() -> None:
                                   "inductive for every number of threads (49 consecution checks)")
     assert out == [[("auto:lock-ownership", "PROVED"), ("hook-safe", "CTI")],
                    [("auto:lock-ownership", "PROVED"), ("hook-safe", "PROVED")]]
+
+
+def test_a_check_refuted_under_fewer_hypotheses_is_not_solved_again() -> None:
+    """ParametricProver keeps each refuted consecution check with the formulas it assumed: a later attempt
+    assuming at least those reuses it (all 49 here), one assuming fewer solves it again (the CTI without
+    lemma-mdev-removed is found as on a fresh prover)."""
+    p, always, names = _remove_scenario()
+    goal, removed = Invariant("hook-safe", always["hook-safe"]), Invariant("lemma-mdev-removed",
+                                                                           always["lemma-mdev-removed"])
+    lemmas = [Invariant(n, always[n]) for n in names]
+    prover = ParametricProver(p, 30.0)
+    prover.assumed.append(Invariant("auto:lock-ownership", ownership_expr(p)))
+    far = time.monotonic() + 600
+    assert prover.inductive(goal, [*lemmas, removed], far) == (
+        "PROVED", "inductive for every number of threads (49 consecution checks)")
+    assert prover.inductive(goal, [removed, *lemmas], far) == (
+        "PROVED", "inductive for every number of threads (49 consecution checks, 49 of them refuted in an earlier "
+        "attempt)")
+    assert prover.inductive(goal, lemmas, far) == (
+        "CTI", "not inductive: a step of any copy of kvm_run.vm0.vcpu0: handle_pqap: "
+        "mutex_lock(matrix_dev->mdevs_lock) breaks it")

@@ -28,7 +28,14 @@ from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
 from checker.prove.parametric.lift import LiftError, Lifting, PState
 from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, PropertyProof
 
-NEAR_CAP_MS = 3000  # a check on the near groups only (see ParametricProver.inductive)
+# How a consecution check is tried (see ParametricProver.inductive): on the near groups or on the full hypothesis,
+# each for at most so many units of Z3's resource limit (None: the rest of the timeout). Where the near groups cannot
+# refute a step Z3 searches their quantifiers until the limit (unknown) and the full hypothesis often refutes it at
+# once, so the first attempts are short. A resource limit, not a timeout: which attempt refutes a check does not
+# depend on the machine's load. A solver whose check was cancelled is not checked again (a fresh one for the next
+# check: Z3 5.4 crashed in Z3_solver_check_assumptions in 4 of 9 runs that did). docs/prove.md, "The cost of a check".
+NEAR, FULL = "near", "full"
+ATTEMPTS: tuple[tuple[str, int | None], ...] = ((NEAR, 1_000_000), (FULL, 5_000_000), (NEAR, 15_000_000), (FULL, None))
 SCOPE = "all thread counts: any number of threads running each thread's operations (instances as in the spec)"
 
 
@@ -123,6 +130,10 @@ class ParametricProver:
         self.me = self.lift.var("@me")
         self.post = PostState(self.lift, self.s)
         self.assumed: list[Invariant] = []
+        # (action, formula, group) -> the hypotheses (formula names) it was refuted under: a check refuted
+        # under fewer hypotheses stays refuted under more, so a later attempt (the joint proof after
+        # auto:lock-ownership alone) does not solve it again
+        self._refuted: dict[tuple[int, str, int], list[frozenset[str]]] = {}
 
     def _solver(self) -> z3.Solver:
         sv = z3.Solver()
@@ -130,12 +141,14 @@ class ParametricProver:
         return sv
 
     def _check(self, sv: z3.Solver, deadline: float, *terms: z3.BoolRef,
-               cap_ms: int | None = None) -> z3.CheckSatResult | None:
-        """``sv`` with ``terms`` (then without them again), within the time left (and ``cap_ms``); None: none left."""
+               rlimit: int | None = None) -> z3.CheckSatResult | None:
+        """``sv`` with ``terms`` (then without them again), within the time left (and ``rlimit`` units of Z3's
+        resource limit); None: no time left."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        sv.set("timeout", max(1, int(min(self.timeout_ms, cap_ms or self.timeout_ms, remaining * 1000))))
+        sv.set("timeout", max(1, int(min(self.timeout_ms, remaining * 1000))))
+        sv.set("rlimit", rlimit or 0)
         sv.push()
         sv.add(*terms)
         r = sv.check()
@@ -152,12 +165,12 @@ class ParametricProver:
         for f in formulas:
             sv.push()
             sv.add(z3.Not(lf.invariant(f.expr, s)))
-            r = sv.check()
+            init = sv.check()
             sv.pop()
-            if r == z3.sat:
+            if init == z3.sat:
                 return CTI if f is not goal else VIOLATED, f"initial state violates {f.name}"
-            if r != z3.unsat:
-                return UNKNOWN, f"initiation of {f.name}: solver {r}"
+            if init != z3.unsat:
+                return UNKNOWN, f"initiation of {f.name}: solver {init}"
         # the hypothesis by groups: a check first assumes the groups naming no kind but the step's and the
         # checked group's (most of the checks need no more, and Z3 instantiates far fewer quantifiers); where
         # that does not refute the broken group, every group (so the verdict is the one of the whole hypothesis)
@@ -165,30 +178,49 @@ class ParametricProver:
                for named, ps in lf.groups(f.expr)]
         ranges = lf.ranges(s)
         # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
-        parts = [(f, named, ps, {v for p in ps for v in lf.reads(p)})
-                 for f in formulas for named, ps in lf.groups(f.expr)]
-        checked = 0
-        for a in self.program.actions:
+        parts = [(f, gi, named, ps, {v for p in ps for v in lf.reads(p)})
+                 for f in formulas for gi, (named, ps) in enumerate(lf.groups(f.expr))]
+        names = frozenset(x.name for x in formulas + self.assumed)
+        checked = reused = 0
+        for ai, a in enumerate(self.program.actions):
             ok, t = lf.step(a, s, self.me)
             at_t = self.post.at(t)
             mine = frozenset([a.thread])
-            near = self._solver()
-            near.add(ranges, ok, *[h for ks, h in hyp if ks <= mine])
+            near: z3.Solver | None = None
             full: z3.Solver | None = None
-            for f, named, ps, reads in parts:
+            for f, gi, named, ps, reads in parts:
                 if not reads & lf.writes(a):
                     continue  # frame: the step writes nothing the group reads
+                if any(h <= names for h in self._refuted.get((ai, f.name, gi), ())):
+                    checked += 1
+                    reused += 1
+                    continue
                 broken = z3.Not(at_t(self.post.group(named, ps)))
                 kinds = mine | set(named)
-                # capped: where the near groups do not refute it, Z3 may search its quantifiers until the timeout
-                # (unknown) rather than answer sat; the full hypothesis decides either way
-                r = self._check(near, deadline, broken, *[h for ks, h in hyp if ks <= kinds and not ks <= mine],
-                                cap_ms=NEAR_CAP_MS)
-                if r != z3.unsat and r is not None:
-                    if full is None:
-                        full = self._solver()
-                        full.add(ranges, ok, *[h for _, h in hyp])
-                    r = self._check(full, deadline, broken)
+                extra = [h for ks, h in hyp if ks <= kinds and not ks <= mine]
+                r = None
+                near_allows = False  # the near groups allow the broken state: only the full hypothesis may refute it
+                for on, units in ATTEMPTS:
+                    if on == NEAR:
+                        if near_allows:
+                            continue
+                        if near is None:
+                            near = self._solver()
+                            near.add(ranges, ok, *[h for ks, h in hyp if ks <= mine])
+                        r = self._check(near, deadline, broken, *extra, rlimit=units)
+                        near_allows = r == z3.sat
+                        if r == z3.unknown:
+                            near = None
+                        if r == z3.unsat or r is None:
+                            break
+                    else:
+                        if full is None:
+                            full = self._solver()
+                            full.add(ranges, ok, *[h for _, h in hyp])
+                        r = self._check(full, deadline, broken, rlimit=units)
+                        if r != z3.unknown:
+                            break  # refuted, a CTI, or no time left
+                        full = None
                 if r is None:
                     return UNKNOWN, f"timeout after {checked} consecution checks"
                 checked += 1
@@ -198,7 +230,9 @@ class ParametricProver:
                     return CTI, f"not inductive{which}: a step of any copy of {where} breaks it"
                 if r != z3.unsat:
                     return UNKNOWN, f"solver {r} on {f.name} after {where}"
-        return PROVED, f"inductive for every number of threads ({checked} consecution checks)"
+                self._refuted.setdefault((ai, f.name, gi), []).append(names)
+        again = f", {reused} of them refuted in an earlier attempt" if reused else ""
+        return PROVED, f"inductive for every number of threads ({checked} consecution checks{again})"
 
     def prove(self, goals: Sequence[Invariant], lemmas: Sequence[Invariant], auto_lemmas: bool = True,
               budget_s: float = 30.0, conditional_holds: bool = False) -> list[PropertyProof]:
