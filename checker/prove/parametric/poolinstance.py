@@ -77,6 +77,23 @@ class _Encoding:
             return back[0]
         return v
 
+    def written(self, s: PState, post: PState) -> list[Field]:
+        """The fields whose term in ``post`` is not the one in ``s`` (a component the step rebuilt: the step may
+        write them, at any member or thread); every other field keeps its value."""
+        lf, out = self.lf, []
+        for f in self.fields:
+            if f in lf.family:
+                moved = post.member[lf.family[f][1]] is not s.member[lf.family[f][1]]
+            elif f in lf.rw_bits:
+                moved = post.member2[lf.rw_bits[f][1]] is not s.member2[lf.rw_bits[f][1]]
+            elif f in lf.thread_of:
+                moved = post.thread[f] is not s.thread[f]
+            else:
+                moved = post.shared[f] is not s.shared[f]
+            if moved:
+                out.append(f)
+        return out
+
     def pairs(self, s: PState, values: dict[str, int]) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         out = [(self.term(s, f), self.value(f, values[f.name])) for f in self.fields]
         # a (member semaphore, thread) with no bit in the program: that thread never takes it
@@ -128,6 +145,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
         raise InstanceMismatch(f"pool {pool}: the explicit initial state is not the lifted initial state")
     by_pick = {(rep, k): aid for aid, (rep, k) in lf.action_class.items()}
     forms = []  # (explicit action id, thread id, enabled and fine, enabled and failing, post-state)
+    written: dict[int, list[tuple[Field, z3.ExprRef]]] = {}  # by post-state: the fields it may write, their terms
     for a in program.actions:
         cls = lf.action_class.get(a.aid)
         if cls is not None and cls[0] != a.aid:
@@ -141,6 +159,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
             failing = z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick))
             aid = a.aid if pick is None else by_pick[(a.aid, pick)]
             forms.append((aid, a.thread, ok, failing, post))
+            written[id(post)] = [(f, enc.term(post, f)) for f in enc.written(s, post)]
     states, complete, sampled = reachable_sample(succ, init, max_states, samples)
     known = set(states)
     along = [st for st in dict.fromkeys(run_threads(program, succ, init, path)) if st not in known]
@@ -155,8 +174,10 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
         active = [(aid, ok, failing, post) for aid, t, ok, failing, post in forms
                   if program.actions[aid].label == values[pcs[t]]]
 
-        def encode(post: PState, sub: _Nested = sub) -> int:
-            return program.layout.encode({f.name: enc.decode(f, sub.value(enc.term(post, f))) for f in enc.fields})
+        def encode(post: PState, sub: _Nested = sub, values: dict[str, int] = values) -> int:
+            out = dict(values)  # the fields the step may write read back, the others as they were
+            out.update({f.name: enc.decode(f, sub.value(term)) for f, term in written[id(post)]})
+            return program.layout.encode(out)
         lifted, lifted_bad = lifted_steps(sub, active, encode)
         transitions += len(explicit) + len(explicit_bad)
         diff = first_difference(explicit, explicit_bad, lifted, lifted_bad)

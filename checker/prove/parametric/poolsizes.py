@@ -200,7 +200,7 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
         raise InstanceMismatch(f"pool {pool} at {members} members: the explicit initial state is not the lifted "
                                "initial state")
     forms = []  # (thread id, the built action's label, enabled and fine, enabled and failing, post-state)
-    written: dict[int, list[Field]] = {}  # by post-state: the fields the step may write
+    written: dict[int, list[tuple[Field, z3.ExprRef]]] = {}  # by post-state: the fields it may write, their terms
     for n, (kind, own) in sorted(kinds.items()):
         for a in lf.program.actions:
             if a.thread != kind:
@@ -213,7 +213,7 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
             for pick in picks:
                 ok, post = lf.step(a, s, me, pick)
                 forms.append((n, a.label, ok, z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick)), post))
-                written[id(post)] = enc.written(s, post, n)
+                written[id(post)] = [(f, enc.where[f](post)) for f in enc.written(s, post, n)]
     states, complete, sampled = reachable_sample(succ, init, max_states, samples)
     known = set(states)
     along = [st for st in dict.fromkeys(run_threads(program, succ, init, path)) if st not in known]
@@ -229,7 +229,7 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
 
         def encode(post: PState, sub: _Nested = sub, values: dict[str, int] = values) -> int:
             out = dict(values)  # the fields the step may write read back, the others as they were
-            out.update({f.name: enc.decode(f, sub.value(enc.where[f](post))) for f in written[id(post)]})
+            out.update({f.name: enc.decode(f, sub.value(term)) for f, term in written[id(post)]})
             return program.layout.encode(out)
         lifted, lifted_bad = lifted_steps(sub, active, encode)
         transitions += len(explicit) + len(explicit_bad)
