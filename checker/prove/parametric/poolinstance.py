@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 import z3
 
-from checker.lang.layout import Field
+from checker.lang.layout import Field, Layout
 from checker.lang.program import Program
 from checker.prove.crosscheck import reachable_sample, run_threads
 from checker.prove.parametric.instance import InstanceMismatch, InstanceReport, Substitution
@@ -105,15 +105,21 @@ class _Encoding:
         return out
 
 
-def lifted_steps(sub: _Nested, forms: list[tuple[int, z3.BoolRef, z3.BoolRef, PState]],
-                 encode: Callable[[PState], int]) -> tuple[set[tuple[int, int]], set[int]]:
-    """At one state (``sub``): the lifted steps enabled there, as (key, ``encode``d post-state), and the keys of
-    those failing a check; ``forms``: (key, enabled and fine, enabled and failing, post-state)."""
+Written = list[tuple[Field, z3.ExprRef]]  # a step's post-state: the fields it may write, their terms there
+
+
+def lifted_steps(sub: _Nested, forms: list[tuple[int, z3.BoolRef, z3.BoolRef, Written]], values: dict[str, int],
+                 decode: Callable[[Field, z3.ExprRef], int], layout: Layout) -> tuple[set[tuple[int, int]], set[int]]:
+    """At one state (``sub``, its fields' ``values``): the lifted steps enabled there, as (key, encoded post-state:
+    the fields the step may write read back with ``decode``, the others as they were), and the keys of those
+    failing a check; ``forms``: (key, enabled and fine, enabled and failing, the post-state's written fields)."""
     lifted: set[tuple[int, int]] = set()
     lifted_bad: set[int] = set()
-    for key, ok, failing, post in forms:
+    for key, ok, failing, written in forms:
         if z3.is_true(sub.value(ok)):
-            lifted.add((key, encode(post)))
+            post = dict(values)
+            post.update({f.name: decode(f, sub.value(term)) for f, term in written})
+            lifted.add((key, layout.encode(post)))
         if z3.is_true(sub.value(failing)):
             lifted_bad.add(key)
     return lifted, lifted_bad
@@ -144,8 +150,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
     if not z3.is_true(_Nested(enc.pairs(s, program.layout.decode(init))).value(lf.init(s))):
         raise InstanceMismatch(f"pool {pool}: the explicit initial state is not the lifted initial state")
     by_pick = {(rep, k): aid for aid, (rep, k) in lf.action_class.items()}
-    forms = []  # (explicit action id, thread id, enabled and fine, enabled and failing, post-state)
-    written: dict[int, list[tuple[Field, z3.ExprRef]]] = {}  # by post-state: the fields it may write, their terms
+    forms = []  # (explicit action id, thread id, enabled and fine, enabled and failing, written fields)
     for a in program.actions:
         cls = lf.action_class.get(a.aid)
         if cls is not None and cls[0] != a.aid:
@@ -158,8 +163,7 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
             ok, post = lf.step(a, s, me, pick)
             failing = z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick))
             aid = a.aid if pick is None else by_pick[(a.aid, pick)]
-            forms.append((aid, a.thread, ok, failing, post))
-            written[id(post)] = [(f, enc.term(post, f)) for f in enc.written(s, post)]
+            forms.append((aid, a.thread, ok, failing, [(f, enc.term(post, f)) for f in enc.written(s, post)]))
     states, complete, sampled = reachable_sample(succ, init, max_states, samples)
     known = set(states)
     along = [st for st in dict.fromkeys(run_threads(program, succ, init, path)) if st not in known]
@@ -171,14 +175,9 @@ def check_pool_instance(program: Program, pool: str, owners: Owners, max_states:
         sub = _Nested(enc.pairs(s, values))
         explicit = {(aid, ns) for aid, ns in succ(st) if ns >= 0}
         explicit_bad = {aid for aid, ns in succ(st) if ns < 0}
-        active = [(aid, ok, failing, post) for aid, t, ok, failing, post in forms
+        active = [(aid, ok, failing, written) for aid, t, ok, failing, written in forms
                   if program.actions[aid].label == values[pcs[t]]]
-
-        def encode(post: PState, sub: _Nested = sub, values: dict[str, int] = values) -> int:
-            out = dict(values)  # the fields the step may write read back, the others as they were
-            out.update({f.name: enc.decode(f, sub.value(term)) for f, term in written[id(post)]})
-            return program.layout.encode(out)
-        lifted, lifted_bad = lifted_steps(sub, active, encode)
+        lifted, lifted_bad = lifted_steps(sub, active, values, enc.decode, program.layout)
         transitions += len(explicit) + len(explicit_bad)
         diff = first_difference(explicit, explicit_bad, lifted, lifted_bad)
         if diff is not None:

@@ -199,8 +199,7 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
     if not z3.is_true(_Nested(enc.pairs(s, program.layout.decode(init), threads, members)).value(lf.init(s))):
         raise InstanceMismatch(f"pool {pool} at {members} members: the explicit initial state is not the lifted "
                                "initial state")
-    forms = []  # (thread id, the built action's label, enabled and fine, enabled and failing, post-state)
-    written: dict[int, list[tuple[Field, z3.ExprRef]]] = {}  # by post-state: the fields it may write, their terms
+    forms = []  # (thread id, the built action's label, enabled and fine, enabled and failing, written fields)
     for n, (kind, own) in sorted(kinds.items()):
         for a in lf.program.actions:
             if a.thread != kind:
@@ -212,8 +211,8 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
             picks: list[int | None] = [None] if cls is None else [k for k in range(members) if k != own]
             for pick in picks:
                 ok, post = lf.step(a, s, me, pick)
-                forms.append((n, a.label, ok, z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick)), post))
-                written[id(post)] = [(f, enc.where[f](post)) for f in enc.written(s, post, n)]
+                failing = z3.And(lf.guard(a, s, me, pick), lf.bad(a, s, me, None, pick))
+                forms.append((n, a.label, ok, failing, [(f, enc.where[f](post)) for f in enc.written(s, post, n)]))
     states, complete, sampled = reachable_sample(succ, init, max_states, samples)
     known = set(states)
     along = [st for st in dict.fromkeys(run_threads(program, succ, init, path)) if st not in known]
@@ -224,14 +223,9 @@ def check_pool_size(built: Sized, other: Sized, pool: str, singletons: list[int]
         sub = _Nested(enc.pairs(s, values, threads, members))
         explicit = {(program.actions[aid].thread + 1, ns) for aid, ns in succ(st) if ns >= 0}
         explicit_bad = {program.actions[aid].thread + 1 for aid, ns in succ(st) if ns < 0}
-        active = [(n, ok, failing, post) for n, label, ok, failing, post in forms
+        active = [(n, ok, failing, written) for n, label, ok, failing, written in forms
                   if values[program.threads[n - 1].pc.name] == label]
-
-        def encode(post: PState, sub: _Nested = sub, values: dict[str, int] = values) -> int:
-            out = dict(values)  # the fields the step may write read back, the others as they were
-            out.update({f.name: enc.decode(f, sub.value(term)) for f, term in written[id(post)]})
-            return program.layout.encode(out)
-        lifted, lifted_bad = lifted_steps(sub, active, encode)
+        lifted, lifted_bad = lifted_steps(sub, active, values, enc.decode, program.layout)
         transitions += len(explicit) + len(explicit_bad)
         diff = first_difference(explicit, explicit_bad, lifted, lifted_bad)
         if diff is not None:
