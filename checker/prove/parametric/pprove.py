@@ -119,6 +119,40 @@ class PostState:
         return sub
 
 
+class _StepSolvers:
+    """One step's solvers, the near groups' and every group's, each made on first use and replaced after a
+    cancelled check; ``decide`` runs a consecution check through ``ATTEMPTS``."""
+
+    def __init__(self, prover: ParametricProver, hypotheses: dict[str, list[z3.BoolRef]]) -> None:
+        self.prover, self.hypotheses = prover, hypotheses
+        self.solvers: dict[str, z3.Solver] = {}
+
+    def _check(self, on: str, deadline: float, terms: list[z3.BoolRef],
+               rlimit: int | None) -> z3.CheckSatResult | None:
+        sv = self.solvers.get(on)
+        if sv is None:
+            sv = self.solvers[on] = self.prover._solver()
+            sv.add(*self.hypotheses[on])
+        r = self.prover._check(sv, deadline, *terms, rlimit=rlimit)
+        if r == z3.unknown:
+            del self.solvers[on]  # cancelled: never checked again
+        return r
+
+    def decide(self, deadline: float, broken: z3.BoolRef, near_extra: list[z3.BoolRef]) -> z3.CheckSatResult | None:
+        """unsat (refuted), sat (by every group: a CTI), unknown, or None (no time left); ``near_extra``: the
+        groups naming the checked group's kinds, which the near attempts add."""
+        r: z3.CheckSatResult | None = None
+        near_allows = False  # the near groups allow the broken state: only every group may refute it
+        for on, units in ATTEMPTS:
+            if on == NEAR and near_allows:
+                continue
+            r = self._check(on, deadline, [broken, *near_extra] if on == NEAR else [broken], units)
+            if r is None or r == z3.unsat or (on == FULL and r == z3.sat):
+                return r
+            near_allows = near_allows or r == z3.sat
+        return r
+
+
 class ParametricProver:
     def __init__(self, program: Program, timeout_s: float = 30.0, scope: str = SCOPE,
                  singletons: Sequence[int] = (), lift: Lifting | None = None) -> None:
@@ -186,8 +220,8 @@ class ParametricProver:
             ok, t = lf.step(a, s, self.me)
             at_t = self.post.at(t)
             mine = frozenset([a.thread])
-            near: z3.Solver | None = None
-            full: z3.Solver | None = None
+            solvers = _StepSolvers(self, {NEAR: [ranges, ok, *[h for ks, h in hyp if ks <= mine]],
+                                          FULL: [ranges, ok, *[h for _, h in hyp]]})
             for f, gi, named, ps, reads in parts:
                 if not reads & lf.writes(a):
                     continue  # frame: the step writes nothing the group reads
@@ -197,30 +231,7 @@ class ParametricProver:
                     continue
                 broken = z3.Not(at_t(self.post.group(named, ps)))
                 kinds = mine | set(named)
-                extra = [h for ks, h in hyp if ks <= kinds and not ks <= mine]
-                r = None
-                near_allows = False  # the near groups allow the broken state: only the full hypothesis may refute it
-                for on, units in ATTEMPTS:
-                    if on == NEAR:
-                        if near_allows:
-                            continue
-                        if near is None:
-                            near = self._solver()
-                            near.add(ranges, ok, *[h for ks, h in hyp if ks <= mine])
-                        r = self._check(near, deadline, broken, *extra, rlimit=units)
-                        near_allows = r == z3.sat
-                        if r == z3.unknown:
-                            near = None
-                        if r == z3.unsat or r is None:
-                            break
-                    else:
-                        if full is None:
-                            full = self._solver()
-                            full.add(ranges, ok, *[h for _, h in hyp])
-                        r = self._check(full, deadline, broken, rlimit=units)
-                        if r != z3.unknown:
-                            break  # refuted, a CTI, or no time left
-                        full = None
+                r = solvers.decide(deadline, broken, [h for ks, h in hyp if ks <= kinds and not ks <= mine])
                 if r is None:
                     return UNKNOWN, f"timeout after {checked} consecution checks"
                 checked += 1
