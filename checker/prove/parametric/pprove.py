@@ -28,14 +28,18 @@ from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
 from checker.prove.parametric.lift import LiftError, Lifting, PState
 from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, PropertyProof
 
-# How a consecution check is tried (see ParametricProver.inductive): on the near groups or on the full hypothesis,
-# each for at most so many units of Z3's resource limit (None: the rest of the timeout). Where the near groups cannot
-# refute a step Z3 searches their quantifiers until the limit (unknown) and the full hypothesis often refutes it at
-# once, so the first attempts are short. A resource limit, not a timeout: which attempt refutes a check does not
-# depend on the machine's load. A solver whose check was cancelled is not checked again (a fresh one for the next
-# check: Z3 5.4 crashed in Z3_solver_check_assumptions in 4 of 9 runs that did). docs/prove.md, "The cost of a check".
-NEAR, FULL = "near", "full"
-ATTEMPTS: tuple[tuple[str, int | None], ...] = ((NEAR, 1_000_000), (FULL, 5_000_000), (NEAR, 15_000_000), (FULL, None))
+# How a consecution check is tried (see ParametricProver.inductive): on the checked group's own instance, on the near
+# groups or on the full hypothesis, each for at most so many units of Z3's resource limit (None: the rest of the
+# timeout). Every attempt states the broken group at fresh elements and the same group of the pre-state at those
+# elements (``instance``): most steps keep a group for the reason it held before, which that one instance shows;
+# searching the quantified groups for it took Z3 up to 100 times longer. Where the near groups cannot refute a step
+# Z3 searches their quantifiers until the limit (unknown) and the full hypothesis often refutes it at once, so the
+# first attempts are short. A resource limit, not a timeout: which attempt refutes a check does not depend on the
+# machine's load. A solver whose check was cancelled is not checked again (a fresh one for the next check: Z3 5.4
+# crashed in Z3_solver_check_assumptions in 4 of 9 runs that did). docs/prove.md, "The cost of a check".
+INSTANCE, NEAR, FULL = "instance", "near", "full"
+ATTEMPTS: tuple[tuple[str, int | None], ...] = ((NEAR, 1_000_000), (INSTANCE, 300_000), (FULL, 5_000_000),
+                                                (NEAR, 15_000_000), (FULL, None))
 SCOPE = "all thread counts: any number of threads running each thread's operations (instances as in the spec)"
 
 
@@ -66,6 +70,31 @@ class BmcInconclusive(Exception):
     def __init__(self, depth: int) -> None:
         super().__init__(f"BMC inconclusive at depth {depth} (solver timeout)")
         self.depth = depth
+
+
+def instance(pre: z3.BoolRef, post: z3.BoolRef) -> list[z3.BoolRef]:
+    """A consecution check's "the group broken" at fresh elements, and the same group of the pre-state there.
+
+    ``pre`` and ``post`` are one group at the pre- and the post-state (the same term up to the state's symbols).
+    Their universal quantifiers and implications are opened in step: each bound variable becomes one fresh
+    constant in both, each premise is kept. The post part (premises, not the body) is satisfiable exactly where
+    ``Not(post)`` is (its quantifiers skolemized); the pre part is an instance of ``pre``, which the hypothesis
+    assumes. So the two replace ``Not(post)`` in a check without changing its answer."""
+    prem_pre: list[z3.BoolRef] = []
+    prem_post: list[z3.BoolRef] = []
+    while True:
+        if (z3.is_quantifier(pre) and z3.is_quantifier(post) and pre.is_forall() and post.is_forall()
+                and pre.num_vars() == post.num_vars()
+                and all(pre.var_sort(i) == post.var_sort(i) for i in range(pre.num_vars()))):
+            fresh = [z3.FreshConst(pre.var_sort(i), "@sk") for i in range(pre.num_vars())]
+            at = list(reversed(fresh))  # de Bruijn: variable 0 is the last bound
+            pre, post = z3.substitute_vars(pre.body(), *at), z3.substitute_vars(post.body(), *at)
+        elif z3.is_implies(pre) and z3.is_implies(post):
+            prem_pre.append(pre.arg(0))
+            prem_post.append(post.arg(0))
+            pre, post = pre.arg(1), post.arg(1)
+        else:
+            return [z3.And(*prem_post, z3.Not(post)), z3.Implies(z3.And(*prem_pre), pre)]
 
 
 class PostState:
@@ -138,19 +167,24 @@ class _StepSolvers:
             del self.solvers[on]  # cancelled: never checked again
         return r
 
-    def decide(self, deadline: float, broken: z3.BoolRef, near_extra: list[z3.BoolRef]) -> z3.CheckSatResult | None:
-        """unsat (refuted), sat (by every group: a CTI), unknown, or None (no time left); ``near_extra``: the
-        groups naming the checked group's kinds, which the near attempts add."""
+    def decide(self, deadline: float, broken: list[z3.BoolRef], near_extra: list[z3.BoolRef],
+               instance_first: bool = False) -> tuple[z3.CheckSatResult | None, str]:
+        """(the answer, the attempt that gave it): unsat (refuted), sat (by every group: a CTI), unknown, or None
+        (no time left). ``broken``: the checked group broken and its pre-state instance (``instance``);
+        ``near_extra``: the groups naming the checked group's kinds, which the near attempts add;
+        ``instance_first``: the instance alone is tried first (it refuted this group's previous check)."""
         r: z3.CheckSatResult | None = None
         near_allows = False  # the near groups allow the broken state: only every group may refute it
-        for on, units in ATTEMPTS:
+        attempts = sorted(ATTEMPTS, key=lambda a: a[0] != INSTANCE) if instance_first else ATTEMPTS
+        on = FULL
+        for on, units in attempts:
             if on == NEAR and near_allows:
                 continue
-            r = self._check(on, deadline, [broken, *near_extra] if on == NEAR else [broken], units)
+            r = self._check(on, deadline, [*broken, *near_extra] if on == NEAR else broken, units)
             if r is None or r == z3.unsat or (on == FULL and r == z3.sat):
-                return r
-            near_allows = near_allows or r == z3.sat
-        return r
+                return r, on
+            near_allows = near_allows or (on == NEAR and r == z3.sat)
+        return r, on
 
 
 class ParametricProver:
@@ -168,6 +202,9 @@ class ParametricProver:
         # under fewer hypotheses stays refuted under more, so a later attempt (the joint proof after
         # auto:lock-ownership alone) does not solve it again
         self._refuted: dict[tuple[int, str, int], list[frozenset[str]]] = {}
+        # (formula, group) whose last check the pre-state instance alone refuted: its next check tries that first
+        # (where the near groups are large, they fail at their first limit on most steps)
+        self._by_instance: set[tuple[str, int]] = set()
 
     def _solver(self) -> z3.Solver:
         sv = z3.Solver()
@@ -207,20 +244,25 @@ class ParametricProver:
                 return UNKNOWN, f"initiation of {f.name}: solver {init}"
         # the hypothesis by groups: a check first assumes the groups naming no kind but the step's and the
         # checked group's (most of the checks need no more, and Z3 instantiates far fewer quantifiers); where
-        # that does not refute the broken group, every group (so the verdict is the one of the whole hypothesis)
-        hyp = [(frozenset(named), lf.group(named, ps, s)) for f in formulas + self.assumed
-               for named, ps in lf.groups(f.expr)]
+        # that does not refute the broken group, every group (so the verdict is the one of the whole hypothesis).
+        # A group's key is the kinds it names: over a pool the members it names (keys below 0) do not count, so a
+        # conjunct about the step's own kind and its member is near
+        grouped = [(f, gi, named, ps) for f in formulas + self.assumed
+                   for gi, (named, ps) in enumerate(lf.groups(f.expr))]
+        pre = {(f.name, gi): lf.group(named, ps, s) for f, gi, named, ps in grouped}
+        hyp = [(frozenset(k for k in named if k >= 0), pre[f.name, gi]) for f, gi, named, _ in grouped]
         ranges = lf.ranges(s)
         # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
         parts = [(f, gi, named, ps, {v for p in ps for v in lf.reads(p)})
-                 for f in formulas for gi, (named, ps) in enumerate(lf.groups(f.expr))]
+                 for f, gi, named, ps in grouped if any(f is x for x in formulas)]
         names = frozenset(x.name for x in formulas + self.assumed)
         checked = reused = 0
         for ai, a in enumerate(self.program.actions):
             ok, t = lf.step(a, s, self.me)
             at_t = self.post.at(t)
             mine = frozenset([a.thread])
-            solvers = _StepSolvers(self, {NEAR: [ranges, ok, *[h for ks, h in hyp if ks <= mine]],
+            solvers = _StepSolvers(self, {INSTANCE: [ranges, ok],
+                                          NEAR: [ranges, ok, *[h for ks, h in hyp if ks <= mine]],
                                           FULL: [ranges, ok, *[h for _, h in hyp]]})
             for f, gi, named, ps, reads in parts:
                 if not reads & lf.writes(a):
@@ -229,9 +271,12 @@ class ParametricProver:
                     checked += 1
                     reused += 1
                     continue
-                broken = z3.Not(at_t(self.post.group(named, ps)))
-                kinds = mine | set(named)
-                r = solvers.decide(deadline, broken, [h for ks, h in hyp if ks <= kinds and not ks <= mine])
+                broken = instance(pre[f.name, gi], at_t(self.post.group(named, ps)))
+                kinds = mine | {k for k in named if k >= 0}
+                r, on = solvers.decide(deadline, broken, [h for ks, h in hyp if ks <= kinds and not ks <= mine],
+                                       (f.name, gi) in self._by_instance)
+                if r == z3.unsat:
+                    (self._by_instance.add if on == INSTANCE else self._by_instance.discard)((f.name, gi))
                 if r is None:
                     return UNKNOWN, f"timeout after {checked} consecution checks"
                 checked += 1
