@@ -81,7 +81,8 @@ def test_on_the_mask_stores_the_instance_alone_refutes_a_lock_step() -> None:
     lift = PoolLifting(program, "guest", d.instance_owners(scenario), once, orbits=d.instance_orbits(scenario))
     prover = ParametricProver(program, 30.0, lift=lift)
     groups = lift.groups(ownership_expr(program, True))
-    store = [(named, ps) for named, ps in groups if [program.threads[k].name for k in named] == ["aqmask_store.reserve5"]]
+    store = [(named, ps) for named, ps in groups
+             if [program.threads[k].name for k in named] == ["aqmask_store.reserve5"]]
     assert len(store) == 1
     named, ps = store[0]
     step = next(a for a in program.actions

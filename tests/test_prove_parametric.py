@@ -17,7 +17,7 @@ from checker.lang.program import Program
 from checker.prove.goals import ownership_expr
 from checker.prove.parametric.instance import InstanceMismatch, check_instance, copies_scenario
 from checker.prove.parametric.lift import Lifting
-from checker.prove.parametric.pprove import SCOPE, Invariant, ParametricProver
+from checker.prove.parametric.pprove import PER_CHECK_S, SCOPE, Invariant, ParametricProver
 from checker.search.run import build_program
 from checker.spec.registry import default_registry
 from checker.spec.spec import LoadedSpec, load_spec
@@ -235,3 +235,16 @@ def test_a_check_refuted_under_fewer_hypotheses_is_not_solved_again() -> None:
     assert prover.inductive(goal, lemmas, far) == (
         "CTI", "not inductive: a step of any copy of kvm_run.vm0.vcpu0: handle_pqap: "
         "mutex_lock(matrix_dev->mdevs_lock) breaks it")
+
+
+def test_the_budget_allows_each_check_the_proof_may_make() -> None:
+    """A proof's budget is the caller's, or PER_CHECK_S for each consecution check where that is more: the proof
+    below makes 49 checks, the count the budget is computed from; out of budget, the row says how far it got."""
+    p, always, names = _remove_scenario()
+    formulas = [Invariant(n, always[n]) for n in ["hook-safe", *names, "lemma-mdev-removed"]]
+    prover = ParametricProver(p, 30.0)
+    prover.assumed.append(Invariant("auto:lock-ownership", ownership_expr(p)))
+    assert prover.budget(formulas, 0.0) == pytest.approx(49 * PER_CHECK_S)
+    assert prover.budget(formulas, 600.0) == 600.0
+    assert prover.inductive(formulas[0], formulas[1:], time.monotonic()) == (
+        "UNKNOWN", "budget spent after 0 consecution checks")
