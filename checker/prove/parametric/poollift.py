@@ -261,15 +261,15 @@ class PoolLifting(PoolReading):
             return self._forall_one(n, z3.Not(at2(xs[0], n)))
         return body
 
-    def ranges(self, s: PState) -> z3.BoolRef:
+    def ranges(self, s: PState, every: bool = True) -> z3.BoolRef:
         terms = [self.typed(f, v) for f, v in s.shared.items()]
         n = self.var("@r")
         per = [z3.Implies(self.is_kind(n, self.thread_of[f]), self.typed(f, at(n)))
                for f, at in s.thread.items() if f.sort != BOOL]
-        if per:
+        if per and every:
             terms.append(self._forall_one(n, z3.And(*per)))
         fam = [(f, at) for f, at in s.member.items() if f.sort != BOOL]
-        if fam:
+        if fam and every:
             terms.append(self.g_forall(["@rx"], lambda xs: z3.And(*[self.typed(f, at(xs[0])) for f, at in fam])))
         return z3.And(self.axioms(), *[t for t in terms if not z3.is_true(t)])
 
