@@ -32,7 +32,7 @@ from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, Property
 # groups or on the full hypothesis, each for at most so many units of Z3's resource limit (None: the rest of the
 # timeout). Every attempt states the broken group at fresh elements and the same group of the pre-state at those
 # elements (``instance``): most steps keep a group for the reason it held before, which that one instance shows;
-# searching the quantified groups for it took Z3 up to 100 times longer. Where the near groups cannot refute a step
+# searching the quantified groups for it took Z3 30-70 times longer. Where the near groups cannot refute a step
 # Z3 searches their quantifiers until the limit (unknown) and the full hypothesis often refutes it at once, so the
 # first attempts are short. A resource limit, not a timeout: which attempt refutes a check does not depend on the
 # machine's load. A solver whose check was cancelled is not checked again (a fresh one for the next check: Z3 5.4
