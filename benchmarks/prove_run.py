@@ -37,8 +37,8 @@ RUNS: dict[str, tuple[str, int]] = {
     "allsizes-unbind-fds": ("benchmarks/proofs/allsizes-unbind-fds.yaml", 20),
 }
 LONG_RUNS: dict[str, tuple[str, int]] = {
-    "parametric-mainline": ("specs/parametric-mainline.yaml", 40),
-    "parametric-mainline-masks": ("specs/parametric-mainline-masks.yaml", 40),
+    "parametric-mainline": ("specs/parametric-mainline.yaml", 20),
+    "parametric-mainline-masks": ("specs/parametric-mainline-masks.yaml", 20),
 }
 CHECKS = re.compile(r"\((\d+) consecution checks(?:, (\d+) of them refuted in an earlier attempt)?\)")
 
