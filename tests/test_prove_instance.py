@@ -118,8 +118,8 @@ def test_a_steps_own_group_over_the_guests_is_near(monkeypatch: pytest.MonkeyPat
         def __init__(self, prover: ParametricProver, hypotheses: dict[str, list[z3.BoolRef]]) -> None:
             seen.append(hypotheses)
 
-        def decide(self, *args: object) -> None:
-            return None  # no time left
+        def decide(self, *args: object) -> tuple[None, str]:
+            return None, pprove.NEAR
 
     monkeypatch.setattr(pprove, "_StepSolvers", Recorded)
     assert prover.inductive(own, [], time.monotonic() + 600) == (

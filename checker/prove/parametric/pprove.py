@@ -28,9 +28,9 @@ from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
 from checker.prove.parametric.lift import LiftError, Lifting, PState
 from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, PropertyProof
 
-# How a consecution check is tried (see ParametricProver.inductive): on the checked group's own instance alone, on
-# the near groups or on the full hypothesis, each for at most so many units of Z3's resource limit (None: the rest of
-# the timeout). Every attempt states the broken group at fresh elements and the same group of the pre-state at those
+# How a consecution check is tried (see ParametricProver.inductive): on the checked group's own instance, on the near
+# groups or on the full hypothesis, each for at most so many units of Z3's resource limit (None: the rest of the
+# timeout). Every attempt states the broken group at fresh elements and the same group of the pre-state at those
 # elements (``instance``): most steps keep a group for the reason it held before, which that one instance shows;
 # searching the quantified groups for it took Z3 30-70 times longer. Where the near groups cannot refute a step
 # Z3 searches their quantifiers until the limit (unknown) and the full hypothesis often refutes it at once, so the
@@ -38,7 +38,7 @@ from checker.prove.prove_results import CTI, PROVED, UNKNOWN, VIOLATED, Property
 # machine's load. A solver whose check was cancelled is not checked again (a fresh one for the next check: Z3 5.4
 # crashed in Z3_solver_check_assumptions in 4 of 9 runs that did). docs/prove.md, "The cost of a check".
 INSTANCE, NEAR, FULL = "instance", "near", "full"
-ATTEMPTS: tuple[tuple[str, int | None], ...] = ((INSTANCE, 300_000), (NEAR, 1_000_000), (FULL, 5_000_000),
+ATTEMPTS: tuple[tuple[str, int | None], ...] = ((NEAR, 1_000_000), (INSTANCE, 300_000), (FULL, 5_000_000),
                                                 (NEAR, 15_000_000), (FULL, None))
 # A proof's budget grows with its work: at least the caller's (a multiple of --timeout), and this much for each
 # consecution check it may make. A fixed budget failed the larger designs however quick their checks were (the mask
@@ -172,21 +172,24 @@ class _StepSolvers:
             del self.solvers[on]  # cancelled: never checked again
         return r
 
-    def decide(self, deadline: float, broken: list[z3.BoolRef],
-               near_extra: list[z3.BoolRef]) -> z3.CheckSatResult | None:
-        """unsat (refuted), sat (by every group: a CTI), unknown, or None (no time left). ``broken``: the checked
-        group broken and its pre-state instance (``instance``); ``near_extra``: the groups naming the checked
-        group's kinds, which the near attempts add."""
+    def decide(self, deadline: float, broken: list[z3.BoolRef], near_extra: list[z3.BoolRef],
+               instance_first: bool = False) -> tuple[z3.CheckSatResult | None, str]:
+        """(the answer, the attempt that gave it): unsat (refuted), sat (by every group: a CTI), unknown, or None
+        (no time left). ``broken``: the checked group broken and its pre-state instance (``instance``);
+        ``near_extra``: the groups naming the checked group's kinds, which the near attempts add;
+        ``instance_first``: the instance alone is tried first (it refuted this group's previous check)."""
         r: z3.CheckSatResult | None = None
         near_allows = False  # the near groups allow the broken state: only every group may refute it
-        for on, units in ATTEMPTS:
+        attempts = sorted(ATTEMPTS, key=lambda a: a[0] != INSTANCE) if instance_first else ATTEMPTS
+        on = FULL
+        for on, units in attempts:
             if on == NEAR and near_allows:
                 continue
             r = self._check(on, deadline, [*broken, *near_extra] if on == NEAR else broken, units)
             if r is None or r == z3.unsat or (on == FULL and r == z3.sat):
-                return r
+                return r, on
             near_allows = near_allows or (on == NEAR and r == z3.sat)
-        return r
+        return r, on
 
 
 class ParametricProver:
@@ -204,6 +207,9 @@ class ParametricProver:
         # under fewer hypotheses stays refuted under more, so a later attempt (the joint proof after
         # auto:lock-ownership alone) does not solve it again
         self._refuted: dict[tuple[int, str, int], list[frozenset[str]]] = {}
+        # (formula, group) whose last check the pre-state instance alone refuted: its next check tries that first
+        # (where the near groups are large, they fail at their first limit on most steps)
+        self._by_instance: set[tuple[str, int]] = set()
 
     def _solver(self) -> z3.Solver:
         sv = z3.Solver()
@@ -273,7 +279,10 @@ class ParametricProver:
                     continue
                 broken = instance(pre[f.name, gi], at_t(self.post.group(named, ps)))
                 kinds = mine | {k for k in named if k >= 0}
-                r = solvers.decide(deadline, broken, [h for ks, h in hyp if ks <= kinds and not ks <= mine])
+                r, on = solvers.decide(deadline, broken, [h for ks, h in hyp if ks <= kinds and not ks <= mine],
+                                       (f.name, gi) in self._by_instance)
+                if r == z3.unsat:
+                    (self._by_instance.add if on == INSTANCE else self._by_instance.discard)((f.name, gi))
                 if r is None:
                     return UNKNOWN, f"budget spent after {checked} consecution checks"
                 checked += 1
