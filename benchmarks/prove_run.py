@@ -38,7 +38,7 @@ RUNS: dict[str, tuple[str, int]] = {
 }
 LONG_RUNS: dict[str, tuple[str, int]] = {
     "parametric-mainline": ("specs/parametric-mainline.yaml", 20),
-    "parametric-mainline-masks": ("specs/parametric-mainline-masks.yaml", 20),
+    "parametric-mainline-masks": ("specs/parametric-mainline-masks.yaml", 40),
 }
 CHECKS = re.compile(r"\((\d+) consecution checks(?:, (\d+) of them refuted in an earlier attempt)?\)")
 
