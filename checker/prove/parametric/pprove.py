@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import z3
 
 from checker.lang.expr import Expr
+from checker.lang.layout import Field
 from checker.lang.program import Program
 from checker.prove.goals import AUTO_OWNERSHIP, ownership_expr
 from checker.prove.parametric.lift import LiftError, Lifting, PState
@@ -100,6 +101,15 @@ def instance(pre: z3.BoolRef, post: z3.BoolRef) -> list[z3.BoolRef]:
             pre, post = pre.arg(1), post.arg(1)
         else:
             return [z3.And(*prem_post, z3.Not(post)), z3.Implies(z3.And(*prem_pre), pre)]
+
+
+# a formula's conjunct group: (formula, its index, the kinds and members it names, its conjuncts, the fields they read)
+Part = tuple[Invariant, int, tuple[int, ...], list[Expr], set[Field]]
+
+
+def _formulas(goal: Invariant, lemmas: Sequence[Invariant]) -> list[Invariant]:
+    """What an induction proves: the goal and the lemmas other than it."""
+    return [goal, *[x for x in lemmas if x.name != goal.name]]
 
 
 class PostState:
@@ -235,7 +245,7 @@ class ParametricProver:
     def inductive(self, goal: Invariant, lemmas: Sequence[Invariant], deadline: float) -> tuple[str, str]:
         """(status, detail) of proving goal jointly with lemmas."""
         lf, s = self.lift, self.s
-        formulas = [goal, *[x for x in lemmas if x.name != goal.name]]
+        formulas = _formulas(goal, lemmas)
         sv = self._solver()
         sv.add(lf.init(s))
         for f in formulas:
@@ -252,14 +262,12 @@ class ParametricProver:
         # that does not refute the broken group, every group (so the verdict is the one of the whole hypothesis).
         # A group's key is the kinds it names: over a pool the members it names (keys below 0) do not count, so a
         # conjunct about the step's own kind and its member is near
-        grouped = [(f, gi, named, ps) for f in formulas + self.assumed
-                   for gi, (named, ps) in enumerate(lf.groups(f.expr))]
+        parts = self._parts(formulas)
+        grouped = [(f, gi, named, ps) for f, gi, named, ps, _ in parts]
+        grouped += [(f, gi, named, ps) for f in self.assumed for gi, (named, ps) in enumerate(lf.groups(f.expr))]
         pre = {(f.name, gi): lf.group(named, ps, s) for f, gi, named, ps in grouped}
         hyp = [(frozenset(k for k in named if k >= 0), pre[f.name, gi]) for f, gi, named, _ in grouped]
         ranges, typing = lf.ranges(s), lf.ranges(s, every=False)
-        # each formula's conjuncts by the kinds they name: a step is checked against the groups it may break
-        parts = [(f, gi, named, ps, {v for p in ps for v in lf.reads(p)})
-                 for f, gi, named, ps in grouped if any(f is x for x in formulas)]
         names = frozenset(x.name for x in formulas + self.assumed)
         checked = reused = 0
         for ai, a in enumerate(self.program.actions):
@@ -296,14 +304,20 @@ class ParametricProver:
         again = f", {reused} of them refuted in an earlier attempt" if reused else ""
         return PROVED, f"inductive for every number of threads ({checked} consecution checks{again})"
 
+    def _parts(self, formulas: Sequence[Invariant]) -> list[Part]:
+        """Each formula's conjunct groups (formula, index, the kinds and members they name, the conjuncts) with
+        the fields they read: a step is checked against the groups that read a field it writes."""
+        lf = self.lift
+        return [(f, gi, named, ps, {v for p in ps for v in lf.reads(p)})
+                for f in formulas for gi, (named, ps) in enumerate(lf.groups(f.expr))]
+
     def budget(self, formulas: Sequence[Invariant], floor_s: float) -> float:
         """Seconds for proving ``formulas`` jointly: ``floor_s``, or ``PER_CHECK_S`` for each consecution check
         the proof may make (a step and a group it may break) where that is more."""
-        lf = self.lift
-        reads = [{v for p in ps for v in lf.reads(p)} for f in formulas for _, ps in lf.groups(f.expr)]
+        reads = [r for *_, r in self._parts(formulas)]
         checks = 0
         for a in self.program.actions:
-            writes = lf.writes(a)
+            writes = self.lift.writes(a)
             checks += sum(1 for r in reads if r & writes)
         return max(floor_s, PER_CHECK_S * checks)
 
@@ -354,8 +368,7 @@ class ParametricProver:
     def _row(self, goal: Invariant, lemmas: Sequence[Invariant], budget_s: float, kind: str) -> PropertyProof:
         t0 = time.monotonic()
         try:
-            formulas = [goal, *[x for x in lemmas if x.name != goal.name]]
-            status, detail = self.inductive(goal, lemmas, t0 + self.budget(formulas, budget_s))
+            status, detail = self.inductive(goal, lemmas, t0 + self.budget(_formulas(goal, lemmas), budget_s))
         except LiftError as e:
             status, detail = UNKNOWN, f"not liftable: {e}"
         p = PropertyProof(goal.name, kind, status, detail, 1, 0, [x.name for x in lemmas if x.name != goal.name],
